@@ -1,0 +1,293 @@
+"""Which array library runs the numbers.
+
+Everything that differs between array libraries lives in this one module, so the engines never
+ask "is this NumPy?". A :class:`Backend` holds
+
+* ``xp``: the array namespace. Engine code calls only names from the Python array API standard
+  (``xp.exp``, ``xp.permute_dims``, ``xp.concat``, ``xp.cumulative_sum``, ...), which NumPy >= 2.1,
+  CuPy and ``array_api_strict`` all provide;
+* special functions (``erf``, ``gammaln``, ``polygamma``), which the standard does not have;
+* ``scatter_add``: the transpose of integer indexing, ``out[idx] += values`` with repeated indices
+  accumulated (``numpy.add.at``, ``cupyx.scatter_add``);
+* random number generation and ``to_host`` (copy to a NumPy array);
+* the default floating dtype, float64.
+
+One backend is current at a time. Choose it with ``minidiff.set_backend("cupy")``, temporarily
+with ``with minidiff.use_backend("array_api_strict"): ...``, or at import time with the
+environment variable ``MINIDIFF_BACKEND``.
+
+The ``array_api_strict`` backend exists for the tests: it refuses anything outside the standard,
+so a test suite that passes on it proves that the engine speaks only the standard's namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.special as sps
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "available_backends",
+    "get_backend",
+    "set_backend",
+    "use_backend",
+]
+
+
+class BackendError(ValueError):
+    """Raised for an unknown backend, a backend that cannot load, or arrays of two backends."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One array library, seen through the operations the engine needs.
+
+    Attributes:
+        name: the name used by ``set_backend``.
+        xp: the array namespace (array API standard).
+        array_type: the class (or tuple of classes) of this library's arrays.
+        float_dtype: the default floating dtype (float64).
+        erf, gammaln, polygamma: special functions on raw arrays; ``polygamma(n, x)`` is the
+            n-th derivative of the digamma function.
+        scatter_add: ``scatter_add(shape, index, values)`` returns zeros of ``shape`` with
+            ``values`` added at ``index``, repeated indices accumulating.
+        to_host: copy an array to a NumPy array.
+        from_host: copy a NumPy array to this library.
+        make_rng: ``make_rng(seed)`` returns a NumPy-style generator whose outputs are
+            this library's arrays.
+        index: ``index(x, key)`` is ``x[key]``, with NumPy's full indexing rules (the standard
+            allows integer arrays only without slices, which forward mode needs).
+    """
+
+    name: str
+    xp: Any
+    array_type: Any
+    erf: Callable[[Any], Any]
+    gammaln: Callable[[Any], Any]
+    polygamma: Callable[[int, Any], Any]
+    scatter_add: Callable[[tuple, Any, Any], Any]
+    to_host: Callable[[Any], np.ndarray]
+    from_host: Callable[[np.ndarray], Any]
+    make_rng: Callable[[Any], Any]
+    float_dtype: Any = field(default=None)
+    index: Callable[[Any, Any], Any] = field(default=lambda x, key: x[key])
+
+    def is_array(self, x: Any) -> bool:
+        """True when ``x`` is an array of this backend."""
+        return isinstance(x, self.array_type)
+
+    def asarray(self, x: Any, dtype: Any = None) -> Any:
+        """Convert Python numbers, lists and this backend's arrays to this backend's arrays.
+
+        Python floats and lists of floats become ``float_dtype``; integers and booleans keep
+        their kind (``grad`` rejects them later with a clear message).
+        """
+        if dtype is None and isinstance(x, float | list | tuple):
+            arr = self.xp.asarray(x)
+            if self.xp.isdtype(arr.dtype, "real floating"):
+                return self.xp.astype(arr, self.float_dtype)
+            return arr
+        return self.xp.asarray(x, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# NumPy
+# ---------------------------------------------------------------------------------------------
+
+
+def _numpy_scatter_add(shape: tuple, index: Any, values: Any) -> np.ndarray:
+    out = np.zeros(shape, dtype=values.dtype)
+    np.add.at(out, index, values)
+    return out
+
+
+def _make_numpy() -> Backend:
+    return Backend(
+        name="numpy",
+        xp=np,
+        array_type=(np.ndarray, np.generic),
+        erf=sps.erf,
+        gammaln=sps.gammaln,
+        polygamma=lambda n, x: sps.polygamma(n, x) if n else sps.digamma(x),
+        scatter_add=_numpy_scatter_add,
+        to_host=np.asarray,
+        from_host=np.asarray,
+        make_rng=np.random.default_rng,
+        float_dtype=np.float64,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# CuPy (real GPU arrays; its special functions live in cupyx.scipy.special)
+# ---------------------------------------------------------------------------------------------
+
+
+def _make_cupy() -> Backend:
+    try:
+        cp = importlib.import_module("cupy")
+        cpx = importlib.import_module("cupyx")
+        cps = importlib.import_module("cupyx.scipy.special")
+        cp.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # ImportError, or a CUDA runtime error when no GPU exists
+        raise BackendError(
+            f"the 'cupy' backend needs CuPy and a CUDA GPU, and could not start: {exc}. "
+            "Install the 'gpu' extra (pip install minidiff[gpu]) on a machine with a GPU."
+        ) from exc
+
+    def scatter_add(shape: tuple, index: Any, values: Any) -> Any:
+        out = cp.zeros(shape, dtype=values.dtype)
+        cpx.scatter_add(out, index, values)
+        return out
+
+    return Backend(
+        name="cupy",
+        xp=cp,
+        array_type=cp.ndarray,
+        erf=cps.erf,
+        gammaln=cps.gammaln,
+        polygamma=lambda n, x: cps.polygamma(n, x) if n else cps.digamma(x),
+        scatter_add=scatter_add,
+        to_host=cp.asnumpy,
+        from_host=cp.asarray,
+        make_rng=cp.random.default_rng,
+        float_dtype=cp.float64,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# array_api_strict (tests only): what the standard lacks is done on the host with NumPy/SciPy
+# ---------------------------------------------------------------------------------------------
+
+
+class _HostRoundTripRNG:
+    """A NumPy generator whose outputs are converted to another library's arrays."""
+
+    def __init__(self, seed: Any, from_host: Callable[[np.ndarray], Any]) -> None:
+        self._rng = np.random.default_rng(seed)
+        self._from_host = from_host
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._rng, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._from_host(np.asarray(method(*args, **kwargs)))
+
+        return call
+
+
+def _make_array_api_strict() -> Backend:
+    try:
+        xps = importlib.import_module("array_api_strict")
+    except ImportError as exc:
+        raise BackendError(
+            "the 'array_api_strict' backend needs the array-api-strict package "
+            "(pip install minidiff[test])"
+        ) from exc
+    array_type = type(xps.asarray(0.0))
+
+    def to_host(x: Any) -> np.ndarray:
+        return np.asarray(x)
+
+    def from_host(x: np.ndarray) -> Any:
+        return xps.asarray(np.asarray(x))
+
+    def on_host(fn: Callable[..., np.ndarray]) -> Callable[..., Any]:
+        return lambda *args: from_host(fn(*[to_host(a) if isinstance(a, array_type) else a
+                                            for a in args]))
+
+    def scatter_add(shape: tuple, index: Any, values: Any) -> Any:
+        host_index = _index_to_host(index, array_type, to_host)
+        return from_host(_numpy_scatter_add(shape, host_index, to_host(values)))
+
+    def index(x: Any, key: Any) -> Any:
+        try:
+            return x[key]
+        except IndexError:  # beyond the standard (integer arrays mixed with slices)
+            return from_host(to_host(x)[_index_to_host(key, array_type, to_host)])
+
+    return Backend(
+        name="array_api_strict",
+        index=index,
+        xp=xps,
+        array_type=array_type,
+        erf=on_host(sps.erf),
+        gammaln=on_host(sps.gammaln),
+        polygamma=on_host(lambda n, x: sps.polygamma(n, x) if n else sps.digamma(x)),
+        scatter_add=scatter_add,
+        to_host=to_host,
+        from_host=from_host,
+        make_rng=lambda seed: _HostRoundTripRNG(seed, from_host),
+        float_dtype=xps.float64,
+    )
+
+
+def _index_to_host(index: Any, array_type: Any, to_host: Callable) -> Any:
+    if isinstance(index, tuple):
+        return tuple(_index_to_host(i, array_type, to_host) for i in index)
+    if isinstance(index, array_type):
+        return to_host(index)
+    return index
+
+
+# ---------------------------------------------------------------------------------------------
+# Selection
+# ---------------------------------------------------------------------------------------------
+
+_FACTORIES: dict[str, Callable[[], Backend]] = {
+    "numpy": _make_numpy,
+    "cupy": _make_cupy,
+    "array_api_strict": _make_array_api_strict,
+}
+_LOADED: dict[str, Backend] = {}
+_current: list[Backend] = []
+
+
+def available_backends() -> tuple[str, ...]:
+    """The names ``set_backend`` accepts (whether or not their library is installed)."""
+    return tuple(_FACTORIES)
+
+
+def _load(name: str | Backend) -> Backend:
+    if isinstance(name, Backend):
+        return name
+    if name not in _FACTORIES:
+        raise BackendError(
+            f"unknown backend {name!r}; choose one of {', '.join(map(repr, _FACTORIES))}"
+        )
+    if name not in _LOADED:
+        _LOADED[name] = _FACTORIES[name]()
+    return _LOADED[name]
+
+
+def get_backend() -> Backend:
+    """The backend now in use."""
+    return _current[-1]
+
+
+def set_backend(name: str | Backend) -> Backend:
+    """Make ``name`` the current backend for the rest of the program and return it."""
+    backend = _load(name)
+    _current[-1] = backend
+    return backend
+
+
+@contextlib.contextmanager
+def use_backend(name: str | Backend) -> Iterator[Backend]:
+    """Use backend ``name`` inside a ``with`` block, then restore the previous one."""
+    backend = _load(name)
+    _current.append(backend)
+    try:
+        yield backend
+    finally:
+        _current.pop()
+
+
+_current.append(_load(os.environ.get("MINIDIFF_BACKEND", "numpy") or "numpy"))

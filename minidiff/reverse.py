@@ -1,0 +1,193 @@
+"""Reverse mode: a tape (Wengert list) and an iterative backward pass.
+
+During the forward pass every primitive appends one :class:`Node` to the :class:`Tape`: which
+primitive ran, which earlier nodes fed it, and the *residuals* its VJP rule will need (for
+``exp``, only its output; for ``add``, nothing but shapes). The backward pass walks the nodes
+in reverse order of creation, which is a topological order, pulling the output's cotangent
+ū = ∂L/∂u back through each rule,
+
+    x̄_i += ū · ∂f/∂x_i     (the VJP of node u = f(x_1, ..., x_n)),
+
+and frees each node's residuals as soon as its rule has run. The walk is a plain loop, so a
+chain of 100,000 operations needs no recursion.
+
+Memory is the price of reverse mode: residuals accumulate for the whole forward pass. The tape
+counts them, in bytes, now and at peak, by primitive.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from .core import Box, Level, ModeError, Primitive, bind, nbytes_of
+
+__all__ = ["Node", "Tape", "TapeValue", "ReverseEngine"]
+
+
+class Node:
+    """One entry of the Wengert list.
+
+    Attributes:
+        index: position on the tape.
+        primitive: the primitive that produced this node (None for an input).
+        parents: for each argument, the node it came from, or None for a constant.
+        residuals: what the VJP rule needs (freed after the backward pass uses it).
+        params: the primitive's static parameters (axis, shape, ...).
+        nbytes: bytes of the residuals.
+    """
+
+    __slots__ = ("index", "primitive", "parents", "residuals", "params", "nbytes")
+
+    def __init__(self, index: int, primitive: Primitive | None, parents: tuple,
+                 residuals: Any, params: dict, nbytes: int) -> None:
+        self.index = index
+        self.primitive = primitive
+        self.parents = parents
+        self.residuals = residuals
+        self.params = params
+        self.nbytes = nbytes
+
+    @property
+    def name(self) -> str:
+        return self.primitive.name if self.primitive is not None else "input"
+
+
+class TapeValue(Box):
+    """A value recorded on a tape: its primal and the node that produced it."""
+
+    __slots__ = ("node",)
+
+    def __init__(self, value: Any, node: Node, level: Level) -> None:
+        self.value = value
+        self.node = node
+        self.level = level
+
+    def __repr__(self) -> str:
+        return f"TapeValue(value={self.value!r}, node={self.node.index})"
+
+
+class Tape:
+    """The Wengert list of one reverse-mode level, with its memory accounting."""
+
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+        self.bytes_now = 0
+        self.bytes_peak = 0
+        self.bytes_by_primitive: dict[str, int] = defaultdict(int)
+        self.peak_by_primitive: dict[str, int] = defaultdict(int)
+        self.on_record: Callable[[Node, Any], None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def add_input(self, value: Any, level: Level) -> TapeValue:
+        node = Node(len(self.nodes), None, (), None, {}, 0)
+        self.nodes.append(node)
+        if self.on_record is not None:
+            self.on_record(node, value)
+        return TapeValue(value, node, level)
+
+    def record(self, primitive: Primitive, parents: tuple, residuals: Any,
+               params: dict, out: Any) -> Node:
+        nbytes = nbytes_of(residuals)
+        node = Node(len(self.nodes), primitive, parents, residuals, params, nbytes)
+        self.nodes.append(node)
+        if nbytes:
+            self.bytes_now += nbytes
+            self.bytes_peak = max(self.bytes_peak, self.bytes_now)
+            name = primitive.name
+            self.bytes_by_primitive[name] += nbytes
+            self.peak_by_primitive[name] = max(self.peak_by_primitive[name],
+                                               self.bytes_by_primitive[name])
+        if self.on_record is not None:
+            self.on_record(node, out)
+        return node
+
+    def free(self, node: Node) -> None:
+        """Drop a node's residuals and take their bytes off the account."""
+        if node.residuals is not None:
+            node.residuals = None
+            node.params = {}
+            self.bytes_now -= node.nbytes
+            if node.nbytes:
+                self.bytes_by_primitive[node.primitive.name] -= node.nbytes
+
+    def backward(self, output: TapeValue, seed: Any, *, retain: bool = False,
+                 on_adjoint: Callable[[Node, Any], None] | None = None) -> list[Any]:
+        """Pull ``seed`` (the cotangent of ``output``) back to every node.
+
+        Returns a list with each node's accumulated cotangent (None where no path leads from
+        that node to the output). With ``retain=False`` residuals are freed as they are used,
+        so the tape can be walked only once.
+        """
+        from .ops import add
+
+        cotangents: list[Any] = [None] * len(self.nodes)
+        cotangents[output.node.index] = seed
+        for index in range(output.node.index, -1, -1):
+            g = cotangents[index]
+            node = self.nodes[index]
+            if g is None or node.primitive is None:
+                if g is not None and on_adjoint is not None:
+                    on_adjoint(node, g)
+                continue
+            if on_adjoint is not None:
+                on_adjoint(node, g)
+            if node.residuals is None and node.nbytes:
+                raise RuntimeError(
+                    "this tape's residuals were freed by an earlier backward pass; "
+                    "run the function again (or use vjp, which keeps them) to differentiate twice"
+                )
+            needs = tuple(p is not None for p in node.parents)
+            grads = node.primitive.vjp(g, node.residuals, needs, **node.params)
+            for parent, gi in zip(node.parents, grads, strict=True):
+                if parent is None or gi is None:
+                    continue
+                previous = cotangents[parent.index]
+                cotangents[parent.index] = gi if previous is None else add(previous, gi)
+            if not retain:
+                self.free(node)
+                cotangents[index] = None
+        return cotangents
+
+    def memory(self) -> dict[str, Any]:
+        """Bytes of residuals held now and at peak, with a breakdown by primitive."""
+        return {
+            "nodes": len(self.nodes),
+            "bytes_now": self.bytes_now,
+            "bytes_peak": self.bytes_peak,
+            "bytes_by_primitive": {k: v for k, v in self.bytes_by_primitive.items() if v},
+            "peak_by_primitive": dict(self.peak_by_primitive),
+        }
+
+
+class ReverseEngine:
+    """Processes primitives at one reverse-mode level by recording them on a tape."""
+
+    def __init__(self) -> None:
+        self.tape = Tape()
+        self.level: Level | None = None
+
+    def process(self, primitive: Primitive, args: tuple, params: dict) -> TapeValue:
+        level = self.level
+        if primitive.vjp is None:
+            raise ModeError(
+                f"{primitive.name} has no VJP rule, so reverse mode (grad, vjp, jacrev) "
+                f"cannot differentiate it; give it one with .defvjp, or use forward mode"
+            )
+        primals = []
+        parents = []
+        for a in args:
+            if isinstance(a, TapeValue) and a.level is level:
+                primals.append(a.value)
+                parents.append(a.node)
+            else:
+                primals.append(a)
+                parents.append(None)
+        out = bind(primitive, *primals, **params)
+        needs = tuple(p is not None for p in parents)
+        residuals = primitive.save(primals, out, needs, **params)
+        node = self.tape.record(primitive, tuple(parents), residuals, params, out)
+        return TapeValue(out, node, level)
