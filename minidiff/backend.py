@@ -153,7 +153,7 @@ def _make_cupy() -> Backend:
         array_type=cp.ndarray,
         erf=cps.erf,
         gammaln=cps.gammaln,
-        polygamma=lambda n, x: cps.polygamma(n, x) if n else cps.digamma(x),
+        polygamma=lambda n, x: cps.polygamma(cp.asarray(n), x) if n else cps.digamma(x),
         scatter_add=scatter_add,
         to_host=cp.asnumpy,
         from_host=cp.asarray,

@@ -261,17 +261,19 @@ def bind(primitive: Primitive, *args: Any, **params: Any) -> Any:
 
 
 def _apply_raw(primitive: Primitive, args: Sequence[Any], params: dict) -> Any:
-    backend = _backend.get_backend()
-    raw_args = [_to_backend(primitive, a, backend) for a in args]
-    if not any(backend.is_array(a) for a in raw_args):
-        # every argument is a Python number: give the op an array to work on
-        raw_args = [backend.asarray(float(a)) if isinstance(a, numbers.Number) else a
-                    for a in raw_args]
+    backend = _backend._current[-1]
+    array_type = backend.array_type
+    if not all(isinstance(a, array_type) for a in args):  # slow path: numbers, lists, strays
+        args = [_to_backend(primitive, a, backend) for a in args]
+        if not any(isinstance(a, array_type) for a in args):
+            # every argument is a Python number: give the op an array to work on
+            args = [backend.asarray(float(a)) if isinstance(a, numbers.Number) else a
+                    for a in args]
     try:
-        return primitive.impl(*raw_args, **params)
+        return primitive.impl(*args, **params)
     except (ValueError, TypeError) as exc:
         if primitive.broadcasts:
-            shapes = " and ".join(str(shape_of(a)) for a in raw_args)
+            shapes = " and ".join(str(shape_of(a)) for a in args)
             raise ShapeError(
                 f"{primitive.name}: operands with shapes {shapes} cannot be broadcast "
                 f"together ({exc})"
@@ -305,7 +307,7 @@ def nbytes_of(x: Any) -> int:
     stack = [x]
     while stack:
         item = stack.pop()
-        if item is None or isinstance(item, numbers.Number):
+        if item is None or type(item) in (int, float, bool):
             continue
         if isinstance(item, tuple | list):
             stack.extend(item)

@@ -12,18 +12,62 @@ from typing import Any
 from .. import backend as _backend
 from ..core import Box, raw
 from .composite import (
-    clip, equal, floor, greater, greater_equal, less, less_equal, logsumexp, minimum,
-    not_equal, sign, softmax, square, stop_gradient, tan,
+    clip,
+    equal,
+    floor,
+    greater,
+    greater_equal,
+    less,
+    less_equal,
+    logsumexp,
+    minimum,
+    not_equal,
+    sign,
+    softmax,
+    square,
+    stop_gradient,
+    tan,
 )
 from .elementwise import (
-    abs, add, cos, divide, erf, exp, expm1, gammaln, log, log1p, maximum, multiply, negative,
-    polygamma_p, power, sigmoid, sin, softplus, sqrt, subtract, tanh, where,
+    abs,
+    add,
+    cos,
+    divide,
+    erf,
+    exp,
+    expm1,
+    gammaln,
+    log,
+    log1p,
+    maximum,
+    multiply,
+    negative,
+    polygamma_p,
+    power,
+    sigmoid,
+    sin,
+    softplus,
+    sqrt,
+    subtract,
+    tanh,
+    where,
 )
 from .linalg import dot, matmul
 from .reductions import cumsum, max, mean, min, prod, sum
 from .shapes import (
-    broadcast_to, concatenate, expand_dims, getitem, matrix_transpose, ones, ones_like, reshape,
-    squeeze, stack, transpose, zeros, zeros_like,
+    broadcast_to,
+    concatenate,
+    expand_dims,
+    getitem,
+    matrix_transpose,
+    ones,
+    ones_like,
+    reshape,
+    squeeze,
+    stack,
+    transpose,
+    zeros,
+    zeros_like,
 )
 
 __all__ = [
