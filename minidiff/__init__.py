@@ -9,7 +9,12 @@ chosen at run time.
 from __future__ import annotations
 
 from .backend import (
-    Backend, BackendError, available_backends, get_backend, set_backend, use_backend,
+    Backend,
+    BackendError,
+    available_backends,
+    get_backend,
+    set_backend,
+    use_backend,
 )
 from .core import ModeError, Primitive, ShapeError
 from .custom import custom_jvp, custom_vjp
@@ -17,9 +22,16 @@ from .forward import Dual
 from .ops import *  # noqa: F403
 from .ops import __all__ as _ops_all
 from .reverse import TapeValue
-# trace: added with minidiff.trace
+from .trace import trace
 from .transforms import (
-    grad, hessian, hvp, jacfwd, jacrev, jvp, value_and_grad, vjp,
+    grad,
+    hessian,
+    hvp,
+    jacfwd,
+    jacrev,
+    jvp,
+    value_and_grad,
+    vjp,
 )
 
 __version__ = "0.1.0"
@@ -27,6 +39,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend", "BackendError", "Dual", "ModeError", "Primitive", "ShapeError", "TapeValue",
     "available_backends", "custom_jvp", "custom_vjp", "get_backend", "grad", "hessian", "hvp",
-    "jacfwd", "jacrev", "jvp", "set_backend", "use_backend", "value_and_grad", "vjp",
+    "jacfwd", "jacrev", "jvp", "set_backend", "trace", "use_backend", "value_and_grad", "vjp",
     *_ops_all,
 ]

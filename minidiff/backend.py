@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -63,6 +64,8 @@ class Backend:
         from_host: copy a NumPy array to this library.
         make_rng: ``make_rng(seed)`` returns a NumPy-style generator whose outputs are
             this library's arrays.
+        buffer: ``buffer(x)`` gives ``(key, nbytes)`` for libraries without NumPy's ``base`` and
+            ``nbytes`` (see ``memory_of``).
         index: ``index(x, key)`` is ``x[key]``, with NumPy's full indexing rules (the standard
             allows integer arrays only without slices, which forward mode needs).
     """
@@ -79,6 +82,17 @@ class Backend:
     make_rng: Callable[[Any], Any]
     float_dtype: Any = field(default=None)
     index: Callable[[Any, Any], Any] = field(default=lambda x, key: x[key])
+    buffer: Callable[[Any], tuple[int, int]] = field(default=None)
+
+    def memory_of(self, x: Any) -> tuple[int, int]:
+        """``(key, nbytes)`` of the memory that keeping ``x`` alive holds: a view is charged
+        for the array that owns its buffer, so the same buffer kept twice is counted once."""
+        if self.buffer is not None:
+            return self.buffer(x)
+        root = x
+        while isinstance(getattr(root, "base", None), self.array_type):
+            root = root.base
+        return id(root), int(root.nbytes)
 
     def is_array(self, x: Any) -> bool:
         """True when ``x`` is an array of this backend."""
@@ -133,7 +147,6 @@ def _make_numpy() -> Backend:
 def _make_cupy() -> Backend:
     try:
         cp = importlib.import_module("cupy")
-        cpx = importlib.import_module("cupyx")
         cps = importlib.import_module("cupyx.scipy.special")
         cp.cuda.runtime.getDeviceCount()
     except Exception as exc:  # ImportError, or a CUDA runtime error when no GPU exists
@@ -144,7 +157,7 @@ def _make_cupy() -> Backend:
 
     def scatter_add(shape: tuple, index: Any, values: Any) -> Any:
         out = cp.zeros(shape, dtype=values.dtype)
-        cpx.scatter_add(out, index, values)
+        cp.add.at(out, index, values)
         return out
 
     return Backend(
@@ -213,9 +226,20 @@ def _make_array_api_strict() -> Backend:
         except IndexError:  # beyond the standard (integer arrays mixed with slices)
             return from_host(to_host(x)[_index_to_host(key, array_type, to_host)])
 
+    def buffer(x: Any) -> tuple[int, int]:
+        dtype = x.dtype
+        if xps.isdtype(dtype, "bool"):
+            itemsize = 1
+        elif xps.isdtype(dtype, "integral"):
+            itemsize = xps.iinfo(dtype).bits // 8
+        else:
+            itemsize = xps.finfo(dtype).bits // 8
+        return id(x), itemsize * math.prod(x.shape)
+
     return Backend(
         name="array_api_strict",
         index=index,
+        buffer=buffer,
         xp=xps,
         array_type=array_type,
         erf=on_host(sps.erf),
@@ -290,4 +314,12 @@ def use_backend(name: str | Backend) -> Iterator[Backend]:
         _current.pop()
 
 
-_current.append(_load(os.environ.get("MINIDIFF_BACKEND", "numpy") or "numpy"))
+def _initial_backend() -> Backend:
+    name = os.environ.get("MINIDIFF_BACKEND", "") or "numpy"
+    try:
+        return _load(name)
+    except BackendError as exc:
+        raise BackendError(f"MINIDIFF_BACKEND={name!r}: {exc}") from exc
+
+
+_current.append(_initial_backend())

@@ -301,9 +301,12 @@ def _to_backend(primitive: Primitive, a: Any, backend: _backend.Backend) -> Any:
     )
 
 
-def nbytes_of(x: Any) -> int:
-    """Bytes held by a residual: its raw array, plus tangents of lower-level Duals."""
-    total = 0
+def residual_buffers(x: Any) -> dict[int, int]:
+    """The buffers a residual keeps alive, as ``{key: nbytes}``: raw arrays, inside tuples and
+    inside boxes of lower levels (whose tangents count too). A buffer appears once however
+    often it is referenced, and a view is charged for the array that owns its memory."""
+    backend = _backend._current[-1]
+    found: dict[int, int] = {}
     stack = [x]
     while stack:
         item = stack.pop()
@@ -316,6 +319,12 @@ def nbytes_of(x: Any) -> int:
             tangent = getattr(item, "tangent", None)
             if tangent is not None:
                 stack.append(tangent)
-        else:
-            total += int(getattr(item, "nbytes", 0))
-    return total
+        elif isinstance(item, backend.array_type):
+            key, nbytes = backend.memory_of(item)
+            found[key] = nbytes
+    return found
+
+
+def nbytes_of(x: Any) -> int:
+    """Bytes of memory that keeping ``x`` alive holds (each buffer counted once)."""
+    return sum(residual_buffers(x).values())

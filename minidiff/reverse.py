@@ -21,9 +21,11 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from .core import Box, Level, ModeError, Primitive, bind, nbytes_of
+from .core import Box, Level, ModeError, Primitive, bind, residual_buffers
 
 __all__ = ["Node", "Tape", "TapeValue", "ReverseEngine"]
+
+_FREED = object()  # what a node's residuals become once the backward pass has used them
 
 
 class Node:
@@ -35,10 +37,12 @@ class Node:
         parents: for each argument, the node it came from, or None for a constant.
         residuals: what the VJP rule needs (freed after the backward pass uses it).
         params: the primitive's static parameters (axis, shape, ...).
-        nbytes: bytes of the residuals.
+        nbytes: bytes this node added to the tape's account (buffers already kept by an
+            earlier node are not charged again).
+        buffers: keys of the buffers its residuals keep alive.
     """
 
-    __slots__ = ("index", "primitive", "parents", "residuals", "params", "nbytes")
+    __slots__ = ("index", "primitive", "parents", "residuals", "params", "nbytes", "buffers")
 
     def __init__(self, index: int, primitive: Primitive | None, parents: tuple,
                  residuals: Any, params: dict, nbytes: int) -> None:
@@ -48,6 +52,7 @@ class Node:
         self.residuals = residuals
         self.params = params
         self.nbytes = nbytes
+        self.buffers: tuple[int, ...] = ()
 
     @property
     def name(self) -> str:
@@ -78,6 +83,7 @@ class Tape:
         self.bytes_by_primitive: dict[str, int] = defaultdict(int)
         self.peak_by_primitive: dict[str, int] = defaultdict(int)
         self.on_record: Callable[[Node, Any], None] | None = None
+        self._held: dict[int, list] = {}  # buffer key -> [holders, nbytes, charged primitive]
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -91,14 +97,23 @@ class Tape:
 
     def record(self, primitive: Primitive, parents: tuple, residuals: Any,
                params: dict, out: Any) -> Node:
-        nbytes = nbytes_of(residuals)
-        node = Node(len(self.nodes), primitive, parents, residuals, params, nbytes)
+        name = primitive.name
+        charged = 0
+        buffers = residual_buffers(residuals)
+        for key, nbytes in buffers.items():
+            entry = self._held.get(key)
+            if entry is None:
+                self._held[key] = [1, nbytes, name]
+                charged += nbytes
+            else:
+                entry[0] += 1
+        node = Node(len(self.nodes), primitive, parents, residuals, params, charged)
+        node.buffers = tuple(buffers)
         self.nodes.append(node)
-        if nbytes:
-            self.bytes_now += nbytes
+        if charged:
+            self.bytes_now += charged
             self.bytes_peak = max(self.bytes_peak, self.bytes_now)
-            name = primitive.name
-            self.bytes_by_primitive[name] += nbytes
+            self.bytes_by_primitive[name] += charged
             self.peak_by_primitive[name] = max(self.peak_by_primitive[name],
                                                self.bytes_by_primitive[name])
         if self.on_record is not None:
@@ -106,13 +121,18 @@ class Tape:
         return node
 
     def free(self, node: Node) -> None:
-        """Drop a node's residuals and take their bytes off the account."""
-        if node.residuals is not None:
-            node.residuals = None
-            node.params = {}
-            self.bytes_now -= node.nbytes
-            if node.nbytes:
-                self.bytes_by_primitive[node.primitive.name] -= node.nbytes
+        """Drop a node's residuals; a buffer leaves the account when its last holder goes."""
+        if node.residuals is _FREED:
+            return
+        node.residuals = _FREED
+        node.params = {}
+        for key in node.buffers:
+            entry = self._held[key]
+            entry[0] -= 1
+            if entry[0] == 0:
+                del self._held[key]
+                self.bytes_now -= entry[1]
+                self.bytes_by_primitive[entry[2]] -= entry[1]
 
     def backward(self, output: TapeValue, seed: Any, *, retain: bool = False,
                  on_adjoint: Callable[[Node, Any], None] | None = None) -> list[Any]:
@@ -135,7 +155,7 @@ class Tape:
                 continue
             if on_adjoint is not None:
                 on_adjoint(node, g)
-            if node.residuals is None and node.nbytes:
+            if node.residuals is _FREED:
                 raise RuntimeError(
                     "this tape's residuals were freed by an earlier backward pass; "
                     "run the function again (or use vjp, which keeps them) to differentiate twice"

@@ -43,6 +43,9 @@ ArgNums = int | Sequence[int]
 
 def _argnums(argnums: ArgNums, n_args: int, name: str) -> tuple[tuple[int, ...], bool]:
     multiple = not isinstance(argnums, int)
+    if multiple and not (isinstance(argnums, tuple | list)
+                         and all(isinstance(i, int) for i in argnums)):
+        raise TypeError(f"{name}: argnums must be an int or a tuple of ints, got {argnums!r}")
     nums = tuple(argnums) if multiple else (argnums,)
     if not nums:
         raise ValueError(f"{name}: argnums must name at least one argument")
@@ -332,7 +335,7 @@ def jacfwd(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
             blocks = []
             offset = 0
             for n, in_shape in zip(sizes, in_shapes):
-                block = tangent[offset:offset + n] if len(sizes) > 1 else tangent
+                block = tangent[offset:offset + n, ...] if len(sizes) > 1 else tangent
                 block = reshape(block, (n, _size(out_shape)))
                 block = reshape(transpose(block), (*out_shape, *in_shape))
                 blocks.append(block)

@@ -143,12 +143,13 @@ def _power_dx(out: Any, x: Any, y: Any) -> Any:
         if y == 1:
             return None
         return y * x ** (y - 1)
-    return y * x ** (y - 1.0)
+    # named ops: a raw array operator (array_api_strict) rejects a traced right operand
+    return multiply(y, power(x, subtract(y, 1.0)))
 
 
 def _power_dy(out: Any, x: Any, y: Any) -> Any:
     """∂(x^y)/∂y = x^y · log x, taken as 0 where x = 0 (the limit for y > 0)."""
-    safe_x = where(raw(x) == 0, 1.0, x)
+    safe_x = where(_xp().asarray(raw(x) == 0), 1.0, x)  # asarray: x may be a Python number
     return out * log(safe_x)
 
 

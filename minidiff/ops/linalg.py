@@ -72,6 +72,8 @@ def matmul(a: Any, b: Any) -> Any:
     b2 = reshape(b, (*b_shape, 1)) if len(b_shape) == 1 else b
     try:
         out = _matmul_p(a2, b2)
+    except _backend.BackendError:
+        raise
     except ValueError as exc:
         raise ShapeError(f"matmul: batch dims of shapes {a_shape} and {b_shape} do not "
                          f"broadcast ({exc})") from exc

@@ -207,7 +207,10 @@ def _scatter_add_impl(g: Any, index: _Index, shape: tuple) -> Any:
     if index.advanced:
         return backend.scatter_add(shape, index.items, g)
     out = backend.xp.zeros(shape, dtype=g.dtype)
-    out[index.items] = g
+    try:
+        out[index.items] = g
+    except IndexError:  # beyond the standard (None, out-of-range slice stops), as in getitem
+        return backend.scatter_add(shape, index.items, g)
     return out
 
 

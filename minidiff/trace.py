@@ -1,0 +1,412 @@
+"""The Wengert list of a function, with its forward and reverse sweeps side by side.
+
+A program that computes y = f(x) is, to an AD engine, a list of assignments, one per primitive:
+
+    v_i = φ_i(v_j, v_k, ...)        (j, k < i; the first rows are the inputs x_1 ... x_n)
+
+This is the *Wengert list*. Automatic differentiation attaches one more number to every row:
+
+* forward mode, top to bottom, a *tangent* v̇_i = Σ_j ∂φ_i/∂v_j · v̇_j, seeded with ẋ;
+  it travels alongside the primal and is forgotten with it, so nothing is kept;
+* reverse mode, bottom to top, an *adjoint* v̄_j = Σ_i v̄_i · ∂φ_i/∂v_j, seeded with ȳ;
+  the partials ∂φ_i/∂v_j need the primals, so the forward pass must keep them (the
+  *residuals*) on the tape until the reverse sweep reaches row i.
+
+:func:`trace` computes all of these in one run. It opens a forward level (one tangent direction)
+and inside it a reverse level, so every value recorded on the tape is a ``Dual`` carrying its
+primal and tangent together. The tape lists exactly the primitives that ran: composite ops
+(``mean``, ``tan``, ``stack``, ...) appear as the primitives they are made of. A backward pass
+over that tape then gives every row's adjoint.
+
+The bytes column counts the residuals a plain ``grad`` tape keeps for each row (the tangents
+that ride along here are left out), with the tape's own accounting: each buffer is charged
+once, to the first row that keeps it (``core.residual_buffers``).
+
+A function returning a tuple or list of outputs is traced as is: each output is seeded with its
+own cotangent and pulled back separately, and the adjoints are summed. By linearity that is the
+single reverse sweep seeded with all the cotangents at once, ȳ = (ȳ_1, ..., ȳ_m).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import backend as _backend
+from .core import ShapeError, close_level, raw, residual_buffers, shape_of
+from .forward import Dual, ForwardEngine
+from .reverse import Node, ReverseEngine, TapeValue
+from .transforms import _as_input, _as_output, _with_level
+
+__all__ = ["trace", "Trace", "Row"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One assignment v_i = φ_i(...) of the Wengert list, with its derivatives.
+
+    Attributes:
+        index: position on the tape (inputs first).
+        name: ``x1``, ``x2``, ... for inputs and ``v1``, ``v2``, ... for primitives.
+        op: the primitive's name, or ``"input"``.
+        args: one label per argument: a row name, or a constant (``"2"``, ``"const(3,)"``).
+        params: the primitive's static parameters (``axis``, ``shape``, ...).
+        shape: the shape of the value.
+        primal: v_i, a backend array.
+        tangent: v̇_i, the directional derivative along the seed ẋ (same shape as v_i).
+        adjoint: v̄_i = ∂(ȳ·y)/∂v_i (same shape; zero where no path leads to an output).
+        nbytes: bytes of the residuals the tape keeps for this row's VJP rule.
+        kept: what those residuals are: row names (``x1, x1`` for ``x1 * x1``, which keeps
+            each factor for the other's partial) or ``array(shape)`` for other arrays.
+        outputs: labels (``y1``, ...) of the outputs this row is.
+    """
+
+    index: int
+    name: str
+    op: str
+    args: tuple[str, ...]
+    params: dict
+    shape: tuple[int, ...]
+    primal: Any
+    tangent: Any
+    adjoint: Any
+    nbytes: int
+    kept: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+    @property
+    def definition(self) -> str:
+        """``multiply(x1, x1)``, or ``input`` for an input row."""
+        if self.op == "input":
+            return "input"
+        params = "".join(f", {k}={_param_text(v)}" for k, v in self.params.items())
+        return f"{self.op}({', '.join(self.args)}{params})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row with its arrays as (nested) Python lists or floats."""
+        return {
+            "index": self.index, "name": self.name, "op": self.op, "args": list(self.args),
+            "params": {k: _param_text(v) for k, v in self.params.items()},
+            "shape": list(self.shape),
+            "primal": _to_python(self.primal), "tangent": _to_python(self.tangent),
+            "adjoint": _to_python(self.adjoint), "nbytes": self.nbytes,
+            "kept": list(self.kept), "outputs": list(self.outputs),
+        }
+
+
+@dataclass
+class Trace:
+    """The Wengert list of one call, with primal, tangent and adjoint columns.
+
+    ``print(trace)`` shows the table; :meth:`table` shows one sweep; :meth:`to_dict` and
+    :attr:`rows` are for programs.
+
+    Attributes:
+        rows: one :class:`Row` per input and per primitive, in the order they ran.
+        inputs: the row index of each input.
+        outputs: the row index of each output (None for an output that is a constant).
+        tangents: the forward seed ẋ, one array per input.
+        cotangents: the reverse seed ȳ, one array per output.
+        returns_sequence: whether ``f`` returned a tuple/list of outputs (then ``cotangent``
+            is a tuple/list too).
+    """
+
+    rows: list[Row]
+    inputs: list[int]
+    outputs: list[int | None]
+    tangents: list[Any] = field(repr=False)
+    cotangents: list[Any] = field(repr=False)
+    returns_sequence: bool = False
+
+    @property
+    def n_primitives(self) -> int:
+        return len(self.rows) - len(self.inputs)
+
+    @property
+    def tape_bytes(self) -> int:
+        """Residual bytes the tape holds once the forward pass ends (its peak)."""
+        return sum(r.nbytes for r in self.rows)
+
+    def __getitem__(self, name: str) -> Row:
+        """The row called ``name`` (``"x1"``, ``"v3"``)."""
+        found = [row for row in self.rows if row.name == name]
+        if found:
+            return found[0]
+        raise KeyError(f"no row named {name!r}; rows are {[r.name for r in self.rows]}")
+
+    def table(self, sweep: str = "both") -> str:
+        """An aligned table of the rows.
+
+        ``sweep="forward"`` lists rows top to bottom with primal and tangent, the order in
+        which forward mode computes them; ``"reverse"`` lists them bottom to top with adjoint
+        and tape bytes, the order of the backward pass; ``"both"`` shows every column.
+        """
+        columns = {
+            "forward": ["row", "definition", "shape", "primal", "tangent", "out"],
+            "reverse": ["row", "definition", "adjoint", "tape keeps", "tape bytes", "out"],
+            "both": ["row", "definition", "shape", "primal", "tangent", "adjoint",
+                     "tape keeps", "tape bytes", "out"],
+        }
+        if sweep not in columns:
+            raise ValueError(f"sweep must be one of {sorted(columns)}, got {sweep!r}")
+        rows = self.rows[::-1] if sweep == "reverse" else self.rows
+        cells = {
+            "row": lambda r: r.name, "definition": lambda r: r.definition,
+            "shape": lambda r: str(r.shape), "primal": lambda r: format_value(r.primal),
+            "tangent": lambda r: format_value(r.tangent),
+            "adjoint": lambda r: format_value(r.adjoint), "tape bytes": lambda r: str(r.nbytes),
+            "tape keeps": lambda r: ", ".join(r.kept), "out": lambda r: ", ".join(r.outputs),
+        }
+        header = columns[sweep]
+        body = [[cells[c](r) for c in header] for r in rows]
+        widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+        right = {"tape bytes"}
+
+        def line(values: Sequence[str]) -> str:
+            parts = [v.rjust(w) if c in right else v.ljust(w)
+                     for c, v, w in zip(header, values, widths)]
+            return "  ".join(parts).rstrip()
+
+        rule = "  ".join("-" * w for w in widths)
+        return "\n".join([line(header), rule, *(line(b) for b in body)])
+
+    def summary(self) -> str:
+        """One line: sizes, seeds and what the tape keeps."""
+        seeds_in = ", ".join(format_value(t) for t in self.tangents)
+        seeds_out = ", ".join(format_value(c) for c in self.cotangents)
+        return (f"{len(self.inputs)} input(s), {len(self.outputs)} output(s), "
+                f"{self.n_primitives} primitive(s); seeds: tangent ẋ = ({seeds_in}), "
+                f"cotangent ȳ = ({seeds_out}); the tape keeps {self.tape_bytes} bytes")
+
+    def __str__(self) -> str:
+        return f"Wengert list: {self.summary()}\n{self.table('both')}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything in plain Python types (for JSON, notebooks, tests)."""
+        return {
+            "rows": [r.to_dict() for r in self.rows],
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+            "tangents": [_to_python(t) for t in self.tangents],
+            "cotangents": [_to_python(c) for c in self.cotangents],
+            "tape_bytes": self.tape_bytes,
+            "returns_sequence": self.returns_sequence,
+        }
+
+
+def trace(f: Callable[..., Any], *args: Any, tangents: Sequence[Any] | None = None,
+          cotangent: Any = None) -> Trace:
+    """Run ``f(*args)`` and return its Wengert list with primal, tangent and adjoint columns.
+
+    Args:
+        f: a function of arrays written with minidiff ops; it may return an array or a
+            tuple/list of arrays.
+        *args: the inputs (arrays or Python floats); every one is differentiated.
+        tangents: the forward seed ẋ, one per input with its shape (default: ones), so the
+            tangent column is J·ẋ row by row.
+        cotangent: the reverse seed ȳ with the output's shape, or a tuple/list of them for a
+            tuple/list of outputs (default: ones), so input adjoints are Jᵀ·ȳ.
+
+    Example: ``print(minidiff.trace(lambda x: x * x * x, 2.0))``.
+    """
+    if not args:
+        raise TypeError("trace: give the function's inputs, e.g. trace(f, 2.0)")
+    inputs = [_as_input(a, i, "trace") for i, a in enumerate(args)]
+    seeds_in = _seeds(tangents, [shape_of(x) for x in inputs], "tangents")
+    xp = _backend.get_backend().xp
+
+    forward = ForwardEngine(1)
+    f_level = _with_level(forward)
+    engine = _RecordingEngine(f_level)
+    try:
+        r_level = _with_level(engine)
+        try:
+            # each tangent of shape S becomes the (K=1, *S) batch the forward engine carries
+            boxed = [engine.tape.add_input(Dual(x, xp.reshape(t, (1, *shape_of(t))), f_level),
+                                           r_level) for x, t in zip(inputs, seeds_in)]
+            result = f(*boxed)
+        finally:
+            close_level(r_level)
+    finally:
+        close_level(f_level)
+
+    many = isinstance(result, tuple | list)
+    outs = [_as_output(o) for o in (result if many else [result])]
+    on_tape = [o.node.index if isinstance(o, TapeValue) and o.level is r_level else None
+               for o in outs]
+    out_shapes = [shape_of(o) for o in outs]
+    if cotangent is not None and many != isinstance(cotangent, tuple | list):
+        raise TypeError("trace: give one cotangent per output (a tuple/list exactly when f "
+                        "returns a tuple/list)")
+    seeds_out = _seeds(None if cotangent is None else (cotangent if many else [cotangent]),
+                       out_shapes, "cotangent")
+
+    # Reverse sweep(s): one per output on the same tape, adjoints summed (linearity).
+    adjoints: dict[int, Any] = {}
+
+    def collect(node: Node, g: Any) -> None:
+        g = raw(g)
+        adjoints[node.index] = g if node.index not in adjoints else adjoints[node.index] + g
+
+    for out, index, seed in zip(outs, on_tape, seeds_out):
+        if index is not None:
+            engine.tape.backward(out, seed, retain=True, on_adjoint=collect)
+
+    labels: dict[int, list[str]] = {}
+    for k, index in enumerate(on_tape):
+        if index is not None:
+            labels.setdefault(index, []).append(f"y{k + 1}" if many else "y")
+    rows = [replace(rec, outputs=tuple(labels.get(rec.index, ())),
+                    adjoint=adjoints.get(rec.index, xp.zeros_like(rec.primal)))
+            for rec in engine.records]
+    return Trace(rows=rows, inputs=list(range(len(inputs))), outputs=on_tape,
+                 tangents=seeds_in, cotangents=seeds_out, returns_sequence=many)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recording
+# ---------------------------------------------------------------------------------------------
+
+
+class _RecordingEngine(ReverseEngine):
+    """A reverse engine that also writes down each node's name, arguments and value.
+
+    It sees each call's arguments (so constants can be shown by value) and, through the tape's
+    ``on_record`` hook, each node's output: a ``Dual`` of the forward level around it.
+    """
+
+    def __init__(self, forward_level: Any) -> None:
+        super().__init__()
+        self.forward_level = forward_level
+        self.records: list[Row] = []  # adjoints and output labels are filled in later
+        self._names: dict[int, str] = {}       # node index -> row name
+        self._by_id: dict[int, str] = {}       # id of a row's primal -> row name
+        self._args: tuple = ()
+        self._counts = [0, 0]                  # inputs and primitives named so far
+        self._charged: set[int] = set()        # buffers already counted, as the tape does
+        self.tape.on_record = self._on_record
+
+    def process(self, primitive: Any, args: tuple, params: dict) -> TapeValue:
+        self._args = args
+        return super().process(primitive, args, params)
+
+    def _on_record(self, node: Node, out: Any) -> None:
+        # The residuals hold Duals of the forward level; keep only their primals, which is
+        # what a plain grad tape keeps, and count those bytes.
+        node.residuals = _primals_only(node.residuals, self.forward_level)
+        if node.primitive is None:
+            self._counts[0] += 1
+            name, labels = f"x{self._counts[0]}", ()
+        else:
+            self._counts[1] += 1
+            name = f"v{self._counts[1]}"
+            labels = tuple(self._label(a) for a in self._args)
+        self._names[node.index] = name
+        primal = raw(out)
+        ours = isinstance(out, Dual) and out.level is self.forward_level
+        xp = _backend.get_backend().xp
+        tangent = (xp.reshape(raw(out.tangent), shape_of(primal)) if ours
+                   else xp.zeros_like(primal))
+        self._by_id[id(primal)] = name  # records hold the primal, so the id stays unique
+        kept = tuple(self._kept(node.residuals))  # after naming: exp keeps its own output
+        self.records.append(Row(index=node.index, name=name, op=node.name, args=labels,
+                                params=dict(node.params), shape=shape_of(primal),
+                                primal=primal, tangent=tangent, adjoint=None,
+                                nbytes=self._charge(node.residuals), kept=kept))
+
+    def _charge(self, residuals: Any) -> int:
+        """Bytes this row adds to the tape: buffers kept by an earlier row are not charged
+        again (the same accounting as ``Tape.record``)."""
+        fresh = {k: n for k, n in residual_buffers(residuals).items() if k not in self._charged}
+        self._charged.update(fresh)
+        return sum(fresh.values())
+
+    def _kept(self, residuals: Any) -> list[str]:
+        """Name each array among the residuals: the row it is the value of, if any."""
+        if residuals is None or type(residuals) in (int, float, bool):
+            return []
+        if isinstance(residuals, tuple | list):
+            return [name for r in residuals for name in self._kept(r)]
+        if id(residuals) in self._by_id:
+            return [self._by_id[id(residuals)]]
+        return [f"array{shape_of(residuals)}"] if hasattr(residuals, "dtype") else []
+
+    def _label(self, a: Any) -> str:
+        if isinstance(a, TapeValue) and a.level is self.level:
+            return self._names[a.node.index]
+        value = raw(a)
+        if isinstance(value, int | float):
+            return f"{value:g}"
+        if shape_of(value) == ():
+            return f"{float(value):g}"
+        return f"const{shape_of(value)}"
+
+
+def _primals_only(residuals: Any, level: Any) -> Any:
+    """``residuals`` with each Dual of ``level`` replaced by its primal (tuples and lists
+    rebuilt; anything else is left as it is)."""
+    if isinstance(residuals, Dual) and residuals.level is level:
+        return residuals.value
+    if isinstance(residuals, tuple | list):
+        return type(residuals)(_primals_only(r, level) for r in residuals)
+    return residuals
+
+
+def _seeds(given: Sequence[Any] | None, shapes: list[tuple[int, ...]], what: str) -> list[Any]:
+    """One seed per shape: ones by default, else the given values checked against ``shapes``."""
+    b = _backend.get_backend()
+    if given is None:
+        return [b.xp.ones(s, dtype=b.float_dtype) for s in shapes]
+    if not isinstance(given, tuple | list) or len(given) != len(shapes):
+        raise ValueError(f"trace: {what} needs {len(shapes)} value(s), one per "
+                         f"{'input' if what == 'tangents' else 'output'}")
+    seeds = []
+    for i, (g, s) in enumerate(zip(given, shapes)):
+        g = b.asarray(float(g)) if isinstance(g, int | float) else b.asarray(raw(g))
+        if shape_of(g) != s:
+            raise ShapeError(f"trace: {what}[{i}] has shape {shape_of(g)}, but needs {s}")
+        seeds.append(b.xp.astype(g, b.float_dtype))
+    return seeds
+
+
+# ---------------------------------------------------------------------------------------------
+# Showing values
+# ---------------------------------------------------------------------------------------------
+
+
+def _to_python(x: Any) -> Any:
+    return _backend.get_backend().to_host(raw(x)).tolist()
+
+
+def format_value(x: Any, max_size: int = 6) -> str:
+    """A value in a table cell: up to ``max_size`` entries in full (``[1, 2, 3]``), larger
+    arrays summarised by their range and mean (``0..0.9 mean 0.45``)."""
+    host = _backend.get_backend().to_host(raw(x))
+    if host.size <= max_size:
+        return _nested(host.tolist())
+    flat = host.reshape(-1)
+    return f"{float(flat.min()):.4g}..{float(flat.max()):.4g} mean {float(flat.mean()):.4g}"
+
+
+def _param_text(v: Any) -> str:
+    """A static parameter as text; an index (``getitem``'s) as ``[1:, ..., [0, 0]]``."""
+    items = getattr(v, "items", None)
+    if not isinstance(items, tuple):
+        return repr(v)
+
+    def one(item: Any) -> str:
+        if isinstance(item, slice):
+            parts = ["" if p is None else str(p) for p in (item.start, item.stop, item.step)]
+            return ":".join(parts[:2] if item.step is None else parts)
+        if item is Ellipsis:
+            return "..."
+        return format_value(item) if hasattr(item, "dtype") else repr(item)
+
+    return "[" + ", ".join(one(i) for i in items) + "]"
+
+
+def _nested(v: Any) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_nested(e) for e in v) + "]"
+    return f"{v:.6g}"
