@@ -84,6 +84,8 @@ class Tape:
         self.peak_by_primitive: dict[str, int] = defaultdict(int)
         self.on_record: Callable[[Node, Any], None] | None = None
         self._held: dict[int, list] = {}  # buffer key -> [holders, nbytes, charged primitive]
+        self._cotangents: list[Any] | None = None  # set during a backward pass
+        self._on_foreign: Callable[[Node, Any], None] | None = None
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -134,21 +136,56 @@ class Tape:
                 self.bytes_now -= entry[1]
                 self.bytes_by_primitive[entry[2]] -= entry[1]
 
+    def owns(self, node: Node) -> bool:
+        """True when ``node`` is on this tape (not on an enclosing or a sub-tape)."""
+        return node.index < len(self.nodes) and self.nodes[node.index] is node
+
+    def accumulate(self, node: Node, g: Any) -> None:
+        """Add ``g`` to the cotangent of ``node`` during a backward pass over this tape.
+
+        Checkpointing re-records segments on sub-tapes; their backward passes deliver the
+        cotangents of values captured from this tape (parameters closed over) here.
+        """
+        if not self.owns(node):
+            if self._on_foreign is None:
+                raise RuntimeError("a cotangent arrived for a value recorded on another tape")
+            self._on_foreign(node, g)
+            return
+        if self._cotangents is None:
+            raise RuntimeError("Tape.accumulate is only valid during a backward pass")
+        from .ops import add
+
+        previous = self._cotangents[node.index]
+        self._cotangents[node.index] = g if previous is None else add(previous, g)
+
     def backward(self, output: TapeValue, seed: Any, *, retain: bool = False,
-                 on_adjoint: Callable[[Node, Any], None] | None = None) -> list[Any]:
+                 on_adjoint: Callable[[Node, Any], None] | None = None,
+                 on_foreign: Callable[[Node, Any], None] | None = None) -> list[Any]:
         """Pull ``seed`` (the cotangent of ``output``) back to every node.
 
         Returns a list with each node's accumulated cotangent (None where no path leads from
         that node to the output). With ``retain=False`` residuals are freed as they are used,
-        so the tape can be walked only once.
+        so the tape can be walked only once. Cotangents for parents recorded on another tape
+        (a sub-tape's captured values) go to ``on_foreign(node, g)``.
         """
-        from .ops import add
-
         cotangents: list[Any] = [None] * len(self.nodes)
         cotangents[output.node.index] = seed
+        saved = self._cotangents, self._on_foreign
+        self._cotangents, self._on_foreign = cotangents, on_foreign
+        try:
+            self._sweep(output, cotangents, retain, on_adjoint)
+        finally:
+            self._cotangents, self._on_foreign = saved
+        return cotangents
+
+    def _sweep(self, output: TapeValue, cotangents: list[Any], retain: bool,
+               on_adjoint: Callable[[Node, Any], None] | None) -> None:
+        from .ops import add
+
+        nodes = self.nodes
         for index in range(output.node.index, -1, -1):
             g = cotangents[index]
-            node = self.nodes[index]
+            node = nodes[index]
             if g is None or node.primitive is None:
                 if g is not None and on_adjoint is not None:
                     on_adjoint(node, g)
@@ -164,6 +201,9 @@ class Tape:
             grads = node.primitive.vjp(g, node.residuals, needs, **node.params)
             for parent, gi in zip(node.parents, grads, strict=True):
                 if parent is None or gi is None:
+                    continue
+                if parent.index >= len(nodes) or nodes[parent.index] is not parent:
+                    self.accumulate(parent, gi)  # captured from an enclosing tape
                     continue
                 previous = cotangents[parent.index]
                 cotangents[parent.index] = gi if previous is None else add(previous, gi)

@@ -8,7 +8,6 @@ then spreads the cotangent over the reduced elements.
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,9 +29,9 @@ def normalize_axis(axis: int | Sequence[int] | None, ndim: int, op: str) -> tupl
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     out = []
     for a in axes:
-        if not isinstance(a, int) or not -ndim <= a < builtins.max(ndim, 1):
+        if not isinstance(a, int) or not -ndim <= a < ndim:
             raise ValueError(f"{op}: axis {a!r} is out of bounds for an array of {ndim} dims")
-        out.append(a % builtins.max(ndim, 1))
+        out.append(a % ndim)
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: repeated axis in {axis!r}")
     return tuple(sorted(out))
@@ -123,9 +122,11 @@ _max_p = Primitive(
 
 def max(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Any:  # noqa: A001
     """Largest element over ``axis``. Ties share the derivative equally."""
-    if 0 in shape_of(x):
-        raise ValueError("max: zero-size array has no maximum")
-    return _max_p(x, axis=normalize_axis(axis, ndim_of(x), "max"), keepdims=keepdims)
+    axes = normalize_axis(axis, ndim_of(x), "max")
+    if any(shape_of(x)[a] == 0 for a in axes):
+        raise ValueError(f"max: cannot reduce a zero-length axis of shape {shape_of(x)} "
+                         f"(an empty set has no maximum)")
+    return _max_p(x, axis=axes, keepdims=keepdims)
 
 
 def min(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Any:  # noqa: A001
