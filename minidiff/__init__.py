@@ -16,6 +16,7 @@ from .backend import (
     set_backend,
     use_backend,
 )
+from .checkpointing import checkpoint, checkpointed_loop
 from .core import ModeError, Primitive, ShapeError
 from .custom import custom_jvp, custom_vjp
 from .forward import Dual
@@ -38,7 +39,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backend", "BackendError", "Dual", "ModeError", "Primitive", "ShapeError", "TapeValue",
-    "available_backends", "custom_jvp", "custom_vjp", "get_backend", "grad", "hessian", "hvp",
+    "available_backends", "checkpoint", "checkpointed_loop", "custom_jvp", "custom_vjp",
+    "get_backend", "grad", "hessian", "hvp",
     "jacfwd", "jacrev", "jvp", "set_backend", "trace", "use_backend", "value_and_grad", "vjp",
     *_ops_all,
 ]

@@ -26,6 +26,7 @@ import contextlib
 import importlib
 import math
 import os
+import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,9 @@ class Backend:
         from_host: copy a NumPy array to this library.
         make_rng: ``make_rng(seed)`` returns a NumPy-style generator whose outputs are
             this library's arrays.
+        peak_tracker: ``peak_tracker()`` returns a context manager whose ``peak`` attribute,
+            after the block, is the peak number of bytes allocated inside it (tracemalloc on
+            the host, which NumPy reports its buffers to; the memory pool on a GPU).
         buffer: ``buffer(x)`` gives ``(key, nbytes)`` for libraries without NumPy's ``base`` and
             ``nbytes`` (see ``memory_of``).
         index: ``index(x, key)`` is ``x[key]``, with NumPy's full indexing rules (the standard
@@ -83,6 +87,7 @@ class Backend:
     float_dtype: Any = field(default=None)
     index: Callable[[Any, Any], Any] = field(default=lambda x, key: x[key])
     buffer: Callable[[Any], tuple[int, int]] = field(default=None)
+    peak_tracker: Callable[[], Any] = field(default=None)
 
     def memory_of(self, x: Any) -> tuple[int, int]:
         """``(key, nbytes)`` of the memory that keeping ``x`` alive holds: a view is charged
@@ -117,6 +122,24 @@ class Backend:
 # ---------------------------------------------------------------------------------------------
 
 
+class _TracemallocPeak:
+    """Peak bytes allocated by Python and NumPy inside a ``with`` block, from tracemalloc."""
+
+    def __enter__(self) -> _TracemallocPeak:
+        self._started = not tracemalloc.is_tracing()
+        if self._started:
+            tracemalloc.start()
+        tracemalloc.reset_peak()
+        self._base = tracemalloc.get_traced_memory()[0]
+        self.peak = 0
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.peak = max(0, tracemalloc.get_traced_memory()[1] - self._base)
+        if self._started:
+            tracemalloc.stop()
+
+
 def _numpy_scatter_add(shape: tuple, index: Any, values: Any) -> np.ndarray:
     out = np.zeros(shape, dtype=values.dtype)
     np.add.at(out, index, values)
@@ -136,6 +159,7 @@ def _make_numpy() -> Backend:
         from_host=np.asarray,
         make_rng=np.random.default_rng,
         float_dtype=np.float64,
+        peak_tracker=_TracemallocPeak,
     )
 
 
@@ -160,6 +184,22 @@ def _make_cupy() -> Backend:
         cp.add.at(out, index, values)
         return out
 
+    class PoolPeak:
+        """Peak bytes of the CuPy memory pool inside a ``with`` block: cached blocks are freed
+        first, so the pool's total afterwards is its high-water mark for the block."""
+
+        def __enter__(self) -> PoolPeak:
+            cp.cuda.Device().synchronize()
+            self._pool = cp.get_default_memory_pool()
+            self._pool.free_all_blocks()
+            self._base = self._pool.used_bytes()
+            self.peak = 0
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
+            cp.cuda.Device().synchronize()
+            self.peak = max(0, self._pool.total_bytes() - self._base)
+
     return Backend(
         name="cupy",
         xp=cp,
@@ -172,6 +212,7 @@ def _make_cupy() -> Backend:
         from_host=cp.asarray,
         make_rng=cp.random.default_rng,
         float_dtype=cp.float64,
+        peak_tracker=PoolPeak,
     )
 
 
@@ -250,6 +291,7 @@ def _make_array_api_strict() -> Backend:
         from_host=from_host,
         make_rng=lambda seed: _HostRoundTripRNG(seed, from_host),
         float_dtype=xps.float64,
+        peak_tracker=_TracemallocPeak,
     )
 
 

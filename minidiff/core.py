@@ -314,6 +314,8 @@ def residual_buffers(x: Any) -> dict[int, int]:
             continue
         if isinstance(item, tuple | list):
             stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
         elif isinstance(item, Box):
             stack.append(item.value)
             tangent = getattr(item, "tangent", None)

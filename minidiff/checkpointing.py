@@ -1,0 +1,326 @@
+"""Checkpointing: trade recomputation for reverse-mode memory.
+
+Reverse mode keeps every residual of the forward pass until the backward pass reads it, so the
+tape of a T-step simulation grows like T. Checkpointing keeps less and recomputes the rest:
+
+* ``checkpoint(f)``: ``f`` records one tape node that keeps only its inputs. When the backward
+  pass reaches it, ``f`` runs again on a fresh sub-tape, is pulled back, and the sub-tape is
+  dropped. Memory: the inputs instead of every residual inside ``f``; cost: one more run of
+  ``f``.
+* ``checkpointed_loop(step, state, n_steps, snapshots)``: ``n_steps`` applications of ``step``
+  record one node that keeps at most ``snapshots`` states. Its backward pass follows Griewank
+  and Walther's binomial schedule (revolve, :mod:`minidiff.checkpoint_schedule`), which does
+  the fewest step recomputations possible with that many stored states.
+
+Both work with values the function closes over (model parameters, say): those are recorded
+on the enclosing tape as usual, and the sub-tapes hand their cotangents back to it. Under
+forward mode, or with no transform at all, both are the plain computation. Gradients are exact:
+the recomputation repeats the same floating-point operations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from . import core
+from .checkpoint_schedule import (
+    ADVANCE,
+    FIRSTTURN,
+    RESTORE,
+    TAKESHOT,
+    YOUTURN,
+    Action,
+    revolve_schedule,
+)
+from .core import Box, Level, Primitive, raw, shape_of
+from .ops import concatenate, reshape
+from .reverse import ReverseEngine, Tape, TapeValue
+
+__all__ = ["checkpoint", "checkpointed_loop", "revolve_schedule", "default_snapshots"]
+
+State = Any
+
+
+# ---------------------------------------------------------------------------------------------
+# Levels: which reverse level to checkpoint at, and running with it switched off or on
+# ---------------------------------------------------------------------------------------------
+
+
+def _innermost_reverse_level() -> Level | None:
+    """The deepest open level if it is a reverse-mode level (else None: nothing to save)."""
+    stack = core._level_stack
+    if stack and isinstance(stack[-1].engine, ReverseEngine):
+        return stack[-1]
+    return None
+
+
+@contextlib.contextmanager
+def _level_active(level: Level, active: bool) -> Iterator[None]:
+    """Run with ``level`` switched off (values boxed at it act as their primals, so nothing
+    is recorded) or, inside a pull-back called after its transform returned, back on."""
+    previous = level.active
+    level.active = active
+    try:
+        yield
+    finally:
+        level.active = previous
+
+
+@contextlib.contextmanager
+def _recording_on(level: Level, tape: Tape) -> Iterator[None]:
+    """Send what ``level`` records to ``tape`` (a sub-tape) for the duration."""
+    engine = level.engine
+    previous = engine.tape
+    engine.tape = tape
+    try:
+        with _level_active(level, True):
+            yield
+    finally:
+        engine.tape = previous
+
+
+def _unbox(x: Any, level: Level) -> Any:
+    return x.value if isinstance(x, Box) and x.level is level else x
+
+
+def _pull_back(level: Level, fn: Callable[..., Any], inputs: Sequence[Any], seed: Any,
+               outer: Tape) -> list[Any]:
+    """Re-run ``fn`` on ``inputs`` recording on a sub-tape, and pull ``seed`` back to them.
+
+    Cotangents of values ``fn`` captured from ``outer`` (or a tape enclosing it) are added
+    there. Returns one cotangent per input (None where none flows)."""
+    sub = Tape()
+    with _recording_on(level, sub):
+        boxed = [sub.add_input(x, level) for x in inputs]
+        out = fn(*boxed)
+    if not (isinstance(out, TapeValue) and out.level is level and sub.owns(out.node)):
+        return [None] * len(inputs)
+    cotangents = sub.backward(out, seed, on_foreign=outer.accumulate)
+    return [cotangents[b.node.index] for b in boxed]
+
+
+def _record(level: Level, name: str, parents: Sequence[Any], residuals: Any,
+            vjp: Callable[..., list[Any]], out: Any) -> TapeValue:
+    """Put one node on ``level``'s tape whose VJP rule is ``vjp(g, residuals, needs)``."""
+    primitive = Primitive(name, impl=None, vjp=vjp)
+    tape = level.engine.tape
+    node = tape.record(primitive, tuple(parents), residuals, {}, out)
+    return TapeValue(out, node, level)
+
+
+def _parents(args: Sequence[Any], level: Level) -> list[Any]:
+    return [a.node if isinstance(a, TapeValue) and a.level is level else None for a in args]
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoint(f)
+# ---------------------------------------------------------------------------------------------
+
+
+def checkpoint(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``f`` with its internals recomputed, not stored, under reverse mode.
+
+    ``f`` takes arrays and returns one array. Under ``grad``/``vjp`` the tape keeps only its
+    inputs (one node); the backward pass re-runs ``f`` to pull the cotangent through it.
+    """
+
+    @functools.wraps(f)
+    def checkpointed(*args: Any) -> Any:
+        level = _innermost_reverse_level()
+        if level is None:
+            return f(*args)
+        primals = [_unbox(a, level) for a in args]
+        with _level_active(level, False):
+            out = f(*primals)
+        outer = level.engine.tape
+
+        def vjp(g: Any, residuals: Any, needs: Sequence[bool]) -> list[Any]:
+            return _pull_back(level, f, residuals, g, outer)
+
+        return _record(level, f"checkpoint({getattr(f, '__name__', 'f')})",
+                       _parents(args, level), tuple(primals), vjp, out)
+
+    return checkpointed
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpointed_loop
+# ---------------------------------------------------------------------------------------------
+
+
+def default_snapshots(n_steps: int) -> int:
+    """⌈√n⌉ snapshots: memory grows like √n while each step is recomputed at most about twice
+    (with s snapshots revolve reverses C(s+r, s) steps advancing none more than r times, and
+    C(√n + 2, 2) > n), a balance that suits long simulations."""
+    return max(1, math.isqrt(max(n_steps - 1, 0)) + 1)
+
+
+def _signature(state: tuple) -> tuple:
+    b = core._backend.get_backend()
+    return tuple((shape_of(s), str(raw(s).dtype) if hasattr(raw(s), "dtype")
+                  else str(b.float_dtype)) for s in state)
+
+
+def _checked_step(step: Callable[[State, int], State], structure: Any,
+                  signature: tuple) -> Callable[[tuple, int], tuple]:
+    """``step`` on tuples of arrays, refusing steps that change the state's shapes or dtypes."""
+
+    def run(state: tuple, t: int) -> tuple:
+        new = step(state if structure is tuple else list(state) if structure is list
+                   else state[0], t)
+        new = tuple(new) if isinstance(new, tuple | list) else (new,)
+        got = _signature(new)
+        if got != signature:
+            raise ValueError(
+                f"checkpointed_loop: step {t} changed the state from {list(signature)} to "
+                f"{list(got)} (shape, dtype per entry); the state must keep its shapes and "
+                f"dtypes from step to step"
+            )
+        return new
+
+    return run
+
+
+def checkpointed_loop(step: Callable[[State, int], State], state: State, n_steps: int,
+                      snapshots: int | None = None) -> State:
+    """Run ``state = step(state, t)`` for t = 0..n_steps-1 and return the final state.
+
+    Args:
+        step: maps a state (an array, or a tuple/list of arrays, as given) and the step index
+            to the next state of the same shapes and dtypes. It may close over parameters.
+        state: the initial state.
+        n_steps: number of steps (>= 0).
+        snapshots: states stored at once under reverse mode (>= 1); default
+            :func:`default_snapshots`, ⌈√n_steps⌉. One more state (the last but one) is kept
+            from the forward pass for the first turn.
+
+    Under reverse mode the whole loop is one tape node that keeps only its snapshots; its
+    backward pass follows ``revolve_schedule(n_steps, snapshots)``, recording one step at a
+    time on a sub-tape. Under forward mode, or with plain arrays, it is an ordinary loop.
+    """
+    if not isinstance(n_steps, int) or n_steps < 0:
+        raise ValueError(f"checkpointed_loop: n_steps must be an int >= 0, got {n_steps!r}")
+    if snapshots is not None and (not isinstance(snapshots, int) or snapshots < 1):
+        raise ValueError(f"checkpointed_loop: snapshots must be an int >= 1, got {snapshots!r}")
+    structure = type(state) if isinstance(state, tuple | list) else None
+    states = tuple(state) if structure else (state,)
+    signature = _signature(states)
+    run = _checked_step(step, structure, signature)
+
+    def repack(final: tuple) -> State:
+        return final if structure is tuple else list(final) if structure is list else final[0]
+
+    level = _innermost_reverse_level()
+    if level is None or n_steps == 0:
+        for t in range(n_steps):
+            states = run(states, t)
+        return repack(states)
+
+    snapshots = default_snapshots(n_steps) if snapshots is None else snapshots
+    schedule = revolve_schedule(n_steps, snapshots)
+    primals = tuple(_unbox(s, level) for s in states)
+    stored, held, first_turn = _forward_sweep(run, primals, schedule, level)
+    with _level_active(level, False):
+        final = run(held, n_steps - 1)
+
+    outer = level.engine.tape
+    packing = _Packing(final)
+
+    def vjp(g: Any, residuals: Any, needs: Sequence[bool]) -> list[Any]:
+        slots, last = residuals
+        adjoint = packing.split(g)
+        adjoint = _reverse_sweep(run, slots, last, adjoint, schedule[first_turn:], level, outer)
+        return list(adjoint)
+
+    node = _record(level, "checkpointed_loop", _parents(states, level), (stored, held), vjp,
+                   packing.pack(final))
+    return repack(packing.unpack(node))
+
+
+def _forward_sweep(run: Callable[[tuple, int], tuple], state: tuple, schedule: list[Action],
+                   level: Level) -> tuple[dict[int, tuple], tuple, int]:
+    """Carry out the schedule up to its first turn: advance (recording nothing) and store
+    snapshots. Returns the slots, the state held at the first turn (state n-1) and the
+    position of the first turn in the schedule."""
+    slots: dict[int, tuple] = {}
+    with _level_active(level, False):
+        for position, action in enumerate(schedule):
+            if action.kind == ADVANCE:
+                for t in range(action.state, action.target):
+                    state = run(state, t)
+            elif action.kind == TAKESHOT:
+                slots[action.slot] = state
+            elif action.kind == FIRSTTURN:
+                return slots, state, position
+            else:  # pragma: no cover - revolve_schedule never does this before its first turn
+                raise RuntimeError(f"unexpected {action.kind} before the first turn")
+    raise RuntimeError("revolve schedule without a first turn")  # pragma: no cover
+
+
+def _reverse_sweep(run: Callable[[tuple, int], tuple], slots: dict[int, tuple], held: tuple,
+                   adjoint: tuple, actions: list[Action], level: Level,
+                   outer: Tape) -> tuple:
+    """Carry out the rest of the schedule: each turn records one step on a sub-tape and pulls
+    the adjoint of state t+1 back to state t; advances and restores move between states."""
+    slots = dict(slots)
+    state = held
+    for action in actions:
+        if action.kind in (FIRSTTURN, YOUTURN):
+            t = action.state
+            packing = _Packing(state)
+
+            def one_step(*pieces: Any, t: int = t, packing: _Packing = packing) -> Any:
+                return packing.pack(run(tuple(pieces), t))
+
+            cotangents = _pull_back(level, one_step, state, packing.pack_seed(adjoint), outer)
+            adjoint = tuple(c if c is not None else core_zeros(s)
+                            for c, s in zip(cotangents, state))
+            state = None
+        elif action.kind == RESTORE:
+            state = slots[action.slot]
+        elif action.kind == ADVANCE:
+            with _level_active(level, False):
+                for t in range(action.state, action.target):
+                    state = run(state, t)
+        elif action.kind == TAKESHOT:
+            slots[action.slot] = state
+    return adjoint
+
+
+def core_zeros(like: Any) -> Any:
+    from .ops import zeros
+
+    return zeros(shape_of(like))
+
+
+class _Packing:
+    """A tuple of arrays as one flat vector (a tape node has one output), and back."""
+
+    def __init__(self, example: tuple) -> None:
+        self.shapes = [shape_of(x) for x in example]
+        self.sizes = [math.prod(s) for s in self.shapes]
+        self.single = len(example) == 1
+
+    def pack(self, pieces: tuple) -> Any:
+        if self.single:
+            return pieces[0]
+        return concatenate([reshape(p, (-1,)) for p in pieces])
+
+    def pack_seed(self, pieces: tuple) -> Any:
+        return self.pack(pieces)
+
+    def split(self, flat: Any) -> tuple:
+        if self.single:
+            return (flat,)
+        pieces, start = [], 0
+        for shape, size in zip(self.shapes, self.sizes):
+            pieces.append(reshape(flat[start:start + size], shape))
+            start += size
+        return tuple(pieces)
+
+    def unpack(self, flat: Any) -> tuple:
+        return self.split(flat)
