@@ -37,12 +37,12 @@ def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
     Axes that broadcasting prepended are summed away; axes where ``shape`` has length 1 are
     summed with ``keepdims``. Written with minidiff ops, so it is itself differentiable.
     """
+    g_shape = shape_of(g)
+    if g_shape == shape:
+        return g
     from .reductions import sum as _sum
     from .shapes import reshape
 
-    g_shape = shape_of(g)
-    if g_shape == tuple(shape):
-        return g
     lead = len(g_shape) - len(shape)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, d in enumerate(shape) if d == 1 and g_shape[lead + i] != 1

@@ -30,6 +30,13 @@ __all__ = [
 ]
 
 Partial = Callable[..., Any]
+NEGATE = object()  # a partial derivative of -1, applied by negation rather than multiplication
+
+
+def _broadcast_to(x: Any, shape: tuple) -> Any:
+    from .shapes import broadcast_to
+
+    return broadcast_to(x, shape)
 
 
 def _xp() -> Any:
@@ -58,9 +65,10 @@ def elementwise_primitive(name: str, impl: Callable[..., Any],
     Args:
         name: NumPy name of the op.
         impl: the op on raw arrays.
-        partials: ``partials[i](out, *args, **params)`` returns ∂out/∂args[i], or None when
-            that partial is 1 (as for ``add``). Arguments not in ``uses[i]`` arrive as None in
-            the reverse pass.
+        partials: ``partials[i](out, *args, **params)`` returns ∂out/∂args[i]. Two constant
+            partials are given directly instead, so no pass multiplies by them: None for 1
+            (as in ``add``) and ``NEGATE`` for -1 (as in ``subtract``). Arguments not in
+            ``uses[i]`` arrive as None in the reverse pass.
         uses: for each partial, the argument positions (and ``"out"``) it reads.
     """
     n_args = len(partials)
@@ -74,14 +82,16 @@ def elementwise_primitive(name: str, impl: Callable[..., Any],
             if t is None:
                 continue
             t = align_tangent(t, ndim_of(args[i]), rank)
-            p = None if partials[i] is None else partials[i](out, *args, **params)
-            term = t if p is None else multiply(t, p)
+            partial = partials[i]
+            if partial is NEGATE:
+                total = negative(t) if total is None else subtract(total, t)
+                continue
+            p = None if partial is None else partial(out, *args, **params)
+            term = t if p is None else multiply(t, p)  # a partial may also return None for 1
             total = term if total is None else add(total, term)
         target = (shape_of(total)[0], *out_shape)
         if shape_of(total) != target:
-            from .shapes import broadcast_to
-
-            total = broadcast_to(total, target)
+            total = _broadcast_to(total, target)
         return total
 
     def save(args: Sequence[Any], out: Any, needs: Sequence[bool], **params: Any) -> Any:
@@ -99,8 +109,15 @@ def elementwise_primitive(name: str, impl: Callable[..., Any],
             if not needs[i]:
                 grads.append(None)
                 continue
-            p = None if partials[i] is None else partials[i](out, *kept, **params)
-            grads.append(unbroadcast(g if p is None else multiply(g, p), shapes[i]))
+            partial = partials[i]
+            if partial is None:
+                gi = g
+            elif partial is NEGATE:
+                gi = negative(g)
+            else:
+                p = partial(out, *kept, **params)
+                gi = g if p is None else multiply(g, p)
+            grads.append(unbroadcast(gi, shapes[i]))
         return grads
 
     return Primitive(name, impl, jvp=jvp, vjp=vjp, save=save, broadcasts=n_args > 1)
@@ -116,7 +133,7 @@ add = elementwise_primitive(
 
 subtract = elementwise_primitive(
     "subtract", lambda x, y: x - y,
-    partials=[None, lambda out, x, y: -1.0], uses=[(), ()])
+    partials=[None, NEGATE], uses=[(), ()])
 
 multiply = elementwise_primitive(
     "multiply", lambda x, y: x * y,
@@ -132,7 +149,7 @@ divide = elementwise_primitive(
 
 negative = elementwise_primitive(
     "negative", lambda x: -x,
-    partials=[lambda out, x: -1.0], uses=[()])
+    partials=[NEGATE], uses=[()])
 
 
 def _power_dx(out: Any, x: Any, y: Any) -> Any:
@@ -242,9 +259,10 @@ tanh = _unary("tanh", lambda x: _xp().tanh(x),
 
 def _sigmoid_impl(x: Any) -> Any:
     """σ(x) = 1/(1+e^{-x}), evaluated without overflow for large |x|."""
-    xp = _xp()
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    b = _backend._current[-1]
+    e = b.xp.exp(-b.xp.abs(x))
+    # numerator e^{-|x|} for x < 0 and 1 for x >= 0 (where e <= 1): no branch, no overflow
+    return b.xp.maximum(e, b.xp.astype(x >= 0, e.dtype)) / (1.0 + e)
 
 
 sigmoid = _unary("sigmoid", _sigmoid_impl, lambda out, x: out * (1.0 - out), ["out"])  # σ(1-σ)

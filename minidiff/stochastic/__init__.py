@@ -1,0 +1,9 @@
+"""Gradients of stochastic programs.
+
+So far: surrogate gradients for hard decisions (:mod:`.surrogates`). Samplers, estimators and
+stochastic triples arrive with the stochastic-gradients issue.
+"""
+
+from .surrogates import soft_step, straight_through
+
+__all__ = ["soft_step", "straight_through"]
