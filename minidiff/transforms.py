@@ -88,6 +88,13 @@ def _as_output(x: Any) -> Any:
     return _backend.get_backend().asarray(float(x)) if isinstance(x, int | float) else x
 
 
+def _as_array(x: Any) -> Any:
+    """A backend array (NumPy's reductions return scalars such as np.float64)."""
+    if isinstance(x, Box):
+        return x
+    return _backend.get_backend().xp.asarray(x)
+
+
 def _split_aux(result: Any, has_aux: bool, name: str) -> tuple[Any, Any]:
     if not has_aux:
         return result, None
@@ -139,7 +146,8 @@ def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0,
             grads = _backward(engine, level, out, inputs, seed=None, retain=False)
         finally:
             close_level(level)
-        value = _unbox(out, level)
+        value = _as_array(_unbox(out, level))
+        grads = [_as_array(g) for g in grads]
         grads = tuple(grads) if multiple else grads[0]
         if has_aux:
             return (value, _unbox(aux, level)), grads
@@ -201,7 +209,7 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], tupl
                              f"has shape {out_shape}")
         return tuple(_backward(engine, level, out, inputs, cotangent, retain=True))
 
-    return _unbox(out, level), vjp_fn
+    return _as_array(_unbox(out, level)), vjp_fn
 
 
 def jacrev(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
@@ -287,7 +295,7 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any],
 
     def split(o: Any) -> tuple[Any, Any]:
         value, tangent = _tangent_parts(o, level, 1)
-        return value, reshape(tangent, shape_of(value))
+        return _as_array(value), _as_array(reshape(tangent, shape_of(value)))
 
     if isinstance(out, tuple | list):
         pairs = [split(o) for o in out]
