@@ -1,0 +1,72 @@
+"""The Cont workload on whichever backend is current: primal, grad and jacfwd times.
+
+Unlike ``cont_gradient.py`` (which compares with a plain-NumPy simulation) this runs only
+minidiff code, so it works on every backend; the ratios are to minidiff's own primal. On a GPU
+(``MINIDIFF_BACKEND=cupy``) each timing ends with a device synchronisation.
+
+Run: ``MINIDIFF_BACKEND=cupy python bench/backend_cont.py --agents 100000,1000000 --steps 100``
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+from _common import print_header
+
+import minidiff as md
+from minidiff.memory import measure
+from minidiff.workload import THETA, ContNoise, cont_loss
+
+
+def _sync() -> None:
+    xp = md.get_backend().xp
+    if md.get_backend().name == "cupy":
+        xp.cuda.Device().synchronize()
+
+
+def _best_of(call: Callable[[], Any], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        _sync()
+        start = time.perf_counter()
+        call()
+        _sync()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", default="100000,1000000", help="comma-separated N values")
+    parser.add_argument("--steps", type=int, default=100, help="T")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    print_header("default")
+    theta = md.asarray(list(THETA))
+    print(f"{'N':>9} {'T':>5} {'primal s':>9} {'grad s':>8} {'jacfwd s':>9} {'grad/primal':>12} "
+          f"{'jacfwd/primal':>14} {'grad peak MiB':>14} {'jacfwd peak MiB':>16}")
+    for n in (int(v) for v in args.agents.split(",")):
+        noise = ContNoise(n, args.steps, seed=0)
+
+        def loss(th: Any, noise: ContNoise = noise) -> Any:
+            return cont_loss(th, noise)
+
+        cont_loss(theta, noise)  # warm-up (kernel compilation on a GPU)
+        md.grad(loss)(theta)
+        md.jacfwd(loss)(theta)
+        t_primal = _best_of(lambda: loss(theta), args.repeat)
+        t_grad = _best_of(lambda: md.grad(loss)(theta), args.repeat)
+        t_fwd = _best_of(lambda: md.jacfwd(loss)(theta), args.repeat)
+        peak_grad = measure(md.grad(loss), theta).peak_mib
+        peak_fwd = measure(md.jacfwd(loss), theta).peak_mib
+        print(f"{n:>9} {args.steps:>5} {t_primal:>9.4f} {t_grad:>8.4f} {t_fwd:>9.4f} "
+              f"{t_grad / t_primal:>12.2f} {t_fwd / t_primal:>14.2f} {peak_grad:>14.1f} "
+              f"{peak_fwd:>16.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
