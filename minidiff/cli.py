@@ -12,6 +12,10 @@ direction) or n reverse sweeps (one per output), and reverse mode must keep resi
 tape for the backward sweep, while forward mode keeps nothing.
 
 ``python -m minidiff trace --list`` shows the examples; ``--x`` evaluates at other inputs.
+
+``minidiff memory --agents N --steps 10,100,1000`` measures peak memory and time of the primal,
+forward mode, reverse mode and checkpointed reverse mode of a long simulation as T grows, and
+explains what the growth shows (:mod:`minidiff.memory_sweep`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import memory_sweep
 from .trace import Trace, trace
 
 __all__ = ["main", "EXAMPLES"]
@@ -224,7 +229,18 @@ def build_parser() -> argparse.ArgumentParser:
     trace_parser.add_argument("--x", nargs="+", type=float, metavar="VALUE",
                               help="input values instead of the example's defaults")
     trace_parser.set_defaults(handler=_command_trace, subparser=trace_parser)
+
+    memory_parser = commands.add_parser(
+        "memory", help="how each mode's memory grows with the number of time steps",
+        description=memory_sweep.DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    memory_sweep.configure_parser(memory_parser)
+    memory_parser.set_defaults(handler=_command_memory, subparser=memory_parser)
     return parser
+
+
+def _command_memory(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    return memory_sweep.command(args, parser, emit=_emit)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -68,6 +68,8 @@ def tape_memory(f: Callable[..., Any], *args: Any) -> dict[str, Any]:
             raise TypeError(f"tape_memory: f must return a scalar, got shape {shape_of(out)}")
         if isinstance(out, TapeValue) and out.level is level:
             engine.tape.backward(out, b.xp.ones((), dtype=b.float_dtype))
+        else:  # the output does not depend on the inputs: no backward pass will read the tape
+            engine.tape.release()
     finally:
         close_level(level)
     return engine.tape.memory()

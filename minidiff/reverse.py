@@ -136,6 +136,11 @@ class Tape:
                 self.bytes_now -= entry[1]
                 self.bytes_by_primitive[entry[2]] -= entry[1]
 
+    def release(self) -> None:
+        """Free every node's residuals (when no backward pass will read them)."""
+        for node in self.nodes:
+            self.free(node)
+
     def owns(self, node: Node) -> bool:
         """True when ``node`` is on this tape (not on an enclosing or a sub-tape)."""
         return node.index < len(self.nodes) and self.nodes[node.index] is node
@@ -183,12 +188,17 @@ class Tape:
         from .ops import add
 
         nodes = self.nodes
+        if not retain:  # nodes recorded after the output cannot reach it
+            for node in nodes[output.node.index + 1:]:
+                self.free(node)
         for index in range(output.node.index, -1, -1):
             g = cotangents[index]
             node = nodes[index]
             if g is None or node.primitive is None:
                 if g is not None and on_adjoint is not None:
                     on_adjoint(node, g)
+                if not retain:  # no path to the output: its residuals will never be read
+                    self.free(node)
                 continue
             if on_adjoint is not None:
                 on_adjoint(node, g)

@@ -176,6 +176,8 @@ def _backward(engine: ReverseEngine, level: Any, out: Any, inputs: Sequence[Tape
               seed: Any, retain: bool) -> list[Any]:
     """Cotangents of ``inputs`` given the cotangent ``seed`` of ``out`` (1 by default)."""
     if not (isinstance(out, TapeValue) and out.level is level):  # out does not depend on inputs
+        if not retain:
+            engine.tape.release()
         return [zeros(shape_of(x)) for x in inputs]
     if seed is None:
         b = _backend.get_backend()
