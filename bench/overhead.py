@@ -24,9 +24,10 @@ op(args)`` (the same program in NumPy), which is what a long simulation pays per
 
 Large arrays: with glibc's default settings, ops that free several 800 kB arrays at once pay
 page faults on the next allocations, and that, not the arithmetic, can dominate the jvp and vjp
-columns; ``--tune-malloc`` turns that off (see ``bench/_common.py``). Run both.
+columns. The allocator is therefore tuned by default (see ``bench/_common.py``), for NumPy and
+minidiff alike; ``--default-malloc`` shows the untuned numbers. Run both.
 
-Run: ``python bench/overhead.py [--repeat 5] [--min-time 0.02] [--size 100000] [--tune-malloc]``
+Run: ``python bench/overhead.py [--repeat 5] [--min-time 0.02] [--size 100000] [--default-malloc]``
 """
 
 from __future__ import annotations
@@ -206,12 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chain", type=int, default=16,
                         help="ops per program in the marginal-cost table (>= 2)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tune-malloc", action="store_true",
-                        help="keep freed memory in glibc malloc (see bench/_common.py)")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc malloc untuned (see bench/_common.py)")
     args = parser.parse_args(argv)
     if args.chain < 2:
         parser.error("--chain must be at least 2")
-    malloc_note = tune_malloc() if args.tune_malloc else "default"
+    malloc_note = "default" if args.default_malloc else tune_malloc()
 
     rng = md.get_backend().make_rng(args.seed)
     ops = _make_ops(args.size, rng)
