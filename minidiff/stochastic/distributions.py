@@ -1,0 +1,352 @@
+"""The discrete distributions: sampling by inversion, and what a derivative does to a sample.
+
+Each distribution here is drawn by *inversion* of a uniform U: the sample is F⁻¹(U) for the
+CDF F. Two runs at nearby parameters that share U are then coupled: their samples differ only
+where U falls between the two CDFs. The derivative of E[f(X)] with respect to a parameter is
+therefore carried by rare, finite jumps of the sample, which these rules describe.
+
+For a parameter moving at rate δ (the tangent), a sample X jumps to X + Δ at rate w (per unit
+of the parameter), and
+
+    d/dθ E[f(X)] = E[ Σ_events w · (f(X + Δ) − f(X)) ].
+
+The rules (derived from the inversion coupling; ``rate`` is per unit |δ|):
+
+============  ======================  =============================  =============================
+distribution  parameter               δ > 0                          δ < 0
+============  ======================  =============================  =============================
+Bernoulli(p)  p                       X=0 → 1 at rate 1/(1−p)        X=1 → 0 at rate 1/p
+Binomial(n,p) p                       X → X+1 at rate (n−X)/(1−p)    X → X−1 at rate X/p
+Poisson(λ)    λ                       X → X+1 at rate 1              X → X−1 at rate X/λ
+Geometric(p)  p (failures before      X → X−1 at rate X/(p(1−p))     X → X+1 at rate (X+1)/p
+              the first success)
+Categorical   cumulative F_c          boundary c moves: c → c+1 at rate (−δF_c)⁺/p_c,
+                                      c → c−1 at rate (δF_{c−1})⁺/p_c (both signs at once)
+============  ======================  =============================  =============================
+
+The *smoothed* (two-sided) estimator replaces each jump by its expected effect on X, averaged
+over the two one-sided rules so that it is linear in δ (usable in reverse mode):
+``smoothed_slope`` gives dX/dθ per unit δ, unbiased for E[X] and for any f that is linear.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .. import backend as _backend
+from ..core import raw, shape_of
+from ..ops import gammaln, log, log1p, where
+from ..ops import sum as _sum
+
+__all__ = ["DISTRIBUTIONS", "Bernoulli", "Binomial", "Poisson", "Geometric", "Categorical",
+           "Event", "check_probability"]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Candidate jumps of a sample: ``change`` (X → X + change) at ``rate`` ≥ 0 (arrays of the
+    sample's shape, possibly with a leading axis of K directions); a rate of 0 means none."""
+
+    change: Any
+    rate: Any
+
+
+def _xp() -> Any:
+    return _backend._current[-1].xp
+
+
+def _float(x: Any) -> Any:
+    b = _backend._current[-1]
+    return b.xp.astype(x, b.float_dtype)
+
+
+def check_probability(p: Any, name: str, what: str = "p") -> None:
+    """Refuse probabilities outside [0, 1] (and NaN) with a message naming the sampler."""
+    xp = _xp()
+    value = raw(p)
+    if hasattr(value, "shape"):
+        ok = bool(xp.all(xp.logical_and(value >= 0.0, value <= 1.0)))
+    else:
+        ok = 0.0 <= float(value) <= 1.0
+    if not ok:
+        raise ValueError(f"{name}: probability {what} must lie in [0, 1], got {value!r}")
+
+
+def _safe_divide(num: Any, den: Any) -> Any:
+    """num/den with 0 where den = 0 (rates at impossible states)."""
+    xp = _xp()
+    den_safe = xp.where(den == 0, xp.ones_like(den), den)
+    return xp.where(den == 0, xp.zeros_like(num * den), num / den_safe)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bernoulli
+# ---------------------------------------------------------------------------------------------
+
+
+class Bernoulli:
+    """X ∈ {0, 1}, P(X = 1) = p; X = 1[U < p]."""
+
+    name = "bernoulli"
+
+    @staticmethod
+    def sample(u: Any, p: Any) -> Any:
+        return _float(u < p)
+
+    @staticmethod
+    def events(x: Any, p: Any, dp: Any) -> list[Event]:
+        """Jumps for tangent ``dp`` (raw, shape (K, ...)): a one-sided rule per sign."""
+        xp = _xp()
+        up = dp > 0
+        rate = xp.where(up, _safe_divide(dp * (1.0 - x), 1.0 - p),
+                        _safe_divide(-dp * x, p))
+        change = xp.where(up, xp.ones_like(rate), -xp.ones_like(rate))
+        return [Event(change, rate)]
+
+    @staticmethod
+    def smoothed_slope(x: Any, p: Any) -> Any:
+        """dX/dp per unit: ½ [(1−X)/(1−p) + X/p]; its mean is 1 = dE[X]/dp."""
+        return 0.5 * (_safe_divide(1.0 - x, 1.0 - p) + _safe_divide(x, p))
+
+    @staticmethod
+    def mean(p: Any) -> Any:
+        return p
+
+    @staticmethod
+    def log_prob(x: Any, p: Any) -> Any:
+        """x log p + (1 − x) log(1 − p), with 0 log 0 = 0."""
+        xr = raw(x)
+        return where(xr > 0.5, log(where(xr > 0.5, p, 1.0)), log1p(-where(xr > 0.5, 0.0, p)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Binomial
+# ---------------------------------------------------------------------------------------------
+
+
+def _binomial_icdf(u: Any, n: Any, p: Any) -> Any:
+    """Inverse CDF of Binomial(n, p) at u, by accumulating the pmf (n moderate)."""
+    xp = _xp()
+    n = xp.asarray(n, dtype=u.dtype) if not hasattr(n, "dtype") else _float(n)
+    p = xp.asarray(p, dtype=u.dtype) if not hasattr(p, "dtype") else p
+    shape = _broadcast_shape(u, n, p)
+    u, n, p = (xp.broadcast_to(v, shape) for v in (u, n, p))
+    n_max = int(xp.max(n)) if n.size else 0
+    x = xp.zeros(shape, dtype=u.dtype)
+    q = 1.0 - p
+    pmf = xp.where(n > 0, q ** n, xp.ones_like(p))
+    cdf = pmf
+    for k in range(n_max):
+        still = xp.logical_and(u >= cdf, k < n)
+        x = x + _float(still)
+        ratio = _safe_divide((n - k) * p, (k + 1.0) * q)
+        pmf = pmf * ratio
+        cdf = cdf + pmf
+    return x
+
+
+def _broadcast_shape(*arrays: Any) -> tuple[int, ...]:
+    from ..ops.broadcasting import broadcast_shapes
+
+    return broadcast_shapes(*(shape_of(a) for a in arrays))
+
+
+class Binomial:
+    """X = number of successes in n trials of probability p, by inversion."""
+
+    name = "binomial"
+
+    @staticmethod
+    def sample(u: Any, n: Any, p: Any) -> Any:
+        return _binomial_icdf(u, n, p)
+
+    @staticmethod
+    def events(x: Any, n: Any, p: Any, dp: Any) -> list[Event]:
+        xp = _xp()
+        up = dp > 0
+        rate = xp.where(up, _safe_divide(dp * (n - x), 1.0 - p), _safe_divide(-dp * x, p))
+        change = xp.where(up, xp.ones_like(rate), -xp.ones_like(rate))
+        return [Event(change, rate)]
+
+    @staticmethod
+    def smoothed_slope(x: Any, n: Any, p: Any) -> Any:
+        """½ [(n−X)/(1−p) + X/p]; its mean is n."""
+        return 0.5 * (_safe_divide(n - x, 1.0 - p) + _safe_divide(x, p))
+
+    @staticmethod
+    def mean(n: Any, p: Any) -> Any:
+        return n * p
+
+    @staticmethod
+    def log_prob(x: Any, n: Any, p: Any) -> Any:
+        xr, nr = raw(x), raw(n)
+        log_choose = gammaln(nr + 1.0) - gammaln(xr + 1.0) - gammaln(nr - xr + 1.0)
+        log_p = log(where(xr > 0, p, 1.0))
+        log_q = log1p(-where(nr - xr > 0, p, 0.0))
+        return log_choose + xr * log_p + (nr - xr) * log_q
+
+
+# ---------------------------------------------------------------------------------------------
+# Poisson
+# ---------------------------------------------------------------------------------------------
+
+
+def _poisson_icdf(u: Any, lam: Any) -> Any:
+    """Inverse CDF of Poisson(λ) at u, accumulating the pmf until every u is covered."""
+    xp = _xp()
+    lam = xp.asarray(lam, dtype=u.dtype) if not hasattr(lam, "dtype") else lam
+    shape = _broadcast_shape(u, lam)
+    u, lam = xp.broadcast_to(u, shape), xp.broadcast_to(lam, shape)
+    x = xp.zeros(shape, dtype=u.dtype)
+    pmf = xp.exp(-lam)
+    cdf = pmf
+    k = 0
+    # the tail below 1e-16 is below u's resolution; cap the loop generously
+    limit = int(float(xp.max(lam)) + 40.0 * math.sqrt(float(xp.max(lam)) + 1.0) + 40.0) \
+        if lam.size else 0
+    while k < limit:
+        still = u >= cdf
+        if not bool(xp.any(still)):
+            break
+        x = x + _float(still)
+        pmf = pmf * lam / (k + 1.0)
+        cdf = cdf + pmf
+        k += 1
+    return x
+
+
+class Poisson:
+    """X ~ Poisson(λ), by inversion."""
+
+    name = "poisson"
+
+    @staticmethod
+    def sample(u: Any, lam: Any) -> Any:
+        return _poisson_icdf(u, lam)
+
+    @staticmethod
+    def events(x: Any, lam: Any, dlam: Any) -> list[Event]:
+        xp = _xp()
+        up = dlam > 0
+        rate = xp.where(up, dlam + 0.0 * x, _safe_divide(-dlam * x, lam))
+        change = xp.where(up, xp.ones_like(rate), -xp.ones_like(rate))
+        return [Event(change, rate)]
+
+    @staticmethod
+    def smoothed_slope(x: Any, lam: Any) -> Any:
+        """½ [1 + X/λ]; its mean is 1."""
+        return 0.5 * (1.0 + _safe_divide(x, lam))
+
+    @staticmethod
+    def mean(lam: Any) -> Any:
+        return lam
+
+    @staticmethod
+    def log_prob(x: Any, lam: Any) -> Any:
+        xr = raw(x)
+        return xr * log(lam) - lam - gammaln(xr + 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometric (number of failures before the first success)
+# ---------------------------------------------------------------------------------------------
+
+
+class Geometric:
+    """X ∈ {0, 1, ...}, P(X = k) = (1 − p)^k p; X = ⌊log U / log(1 − p)⌋."""
+
+    name = "geometric"
+
+    @staticmethod
+    def sample(u: Any, p: Any) -> Any:
+        xp = _xp()
+        one = xp.ones_like(u)
+        # P(X ≥ k) = (1-p)^k: X = floor(log(U) / log(1-p)), with X = 0 when p = 1
+        q_log = xp.log1p(-xp.where(p >= 1.0, 0.0 * one, p * one))
+        return xp.where(p >= 1.0, 0.0 * one, xp.floor(xp.log(u) / xp.where(
+            q_log == 0, -one, q_log)))
+
+    @staticmethod
+    def events(x: Any, p: Any, dp: Any) -> list[Event]:
+        xp = _xp()
+        up = dp > 0
+        rate = xp.where(up, _safe_divide(dp * x, p * (1.0 - p)), _safe_divide(-dp * (x + 1.0), p))
+        change = xp.where(up, -xp.ones_like(rate), xp.ones_like(rate))
+        return [Event(change, rate)]
+
+    @staticmethod
+    def smoothed_slope(x: Any, p: Any) -> Any:
+        """−½ [X/(p(1−p)) + (X+1)/p]; its mean is −1/p² = dE[X]/dp."""
+        return -0.5 * (_safe_divide(x, p * (1.0 - p)) + _safe_divide(x + 1.0, p))
+
+    @staticmethod
+    def mean(p: Any) -> Any:
+        return (1.0 - p) / p
+
+    @staticmethod
+    def log_prob(x: Any, p: Any) -> Any:
+        xr = raw(x)
+        return xr * log1p(-where(xr > 0, p, 0.0)) + log(p)
+
+
+# ---------------------------------------------------------------------------------------------
+# Categorical (probabilities along the last axis; the sample is an index, as float64)
+# ---------------------------------------------------------------------------------------------
+
+
+class Categorical:
+    """X ∈ {0, ..., C−1} with P(X = c) = probs[..., c]; X = #{c : F_c ≤ U}."""
+
+    name = "categorical"
+
+    @staticmethod
+    def sample(u: Any, probs: Any) -> Any:
+        xp = _xp()
+        cdf = xp.cumulative_sum(probs, axis=-1)
+        n_cat = probs.shape[-1]
+        below = _float(cdf[..., :-1] <= u[..., None])
+        return xp.minimum(xp.sum(below, axis=-1), float(n_cat - 1))
+
+    @staticmethod
+    def events(x: Any, probs: Any, dprobs: Any) -> list[Event]:
+        """``dprobs`` has shape (K, ..., C). Two candidate jumps per sample: up and down."""
+        xp = _xp()
+        n_cat = probs.shape[-1]
+        d_cdf = xp.cumulative_sum(dprobs, axis=-1)
+        index = xp.astype(x, xp.int64)
+        onehot = _float(xp.arange(n_cat) == index[..., None])
+        below = _float(xp.arange(n_cat) == (index - 1)[..., None])
+        p_c = xp.sum(probs * onehot, axis=-1)
+        d_upper = xp.sum(d_cdf * onehot, axis=-1)      # δF_c
+        d_lower = xp.sum(d_cdf * below, axis=-1)       # δF_{c−1} (0 for c = 0)
+        up_rate = _safe_divide(xp.maximum(-d_upper, 0.0 * d_upper), p_c)
+        down_rate = _safe_divide(xp.maximum(d_lower, 0.0 * d_lower), p_c)
+        up_rate = xp.where(x >= n_cat - 1, 0.0 * up_rate, up_rate)
+        return [Event(xp.ones_like(up_rate), up_rate), Event(-xp.ones_like(down_rate), down_rate)]
+
+    @staticmethod
+    def mean_onehot(probs: Any) -> Any:
+        return probs
+
+    @staticmethod
+    def log_prob(x: Any, probs: Any) -> Any:
+        xp = _xp()
+        index = xp.astype(raw(x), xp.int64)
+        onehot = _float(xp.arange(shape_of(probs)[-1]) == index[..., None])
+        return log(_sum(probs * onehot, axis=-1))
+
+
+DISTRIBUTIONS = {d.name: d for d in (Bernoulli, Binomial, Poisson, Geometric, Categorical)}
+
+
+def uniform_like(rng: Any, shape: Sequence[int]) -> Any:
+    """Uniforms strictly inside (0, 1), as backend arrays."""
+    b = _backend._current[-1]
+    u = b.asarray(rng.random(tuple(shape)))
+    tiny = float(b.xp.finfo(b.float_dtype).tiny)
+    return b.xp.clip(u, tiny, 1.0 - float(b.xp.finfo(b.float_dtype).eps))
+
+
