@@ -209,11 +209,14 @@ class Primitive:
         save: ``save(args, out, needs, **params)`` returns the residuals ``vjp`` will need.
             The default keeps every argument and the output; rules that need less say so, which
             is what keeps the tape small.
-        broadcasts: True for elementwise ops whose arguments broadcast together; their shape
-            errors name both shapes, and forward mode lines their tangents up with the output.
+        broadcasts: True for ops whose arguments broadcast together; their shape errors name
+            both shapes.
+        elementwise: True when each output element depends only on the same element of each
+            (broadcast) argument; stochastic triples then evaluate the alternative world of all
+            K directions in one call.
     """
 
-    __slots__ = ("name", "impl", "jvp", "vjp", "save", "broadcasts")
+    __slots__ = ("name", "impl", "jvp", "vjp", "save", "broadcasts", "elementwise")
 
     def __init__(
         self,
@@ -224,6 +227,7 @@ class Primitive:
         vjp: VjpRule | None = None,
         save: Callable[..., Any] | None = None,
         broadcasts: bool = False,
+        elementwise: bool = False,
     ) -> None:
         self.name = name
         self.impl = impl
@@ -231,6 +235,7 @@ class Primitive:
         self.vjp = vjp
         self.save = save if save is not None else _save_everything
         self.broadcasts = broadcasts
+        self.elementwise = elementwise
 
     def __call__(self, *args: Any, **params: Any) -> Any:
         return bind(self, *args, **params)

@@ -90,26 +90,42 @@ def softmax(x: Any, axis: int | Sequence[int] | None = -1) -> Any:
     return e / _sum(e, axis=axes, keepdims=True)
 
 
-# comparisons: plain boolean arrays, computed on the values (their derivative is zero)
+# comparisons: plain boolean arrays, computed on the values (their derivative is zero). A value
+# that lives in several worlds at once (a stochastic triple) compares in each of them.
+_COMPARE = {
+    "equal": lambda a, b: a == b, "not_equal": lambda a, b: a != b,
+    "less": lambda a, b: a < b, "less_equal": lambda a, b: a <= b,
+    "greater": lambda a, b: a > b, "greater_equal": lambda a, b: a >= b,
+}
+
+
+def _compare(name: str, x: Any, y: Any) -> Any:
+    for a in (x, y):
+        hook = getattr(a, "compare_in_all_worlds", None)
+        if hook is not None:
+            return hook(name, _COMPARE[name], x, y)
+    return _COMPARE[name](raw(x), raw(y))
+
+
 def equal(x: Any, y: Any) -> Any:
-    return raw(x) == raw(y)
+    return _compare("equal", x, y)
 
 
 def not_equal(x: Any, y: Any) -> Any:
-    return raw(x) != raw(y)
+    return _compare("not_equal", x, y)
 
 
 def less(x: Any, y: Any) -> Any:
-    return raw(x) < raw(y)
+    return _compare("less", x, y)
 
 
 def less_equal(x: Any, y: Any) -> Any:
-    return raw(x) <= raw(y)
+    return _compare("less_equal", x, y)
 
 
 def greater(x: Any, y: Any) -> Any:
-    return raw(x) > raw(y)
+    return _compare("greater", x, y)
 
 
 def greater_equal(x: Any, y: Any) -> Any:
-    return raw(x) >= raw(y)
+    return _compare("greater_equal", x, y)

@@ -120,7 +120,8 @@ def elementwise_primitive(name: str, impl: Callable[..., Any],
             grads.append(unbroadcast(gi, shapes[i]))
         return grads
 
-    return Primitive(name, impl, jvp=jvp, vjp=vjp, save=save, broadcasts=n_args > 1)
+    return Primitive(name, impl, jvp=jvp, vjp=vjp, save=save, broadcasts=n_args > 1,
+                     elementwise=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,13 +228,15 @@ def _where_vjp(g: Any, residuals: Any, needs: Sequence[bool]) -> list[Any]:
 
 
 _where_p = Primitive("where", _where_impl, jvp=_where_jvp, vjp=_where_vjp, save=_where_save,
-                     broadcasts=True)
+                     broadcasts=True, elementwise=True)
 
 
 def where(condition: Any, x: Any, y: Any) -> Any:
     """``x`` where ``condition`` holds, else ``y`` (broadcasting). The condition is a constant:
     the derivative flows to whichever branch was chosen, elementwise."""
-    return _where_p(raw(condition), x, y)
+    if not getattr(condition, "keep_as_condition", False):  # perturbed booleans stay boxed
+        condition = raw(condition)
+    return _where_p(condition, x, y)
 
 
 # ---------------------------------------------------------------------------------------------

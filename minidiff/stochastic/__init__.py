@@ -5,5 +5,6 @@ stochastic triples arrive with the stochastic-gradients issue.
 """
 
 from .surrogates import soft_step, straight_through
+from .triples import StochasticTriple, derivative_estimate
 
-__all__ = ["soft_step", "straight_through"]
+__all__ = ["StochasticTriple", "derivative_estimate", "soft_step", "straight_through"]

@@ -1,0 +1,349 @@
+"""Stochastic triples: unbiased derivatives of programs with discrete randomness.
+
+After Arya, Schauer, Schäfer & Rackauckas (2022), "Automatic Differentiation of Programs with
+Discrete Randomness". A *stochastic triple* carries, for each of K parameter directions,
+
+* the value x (the primal world),
+* the tangent δ (the infinitesimal part, as in forward mode), and
+* an *alternative world*: the value x̃ the program would have had if one discrete draw had come
+  out differently, with a weight W (a rate per unit of the parameter).
+
+A discrete sampler whose parameter moves proposes jumps of its sample at some rates
+(:mod:`.distributions`); d/dθ E[f] = E[δf + Σ_jumps w · (f(x̃) − f(x))]. Keeping every jump
+would cost a world each, so they are *pruned*: each sampler's new jumps compete with the world
+already kept, one survives with probability proportional to its rate, and the survivor's weight
+is the sum of all of them. The estimate stays unbiased (E[W Δf] sums every candidate's w Δf)
+and the program carries one alternative world per direction. Whole arrays of agents are pruned
+at once.
+
+Every primitive runs in both worlds: its value and tangent as in forward mode, and its
+alternative value by evaluating it on the alternative inputs (one batched call for elementwise
+ops). When a new jump wins, the world changes and every alternative computed before becomes
+stale: in the new world those values are unchanged, which the world counter records.
+Comparisons return a perturbed boolean that ``where`` understands, so masked control flow
+works; a Python ``if`` on a perturbed value is an error, because it could take only one branch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .. import backend as _backend
+from .. import core
+from ..core import Box, Level, Primitive, bind, close_level, open_level, raw, shape_of
+from ..ops import reshape, transpose
+from ..ops.broadcasting import align_tangent
+from ..reverse import ReverseEngine
+
+__all__ = ["StochasticTriple", "derivative_estimate", "perturbed", "sample_perturbed"]
+
+
+class StochasticTriple(Box):
+    """(value, tangent, alternative world) at one triple level.
+
+    Attributes:
+        value: the primal (a raw array).
+        tangent: shape (K, *value.shape), or None for a perturbed boolean.
+        alt: the alternative values, shape (K, *value.shape), or None if no world differs.
+        worlds: for each direction, the id of the world ``alt`` belongs to.
+    """
+
+    __slots__ = ("tangent", "alt", "worlds")
+    keep_as_condition = True  # ``where`` evaluates a perturbed condition in both worlds
+
+    def __init__(self, value: Any, tangent: Any, alt: Any, worlds: tuple, level: Level) -> None:
+        self.value = value
+        self.tangent = tangent
+        self.alt = alt
+        self.worlds = worlds
+        self.level = level
+
+    def __repr__(self) -> str:
+        return f"StochasticTriple(value={self.value!r}, tangent={self.tangent!r}, alt={self.alt!r})"
+
+    def __bool__(self) -> bool:
+        raise TypeError(
+            "a Python `if` (or bool()) on a value carrying a stochastic-triple perturbation "
+            "can take only one branch, but the alternative world may take the other, so the "
+            "derivative would be wrong; compute both branches and select with "
+            "minidiff.where(condition, if_true, if_false) (masking) instead"
+        )
+
+    def compare_in_all_worlds(self, name: str, op: Callable, x: Any, y: Any) -> Any:
+        """``x op y`` in the primal world and in each alternative world."""
+        level = self.level
+        engine = level.engine
+        value = op(_primal(x, level), _primal(y, level))
+        alt_x, alt_y = engine.live_alt(x), engine.live_alt(y)
+        if alt_x is None and alt_y is None:
+            return StochasticTriple(value, None, None, engine.snapshot(), level)
+        rank = len(shape_of(value))
+        ax = _aligned(alt_x, x, level, rank)
+        ay = _aligned(alt_y, y, level, rank)
+        alt = op(ax, ay)
+        target = (engine.k, *shape_of(value))
+        if shape_of(alt) != target:
+            alt = _backend.get_backend().xp.broadcast_to(alt, target)
+        return StochasticTriple(value, None, alt, engine.snapshot(), level)
+
+    def __and__(self, other: Any) -> Any:
+        return _logical(lambda a, b: a & b, self, other)
+
+    __rand__ = __and__
+
+    def __or__(self, other: Any) -> Any:
+        return _logical(lambda a, b: a | b, self, other)
+
+    __ror__ = __or__
+
+    def __invert__(self) -> Any:
+        return _logical(lambda a, b: ~a, self, self)
+
+
+def _primal(x: Any, level: Level) -> Any:
+    return x.value if isinstance(x, StochasticTriple) and x.level is level else raw(x)
+
+
+def _aligned(alt: Any, x: Any, level: Level, rank: int) -> Any:
+    """The alternative values of ``x`` with a leading K axis, or its primal if it has none."""
+    if alt is None:
+        return _primal(x, level)
+    return align_tangent(alt, len(shape_of(_primal(x, level))), rank)
+
+
+def _logical(op: Callable, x: Any, y: Any) -> Any:
+    owner = x if isinstance(x, StochasticTriple) else y
+    return owner.compare_in_all_worlds("logical", op, x, y)
+
+
+class TripleEngine:
+    """Processes primitives at one triple level with K directions, and owns the worlds."""
+
+    def __init__(self, k: int, seed: Any) -> None:
+        self.k = k
+        self.level: Level | None = None
+        self.current = [0] * k           # id of the alternative world kept, per direction
+        self.weight = [0.0] * k          # its weight W (the total rate of all candidates)
+        self.rng = _backend.get_backend().make_rng(seed)
+
+    def snapshot(self) -> tuple:
+        return tuple(self.current)
+
+    def live_alt(self, x: Any) -> Any:
+        """``x``'s alternative values in the worlds kept now (None if it has none)."""
+        if not (isinstance(x, StochasticTriple) and x.level is self.level) or x.alt is None:
+            return None
+        live = [w == c for w, c in zip(x.worlds, self.current)]
+        if all(live):
+            return x.alt
+        if not any(live):
+            return None
+        xp = _backend.get_backend().xp
+        mask = xp.reshape(xp.asarray(live), (self.k,) + (1,) * len(shape_of(x.value)))
+        return xp.where(mask, x.alt, x.value)
+
+    def process(self, primitive: Primitive, args: tuple, params: dict) -> StochasticTriple:
+        level = self.level
+        if primitive.jvp is None:
+            raise core.ModeError(f"{primitive.name} has no JVP rule, so stochastic triples "
+                                 f"(forward mode) cannot differentiate it")
+        primals, tangents, alts = [], [], []
+        for a in args:
+            if isinstance(a, StochasticTriple) and a.level is level:
+                primals.append(a.value)
+                tangents.append(a.tangent)
+                alts.append(self.live_alt(a))
+            else:
+                primals.append(a)
+                tangents.append(None)
+                alts.append(None)
+        out = bind(primitive, *primals, **params)
+        if any(t is not None for t in tangents):
+            tangent = primitive.jvp(tangents, primals, out, **params)
+        else:  # only perturbed booleans (conditions) among the arguments
+            tangent = _zeros((self.k, *shape_of(out)))
+        alt = None
+        if any(a is not None for a in alts):
+            alt = self._alternative(primitive, primals, alts, out, params)
+        return StochasticTriple(out, tangent, alt, self.snapshot(), level)
+
+    def _alternative(self, primitive: Primitive, primals: list, alts: list, out: Any,
+                     params: dict) -> Any:
+        """The primitive evaluated on the alternative inputs, shape (K, *out.shape)."""
+        xp = _backend.get_backend().xp
+        target = (self.k, *shape_of(out))
+        if primitive.elementwise:
+            rank = len(shape_of(out))
+            batched = [p if a is None else align_tangent(a, len(shape_of(p)), rank)
+                       for p, a in zip(primals, alts)]
+            result = raw(bind(primitive, *batched, **params))
+            return result if shape_of(result) == target else xp.broadcast_to(result, target)
+        pieces = []
+        for k in range(self.k):
+            args_k = [p if a is None else a[k, ...] for p, a in zip(primals, alts)]
+            pieces.append(raw(bind(primitive, *args_k, **params)))
+        return xp.stack(pieces)
+
+
+def _zeros(shape: tuple) -> Any:
+    b = _backend.get_backend()
+    return b.xp.zeros(shape, dtype=b.float_dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Discrete samplers under triples
+# ---------------------------------------------------------------------------------------------
+
+
+def _triple_level(params: Sequence[Any]) -> Level | None:
+    top = None
+    for p in params:
+        if isinstance(p, StochasticTriple) and p.level.active and (
+                top is None or p.level.depth > top.depth):
+            top = p.level
+    return top
+
+
+def perturbed(*params: Any) -> bool:
+    """True when a sampler's parameters carry a stochastic-triple perturbation."""
+    return _triple_level(params) is not None
+
+
+def sample_perturbed(dist: Any, u: Any, params: Sequence[Any]) -> StochasticTriple:
+    """Draw from ``dist`` by inversion of the uniforms ``u`` with perturbed ``params``.
+
+    The sample's alternative world comes from the same ``u`` at the parameters' alternative
+    values (a coupled draw: this is also how a finite change of a Binomial's n is handled); its
+    parameters' tangents propose new jumps, which compete with the world kept (pruning).
+    """
+    level = _triple_level(params)
+    engine: TripleEngine = level.engine
+    xp = _backend.get_backend().xp
+    values = [_primal(p, level) for p in params]
+    x = dist.sample(u, *values)
+    batch_rank = len(shape_of(x))
+    alts = [engine.live_alt(p) for p in params]
+    alt = None
+    if any(a is not None for a in alts):
+        batched = [v if a is None else _align_param(a, v, batch_rank, dist) for v, a in
+                   zip(values, alts)]
+        alt = dist.sample(_align_u(u, batch_rank), *batched)
+        alt = xp.broadcast_to(alt, (engine.k, *shape_of(x)))
+    continuous = params[-1]  # the continuous parameter (p, λ or probs) comes last
+    if isinstance(continuous, StochasticTriple) and continuous.level is level and \
+            continuous.tangent is not None:
+        for other in params[:-1]:  # integer parameters (a Binomial's n) move only in jumps
+            if isinstance(other, StochasticTriple) and other.level is level and \
+                    bool(xp.any(other.tangent != 0)):
+                raise ValueError(f"{dist.name}: the integer parameter n has a continuous "
+                                 f"derivative; n may change only by finite jumps")
+        tangent = _align_param(continuous.tangent, values[-1], batch_rank, dist)
+        events = dist.events(x, *values, tangent)
+        alt = _prune(engine, x, alt, events)
+    return StochasticTriple(x, _zeros((engine.k, *shape_of(x))), alt, engine.snapshot(), level)
+
+
+def _align_param(alt: Any, value: Any, batch_rank: int, dist: Any) -> Any:
+    extra = 1 if dist.name == "categorical" else 0  # probs carry the category axis last
+    return align_tangent(alt, len(shape_of(value)), batch_rank + extra)
+
+
+def _align_u(u: Any, batch_rank: int) -> Any:
+    return u  # u broadcasts against (K, ...) from the right
+
+
+def _prune(engine: TripleEngine, x: Any, alt: Any, events: list) -> Any:
+    """Let each direction's new jumps compete with its kept world; return the new alt."""
+    b = _backend.get_backend()
+    xp = b.xp
+    shape = shape_of(x)
+    size = 1
+    for d in shape:
+        size *= d
+    rates = [xp.reshape(xp.broadcast_to(xp.where(e.change == 0, 0.0 * e.rate, e.rate),
+                                        (engine.k, *shape)), (engine.k, size)) for e in events]
+    changes = [xp.reshape(xp.broadcast_to(e.change, (engine.k, *shape)), (engine.k, size))
+               for e in events]
+    all_rates = xp.concat(rates, axis=1)            # (K, n_events * size)
+    all_changes = xp.concat(changes, axis=1)
+    totals = xp.sum(all_rates, axis=1)
+    flat_x = xp.reshape(x, (size,))
+    rows = []
+    for k in range(engine.k):
+        total = float(totals[k])
+        row = None if alt is None else xp.reshape(alt[k, ...], (size,))
+        if total > 0:
+            kept = engine.weight[k]
+            engine.weight[k] = kept + total
+            if float(engine.rng.random()) * (kept + total) < total:  # a new jump wins
+                target = float(engine.rng.random()) * total
+                cumulative = xp.cumulative_sum(all_rates[k, ...])
+                j = int(xp.searchsorted(cumulative, xp.asarray(target, dtype=b.float_dtype),
+                                        side="right"))
+                j = min(j, all_rates.shape[1] - 1)
+                element = j % size
+                onehot = b.xp.astype(xp.arange(size) == element, b.float_dtype)
+                row = flat_x + float(all_changes[k, j]) * onehot
+                engine.current[k] += 1
+        rows.append(flat_x if row is None else row)
+    if alt is None and all(r is flat_x for r in rows):
+        return None
+    return xp.reshape(xp.stack(rows), (engine.k, *shape))
+
+
+# ---------------------------------------------------------------------------------------------
+# The transform
+# ---------------------------------------------------------------------------------------------
+
+
+def derivative_estimate(f: Callable[[Any], Any], theta: Any, *, seed: Any = None) -> Any:
+    """One unbiased sample of d E[f(θ)] / dθ, by stochastic triples (forward mode).
+
+    Args:
+        f: a function of θ that draws its randomness from ``minidiff.random`` samplers (or uses
+            triples-aware ops) and returns a scalar or an array.
+        theta: a scalar or an array of K parameters; all K partials come back from one pass.
+        seed: seed of the pruning decisions (the program's own draws come from its own
+            generator).
+
+    Returns an array of shape ``out.shape + theta.shape`` (like ``jacfwd``).
+    """
+    if any(isinstance(lv.engine, ReverseEngine) for lv in core._level_stack):
+        raise TypeError(
+            "stochastic triples are a forward-mode estimator and cannot run under grad/vjp "
+            "(reverse mode); call derivative_estimate outside the reverse-mode transform, or "
+            "use estimator='smoothed', which works in reverse mode"
+        )
+    b = _backend.get_backend()
+    theta = b.asarray(theta) if not isinstance(theta, Box) else theta
+    if not b.xp.isdtype(raw(theta).dtype, "real floating"):
+        raise TypeError(f"derivative_estimate: theta must be floating point, got "
+                        f"{raw(theta).dtype}")
+    in_shape = shape_of(theta)
+    k = 1
+    for d in in_shape:
+        k *= d
+    engine = TripleEngine(k, seed)
+    level = open_level(engine)
+    engine.level = level
+    try:
+        seed_tangent = b.xp.reshape(b.xp.eye(k, dtype=b.float_dtype), (k, *in_shape))
+        out = f(StochasticTriple(theta, seed_tangent, None, engine.snapshot(), level))
+        if isinstance(out, StochasticTriple) and out.level is level:
+            value, tangent, alt = out.value, out.tangent, engine.live_alt(out)
+        else:
+            value, tangent, alt = raw(out), None, None
+            tangent = _zeros((k, *shape_of(value)))
+    finally:
+        close_level(level)
+    estimate = tangent
+    if alt is not None:
+        weights = b.xp.reshape(b.xp.asarray(engine.weight, dtype=b.float_dtype),
+                               (k,) + (1,) * len(shape_of(value)))
+        estimate = tangent + weights * (alt - value)
+    out_shape = shape_of(value)
+    block = reshape(estimate, (k, -1))
+    size = shape_of(block)[1]
+    return raw(reshape(transpose(block), (*out_shape, *in_shape))) if size else raw(
+        reshape(estimate, (*out_shape, *in_shape)))
