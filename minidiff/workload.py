@@ -76,7 +76,7 @@ class ContNoise:
         rng = b.make_rng(self._key(t))
         zeta = float(rng.standard_normal())
         u = b.asarray(rng.random((2, self.n_agents)))
-        tiny = xp.finfo(b.float_dtype).tiny
+        tiny = xp.finfo(b.float_dtype).smallest_normal
         u = xp.clip(u, tiny, 1.0 - xp.finfo(b.float_dtype).eps)  # U strictly inside (0, 1)
         gumbel = -xp.log(-xp.log(u))
         logit = math.log(RESET_PROBABILITY) - math.log(1.0 - RESET_PROBABILITY)

@@ -346,7 +346,7 @@ def uniform_like(rng: Any, shape: Sequence[int]) -> Any:
     """Uniforms strictly inside (0, 1), as backend arrays."""
     b = _backend._current[-1]
     u = b.asarray(rng.random(tuple(shape)))
-    tiny = float(b.xp.finfo(b.float_dtype).tiny)
+    tiny = float(b.xp.finfo(b.float_dtype).smallest_normal)
     return b.xp.clip(u, tiny, 1.0 - float(b.xp.finfo(b.float_dtype).eps))
 
 

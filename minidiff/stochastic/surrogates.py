@@ -37,6 +37,13 @@ def _sigmoid_slope(out: Any, x: Any, k: float) -> Any:
 
     The tanh form takes one transcendental pass instead of sigmoid's several; where it loses
     relative accuracy (|kx| > 36, as tanh² rounds to 1) the slope is below 1e-15 k anyway."""
+    b = _backend._current[-1]
+    if isinstance(x, b.array_type):  # plain arrays (no nested transform): update in place
+        t = b.xp.tanh(x * (0.5 * k))
+        t *= t
+        t *= -0.25 * k
+        t += 0.25 * k
+        return t
     t = tanh(multiply(x, 0.5 * k))
     return (0.25 * k) * (1.0 - t * t)
 
