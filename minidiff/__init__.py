@@ -8,6 +8,7 @@ chosen at run time.
 
 from __future__ import annotations
 
+from . import random
 from .backend import (
     Backend,
     BackendError,

@@ -1,0 +1,422 @@
+"""Seeded, keyed random numbers, with samplers that minidiff can differentiate.
+
+``rng = minidiff.random.default_rng(seed)`` is a NumPy-style generator over the current
+backend's random numbers (draws are backend float64 arrays, or traced values when a parameter is
+traced).
+
+Keyed streams (common random numbers)
+-------------------------------------
+To compare a stochastic program at θ and θ + h (finite differences, paired comparisons), both
+runs must see the *same* random numbers. Fixing the seed is not enough: a seed fixes a
+*sequence*, and a draw is the n-th number of that sequence. As soon as the two runs draw a
+different number of values (one more arrival, an agent that dies earlier, a branch taken), every
+later draw is shifted, and from there on the runs are independent. ``rng.stream(key)`` returns a
+child generator whose draws depend only on (seed, key), through an integer derived from
+SHA-256 of the key's canonical form (never Python's ``hash``, which is salted per process). A
+draw keyed by *what it is for*, e.g. ``rng.stream(("shock", t))``, is the same in every run,
+whatever else was drawn before. Making a stream does not advance its parent, and the same key
+always restarts the same sequence: make it once and keep it, or key each use.
+
+Reparameterised samplers
+------------------------
+``normal``, ``lognormal``, ``uniform``, ``exponential``, ``gumbel`` and ``logistic`` transform a
+parameter-free draw with minidiff ops (x = loc + scale·z, ...), so traced parameters get
+pathwise derivatives dx/dθ in every transform. The output shape is the broadcast of the
+parameters' shapes, or ``size`` (which they must broadcast to), as in NumPy.
+
+Discrete samplers and their estimators
+--------------------------------------
+``bernoulli``, ``binomial``, ``poisson``, ``geometric`` and ``categorical`` invert one uniform U
+per sample (:mod:`minidiff.stochastic.distributions`), so every estimator below sees the same
+hard value, and a stochastic triple (when a parameter is one) takes over before any estimator.
+A discrete sample has derivative zero almost everywhere; ``estimator=`` picks a stand-in
+(details in :mod:`minidiff.stochastic.discrete_estimators`): ``"smoothed"``, ``"straight_through"``,
+``"gumbel_softmax"`` (bernoulli and categorical; ``tau``, ``hard``), ``"score"`` or ``"none"``.
+
+The default is ``"smoothed"``: value x exactly, derivative the average of the two one-sided jump
+rules, which is linear in δθ (so it works in reverse mode as well as forward), unbiased for E[X]
+and so for any f linear in the sample, of low variance, with no temperature to tune. It is biased
+for non-linear f: use stochastic triples or the score function there.
+
+``"score"`` gives the value x and no derivative, and adds log p(x; θ) to ``rng.log_prob``, a
+traced running sum shared by the generator and every stream derived from it. The surrogate
+
+    S = f + stop_gradient(f − b)·(rng.log_prob − stop_gradient(rng.log_prob))
+
+has value f and derivative ∇f + (f − b)∇log p, unbiased for any f and any baseline b that does
+not depend on the sample (:meth:`Generator.score_surrogate`). Call ``reset_log_prob()`` at the
+start of each evaluation.
+
+Categorical's default is ``"straight_through"`` with ``one_hot=True`` (hard one-hot value,
+derivative of ``probs``). An index has no useful derivative (its order means nothing), so with
+``one_hot=False`` the default is ``"none"``, and it refuses traced ``probs`` rather than return a
+silent zero derivative: pass ``estimator="none"`` or ``"score"``, or ask for ``one_hot=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+import secrets
+from typing import Any
+
+from . import backend as _backend
+from .core import Box, raw, shape_of, strip_inactive
+from .ops import add, exp, multiply, stop_gradient, subtract
+from .ops import sum as _sum
+from .ops.broadcasting import broadcast_shapes
+from .stochastic.discrete_estimators import (
+    ESTIMATORS,
+    attach,
+    attach_categorical,
+    check_estimator,
+    gumbel_noise,
+)
+from .stochastic.distributions import (
+    Bernoulli,
+    Binomial,
+    Categorical,
+    Geometric,
+    Poisson,
+    check_probability,
+    uniform_like,
+)
+
+__all__ = ["Generator", "default_rng", "ESTIMATORS"]
+
+
+def default_rng(seed: Any = None) -> Generator:
+    """A generator seeded by a non-negative integer (fresh entropy for ``None``); a Generator
+    is returned unchanged."""
+    if isinstance(seed, Generator):
+        return seed
+    return Generator(seed)
+
+
+def _canonical_key(key: Any) -> Any:
+    """Keys as plain str / int / nested tuples, so that equal keys have equal ``repr``."""
+    if isinstance(key, str):
+        return str(key)
+    if isinstance(key, tuple):
+        return tuple(_canonical_key(k) for k in key)
+    try:
+        return operator.index(key)  # ints, NumPy integers, bools (as 0/1)
+    except TypeError:
+        raise TypeError(f"stream: a key must be a str, an int or a tuple of them, got "
+                        f"{key!r} ({type(key).__name__})") from None
+
+
+def _derived_seed(path: tuple) -> int:
+    digest = hashlib.sha256(repr(path).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "little") >> 1  # 63 bits: every backend accepts it
+
+
+class _Ledger:
+    """The running, traced sum of log p(x; θ) over score-estimator draws."""
+
+    __slots__ = ("total",)
+
+    def __init__(self) -> None:
+        self.total: Any = None
+
+
+class Generator:
+    """NumPy-style random numbers on the current backend, with keyed child streams.
+
+    Made by :func:`default_rng`; ``stream(key)`` makes children. Methods take NumPy's names and
+    defaults; discrete samplers add ``estimator=`` (see the module notes).
+    """
+
+    def __init__(self, seed: Any = None, *, _path: tuple | None = None,
+                 _ledger: _Ledger | None = None) -> None:
+        if _path is None:
+            if seed is None:
+                seed = secrets.randbits(63)
+            if isinstance(seed, bool) or not isinstance(seed, int) and not hasattr(
+                    seed, "__index__"):
+                raise TypeError(f"default_rng: seed must be a non-negative integer or None, "
+                                f"got {seed!r}")
+            seed = operator.index(seed)
+            if seed < 0:
+                raise ValueError(f"default_rng: seed must be non-negative, got {seed}")
+            _path = (seed,)
+        self._path = _path
+        self._backend = _backend.get_backend()
+        self._rng = self._backend.make_rng(_path[0] if len(_path) == 1 else _derived_seed(_path))
+        self._ledger = _ledger if _ledger is not None else _Ledger()
+
+    def __repr__(self) -> str:
+        keys = "".join(f".stream({k!r})" for k in self._path[1:])
+        return f"default_rng({self._path[0]}){keys}"
+
+    @property
+    def seed(self) -> int:
+        """The root seed (an integer, drawn from the OS when ``default_rng(None)``)."""
+        return self._path[0]
+
+    def stream(self, key: Any) -> Generator:
+        """A child generator whose draws depend only on (seed, path of keys, ``key``).
+
+        ``key`` is a str, an int or a tuple of them. This generator's own state is untouched,
+        and the child shares its score ledger (``log_prob``)."""
+        return Generator(_path=self._path + (_canonical_key(key),), _ledger=self._ledger)
+
+    # -- score-function bookkeeping ---------------------------------------------------------
+
+    @property
+    def log_prob(self) -> Any:
+        """Σ log p(x; θ) over every ``estimator="score"`` draw since the last reset, by this
+        generator and the streams sharing its ledger: a traced scalar when θ is traced."""
+        total = self._ledger.total
+        if total is None:
+            return self._backend.asarray(0.0)
+        return strip_inactive(total)
+
+    def reset_log_prob(self) -> None:
+        """Forget the score draws so far (do this at the start of each objective evaluation)."""
+        self._ledger.total = None
+
+    def score_surrogate(self, f: Any, baseline: Any = 0.0) -> Any:
+        """f + stop_gradient(f − b)·(log p − stop_gradient(log p)): value f, derivative
+        ∇f + (f − b)∇log p, an unbiased score-function estimate when b does not depend on the
+        sample."""
+        lp = self.log_prob
+        return add(f, multiply(stop_gradient(subtract(f, baseline)),
+                               subtract(lp, stop_gradient(lp))))
+
+    def _add_log_prob(self, term: Any) -> None:
+        total = self._ledger.total
+        self._ledger.total = term if total is None else add(strip_inactive(total), term)
+
+    # -- plain draws --------------------------------------------------------------------------
+
+    def random(self, size: Any = None) -> Any:
+        """Uniforms in [0, 1) (no parameters, so no derivative)."""
+        return self._backend.asarray(self._rng.random(_size("random", size) or ()))
+
+    def _standard_normal(self, shape: tuple) -> Any:
+        return self._backend.asarray(self._rng.standard_normal(shape))
+
+    def _open_uniform(self, shape: tuple) -> Any:
+        return uniform_like(self._rng, shape)  # strictly inside (0, 1)
+
+    # -- reparameterised samplers --------------------------------------------------------------
+
+    def normal(self, loc: Any = 0.0, scale: Any = 1.0, size: Any = None) -> Any:
+        """loc + scale·z, z ~ N(0, 1)."""
+        loc, scale = _param(loc), _param(scale)
+        shape = _out_shape("normal", size, loc, scale)
+        _check_nonnegative("normal", "scale", scale)
+        return add(loc, multiply(scale, self._standard_normal(shape)))
+
+    def lognormal(self, mean: Any = 0.0, sigma: Any = 1.0, size: Any = None) -> Any:
+        """exp(mean + sigma·z), z ~ N(0, 1)."""
+        mean, sigma = _param(mean), _param(sigma)
+        shape = _out_shape("lognormal", size, mean, sigma)
+        _check_nonnegative("lognormal", "sigma", sigma)
+        return exp(add(mean, multiply(sigma, self._standard_normal(shape))))
+
+    def uniform(self, low: Any = 0.0, high: Any = 1.0, size: Any = None) -> Any:
+        """low + (high − low)·U, U ~ U[0, 1)."""
+        low, high = _param(low), _param(high)
+        shape = _out_shape("uniform", size, low, high)
+        u = self._backend.asarray(self._rng.random(shape))
+        return add(low, multiply(subtract(high, low), u))
+
+    def exponential(self, scale: Any = 1.0, size: Any = None) -> Any:
+        """scale·(−log U), U strictly inside (0, 1)."""
+        scale = _param(scale)
+        shape = _out_shape("exponential", size, scale)
+        _check_nonnegative("exponential", "scale", scale)
+        return multiply(scale, -self._backend.xp.log(self._open_uniform(shape)))
+
+    def gumbel(self, loc: Any = 0.0, scale: Any = 1.0, size: Any = None) -> Any:
+        """loc − scale·log(−log U), U strictly inside (0, 1), so never infinite or NaN."""
+        loc, scale = _param(loc), _param(scale)
+        shape = _out_shape("gumbel", size, loc, scale)
+        _check_nonnegative("gumbel", "scale", scale)
+        return add(loc, multiply(scale, gumbel_noise(self._open_uniform(shape))))
+
+    def logistic(self, loc: Any = 0.0, scale: Any = 1.0, size: Any = None) -> Any:
+        """loc + scale·log(U / (1 − U)), U strictly inside (0, 1)."""
+        loc, scale = _param(loc), _param(scale)
+        shape = _out_shape("logistic", size, loc, scale)
+        _check_nonnegative("logistic", "scale", scale)
+        xp = self._backend.xp
+        u = self._open_uniform(shape)
+        return add(loc, multiply(scale, xp.log(u) - xp.log1p(-u)))
+
+    # -- discrete samplers ------------------------------------------------------------------
+
+    def bernoulli(self, p: Any, size: Any = None, estimator: str = "smoothed",
+                  tau: float = 1.0, hard: bool = True) -> Any:
+        """1 with probability p, else 0 (as floats): X = 1[U < p]."""
+        check_estimator("bernoulli", estimator, tau)
+        p = _param(p)
+        check_probability(p, "bernoulli")
+        return self._discrete(Bernoulli, (p,), _out_shape("bernoulli", size, p), estimator,
+                              tau, hard)
+
+    def binomial(self, n: Any, p: Any, size: Any = None, estimator: str = "smoothed") -> Any:
+        """Successes in n trials of probability p, by inversion; derivatives are in p (n is
+        an integer: it moves only by finite jumps, which only stochastic triples see)."""
+        check_estimator("binomial", estimator)
+        n, p = _param(n), _param(p)
+        check_probability(p, "binomial")
+        xp, nr = _backend.get_backend().xp, raw(n)
+        if not bool(xp.all(xp.logical_and(nr >= 0, xp.floor(nr) == nr))):
+            raise ValueError(f"binomial: n must be a non-negative integer, got {nr!r}")
+        return self._discrete(Binomial, (n, p), _out_shape("binomial", size, n, p), estimator)
+
+    def poisson(self, lam: Any = 1.0, size: Any = None, estimator: str = "smoothed") -> Any:
+        """Poisson(λ) counts, by inversion."""
+        check_estimator("poisson", estimator)
+        _check_nonnegative("poisson", "lam", lam, finite=True)
+        lam = _param(lam)
+        return self._discrete(Poisson, (lam,), _out_shape("poisson", size, lam), estimator)
+
+    def geometric(self, p: Any, size: Any = None, estimator: str = "smoothed") -> Any:
+        """Failures before the first success (support 0, 1, 2, ...), P(X = k) = (1 − p)^k p.
+
+        (NumPy's ``geometric`` counts trials, support 1, 2, ...: this is that minus one.)"""
+        check_estimator("geometric", estimator)
+        p = _param(p)
+        check_probability(p, "geometric")
+        if not bool(_backend.get_backend().xp.all(raw(p) > 0)):
+            raise ValueError(f"geometric: probability p must lie in (0, 1], got {raw(p)!r}")
+        return self._discrete(Geometric, (p,), _out_shape("geometric", size, p), estimator)
+
+    def categorical(self, probs: Any, size: Any = None, estimator: str | None = None,
+                    one_hot: bool = False, tau: float = 1.0, hard: bool = True) -> Any:
+        """A class index in {0, ..., C−1} (as float) with P(c) = probs[..., c], or its one-hot
+        vector (shape ``(*batch, C)``) with ``one_hot=True``. ``estimator=None`` means
+        ``"straight_through"`` for one-hot samples and ``"none"`` for indices."""
+        name = "categorical"
+        default = estimator is None
+        if default:
+            estimator = "straight_through" if one_hot else "none"
+        check_estimator(name, estimator, tau, one_hot=one_hot)
+        probs = _param(probs)
+        _check_probs(probs)
+        n_cat = shape_of(probs)[-1]
+        batch = _out_shape(name, size, shape_of(probs)[:-1])
+        u = self._open_uniform(batch)
+        triples = _triples()
+        if triples is not None and triples.perturbed(probs):
+            if one_hot:
+                raise ValueError("categorical: under stochastic triples the sample is an "
+                                 "index; one_hot=True is not supported there")
+            return triples.sample_perturbed(Categorical, u, (probs,))
+        if default and not one_hot and isinstance(probs, Box):
+            raise ValueError("categorical: an index sample has no derivative in probs; pass "
+                             "one_hot=True (straight-through by default), estimator='score', "
+                             "or estimator='none' to accept a zero derivative")
+        b = _backend.get_backend()
+        x = Categorical.sample(u, raw(probs))
+        vec = b.xp.astype(b.xp.arange(n_cat) == b.xp.astype(x, b.xp.int64)[..., None],
+                          b.float_dtype)
+        value = vec if one_hot else x
+        if estimator == "score":
+            self._add_log_prob(_sum(Categorical.log_prob(x, probs)))
+            return value
+        if not one_hot:
+            return x
+        v = self._open_uniform((*batch, n_cat)) if estimator == "gumbel_softmax" else None
+        return attach_categorical(vec, probs, v, estimator, tau, hard)
+
+    def _discrete(self, dist: Any, params: tuple, shape: tuple, estimator: str,
+                  tau: float = 1.0, hard: bool = True) -> Any:
+        """Invert one uniform per sample, then apply ``estimator`` (the triples hook first)."""
+        u = self._open_uniform(shape)
+        triples = _triples()
+        if triples is not None and triples.perturbed(*params):
+            return triples.sample_perturbed(dist, u, params)
+        x = dist.sample(u, *(raw(p) for p in params))
+        if estimator == "score":
+            self._add_log_prob(_sum(dist.log_prob(x, *params)))
+            return x
+        return attach(dist, x, u, params, shape, estimator, tau, hard)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _triples() -> Any:
+    """The stochastic-triples module, or None where it does not exist yet."""
+    try:
+        from .stochastic import triples
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("minidiff.stochastic.triples", "minidiff.stochastic"):
+            raise
+        return None
+    return triples
+
+
+def _param(x: Any) -> Any:
+    """A parameter as a float backend array, traced values (and triples) untouched."""
+    if isinstance(x, Box):
+        return x
+    b = _backend.get_backend()
+    arr = b.asarray(x)
+    return arr if b.xp.isdtype(arr.dtype, "real floating") else b.xp.astype(arr, b.float_dtype)
+
+
+def _size(name: str, size: Any) -> tuple | None:
+    if size is None:
+        return None
+    try:
+        shape = (operator.index(size),) if not isinstance(size, tuple | list) else tuple(
+            operator.index(d) for d in size)
+    except TypeError:
+        raise TypeError(f"{name}: size must be an int or a tuple of ints, got {size!r}") from None
+    if any(d < 0 for d in shape):
+        raise ValueError(f"{name}: size must not be negative, got {size!r}")
+    return shape
+
+
+def _out_shape(name: str, size: Any, *params: Any) -> tuple:
+    """NumPy's rule: the parameters' broadcast shape, or ``size`` if they broadcast to it.
+    Each of ``params`` is a parameter or a shape (a tuple)."""
+    shapes = [p if isinstance(p, tuple) else shape_of(p) for p in params]
+    try:
+        base = broadcast_shapes(*shapes)
+    except ValueError:
+        raise ValueError(f"{name}: parameter shapes {shapes} do not broadcast together") from None
+    shape = _size(name, size)
+    if shape is None:
+        return base
+    try:
+        fits = broadcast_shapes(shape, base) == shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"{name}: parameters of shape {base} do not broadcast to size {shape}")
+    return shape
+
+
+def _check_nonnegative(name: str, what: str, value: Any, finite: bool = False) -> None:
+    b = _backend.get_backend()
+    v = b.asarray(raw(value))
+    v = v if b.xp.isdtype(v.dtype, "real floating") else b.xp.astype(v, b.float_dtype)
+    ok = v >= 0
+    if finite:
+        ok = b.xp.logical_and(ok, b.xp.isfinite(v))
+    if not bool(b.xp.all(ok)):
+        bound = "finite and ≥ 0" if finite else "≥ 0"
+        raise ValueError(f"{name}: {what} must be {bound}, got {raw(value)!r}")
+
+
+def _check_probs(probs: Any) -> None:
+    b = _backend.get_backend()
+    xp = b.xp
+    v = raw(probs)
+    if len(shape_of(v)) < 1 or shape_of(v)[-1] < 1:
+        raise ValueError(f"categorical: probs needs a last axis of at least one class, got "
+                         f"shape {shape_of(v)}")
+    if not bool(xp.all(v >= 0)):
+        raise ValueError(f"categorical: probs must be non-negative, got {v!r}")
+    if not bool(xp.all(xp.abs(xp.sum(v, axis=-1) - 1.0) <= 1e-9)):
+        raise ValueError(f"categorical: probs must sum to 1 along the last axis (within "
+                         f"1e-9), got sums {xp.sum(v, axis=-1)!r}")
