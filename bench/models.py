@@ -1,0 +1,142 @@
+"""The agent-based models: primal time against N, and gradient time as a ratio to the primal.
+
+For each registered model and each N (default 1e3, 1e5, 1e6 agents; T = 100 steps) one run
+times, on the same seed:
+
+* ``primal``: ``simulate(params, ...)`` on plain arrays (seconds);
+* ``jacfwd``: the Jacobian of the observed series in all K parameters, one forward pass with K
+  tangents, as a ratio to the primal;
+* ``grad``: ``md.grad`` of the model's scalar loss (one tape, one backward sweep), as a ratio.
+
+The primal is the faster of two runs (the first at a new N pays page faults); the gradients
+are single runs, so read the ratios, not the last digit.
+
+Registry
+--------
+``MODELS`` maps a name to ``(simulate, default_params, loss)``; ``simulate(params, *,
+n_timesteps, n_agents, rng)`` returns the observed series and ``loss(series)`` a scalar. Model
+modules listed in ``_MODULES`` register themselves when importable (a model being written
+elsewhere is skipped, with a note); another file can also add a row with :func:`register`.
+
+Run: ``python bench/models.py`` (``--quick``: N ∈ {1e3, 1e4}, T = 20; ``--models sir``,
+``--sizes 1000 100000``, ``--steps 50``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from _common import print_header, tune_malloc
+
+import minidiff as md
+from minidiff.random import default_rng
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's models/
+
+ModelRow = tuple[Callable[..., Any], Any, Callable[[Any], Any]]
+MODELS: dict[str, ModelRow] = {}
+
+# (registry name, module, extra keyword arguments for simulate)
+_MODULES: list[tuple[str, str, dict]] = [
+    ("random_walk", "models.random_walk", {}),
+    ("sir", "models.sir", {}),
+    ("sir_erdos_renyi", "models.sir", {"network": "erdos_renyi", "mean_degree": 10}),
+    ("rama_cont", "models.rama_cont", {}),
+    ("brock_hommes", "models.brock_hommes", {}),
+]
+
+_PARAMS_OVERRIDE = {"sir_erdos_renyi": (0.05, 0.1, 0.01)}  # β is a per-contact probability
+
+
+def register(name: str, simulate: Callable[..., Any], default_params: Any,
+             loss: Callable[[Any], Any]) -> None:
+    """Add (or replace) a row of ``MODELS``."""
+    MODELS[name] = (simulate, default_params, loss)
+
+
+def _default_loss(series: Any) -> Any:
+    return md.mean(md.square(series))
+
+
+def load_models() -> list[str]:
+    """Register every importable model of ``_MODULES``; return notes on those skipped."""
+    notes = []
+    for name, module_name, extra in _MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            notes.append(f"note: skipping {name}: {exc}")
+            continue
+        simulate = module.simulate
+        if extra:
+            def simulate(params, _f=module.simulate, _extra=extra, **kw):
+                return _f(params, **_extra, **kw)
+        register(name, simulate, _PARAMS_OVERRIDE.get(name, module.DEFAULT_PARAMS),
+                 getattr(module, "loss", _default_loss))
+    return notes
+
+
+def _time(fn: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def bench_model(name: str, sizes: list[int], steps: int, seed: int) -> list[str]:
+    simulate, params, loss = MODELS[name]
+    b = md.get_backend()
+    theta = b.asarray([float(p) for p in (params if isinstance(params, tuple | list)
+                                          else (params,))])
+
+    def run(p: Any, n: int) -> Any:
+        return simulate(p, n_timesteps=steps, n_agents=n, rng=default_rng(seed))
+
+    run(theta, 10)  # warm-up (imports, caches)
+    lines = []
+    for n in sizes:
+        primal = min(_time(lambda: b.to_host(run(theta, n))) for _ in range(2))  # 1st: pages
+        forward = _time(lambda: b.to_host(md.jacfwd(lambda p: run(p, n))(theta)))
+        reverse = _time(lambda: b.to_host(md.grad(lambda p: loss(run(p, n)))(theta)))
+        lines.append(f"{name:<18}{n:>10,d}{int(theta.shape[0]):>4d}{primal:>12.4f}"
+                     f"{forward / primal:>10.2f}{reverse / primal:>10.2f}")
+        print(lines[-1], flush=True)
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 100_000, 1_000_000],
+                        help="numbers of agents N")
+    parser.add_argument("--steps", type=int, default=100, help="time steps T")
+    parser.add_argument("--models", nargs="+", default=None, help="registry names to run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="N ∈ {1e3, 1e4}, T = 20")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc malloc untuned (see bench/_common.py)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.steps = [1_000, 10_000], 20
+    malloc_note = "default" if args.default_malloc else tune_malloc()
+    print_header(malloc_note)
+    for note in load_models():
+        print(note)
+    names = args.models or list(MODELS)
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        parser.error(f"unknown model(s) {unknown}; registered: {list(MODELS)}")
+    print(f"T = {args.steps}, seed {args.seed}; primal in seconds, jacfwd and grad as ratios "
+          f"to the primal (single run each)\n")
+    print(f"{'model':<18}{'N':>10}{'K':>4}{'primal s':>12}{'jacfwd×':>10}{'grad×':>10}")
+    for name in names:
+        bench_model(name, args.sizes, args.steps, args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

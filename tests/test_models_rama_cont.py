@@ -1,0 +1,244 @@
+"""Cont's threshold model (models/rama_cont.py): stylised facts, every transform, errors.
+
+Stylised facts at the defaults (N = 1000, T = 5000, NumPy, every step kept), measured:
+
+    seed 0: excess kurtosis 1.69, acf |r| lags 1-10 in [0.20, 0.30], max |acf r| 0.052
+    seed 1: excess kurtosis 1.65, acf |r| lags 1-10 in [0.24, 0.33], max |acf r| 0.044
+    seed 2: excess kurtosis 2.09, acf |r| lags 1-10 in [0.25, 0.32], max |acf r| 0.027
+
+What the surrogate gradient agrees with (measured with 200 seeds, N = 2000, loss 10⁴·mean(r²)):
+
+* T = 1 (no threshold has been updated yet): the η-derivative is exact (r = Σρ/(Nη) and the
+  orders do not depend on η), and the surrogate derivatives in μ, σ_ν, σ approach the
+  common-random-numbers finite difference as k grows: paired relative bias 0.5%, 8%, 10% at
+  k = 300 and 1.5%, 0.3%, 1.8% at k = 3000 (a kernel estimate with bandwidth 1/k, whose bias
+  shrinks with 1/k while N is large enough to keep its variance small).
+* T = 20: the paired differences surrogate − finite difference are 6-24% of the
+  finite-difference mean in every parameter, the η derivative included (k = 300 or 1000), but
+  within about 2 standard errors (paired z from −0.2 to −2.0), so 200 seeds neither confirm nor
+  rule out a bias of that size. A bias is expected: after the first updates the thresholds are
+  past values of |r|, each update moves many thresholds to the *same* value, so decisions flip
+  in blocks, which the pathwise part does not see. Raising k there makes the variance explode
+  (k = 3000: standard errors ×3 to ×8) instead of shrinking a bias. So only the T = 1 agreement
+  is tested.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minidiff as md
+from minidiff.random import default_rng
+from minidiff.stochastic import derivative_estimate
+from models import rama_cont
+from models.rama_cont import DEFAULT_PARAMS, simulate
+
+THETA = np.array(DEFAULT_PARAMS)
+
+
+def host(x):
+    return np.asarray(md.get_backend().to_host(x), dtype=np.float64)
+
+
+def loss(theta, seed, *, n_timesteps=30, n_agents=200, k=300.0, estimator="smoothed"):
+    r = simulate(theta, n_timesteps=n_timesteps, n_agents=n_agents, rng=seed, k=k,
+                 estimator=estimator)
+    return md.mean(md.multiply(r, r)) * 1e4
+
+
+def acf(x, lags):
+    x = x - x.mean()
+    return np.array([np.mean(x[:-lag] * x[lag:]) for lag in lags]) / np.mean(x * x)
+
+
+# ---------------------------------------------------------------------------------------------
+# the model and its stylised facts
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_defaults_reproduce_fat_tails_and_volatility_clustering(seed):
+    with md.use_backend("numpy"):
+        r = host(simulate(DEFAULT_PARAMS, n_timesteps=5000, rng=seed))
+    z = r - r.mean()
+    excess_kurtosis = np.mean(z**4) / np.mean(z**2) ** 2 - 3.0
+    lags = range(1, 11)
+    assert excess_kurtosis > 0.5
+    assert np.all(acf(np.abs(r), lags) > 0.1)  # volatility clustering
+    assert np.all(np.abs(acf(r, lags)) < 0.1)  # returns themselves nearly uncorrelated
+
+
+def test_everyone_trading_every_step_shows_no_clustering():
+    """The tutorial's σ = 1, η = 0.7 lies outside the regime: r_t = ±1/η almost always."""
+    with md.use_backend("numpy"):
+        r = host(simulate((0.0, 0.5, 1.0, 0.7), n_timesteps=2000, rng=0))
+    z = r - r.mean()
+    assert np.mean(z**4) / np.mean(z**2) ** 2 - 3.0 < 0
+    assert np.max(np.abs(acf(np.abs(r), range(1, 11)))) < 0.1
+
+
+def test_returns_are_a_series_of_shape_t_on_the_backend(backend):
+    r = simulate(DEFAULT_PARAMS, n_timesteps=25, n_agents=100, rng=3)
+    assert backend.is_array(r) and r.shape == (25,)
+    assert np.all(np.abs(host(r)) <= 1 / DEFAULT_PARAMS[3] + 1e-12)
+    assert simulate(DEFAULT_PARAMS, n_timesteps=0, rng=3).shape == (0,)
+
+
+def test_same_seed_same_series_and_params_as_sequence_or_array():
+    a = simulate(DEFAULT_PARAMS, n_timesteps=40, n_agents=100, rng=7)
+    b = simulate(md.asarray(THETA), n_timesteps=40, n_agents=100, rng=default_rng(7))
+    np.testing.assert_array_equal(host(a), host(b))
+
+
+def test_every_estimator_gives_the_same_series_and_gradient():
+    """s is a fixed setting: the update draws are the same hard values, with no derivative."""
+    values = {e: host(loss(THETA, 4, estimator=e)) for e in md.random.ESTIMATORS}
+    grads = {e: host(md.grad(lambda th: loss(th, 4, estimator=e))(THETA))
+             for e in md.random.ESTIMATORS}
+    for e in md.random.ESTIMATORS:
+        np.testing.assert_array_equal(values[e], values["smoothed"])
+        np.testing.assert_allclose(grads[e], grads["smoothed"], rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# transforms
+# ---------------------------------------------------------------------------------------------
+
+
+def test_jacfwd_over_all_four_params_matches_grad(backend, to_array):
+    theta = to_array(THETA)
+    g = host(md.grad(lambda th: loss(th, 1))(theta))
+    jac = md.jacfwd(lambda th: simulate(th, n_timesteps=30, n_agents=200, rng=1, k=300.0))(theta)
+    r = host(simulate(theta, n_timesteps=30, n_agents=200, rng=1, k=300.0))
+    assert jac.shape == (30, 4)
+    via_jacobian = 2e4 * (r @ host(jac)) / r.size  # d/dθ 10⁴ mean(r²) by the chain rule
+    np.testing.assert_allclose(via_jacobian, g, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(host(md.jacfwd(lambda th: loss(th, 1))(theta)), g,
+                               rtol=1e-10, atol=1e-10)
+    assert np.all(np.isfinite(g)) and np.all(g != 0)
+
+
+def test_stochastic_triples_reduce_to_the_pathwise_surrogate():
+    """With s fixed no alternative world opens, so triples give exactly the surrogate grad."""
+    g = host(md.grad(lambda th: loss(th, 2))(THETA))
+    for estimator in ("smoothed", "score"):
+        est = host(derivative_estimate(lambda th: loss(th, 2, estimator=estimator), THETA,
+                                       seed=0))
+        assert est.shape == (4,)
+        np.testing.assert_allclose(est, g, rtol=1e-10, atol=1e-10)
+
+
+def test_eta_derivative_is_exact_before_any_update():
+    """At T = 1, r = Σρ/(Nη) with orders independent of η: d mean(r²)/dη = −2 mean(r²)/η."""
+    for seed in range(5):
+        value = float(host(loss(THETA, seed, n_timesteps=1, n_agents=2000)))
+        g = host(md.grad(lambda th: loss(th, seed, n_timesteps=1, n_agents=2000))(THETA))
+        assert g[3] == pytest.approx(-2 * value / THETA[3], rel=1e-12)
+
+
+def test_surrogate_approaches_crn_finite_differences_as_k_grows_before_any_update():
+    """T = 1: the surrogate is a kernel estimate of E[d loss/dθ] with bandwidth 1/k."""
+    n, t, n_agents = 200, 1, 2000
+    scale = np.array([1.0, 1.0, 0.01, 0.5])  # each parameter's own scale
+
+    def f(phi, rng):  # in scaled coordinates θ = scale·φ, so one step h suits all four
+        return loss(md.multiply(phi, scale), rng, n_timesteps=t, n_agents=n_agents)
+
+    fd = host(md.stochastic.finite_difference(f, THETA / scale, 0.02, n, seed=11))
+    root = default_rng(11)  # the same streams finite_difference used: paired comparisons
+
+    def surrogate(k):
+        return np.stack([host(md.grad(lambda phi: loss(md.multiply(phi, scale), root.stream(i),
+                                                       n_timesteps=t, n_agents=n_agents,
+                                                       k=k))(THETA / scale))
+                         for i in range(n)])
+
+    rel_bias = {}
+    for k in (300.0, 3000.0):
+        diff = surrogate(k) - fd
+        rel_bias[k] = np.abs(diff.mean(0)) / np.abs(fd.mean(0))
+        z = diff.mean(0) / (diff.std(0, ddof=1) / np.sqrt(n))
+        if k == 3000.0:
+            assert np.all(rel_bias[k][:3] < 0.05), rel_bias[k]
+            assert np.all(np.abs(z[:3]) < 3.5), z
+    assert rel_bias[3000.0][:3].sum() < rel_bias[300.0][:3].sum()
+    assert np.all(rel_bias[300.0][3] < 0.01)  # η: exact up to the O(h²) of the difference
+
+
+# ---------------------------------------------------------------------------------------------
+# CuPy
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cupy_backend():
+    """The CuPy backend, current for the test; skips (with the reason) where it cannot start."""
+    context = md.use_backend("cupy")
+    try:
+        backend = context.__enter__()
+    except md.BackendError as exc:
+        pytest.skip(f"CuPy backend unavailable: {exc}")
+    try:
+        yield backend
+    finally:
+        context.__exit__(None, None, None)
+
+
+@pytest.mark.gpu
+def test_cupy_runs_unchanged_and_jacfwd_matches_grad(cupy_backend):
+    theta = cupy_backend.from_host(THETA)
+    r = simulate(theta, n_timesteps=30, n_agents=500, rng=0)
+    assert cupy_backend.is_array(r) and r.shape == (30,)
+    g = md.grad(lambda th: loss(th, 0))(theta)
+    jf = md.jacfwd(lambda th: loss(th, 0))(theta)
+    assert cupy_backend.is_array(g)
+    np.testing.assert_allclose(host(jf), host(g), rtol=1e-10, atol=1e-10)
+    est = derivative_estimate(lambda th: loss(th, 0), theta, seed=0)
+    np.testing.assert_allclose(host(est), host(g), rtol=1e-10, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("params, match", [
+    ((-2.8, 0.8, 0.01, 0.0), "eta"),
+    ((-2.8, 0.8, 0.01, -1.0), "eta"),
+    ((-2.8, 0.8, -0.01, 0.5), "sigma "),
+    ((-2.8, -0.1, 0.01, 0.5), "sigma_nu"),
+    ((-2.8, 0.8, 0.01), "4 values"),
+    ((-2.8, 0.8, 0.01, 0.5, 1.0), "4 values"),
+    (np.zeros(3), "shape \\(4,\\)"),
+    ((float("nan"), 0.8, 0.01, 0.5), "mu must be finite"),
+])
+def test_bad_parameters_are_refused_by_name(params, match):
+    with pytest.raises(ValueError, match=match):
+        simulate(params, n_timesteps=5, rng=0)
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"s": -0.1}, "s \\(update probability\\)"),
+    ({"s": 1.5}, "s \\(update probability\\)"),
+    ({"k": 0.0}, "k \\(surrogate steepness\\)"),
+    ({"k": -3.0}, "k \\(surrogate steepness\\)"),
+    ({"n_agents": 0}, "n_agents must be >= 1"),
+    ({"n_timesteps": -1}, "n_timesteps must be >= 0"),
+    ({"estimator": "reinforce"}, "unknown estimator"),
+])
+def test_bad_settings_are_refused_by_name(settings, match):
+    kwargs = {"n_timesteps": 5, "rng": 0, **settings}
+    with pytest.raises(ValueError, match=match):
+        simulate(DEFAULT_PARAMS, **kwargs)
+
+
+def test_a_traced_setting_is_refused():
+    with pytest.raises(TypeError, match="fixed settings"):
+        md.grad(lambda s: md.sum(simulate(DEFAULT_PARAMS, n_timesteps=2, rng=0, s=s)))(0.05)
+
+
+def test_module_documents_its_regime():
+    doc = rama_cont.__doc__
+    for needle in ("Equations", "excess kurtosis", "autocorrelation", "σ·η", "smoothed"):
+        assert needle in doc
