@@ -26,3 +26,17 @@ def backend(request):
 def to_array(backend):
     """Convert NumPy data to the current backend's arrays (float64)."""
     return lambda x: backend.from_host(np.asarray(x, dtype=np.float64))
+
+
+@pytest.fixture
+def cupy_backend():
+    """The CuPy backend, current for the test; skips (with the reason) where it cannot start."""
+    context = md.use_backend("cupy")
+    try:
+        backend = context.__enter__()
+    except md.BackendError as exc:
+        pytest.skip(f"CuPy backend unavailable: {exc}")
+    try:
+        yield backend
+    finally:
+        context.__exit__(None, None, None)

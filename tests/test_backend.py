@@ -227,20 +227,6 @@ def test_the_import_scan_sees_backend_py_imports():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cupy_backend():
-    """The CuPy backend, current for the test; skips (with the reason) where it cannot start."""
-    context = md.use_backend("cupy")
-    try:
-        backend = context.__enter__()
-    except md.BackendError as exc:
-        pytest.skip(f"CuPy backend unavailable: {exc}")
-    try:
-        yield backend
-    finally:
-        context.__exit__(None, None, None)
-
-
 def test_cupy_without_cupy_or_a_gpu_raises_a_clear_backend_error():
     try:
         with md.use_backend("cupy"):

@@ -197,20 +197,6 @@ def test_finite_difference_means_agree_with_the_pathwise_mean():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cupy_backend():
-    """The CuPy backend, current for the test; skips (with the reason) where it cannot start."""
-    context = md.use_backend("cupy")
-    try:
-        backend = context.__enter__()
-    except md.BackendError as exc:
-        pytest.skip(f"CuPy backend unavailable: {exc}")
-    try:
-        yield backend
-    finally:
-        context.__exit__(None, None, None)
-
-
 @pytest.mark.gpu
 def test_cupy_runs_unchanged_and_its_derivatives_agree(cupy_backend):
     theta = cupy_backend.from_host(THETA)

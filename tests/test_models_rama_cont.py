@@ -171,20 +171,6 @@ def test_surrogate_approaches_crn_finite_differences_as_k_grows_before_any_updat
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cupy_backend():
-    """The CuPy backend, current for the test; skips (with the reason) where it cannot start."""
-    context = md.use_backend("cupy")
-    try:
-        backend = context.__enter__()
-    except md.BackendError as exc:
-        pytest.skip(f"CuPy backend unavailable: {exc}")
-    try:
-        yield backend
-    finally:
-        context.__exit__(None, None, None)
-
-
 @pytest.mark.gpu
 def test_cupy_runs_unchanged_and_jacfwd_matches_grad(cupy_backend):
     theta = cupy_backend.from_host(THETA)

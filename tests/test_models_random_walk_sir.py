@@ -219,20 +219,6 @@ def test_mean_field_sir_follows_the_sir_ode_at_large_n():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cupy_backend():
-    """The CuPy backend, current for the test; skips (with the reason) where it cannot start."""
-    context = md.use_backend("cupy")
-    try:
-        backend = context.__enter__()
-    except md.BackendError as exc:
-        pytest.skip(f"CuPy backend unavailable: {exc}")
-    try:
-        yield backend
-    finally:
-        context.__exit__(None, None, None)
-
-
 @pytest.mark.gpu
 def test_random_walk_runs_unchanged_on_cupy(cupy_backend):
     def simulate(p):
