@@ -64,7 +64,7 @@ from . import backend as _backend
 from .core import Box, raw, shape_of, strip_inactive
 from .ops import add, exp, multiply, stop_gradient, subtract
 from .ops import sum as _sum
-from .ops.broadcasting import broadcast_shapes
+from .ops.broadcasting import broadcast_shapes, broadcasts_to
 from .stochastic.discrete_estimators import (
     ESTIMATORS,
     attach,
@@ -387,11 +387,7 @@ def _out_shape(name: str, size: Any, *params: Any) -> tuple:
     shape = _size(name, size)
     if shape is None:
         return base
-    try:
-        fits = broadcast_shapes(shape, base) == shape
-    except ValueError:
-        fits = False
-    if not fits:
+    if not broadcasts_to(base, shape):
         raise ValueError(f"{name}: parameters of shape {base} do not broadcast to size {shape}")
     return shape
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..core import shape_of
 
-__all__ = ["unbroadcast", "align_tangent", "broadcast_shapes"]
+__all__ = ["unbroadcast", "align_tangent", "broadcast_shapes", "broadcasts_to"]
 
 
 def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
@@ -29,6 +29,14 @@ def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
                     raise ValueError(f"shapes {shapes} cannot be broadcast together")
                 out[i] = d
     return tuple(out)
+
+
+def broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """True when an array of ``shape`` can be broadcast to exactly ``target``."""
+    try:
+        return broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False
 
 
 def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:

@@ -24,7 +24,7 @@ from typing import Any
 
 from .. import backend as _backend
 from ..core import Box, Primitive, ShapeError, ndim_of, raw, shape_of
-from .broadcasting import align_tangent, broadcast_shapes, unbroadcast
+from .broadcasting import align_tangent, broadcasts_to, unbroadcast
 
 __all__ = [
     "reshape", "transpose", "broadcast_to", "expand_dims", "squeeze", "concatenate", "stack",
@@ -153,11 +153,7 @@ def broadcast_to(x: Any, shape: Sequence[int]) -> Any:
     """Stretch ``x`` to ``shape`` by NumPy's broadcasting rules (a read-only view)."""
     shape = tuple(int(d) for d in shape)
     x_shape = shape_of(x)
-    try:
-        fits = broadcast_shapes(x_shape, shape) == shape
-    except ValueError:
-        fits = False
-    if not fits:
+    if not broadcasts_to(x_shape, shape):
         raise ShapeError(f"broadcast_to: cannot broadcast shape {x_shape} to {shape}")
     if x_shape == shape:
         return x
