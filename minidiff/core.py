@@ -178,8 +178,10 @@ def strip_inactive(x: Any) -> Any:
 
 def shape_of(x: Any) -> tuple[int, ...]:
     """The shape of an array, a boxed value or a Python number (``()``)."""
-    x = raw(x)
-    return tuple(x.shape) if hasattr(x, "shape") else ()
+    while isinstance(x, Box):
+        x = x.value
+    shape = getattr(x, "shape", None)
+    return () if shape is None else shape if type(shape) is tuple else tuple(shape)
 
 
 def ndim_of(x: Any) -> int:
@@ -268,12 +270,10 @@ def bind(primitive: Primitive, *args: Any, **params: Any) -> Any:
 def _apply_raw(primitive: Primitive, args: Sequence[Any], params: dict) -> Any:
     backend = _backend._current[-1]
     array_type = backend.array_type
-    if not all(isinstance(a, array_type) for a in args):  # slow path: numbers, lists, strays
-        args = [_to_backend(primitive, a, backend) for a in args]
-        if not any(isinstance(a, array_type) for a in args):
-            # every argument is a Python number: give the op an array to work on
-            args = [backend.asarray(float(a)) if isinstance(a, numbers.Number) else a
-                    for a in args]
+    for a in args:
+        if not isinstance(a, array_type):  # slow path: numbers, lists, strays
+            args = _raw_arguments(primitive, args, backend)
+            break
     try:
         return primitive.impl(*args, **params)
     except (ValueError, TypeError) as exc:
@@ -284,6 +284,16 @@ def _apply_raw(primitive: Primitive, args: Sequence[Any], params: dict) -> Any:
                 f"together ({exc})"
             ) from exc
         raise
+
+
+def _raw_arguments(primitive: Primitive, args: Sequence[Any], backend: Any) -> list[Any]:
+    """Check and convert arguments that are not arrays of the current backend (Python
+    numbers, lists, arrays of another backend) for ``impl``."""
+    args = [_to_backend(primitive, a, backend) for a in args]
+    if not any(isinstance(a, backend.array_type) for a in args):
+        # every argument is a Python number: give the op an array to work on
+        args = [backend.asarray(float(a)) if isinstance(a, numbers.Number) else a for a in args]
+    return args
 
 
 def _to_backend(primitive: Primitive, a: Any, backend: _backend.Backend) -> Any:

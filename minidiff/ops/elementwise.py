@@ -30,6 +30,15 @@ __all__ = [
 ]
 
 Partial = Callable[..., Any]
+
+
+class Static:
+    """Residual metadata (shapes) that holds no array: the tape's byte count skips it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 NEGATE = object()  # a partial derivative of -1, applied by negation rather than multiplication
 
 
@@ -94,16 +103,23 @@ def elementwise_primitive(name: str, impl: Callable[..., Any],
             total = _broadcast_to(total, target)
         return total
 
+    keep_for: dict[tuple, tuple[tuple[bool, ...], bool]] = {}  # needs -> what to keep
+
     def save(args: Sequence[Any], out: Any, needs: Sequence[bool], **params: Any) -> Any:
-        used: set = set()
-        for i in range(n_args):
-            if needs[i]:
-                used |= uses[i]
-        kept = tuple(a if i in used else None for i, a in enumerate(args))
-        return kept, (out if "out" in used else None), tuple(shape_of(a) for a in args)
+        plan = keep_for.get(needs)
+        if plan is None:
+            used: set = set()
+            for i in range(n_args):
+                if needs[i]:
+                    used |= uses[i]
+            plan = keep_for[needs] = (tuple(i in used for i in range(n_args)), "out" in used)
+        keep_args, keep_out = plan
+        kept = tuple([a if keep else None for a, keep in zip(args, keep_args)])
+        return kept, (out if keep_out else None), Static([shape_of(a) for a in args])
 
     def vjp(g: Any, residuals: Any, needs: Sequence[bool], **params: Any) -> list[Any]:
         kept, out, shapes = residuals
+        shapes = shapes.value
         grads: list[Any] = []
         for i in range(n_args):
             if not needs[i]:
