@@ -37,7 +37,7 @@ from .checkpoint_schedule import (
     revolve_schedule,
 )
 from .core import Box, Level, Primitive, raw, shape_of
-from .ops import concatenate, reshape
+from .ops import concatenate, reshape, zeros
 from .reverse import ReverseEngine, Tape, TapeValue
 
 __all__ = ["checkpoint", "checkpointed_loop", "revolve_schedule", "default_snapshots"]
@@ -224,8 +224,7 @@ def checkpointed_loop(step: Callable[[State, int], State], state: State, n_steps
     schedule = revolve_schedule(n_steps, snapshots)
     primals = tuple(_unbox(s, level) for s in states)
     stored, held, first_turn = _forward_sweep(run, primals, schedule, level)
-    with _level_active(level, False):
-        final = run(held, n_steps - 1)
+    final = _advance(run, held, n_steps - 1, n_steps, level)  # the last step, unrecorded
 
     outer = level.engine.tape
     packing = _Packing(final)
@@ -233,12 +232,22 @@ def checkpointed_loop(step: Callable[[State, int], State], state: State, n_steps
     def vjp(g: Any, residuals: Any, needs: Sequence[bool]) -> list[Any]:
         slots, last = residuals
         adjoint = packing.split(g)
-        adjoint = _reverse_sweep(run, slots, last, adjoint, schedule[first_turn:], level, outer)
+        adjoint = _reverse_sweep(run, packing, slots, last, adjoint, schedule[first_turn:],
+                                 level, outer)
         return list(adjoint)
 
     node = _record(level, "checkpointed_loop", _parents(states, level), (stored, held), vjp,
                    packing.pack(final))
-    return repack(packing.unpack(node))
+    return repack(packing.split(node))
+
+
+def _advance(run: Callable[[tuple, int], tuple], state: tuple, start: int, stop: int,
+             level: Level) -> tuple:
+    """Steps ``start .. stop-1`` with ``level`` switched off, so nothing is recorded."""
+    with _level_active(level, False):
+        for t in range(start, stop):
+            state = run(state, t)
+    return state
 
 
 def _forward_sweep(run: Callable[[tuple, int], tuple], state: tuple, schedule: list[Action],
@@ -247,54 +256,42 @@ def _forward_sweep(run: Callable[[tuple, int], tuple], state: tuple, schedule: l
     snapshots. Returns the slots, the state held at the first turn (state n-1) and the
     position of the first turn in the schedule."""
     slots: dict[int, tuple] = {}
-    with _level_active(level, False):
-        for position, action in enumerate(schedule):
-            if action.kind == ADVANCE:
-                for t in range(action.state, action.target):
-                    state = run(state, t)
-            elif action.kind == TAKESHOT:
-                slots[action.slot] = state
-            elif action.kind == FIRSTTURN:
-                return slots, state, position
-            else:  # pragma: no cover - revolve_schedule never does this before its first turn
-                raise RuntimeError(f"unexpected {action.kind} before the first turn")
+    for position, action in enumerate(schedule):
+        if action.kind == ADVANCE:
+            state = _advance(run, state, action.state, action.target, level)
+        elif action.kind == TAKESHOT:
+            slots[action.slot] = state
+        elif action.kind == FIRSTTURN:
+            return slots, state, position
+        else:  # pragma: no cover - revolve_schedule never does this before its first turn
+            raise RuntimeError(f"unexpected {action.kind} before the first turn")
     raise RuntimeError("revolve schedule without a first turn")  # pragma: no cover
 
 
-def _reverse_sweep(run: Callable[[tuple, int], tuple], slots: dict[int, tuple], held: tuple,
-                   adjoint: tuple, actions: list[Action], level: Level,
-                   outer: Tape) -> tuple:
+def _reverse_sweep(run: Callable[[tuple, int], tuple], packing: _Packing,
+                   slots: dict[int, tuple], held: tuple, adjoint: tuple, actions: list[Action],
+                   level: Level, outer: Tape) -> tuple:
     """Carry out the rest of the schedule: each turn records one step on a sub-tape and pulls
     the adjoint of state t+1 back to state t; advances and restores move between states."""
     slots = dict(slots)
     state = held
     for action in actions:
         if action.kind in (FIRSTTURN, YOUTURN):
-            t = action.state
-            packing = _Packing(state)
 
-            def one_step(*pieces: Any, t: int = t, packing: _Packing = packing) -> Any:
-                return packing.pack(run(tuple(pieces), t))
+            def one_step(*pieces: Any, t: int = action.state) -> Any:
+                return packing.pack(run(pieces, t))
 
-            cotangents = _pull_back(level, one_step, state, packing.pack_seed(adjoint), outer)
-            adjoint = tuple(c if c is not None else core_zeros(s)
+            cotangents = _pull_back(level, one_step, state, packing.pack(adjoint), outer)
+            adjoint = tuple(zeros(shape_of(s)) if c is None else c
                             for c, s in zip(cotangents, state))
             state = None
         elif action.kind == RESTORE:
             state = slots[action.slot]
         elif action.kind == ADVANCE:
-            with _level_active(level, False):
-                for t in range(action.state, action.target):
-                    state = run(state, t)
+            state = _advance(run, state, action.state, action.target, level)
         elif action.kind == TAKESHOT:
             slots[action.slot] = state
     return adjoint
-
-
-def core_zeros(like: Any) -> Any:
-    from .ops import zeros
-
-    return zeros(shape_of(like))
 
 
 class _Packing:
@@ -310,9 +307,6 @@ class _Packing:
             return pieces[0]
         return concatenate([reshape(p, (-1,)) for p in pieces])
 
-    def pack_seed(self, pieces: tuple) -> Any:
-        return self.pack(pieces)
-
     def split(self, flat: Any) -> tuple:
         if self.single:
             return (flat,)
@@ -321,6 +315,3 @@ class _Packing:
             pieces.append(reshape(flat[start:start + size], shape))
             start += size
         return tuple(pieces)
-
-    def unpack(self, flat: Any) -> tuple:
-        return self.split(flat)

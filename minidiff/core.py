@@ -80,8 +80,9 @@ _level_stack: list[Level] = []
 
 
 def open_level(engine: Any) -> Level:
-    """Push a new, deepest level run by ``engine``."""
+    """Push a new, deepest level run by ``engine``, and tell the engine its level."""
     level = Level(engine, len(_level_stack) + 1)
+    engine.level = level
     _level_stack.append(level)
     return level
 
@@ -340,8 +341,3 @@ def residual_buffers(x: Any) -> dict[int, int]:
             key, nbytes = backend.memory_of(item)
             found[key] = nbytes
     return found
-
-
-def nbytes_of(x: Any) -> int:
-    """Bytes of memory that keeping ``x`` alive holds (each buffer counted once)."""
-    return sum(residual_buffers(x).values())

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .core import Box, Level, ModeError, Primitive, bind, shape_of
+from .core import Box, Level, ModeError, Primitive, bind
 
 __all__ = ["Dual", "ForwardEngine"]
 
@@ -68,9 +68,3 @@ class ForwardEngine:
         out = bind(primitive, *primals, **params)
         tangent = primitive.jvp(tangents, primals, out, **params)
         return Dual(out, tangent, level)
-
-    def zeros(self, like: Any) -> Any:
-        """A zero tangent for a constant of ``like``'s shape."""
-        from .ops import zeros
-
-        return zeros((self.n_directions, *shape_of(like)))

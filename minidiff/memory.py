@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import backend as _backend
-from .core import close_level, open_level, shape_of
-from .reverse import ReverseEngine, TapeValue
+from .core import shape_of
+from .transforms import _backward, record_on_tape
 
 __all__ = ["Measurement", "measure", "tape_memory"]
 
@@ -56,20 +56,8 @@ def tape_memory(f: Callable[..., Any], *args: Any) -> dict[str, Any]:
     tape's account: ``bytes_peak`` (the most residual bytes held at once, which is at the end of
     the forward pass), ``bytes_now`` after the backward pass (0: everything freed),
     ``nodes`` and ``peak_by_primitive``."""
-    b = _backend.get_backend()
-    engine = ReverseEngine()
-    level = open_level(engine)
-    engine.level = level
-    try:
-        inputs = [engine.tape.add_input(b.asarray(a) if not hasattr(a, "shape") else a, level)
-                  for a in args]
-        out = f(*inputs)
-        if shape_of(out) != ():
-            raise TypeError(f"tape_memory: f must return a scalar, got shape {shape_of(out)}")
-        if isinstance(out, TapeValue) and out.level is level:
-            engine.tape.backward(out, b.xp.ones((), dtype=b.float_dtype))
-        else:  # the output does not depend on the inputs: no backward pass will read the tape
-            engine.tape.release()
-    finally:
-        close_level(level)
+    engine, level, out, inputs = record_on_tape(f, args, range(len(args)), "tape_memory")
+    if shape_of(out) != ():
+        raise TypeError(f"tape_memory: f must return a scalar, got shape {shape_of(out)}")
+    _backward(engine, level, out, inputs, seed=None, retain=False)  # frees as it goes
     return engine.tape.memory()

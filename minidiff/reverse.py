@@ -40,12 +40,15 @@ class Node:
         nbytes: bytes this node added to the tape's account (buffers already kept by an
             earlier node are not charged again).
         buffers: keys of the buffers its residuals keep alive.
+        needs: for each argument, whether it was traced (a parent exists): what the VJP rule
+            is asked to differentiate.
     """
 
-    __slots__ = ("index", "primitive", "parents", "residuals", "params", "nbytes", "buffers")
+    __slots__ = ("index", "primitive", "parents", "residuals", "params", "nbytes", "buffers",
+                 "needs")
 
     def __init__(self, index: int, primitive: Primitive | None, parents: tuple,
-                 residuals: Any, params: dict, nbytes: int) -> None:
+                 residuals: Any, params: dict, nbytes: int, needs: tuple | None = None) -> None:
         self.index = index
         self.primitive = primitive
         self.parents = parents
@@ -53,6 +56,7 @@ class Node:
         self.params = params
         self.nbytes = nbytes
         self.buffers: tuple[int, ...] = ()
+        self.needs = tuple(p is not None for p in parents) if needs is None else needs
 
     @property
     def name(self) -> str:
@@ -98,7 +102,7 @@ class Tape:
         return TapeValue(value, node, level)
 
     def record(self, primitive: Primitive, parents: tuple, residuals: Any,
-               params: dict, out: Any) -> Node:
+               params: dict, out: Any, needs: tuple | None = None) -> Node:
         name = primitive.name
         charged = 0
         buffers = residual_buffers(residuals)
@@ -109,7 +113,7 @@ class Tape:
                 charged += nbytes
             else:
                 entry[0] += 1
-        node = Node(len(self.nodes), primitive, parents, residuals, params, charged)
+        node = Node(len(self.nodes), primitive, parents, residuals, params, charged, needs)
         node.buffers = tuple(buffers)
         self.nodes.append(node)
         if charged:
@@ -207,8 +211,7 @@ class Tape:
                     "this tape's residuals were freed by an earlier backward pass; "
                     "run the function again (or use vjp, which keeps them) to differentiate twice"
                 )
-            needs = tuple(p is not None for p in node.parents)
-            grads = node.primitive.vjp(g, node.residuals, needs, **node.params)
+            grads = node.primitive.vjp(g, node.residuals, node.needs, **node.params)
             for parent, gi in zip(node.parents, grads, strict=True):
                 if parent is None or gi is None:
                     continue
@@ -247,17 +250,14 @@ class ReverseEngine:
                 f"{primitive.name} has no VJP rule, so reverse mode (grad, vjp, jacrev) "
                 f"cannot differentiate it; give it one with .defvjp, or use forward mode"
             )
-        primals = []
-        parents = []
+        primals, parents, needs = [], [], []
         for a in args:
-            if isinstance(a, TapeValue) and a.level is level:
-                primals.append(a.value)
-                parents.append(a.node)
-            else:
-                primals.append(a)
-                parents.append(None)
+            ours = isinstance(a, TapeValue) and a.level is level
+            primals.append(a.value if ours else a)
+            parents.append(a.node if ours else None)
+            needs.append(ours)
         out = bind(primitive, *primals, **params)
-        needs = tuple(p is not None for p in parents)
+        needs = tuple(needs)
         residuals = primitive.save(primals, out, needs, **params)
-        node = self.tape.record(primitive, tuple(parents), residuals, params, out)
+        node = self.tape.record(primitive, tuple(parents), residuals, params, out, needs)
         return TapeValue(out, node, level)

@@ -34,10 +34,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import backend as _backend
-from .core import ShapeError, close_level, raw, residual_buffers, shape_of
+from .core import ShapeError, close_level, open_level, raw, residual_buffers, shape_of
 from .forward import Dual, ForwardEngine
 from .reverse import Node, ReverseEngine, TapeValue
-from .transforms import _as_input, _as_output, _with_level
+from .transforms import _as_input, _as_output
 
 __all__ = ["trace", "Trace", "Row"]
 
@@ -217,10 +217,10 @@ def trace(f: Callable[..., Any], *args: Any, tangents: Sequence[Any] | None = No
     xp = _backend.get_backend().xp
 
     forward = ForwardEngine(1)
-    f_level = _with_level(forward)
+    f_level = open_level(forward)
     engine = _RecordingEngine(f_level)
     try:
-        r_level = _with_level(engine)
+        r_level = open_level(engine)
         try:
             # each tangent of shape S becomes the (K=1, *S) batch the forward engine carries
             boxed = [engine.tape.add_input(Dual(x, xp.reshape(t, (1, *shape_of(t))), f_level),

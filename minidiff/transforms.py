@@ -82,17 +82,14 @@ def _unbox(x: Any, level: Any) -> Any:
 
 
 def _as_output(x: Any) -> Any:
-    """Python numbers that a function returned become backend arrays."""
-    if isinstance(x, Box) or _backend.get_backend().is_array(x):
-        return x
-    return _backend.get_backend().asarray(float(x)) if isinstance(x, int | float) else x
-
-
-def _as_array(x: Any) -> Any:
-    """A backend array (NumPy's reductions return scalars such as np.float64)."""
+    """A value as a transform hands it back: boxes of outer levels unchanged, Python numbers as
+    float64 arrays, and NumPy scalars (np.float64, from reductions) as 0-d arrays."""
     if isinstance(x, Box):
         return x
-    return _backend.get_backend().xp.asarray(x)
+    b = _backend.get_backend()
+    if isinstance(x, int | float):
+        return b.asarray(float(x))
+    return b.xp.asarray(x)
 
 
 def _split_aux(result: Any, has_aux: bool, name: str) -> tuple[Any, Any]:
@@ -103,15 +100,31 @@ def _split_aux(result: Any, has_aux: bool, name: str) -> tuple[Any, Any]:
     return result[0], result[1]
 
 
-def _with_level(engine: Any) -> Any:
-    level = open_level(engine)
-    engine.level = level
-    return level
-
-
 # ---------------------------------------------------------------------------------------------
 # Reverse mode
 # ---------------------------------------------------------------------------------------------
+
+
+def record_on_tape(f: Callable[..., Any], args: Sequence[Any], nums: Sequence[int], name: str,
+                   kwargs: dict | None = None) -> tuple[ReverseEngine, Any, Any, list[TapeValue]]:
+    """Run ``f(*args)`` at a new reverse-mode level with ``args[i]`` (i in ``nums``) as inputs.
+
+    Returns ``(engine, level, result, inputs)``; the level is closed again, and the tape holds
+    everything ``f`` recorded, ready for ``_backward``.
+    """
+    args = list(args)
+    for i in nums:
+        args[i] = _as_input(args[i], i, name)
+    engine = ReverseEngine()
+    level = open_level(engine)
+    try:
+        inputs = [engine.tape.add_input(args[i], level) for i in nums]
+        for i, box in zip(nums, inputs):
+            args[i] = box
+        result = f(*args, **(kwargs or {}))
+    finally:
+        close_level(level)
+    return engine, level, result, inputs
 
 
 def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0,
@@ -126,28 +139,18 @@ def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0,
     @functools.wraps(f)
     def value_and_grad_f(*args: Any, **kwargs: Any) -> Any:
         nums, multiple = _argnums(argnums, len(args), "grad")
-        args = list(args)
-        for i in nums:
-            args[i] = _as_input(args[i], i, "grad")
-        engine = ReverseEngine()
-        level = _with_level(engine)
-        try:
-            inputs = [engine.tape.add_input(args[i], level) for i in nums]
-            for i, box in zip(nums, inputs):
-                args[i] = box
-            out, aux = _split_aux(f(*args, **kwargs), has_aux, "grad")
-            out = _as_output(out)
-            if shape_of(out) != ():
-                raise TypeError(
-                    f"grad: the function must return a scalar, but returned shape "
-                    f"{shape_of(out)}; for non-scalar outputs use jacrev (the full Jacobian) "
-                    f"or vjp (a vector-Jacobian product)"
-                )
-            grads = _backward(engine, level, out, inputs, seed=None, retain=False)
-        finally:
-            close_level(level)
-        value = _as_array(_unbox(out, level))
-        grads = [_as_array(g) for g in grads]
+        engine, level, result, inputs = record_on_tape(f, args, nums, "grad", kwargs)
+        out, aux = _split_aux(result, has_aux, "grad")
+        out = _as_output(out)
+        if shape_of(out) != ():
+            raise TypeError(
+                f"grad: the function must return a scalar, but returned shape "
+                f"{shape_of(out)}; for non-scalar outputs use jacrev (the full Jacobian) "
+                f"or vjp (a vector-Jacobian product)"
+            )
+        grads = _backward(engine, level, out, inputs, seed=None, retain=False)
+        value = _as_output(_unbox(out, level))
+        grads = [_as_output(g) for g in grads]
         grads = tuple(grads) if multiple else grads[0]
         if has_aux:
             return (value, _unbox(aux, level)), grads
@@ -193,14 +196,8 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], tupl
     The tape is kept until the returned function is garbage-collected, so it may be called
     many times (``jacrev`` does, once per output element).
     """
-    args = [_as_input(p, i, "vjp") for i, p in enumerate(primals)]
-    engine = ReverseEngine()
-    level = _with_level(engine)
-    try:
-        inputs = [engine.tape.add_input(a, level) for a in args]
-        out = _as_output(f(*inputs))
-    finally:
-        close_level(level)
+    engine, level, out, inputs = record_on_tape(f, primals, range(len(primals)), "vjp")
+    out = _as_output(out)
     out_shape = shape_of(out)
 
     def vjp_fn(cotangent: Any) -> tuple:
@@ -211,7 +208,7 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], tupl
                              f"has shape {out_shape}")
         return tuple(_backward(engine, level, out, inputs, cotangent, retain=True))
 
-    return _as_array(_unbox(out, level)), vjp_fn
+    return _as_output(_unbox(out, level)), vjp_fn
 
 
 def jacrev(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
@@ -223,18 +220,8 @@ def jacrev(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
     @functools.wraps(f)
     def jacrev_f(*args: Any) -> Any:
         nums, multiple = _argnums(argnums, len(args), "jacrev")
-        args = list(args)
-        for i in nums:
-            args[i] = _as_input(args[i], i, "jacrev")
-        engine = ReverseEngine()
-        level = _with_level(engine)
-        try:
-            inputs = [engine.tape.add_input(args[i], level) for i in nums]
-            for i, box in zip(nums, inputs):
-                args[i] = box
-            out = _as_output(f(*args))
-        finally:
-            close_level(level)
+        engine, level, out, inputs = record_on_tape(f, args, nums, "jacrev")
+        out = _as_output(out)
         out_shape = shape_of(out)
         n_out = 1
         for d in out_shape:
@@ -289,7 +276,7 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any],
                              f"{shape_of(p)}")
         ts.append(reshape(t, (1, *shape_of(t))))
     engine = ForwardEngine(1)
-    level = _with_level(engine)
+    level = open_level(engine)
     try:
         out = f(*[Dual(p, t, level) for p, t in zip(args, ts)])
     finally:
@@ -297,7 +284,7 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any],
 
     def split(o: Any) -> tuple[Any, Any]:
         value, tangent = _tangent_parts(o, level, 1)
-        return _as_array(value), _as_array(reshape(tangent, shape_of(value)))
+        return _as_output(value), _as_output(reshape(tangent, shape_of(value)))
 
     if isinstance(out, tuple | list):
         pairs = [split(o) for o in out]
@@ -327,7 +314,7 @@ def jacfwd(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
         k = sum(sizes)
         b = _backend.get_backend()
         engine = ForwardEngine(k)
-        level = _with_level(engine)
+        level = open_level(engine)
         try:
             offset = 0
             for i, n in zip(nums, sizes):

@@ -35,6 +35,8 @@ from .ops import abs as _abs
 from .ops import asarray, exp, where
 from .ops import sum as _sum
 from .stochastic import soft_step
+from .stochastic.discrete_estimators import gumbel_noise
+from .stochastic.distributions import uniform_like
 
 __all__ = ["THETA", "ContNoise", "cont_loss", "cont_step"]
 
@@ -71,14 +73,9 @@ class ContNoise:
         return self.seed * 1_000_003 + t + 1
 
     def _draw(self, t: int) -> tuple[float, Any]:
-        b = _backend.get_backend()
-        xp = b.xp
-        rng = b.make_rng(self._key(t))
+        rng = _backend.get_backend().make_rng(self._key(t))
         zeta = float(rng.standard_normal())
-        u = b.asarray(rng.random((2, self.n_agents)))
-        tiny = xp.finfo(b.float_dtype).smallest_normal
-        u = xp.clip(u, tiny, 1.0 - xp.finfo(b.float_dtype).eps)  # U strictly inside (0, 1)
-        gumbel = -xp.log(-xp.log(u))
+        gumbel = gumbel_noise(uniform_like(rng, (2, self.n_agents)))
         logit = math.log(RESET_PROBABILITY) - math.log(1.0 - RESET_PROBABILITY)
         return zeta, (logit + gumbel[0, ...] - gumbel[1, ...]) > 0
 

@@ -10,7 +10,6 @@ import pytest
 import minidiff as md
 from minidiff import core
 from minidiff.reverse import ReverseEngine
-from minidiff.transforms import _with_level
 
 
 def host(x):
@@ -40,7 +39,7 @@ def f2(x1, x2, x3):
 def plain_tape_nbytes(f, *args):
     """The bytes a plain reverse-mode tape (no forward level around it) keeps per node."""
     engine = ReverseEngine()
-    level = _with_level(engine)
+    level = core.open_level(engine)
     try:
         f(*[engine.tape.add_input(md.asarray(a), level) for a in args])
     finally:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import backend as _backend
-from ..core import raw
+from ..core import ndim_of, raw
 from .elementwise import cos, exp, log, maximum, negative, sin, where
 from .reductions import max as _max
 from .reductions import normalize_axis
@@ -74,8 +74,7 @@ def logsumexp(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = 
     """log Σ exp(x) over ``axis``, computed as m + log Σ exp(x - m) with m = max x.
 
     Its derivative is ``softmax(x)``."""
-    axes = normalize_axis(axis, len(raw(x).shape) if hasattr(raw(x), "shape") else 0,
-                          "logsumexp")
+    axes = normalize_axis(axis, ndim_of(x), "logsumexp")
     m = raw(_max(stop_gradient(x), axis=axes, keepdims=True))
     xp = _xp()
     m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
@@ -85,7 +84,7 @@ def logsumexp(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = 
 
 def softmax(x: Any, axis: int | Sequence[int] | None = -1) -> Any:
     """exp(x_i) / Σ_j exp(x_j) along ``axis``, shifted by the maximum for stability."""
-    axes = normalize_axis(axis, len(raw(x).shape) if hasattr(raw(x), "shape") else 0, "softmax")
+    axes = normalize_axis(axis, ndim_of(x), "softmax")
     e = exp(x - raw(_max(stop_gradient(x), axis=axes, keepdims=True)))
     return e / _sum(e, axis=axes, keepdims=True)
 

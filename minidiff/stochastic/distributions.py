@@ -82,6 +82,16 @@ def _safe_divide(num: Any, den: Any) -> Any:
     return xp.where(den == 0, xp.zeros_like(num * den), num / den_safe)
 
 
+def _one_sided(d: Any, rate_rising: Any, rate_falling: Any, step: float = 1.0) -> list[Event]:
+    """The one jump a sample can make when its parameter moves at rate ``d``: by ``step`` at
+    ``rate_rising`` where d > 0, by ``-step`` at ``rate_falling`` where d < 0."""
+    xp = _xp()
+    rising = d > 0
+    rate = xp.where(rising, rate_rising, rate_falling)
+    change = xp.where(rising, step * xp.ones_like(rate), -step * xp.ones_like(rate))
+    return [Event(change, rate)]
+
+
 # ---------------------------------------------------------------------------------------------
 # Bernoulli
 # ---------------------------------------------------------------------------------------------
@@ -99,12 +109,7 @@ class Bernoulli:
     @staticmethod
     def events(x: Any, p: Any, dp: Any) -> list[Event]:
         """Jumps for tangent ``dp`` (raw, shape (K, ...)): a one-sided rule per sign."""
-        xp = _xp()
-        up = dp > 0
-        rate = xp.where(up, _safe_divide(dp * (1.0 - x), 1.0 - p),
-                        _safe_divide(-dp * x, p))
-        change = xp.where(up, xp.ones_like(rate), -xp.ones_like(rate))
-        return [Event(change, rate)]
+        return _one_sided(dp, _safe_divide(dp * (1.0 - x), 1.0 - p), _safe_divide(-dp * x, p))
 
     @staticmethod
     def smoothed_slope(x: Any, p: Any) -> Any:
@@ -165,11 +170,7 @@ class Binomial:
 
     @staticmethod
     def events(x: Any, n: Any, p: Any, dp: Any) -> list[Event]:
-        xp = _xp()
-        up = dp > 0
-        rate = xp.where(up, _safe_divide(dp * (n - x), 1.0 - p), _safe_divide(-dp * x, p))
-        change = xp.where(up, xp.ones_like(rate), -xp.ones_like(rate))
-        return [Event(change, rate)]
+        return _one_sided(dp, _safe_divide(dp * (n - x), 1.0 - p), _safe_divide(-dp * x, p))
 
     @staticmethod
     def smoothed_slope(x: Any, n: Any, p: Any) -> Any:
@@ -229,11 +230,7 @@ class Poisson:
 
     @staticmethod
     def events(x: Any, lam: Any, dlam: Any) -> list[Event]:
-        xp = _xp()
-        up = dlam > 0
-        rate = xp.where(up, dlam + 0.0 * x, _safe_divide(-dlam * x, lam))
-        change = xp.where(up, xp.ones_like(rate), -xp.ones_like(rate))
-        return [Event(change, rate)]
+        return _one_sided(dlam, dlam + 0.0 * x, _safe_divide(-dlam * x, lam))
 
     @staticmethod
     def smoothed_slope(x: Any, lam: Any) -> Any:
@@ -271,11 +268,9 @@ class Geometric:
 
     @staticmethod
     def events(x: Any, p: Any, dp: Any) -> list[Event]:
-        xp = _xp()
-        up = dp > 0
-        rate = xp.where(up, _safe_divide(dp * x, p * (1.0 - p)), _safe_divide(-dp * (x + 1.0), p))
-        change = xp.where(up, -xp.ones_like(rate), xp.ones_like(rate))
-        return [Event(change, rate)]
+        # a rising p means fewer failures: the sample jumps down
+        return _one_sided(dp, _safe_divide(dp * x, p * (1.0 - p)),
+                          _safe_divide(-dp * (x + 1.0), p), step=-1.0)
 
     @staticmethod
     def smoothed_slope(x: Any, p: Any) -> Any:
@@ -326,10 +321,6 @@ class Categorical:
         down_rate = _safe_divide(xp.maximum(d_lower, 0.0 * d_lower), p_c)
         up_rate = xp.where(x >= n_cat - 1, 0.0 * up_rate, up_rate)
         return [Event(xp.ones_like(up_rate), up_rate), Event(-xp.ones_like(down_rate), down_rate)]
-
-    @staticmethod
-    def mean_onehot(probs: Any) -> Any:
-        return probs
 
     @staticmethod
     def log_prob(x: Any, probs: Any) -> Any:

@@ -228,7 +228,7 @@ def sample_perturbed(dist: Any, u: Any, params: Sequence[Any]) -> StochasticTrip
     if any(a is not None for a in alts):
         batched = [v if a is None else _align_param(a, v, batch_rank, dist) for v, a in
                    zip(values, alts)]
-        alt = dist.sample(_align_u(u, batch_rank), *batched)
+        alt = dist.sample(u, *batched)  # u broadcasts against (K, ...) from the right
         alt = xp.broadcast_to(alt, (engine.k, *shape_of(x)))
     continuous = params[-1]  # the continuous parameter (p, λ or probs) comes last
     if isinstance(continuous, StochasticTriple) and continuous.level is level and \
@@ -247,10 +247,6 @@ def sample_perturbed(dist: Any, u: Any, params: Sequence[Any]) -> StochasticTrip
 def _align_param(alt: Any, value: Any, batch_rank: int, dist: Any) -> Any:
     extra = 1 if dist.name == "categorical" else 0  # probs carry the category axis last
     return align_tangent(alt, len(shape_of(value)), batch_rank + extra)
-
-
-def _align_u(u: Any, batch_rank: int) -> Any:
-    return u  # u broadcasts against (K, ...) from the right
 
 
 def _prune(engine: TripleEngine, x: Any, alt: Any, events: list) -> Any:
@@ -326,7 +322,6 @@ def derivative_estimate(f: Callable[[Any], Any], theta: Any, *, seed: Any = None
         k *= d
     engine = TripleEngine(k, seed)
     level = open_level(engine)
-    engine.level = level
     try:
         seed_tangent = b.xp.reshape(b.xp.eye(k, dtype=b.float_dtype), (k, *in_shape))
         out = f(StochasticTriple(theta, seed_tangent, None, engine.snapshot(), level))
