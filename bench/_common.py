@@ -11,12 +11,17 @@ memory is reused; it changes nothing on other C libraries.
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import ctypes.util
+import math
 import os
 import platform
 import shlex
 import sys
+import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +45,33 @@ def tune_malloc() -> str:
           and libc.mallopt(_M_TOP_PAD, 64 << 20))
     return ("tuned: mallopt(M_MMAP_THRESHOLD=32MB, M_TRIM_THRESHOLD=1GB, M_TOP_PAD=64MB)"
             if ok else "tuning refused by mallopt")
+
+
+def add_malloc_option(parser: argparse.ArgumentParser) -> None:
+    """The ``--default-malloc`` flag every benchmark takes."""
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc malloc untuned (see bench/_common.py)")
+
+
+def malloc_from(args: argparse.Namespace) -> str:
+    """Tune the allocator unless ``--default-malloc`` was given; say which."""
+    return "default" if args.default_malloc else tune_malloc()
+
+
+def best_of(call: Callable[[], Any], repeat: int,
+            sync: Callable[[], None] | None = None) -> tuple[float, Any]:
+    """(the shortest of ``repeat`` wall-clock times of ``call()``, the last result).
+    ``sync`` runs before starting and before stopping the clock (a GPU's queue)."""
+    best, result = math.inf, None
+    for _ in range(repeat):
+        if sync:
+            sync()
+        start = time.perf_counter()
+        result = call()
+        if sync:
+            sync()
+        best = min(best, time.perf_counter() - start)
+    return best, result
 
 
 def print_header(malloc_note: str) -> None:

@@ -10,11 +10,9 @@ Run: ``MINIDIFF_BACKEND=cupy python bench/backend_cont.py --agents 100000,100000
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 from typing import Any
 
-from _common import print_header
+from _common import best_of, print_header
 
 import minidiff as md
 from minidiff.memory import measure
@@ -25,17 +23,6 @@ def _sync() -> None:
     xp = md.get_backend().xp
     if md.get_backend().name == "cupy":
         xp.cuda.Device().synchronize()
-
-
-def _best_of(call: Callable[[], Any], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        _sync()
-        start = time.perf_counter()
-        call()
-        _sync()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         cont_loss(theta, noise)  # warm-up (kernel compilation on a GPU)
         md.grad(loss)(theta)
         md.jacfwd(loss)(theta)
-        t_primal = _best_of(lambda: loss(theta), args.repeat)
-        t_grad = _best_of(lambda: md.grad(loss)(theta), args.repeat)
-        t_fwd = _best_of(lambda: md.jacfwd(loss)(theta), args.repeat)
+        t_primal = best_of(lambda: loss(theta), args.repeat, _sync)[0]
+        t_grad = best_of(lambda: md.grad(loss)(theta), args.repeat, _sync)[0]
+        t_fwd = best_of(lambda: md.jacfwd(loss)(theta), args.repeat, _sync)[0]
         peak_grad = measure(md.grad(loss), theta).peak_mib
         peak_fwd = measure(md.jacfwd(loss), theta).peak_mib
         print(f"{n:>9} {args.steps:>5} {t_primal:>9.4f} {t_grad:>8.4f} {t_fwd:>9.4f} "

@@ -29,13 +29,11 @@ one size, ``--quick`` for a small run. The glibc allocator is tuned by default (
 from __future__ import annotations
 
 import argparse
-import math
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _common import print_header, tune_malloc
+from _common import add_malloc_option, best_of, malloc_from, print_header
 
 import minidiff as md
 from minidiff.memory import tape_memory
@@ -63,17 +61,6 @@ def loss_numpy(theta: Any, noise: ContNoise) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def _best_of(call: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """(the shortest of ``repeat`` wall-clock times, the last result)."""
-    best = math.inf
-    result = None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = call()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
 def run_size(n_agents: int, n_steps: int, *, repeat: int, seed: int, memory: bool) -> bool:
     """Time every variant at one size and print the ratios. True when the checks pass."""
     started = time.perf_counter()
@@ -85,13 +72,13 @@ def run_size(n_agents: int, n_steps: int, *, repeat: int, seed: int, memory: boo
 
     heavy = max(1, min(repeat, 2)) if n_agents * n_steps >= 10**7 else repeat
     rows: list[tuple[str, float]] = []
-    t_np, value_np = _best_of(lambda: loss_numpy(THETA, noise), repeat)
+    t_np, value_np = best_of(lambda: loss_numpy(THETA, noise), repeat)
     rows.append(("numpy primal", t_np))
-    t, value_md = _best_of(lambda: loss(theta), repeat)
+    t, value_md = best_of(lambda: loss(theta), repeat)
     rows.append(("minidiff primal", t))
-    t, g_rev = _best_of(lambda: md.grad(loss)(theta), heavy)
+    t, g_rev = best_of(lambda: md.grad(loss)(theta), heavy)
     rows.append(("grad (reverse)", t))
-    t, g_fwd = _best_of(lambda: md.jacfwd(loss)(theta), heavy)
+    t, g_fwd = best_of(lambda: md.jacfwd(loss)(theta), heavy)
     rows.append(("jacfwd (forward, K=4)", t))
 
     print(f"\n== N = {n_agents} agents, T = {n_steps} steps "
@@ -132,10 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-memory", action="store_true",
                         help="skip the extra reverse pass that reads the tape's peak bytes")
-    parser.add_argument("--default-malloc", action="store_true",
-                        help="leave glibc malloc untuned (see bench/_common.py)")
+    add_malloc_option(parser)
     args = parser.parse_args(argv)
-    malloc_note = "default" if args.default_malloc else tune_malloc()
+    malloc_note = malloc_from(args)
 
     if args.quick:
         sizes = [(args.agents or 1000, 100 if args.steps == 1000 else args.steps)]

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from _common import print_header, tune_malloc
+from _common import add_malloc_option, malloc_from, print_header
 
 import minidiff as md
 from minidiff.stochastic import compare_estimators, finite_difference, score_function
@@ -76,12 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--h", type=float, default=0.05, help="finite-difference step")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="T = 20, 200 samples")
-    parser.add_argument("--default-malloc", action="store_true",
-                        help="leave glibc malloc untuned (see bench/_common.py)")
+    add_malloc_option(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.samples = 20, 200
-    malloc_note = "default" if args.default_malloc else tune_malloc()
+    malloc_note = malloc_from(args)
     print_header(malloc_note)
     exact = 2.0 * args.steps
     print(f"random walk: θ = {args.theta:g}, T = {args.steps}, {args.samples} samples per "

@@ -23,13 +23,11 @@ Exit status 1 if a target is missed or the gradients disagree.
 from __future__ import annotations
 
 import argparse
-import math
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _common import print_header, tune_malloc
+from _common import add_malloc_option, best_of, malloc_from, print_header
 
 import minidiff as md
 from minidiff.checkpoint_schedule import revolve_schedule, schedule_cost
@@ -42,15 +40,6 @@ CHECKPOINT_RATIO_TARGET = 0.10    # checkpointed peak / plain peak
 FORWARD_GROWTH_TARGET = 50 * 2**20  # bytes, smallest T to largest T
 
 MiB = 2**20
-
-
-def _best_time(call: Callable[[], Any], repeat: int) -> float:
-    best = math.inf
-    for _ in range(repeat):
-        start = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def run_size(n_agents: int, n_steps: int, snapshots: int | None, seed: int,
@@ -78,8 +67,8 @@ def run_size(n_agents: int, n_steps: int, snapshots: int | None, seed: int,
     r["grad_diff"] = float(max(np.max(np.abs(g_rev - g_fwd)), np.max(np.abs(g_ckpt - g_rev)))
                            / scale)
     del fwd, rev, ckpt
-    r["time_rev"] = _best_time(lambda: md.grad(plain)(theta), repeat)
-    r["time_ckpt"] = _best_time(lambda: md.grad(checkpointed)(theta), repeat)
+    r["time_rev"] = best_of(lambda: md.grad(plain)(theta), repeat)[0]
+    r["time_ckpt"] = best_of(lambda: md.grad(checkpointed)(theta), repeat)[0]
     # step evaluations: the schedule's advances and turns, plus the forward pass's extra
     # unrecorded last step (state T from state T-1); plain reverse mode runs each step once
     r["evaluations"] = (schedule_cost(revolve_schedule(n_steps, s)) + 1) / n_steps
@@ -100,8 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1,
                         help="untraced grad timings per variant, the best kept (default 1)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--default-malloc", action="store_true",
-                        help="leave glibc malloc untuned (see bench/_common.py)")
+    add_malloc_option(parser)
     args = parser.parse_args(argv)
     try:
         steps = sorted({int(t) for t in args.steps.split(",")})
@@ -110,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if steps[0] < 1:
         parser.error("--steps: every T must be >= 1")
     n_agents = args.agents or (10_000 if args.quick else 100_000)
-    malloc_note = "default" if args.default_malloc else tune_malloc()
+    malloc_note = malloc_from(args)
 
     started = time.perf_counter()
     print_header(malloc_note)

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import print_header, tune_malloc
+from _common import add_malloc_option, malloc_from, print_header
 
 import minidiff as md
 from minidiff.random import default_rng
@@ -117,12 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=None, help="registry names to run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="N ∈ {1e3, 1e4}, T = 20")
-    parser.add_argument("--default-malloc", action="store_true",
-                        help="leave glibc malloc untuned (see bench/_common.py)")
+    add_malloc_option(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.steps = [1_000, 10_000], 20
-    malloc_note = "default" if args.default_malloc else tune_malloc()
+    malloc_note = malloc_from(args)
     print_header(malloc_note)
     for note in load_models():
         print(note)

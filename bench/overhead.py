@@ -40,7 +40,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _common import print_header, tune_malloc
+from _common import add_malloc_option, malloc_from, print_header
 
 import minidiff as md
 
@@ -207,12 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chain", type=int, default=16,
                         help="ops per program in the marginal-cost table (>= 2)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--default-malloc", action="store_true",
-                        help="leave glibc malloc untuned (see bench/_common.py)")
+    add_malloc_option(parser)
     args = parser.parse_args(argv)
     if args.chain < 2:
         parser.error("--chain must be at least 2")
-    malloc_note = "default" if args.default_malloc else tune_malloc()
+    malloc_note = malloc_from(args)
 
     rng = md.get_backend().make_rng(args.seed)
     ops = _make_ops(args.size, rng)
