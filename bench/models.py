@@ -44,11 +44,11 @@ MODELS: dict[str, ModelRow] = {}
 
 # (registry name, module, extra keyword arguments for simulate)
 _MODULES: list[tuple[str, str, dict]] = [
-    ("random_walk", "models.random_walk", {}),
-    ("sir", "models.sir", {}),
-    ("sir_erdos_renyi", "models.sir", {"network": "erdos_renyi", "mean_degree": 10}),
-    ("rama_cont", "models.rama_cont", {}),
-    ("brock_hommes", "models.brock_hommes", {}),
+    ("random_walk", "minidiff.models.random_walk", {}),
+    ("sir", "minidiff.models.sir", {}),
+    ("sir_erdos_renyi", "minidiff.models.sir", {"network": "erdos_renyi", "mean_degree": 10}),
+    ("rama_cont", "minidiff.models.rama_cont", {}),
+    ("brock_hommes", "minidiff.models.brock_hommes", {}),
 ]
 
 _PARAMS_OVERRIDE = {"sir_erdos_renyi": (0.05, 0.1, 0.01)}  # β is a per-contact probability

@@ -15,7 +15,7 @@ import minidiff as md
 from minidiff.random import default_rng
 from minidiff.stochastic import finite_difference
 from minidiff.testing import check_grads
-from models import brock_hommes as bh
+from minidiff.models import brock_hommes as bh
 
 THETA = np.array(bh.DEFAULT_PARAMS)
 

@@ -31,8 +31,8 @@ import pytest
 import minidiff as md
 from minidiff.random import default_rng
 from minidiff.stochastic import derivative_estimate
-from models import rama_cont
-from models.rama_cont import DEFAULT_PARAMS, simulate
+from minidiff.models import rama_cont
+from minidiff.models.rama_cont import DEFAULT_PARAMS, simulate
 
 THETA = np.array(DEFAULT_PARAMS)
 

@@ -17,7 +17,7 @@ from scipy.integrate import solve_ivp
 import minidiff as md
 from minidiff.random import default_rng
 from minidiff.stochastic import derivative_estimate, finite_difference
-from models import random_walk, sir
+from minidiff.models import random_walk, sir
 
 Z_MAX = 4.0
 
