@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import minidiff as md
-from minidiff.checkpoint_schedule import FIRSTTURN, revolve_schedule, schedule_cost
 from minidiff.checkpointing import default_snapshots
 from minidiff.memory import tape_memory
+from minidiff.revolve import FIRSTTURN, revolve_schedule, schedule_cost
 
 RTOL = 1e-12
 STEPS = [0, 1, 2, 17]
