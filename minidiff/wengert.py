@@ -339,12 +339,14 @@ class _ListingEngine(ReverseEngine):
 
 
 def _primals_only(residuals: Any, level: Any) -> Any:
-    """``residuals`` with each Dual of ``level`` replaced by its primal (tuples and lists
-    rebuilt; anything else is left as it is)."""
+    """``residuals`` with each Dual of ``level`` replaced by its primal (tuples, lists and
+    dicts, such as checkpointing's snapshot slots, rebuilt; anything else is left as it is)."""
     if isinstance(residuals, Dual) and residuals.level is level:
         return residuals.value
     if isinstance(residuals, tuple | list):
         return type(residuals)(_primals_only(r, level) for r in residuals)
+    if isinstance(residuals, dict):
+        return {k: _primals_only(r, level) for k, r in residuals.items()}
     return residuals
 
 

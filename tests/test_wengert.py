@@ -153,6 +153,25 @@ def test_bytes_column_equals_what_a_plain_tape_keeps(xy):
         f2, 1.0, 2.0, 3.0)
 
 
+def checkpointed(x, y):
+    def block(v):
+        return md.sin(v) * v
+
+    looped = md.checkpointed_loop(lambda s, t: y * md.sin(s), x * 1.0, 6, 2)
+    return md.sum(md.checkpoint(block)(x * y) + looped)
+
+
+def test_checkpoint_nodes_are_rows_with_their_arguments_and_a_plain_tapes_bytes(xy):
+    tr = md.wengert(checkpointed, *xy)
+    assert [r.op for r in tr.rows] == ["input", "input", "multiply", "checkpointed_loop",
+                                       "multiply", "checkpoint(block)", "add", "sum"]
+    assert tr["v4"].definition == "checkpoint(block)(v3)" and tr["v4"].kept == ("v3",)
+    assert [r.nbytes for r in tr.rows] == plain_tape_nbytes(checkpointed, *xy)
+    gx, gy = md.grad(checkpointed, argnums=(0, 1))(*xy)
+    np.testing.assert_allclose(host(tr.rows[0].adjoint), host(gx), rtol=1e-12)
+    np.testing.assert_allclose(host(tr.rows[1].adjoint), host(gy), rtol=1e-12)
+
+
 def test_rows_are_the_primitives_of_composite_ops(backend):
     tr = md.wengert(lambda x: md.mean(md.tan(x)), md.asarray([0.1, 0.2]))
     assert [r.op for r in tr.rows] == ["input", "sin", "cos", "divide", "sum", "divide"]
