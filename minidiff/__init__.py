@@ -23,8 +23,9 @@ from .custom import custom_jvp, custom_vjp
 from .forward import Dual
 from .ops import *  # noqa: F403
 from .ops import __all__ as _ops_all
+from .ops import trace as _matrix_trace
 from .reverse import TapeValue
-from .trace import trace
+from .trace import trace as wengert
 from .transforms import (
     grad,
     hessian,
@@ -36,12 +37,18 @@ from .transforms import (
     vjp,
 )
 
+# NOTE (arch-ops branch): ``trace`` is NumPy's matrix trace, an op. The Wengert-list function
+# is ``wengert``; its module, minidiff/trace.py, is being renamed wengert.py on the engine
+# branch. Until then, importing that module binds it over the package's ``trace``, so the op
+# is bound again here.
+trace = _matrix_trace
+
 __version__ = "0.1.0"
 
 __all__ = [
     "Backend", "BackendError", "Dual", "ModeError", "Primitive", "ShapeError", "TapeValue",
     "available_backends", "checkpoint", "checkpointed_loop", "custom_jvp", "custom_vjp",
     "get_backend", "grad", "hessian", "hvp",
-    "jacfwd", "jacrev", "jvp", "set_backend", "trace", "use_backend", "value_and_grad", "vjp",
+    "jacfwd", "jacrev", "jvp", "set_backend", "use_backend", "value_and_grad", "vjp", "wengert",
     *_ops_all,
 ]

@@ -15,8 +15,7 @@ from scipy import stats
 
 import minidiff as md
 from minidiff.core import raw
-from minidiff.stochastic import derivative_estimate
-from minidiff.stochastic.distributions import (
+from minidiff.random.distributions import (
     Bernoulli,
     Binomial,
     Categorical,
@@ -24,6 +23,7 @@ from minidiff.stochastic.distributions import (
     Poisson,
     uniform_like,
 )
+from minidiff.stochastic import derivative_estimate
 from minidiff.stochastic.triples import perturbed, sample_perturbed
 
 Z_LIMIT = 4.0
