@@ -86,13 +86,14 @@ class Level:
       parameters' deepest level, :func:`deepest_level`, before any ``estimator=``).
     """
 
-    __slots__ = ("depth", "engine", "uid", "active")
+    __slots__ = ("depth", "engine", "uid", "active", "tracks_jumps")
 
     def __init__(self, engine: Any, depth: int) -> None:
         self.engine = engine
         self.depth = depth
         self.uid = next(_level_counter)
         self.active = True
+        self.tracks_jumps = bool(getattr(engine, "tracks_jumps", False))
 
     def __repr__(self) -> str:
         return f"Level(depth={self.depth}, engine={type(self.engine).__name__})"
@@ -158,8 +159,25 @@ def op(name: str) -> Callable[..., Any]:
 
 
 def _method(name: str) -> Callable[..., Any]:
+    """A method of ``Box`` that calls the op ``name`` with the box first."""
     def method(self: Box, *args: Any, **kwargs: Any) -> Any:
         return _OPS[name](self, *args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
+def _unary(name: str) -> Callable[[Box], Any]:
+    def method(self: Box) -> Any:
+        return _OPS[name](self)
+
+    method.__name__ = name
+    return method
+
+
+def _binary(name: str) -> Callable[[Box, Any], Any]:
+    def method(self: Box, other: Any) -> Any:
+        return _OPS[name](self, other)
 
     method.__name__ = name
     return method
@@ -243,24 +261,24 @@ class Box:
         for i in range(len(self)):
             yield self[i]
 
-    __add__, __radd__ = _method("add"), _reflected("add")
-    __sub__, __rsub__ = _method("subtract"), _reflected("subtract")
-    __mul__, __rmul__ = _method("multiply"), _reflected("multiply")
-    __truediv__, __rtruediv__ = _method("divide"), _reflected("divide")
-    __pow__, __rpow__ = _method("power"), _reflected("power")
-    __matmul__, __rmatmul__ = _method("matmul"), _reflected("matmul")
-    __neg__ = _method("negative")
-    __abs__ = _method("abs")
-    __getitem__ = _method("getitem")
-    __eq__ = _method("equal")
-    __ne__ = _method("not_equal")
-    __lt__ = _method("less")
-    __le__ = _method("less_equal")
-    __gt__ = _method("greater")
-    __ge__ = _method("greater_equal")
-    __and__, __rand__ = _method("logical_and"), _reflected("logical_and")
-    __or__, __ror__ = _method("logical_or"), _reflected("logical_or")
-    __invert__ = _method("logical_not")
+    __add__, __radd__ = _binary("add"), _reflected("add")
+    __sub__, __rsub__ = _binary("subtract"), _reflected("subtract")
+    __mul__, __rmul__ = _binary("multiply"), _reflected("multiply")
+    __truediv__, __rtruediv__ = _binary("divide"), _reflected("divide")
+    __pow__, __rpow__ = _binary("power"), _reflected("power")
+    __matmul__, __rmatmul__ = _binary("matmul"), _reflected("matmul")
+    __neg__ = _unary("negative")
+    __abs__ = _unary("abs")
+    __getitem__ = _binary("getitem")
+    __eq__ = _binary("equal")
+    __ne__ = _binary("not_equal")
+    __lt__ = _binary("less")
+    __le__ = _binary("less_equal")
+    __gt__ = _binary("greater")
+    __ge__ = _binary("greater_equal")
+    __and__, __rand__ = _binary("logical_and"), _reflected("logical_and")
+    __or__, __ror__ = _binary("logical_or"), _reflected("logical_or")
+    __invert__ = _unary("logical_not")
     sum = _method("sum")
     mean = _method("mean")
     max = _method("max")
@@ -319,6 +337,69 @@ JvpRule = Callable[..., Any]
 VjpRule = Callable[..., Sequence[Any]]
 
 
+def _save_everything(args: Sequence[Any], out: Any, needs: Sequence[bool], **params: Any) -> Any:
+    return (tuple(args), out)
+
+
+def bind(primitive: Primitive, *args: Any, **params: Any) -> Any:
+    """Apply ``primitive`` to ``args``, letting the deepest level among them handle it.
+
+    With no boxed argument this is just ``impl`` on raw arrays. A non-differentiable
+    primitive skips every level whose engine does not track jumps.
+    """
+    top: Level | None = None
+    for a in args:
+        if isinstance(a, Box):
+            if not a.level.active:  # boxed by a transform that has finished: unbox and retry
+                return bind(primitive, *map(strip_inactive, args), **params)
+            if top is None or a.level.depth > top.depth:
+                top = a.level
+    if top is None:
+        return _apply_raw(primitive, args, params)
+    if primitive.differentiable or top.tracks_jumps:
+        return top.engine.process(primitive, args, params)
+    # piecewise constant: unbox every level whose engine follows only derivatives (to them the
+    # result is a constant), down to one that tracks jumps
+    stripped = []
+    boxed = False
+    for a in args:
+        while isinstance(a, Box) and not a.level.tracks_jumps:
+            a = a.value
+        boxed = boxed or isinstance(a, Box)
+        stripped.append(a)
+    if boxed:
+        return bind(primitive, *stripped, **params)
+    return _apply_raw(primitive, stripped, params)
+
+
+_PYTHON_SCALARS = (float, int, bool)
+
+
+def _apply_raw(primitive: Primitive, args: Sequence[Any], params: dict) -> Any:
+    backend = _backend.get_backend()
+    array_type = backend.array_type
+    has_array = False
+    for a in args:
+        if isinstance(a, array_type):
+            has_array = True
+        elif type(a) not in _PYTHON_SCALARS:  # slow path: lists, other numbers, strays
+            args = _raw_arguments(primitive, args, backend)
+            break
+    else:
+        if not has_array:  # only Python numbers: give the op an array to work on
+            args = _raw_arguments(primitive, args, backend)
+    try:
+        return primitive.impl(*args, **params)
+    except (ValueError, TypeError) as exc:
+        if primitive.broadcasts:
+            shapes = " and ".join(str(shape_of(a)) for a in args)
+            raise ShapeError(
+                f"{primitive.name}: operands with shapes {shapes} cannot be broadcast "
+                f"together ({exc})"
+            ) from exc
+        raise
+
+
 class Primitive:
     """One operation, defined once for every engine.
 
@@ -370,61 +451,10 @@ class Primitive:
         self.elementwise = elementwise
         self.differentiable = differentiable
 
-    def __call__(self, *args: Any, **params: Any) -> Any:
-        return bind(self, *args, **params)
+    __call__ = bind  # calling a primitive binds it, with no wrapper in between
 
     def __repr__(self) -> str:
         return f"<minidiff primitive {self.name}>"
-
-
-def _save_everything(args: Sequence[Any], out: Any, needs: Sequence[bool], **params: Any) -> Any:
-    return (tuple(args), out)
-
-
-def bind(primitive: Primitive, *args: Any, **params: Any) -> Any:
-    """Apply ``primitive`` to ``args``, letting the deepest level among them handle it.
-
-    With no boxed argument this is just ``impl`` on raw arrays. A non-differentiable
-    primitive skips every level whose engine does not track jumps.
-    """
-    top: Level | None = None
-    for a in args:
-        if isinstance(a, Box):
-            if not a.level.active:  # boxed by a transform that has finished: unbox and retry
-                return bind(primitive, *map(strip_inactive, args), **params)
-            if top is None or a.level.depth > top.depth:
-                top = a.level
-    if top is None:
-        return _apply_raw(primitive, args, params)
-    if not primitive.differentiable and not getattr(top.engine, "tracks_jumps", False):
-        return bind(primitive, *map(_strip_derivatives, args), **params)
-    return top.engine.process(primitive, args, params)
-
-
-def _strip_derivatives(x: Any) -> Any:
-    """Unbox levels whose engines follow only derivatives, down to one that tracks jumps."""
-    while isinstance(x, Box) and not getattr(x.level.engine, "tracks_jumps", False):
-        x = x.value
-    return x
-
-
-def _apply_raw(primitive: Primitive, args: Sequence[Any], params: dict) -> Any:
-    backend = _backend.get_backend()
-    array_type = backend.array_type
-    for a in args:
-        if not isinstance(a, array_type):  # slow path: numbers, lists, strays
-            args = _raw_arguments(primitive, args, backend)
-            break
-    try:
-        return primitive.impl(*args, **params)
-    except (ValueError, TypeError) as exc:
-        if primitive.broadcasts:
-            shapes = " and ".join(str(shape_of(a)) for a in args)
-            raise ShapeError(
-                f"{primitive.name}: operands with shapes {shapes} cannot be broadcast "
-                f"together ({exc})"
-            ) from exc
-        raise
 
 
 def _raw_arguments(primitive: Primitive, args: Sequence[Any], backend: Any) -> list[Any]:

@@ -10,6 +10,7 @@ where x crossed c.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -27,12 +28,12 @@ def _constant(name: str, impl: Callable[..., Any], n_args: int) -> Primitive:
 
 
 # comparisons: boolean arrays
-equal = _constant("equal", lambda x, y: x == y, 2)
-not_equal = _constant("not_equal", lambda x, y: x != y, 2)
-less = _constant("less", lambda x, y: x < y, 2)
-less_equal = _constant("less_equal", lambda x, y: x <= y, 2)
-greater = _constant("greater", lambda x, y: x > y, 2)
-greater_equal = _constant("greater_equal", lambda x, y: x >= y, 2)
+equal = _constant("equal", operator.eq, 2)                # x == y
+not_equal = _constant("not_equal", operator.ne, 2)        # x != y
+less = _constant("less", operator.lt, 2)                  # x < y
+less_equal = _constant("less_equal", operator.le, 2)      # x <= y
+greater = _constant("greater", operator.gt, 2)            # x > y
+greater_equal = _constant("greater_equal", operator.ge, 2)  # x >= y
 
 # logical combinations of booleans (the operators &, | and ~ of a traced boolean)
 logical_and = _constant("logical_and", lambda x, y: get_backend().xp.logical_and(x, y), 2)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -85,42 +86,46 @@ def _impl_signature(name: str, impl: Callable[..., Any]) -> tuple[list[str], lis
     return args, statics
 
 
-class _Reader:
-    """Calls one partial with exactly the values it names.
+def _reader(op: str, wrt: str, partial: Partial, args: list[str],
+            statics: list[str]) -> tuple[frozenset, Callable[[tuple, dict], Any]]:
+    """What one partial reads, and a caller that passes it exactly that.
 
-    ``reads`` are positions in ``(out, *args)``; ``statics`` the static parameters it names,
-    in the order of the partial's parameters (``order`` interleaves the two)."""
-
-    __slots__ = ("partial", "reads", "order", "simple")
-
-    def __init__(self, op: str, wrt: str, partial: Partial, args: list[str],
-                 statics: list[str]) -> None:
-        names = list(inspect.signature(partial).parameters)
-        known = {"out": OUT, **{a: i + 1 for i, a in enumerate(args)}}
-        for n in names:
-            if n not in known and n not in statics:
-                raise TypeError(
-                    f"{op}: the partial ∂{op}/∂{wrt} has a parameter {n!r}, which is neither "
-                    f"an argument of {op} ({', '.join(args)}), 'out' nor a static parameter"
-                    f"{' (' + ', '.join(statics) + ')' if statics else ''}")
-        code = getattr(partial, "__code__", None)
-        if code is not None:
-            hidden = (set(known) - set(names)) & set(code.co_names + code.co_freevars)
-            if hidden:
-                raise TypeError(
-                    f"{op}: the partial ∂{op}/∂{wrt} refers to {', '.join(sorted(hidden))} "
-                    f"without naming it as a parameter, so the tape would not keep it; add it "
-                    f"to the partial's parameters")
-        self.partial = partial
-        self.order = [(n in statics, n if n in statics else known[n]) for n in names]
-        self.reads = frozenset(k for is_static, k in self.order if not is_static)
-        self.simple = not any(is_static for is_static, _ in self.order)
-
-    def __call__(self, values: Sequence[Any], params: dict) -> Any:
-        if self.simple:
-            return self.partial(*[values[k] for _, k in self.order])
-        return self.partial(*[params[k] if is_static else values[k]
-                              for is_static, k in self.order])
+    Returns ``(reads, call)``: ``reads`` are positions in ``values = (out, *args)``, and
+    ``call(values, params)`` calls the partial with the values and static parameters its own
+    parameters name, in its order. A partial naming anything else, or referring to an argument
+    it does not name, is refused here, when the op is defined."""
+    names = list(inspect.signature(partial).parameters)
+    known = {"out": OUT, **{a: i + 1 for i, a in enumerate(args)}}
+    for n in names:
+        if n not in known and n not in statics:
+            raise TypeError(
+                f"{op}: the partial ∂{op}/∂{wrt} has a parameter {n!r}, which is neither an "
+                f"argument of {op} ({', '.join(args)}), 'out' nor a static parameter"
+                f"{' (' + ', '.join(statics) + ')' if statics else ''}")
+    code = getattr(partial, "__code__", None)
+    if code is not None:
+        hidden = (set(known) - set(names)) & set(code.co_names + code.co_freevars)
+        if hidden:
+            raise TypeError(
+                f"{op}: the partial ∂{op}/∂{wrt} refers to {', '.join(sorted(hidden))} without "
+                f"naming it as a parameter, so the tape would not keep it; add it to the "
+                f"partial's parameters")
+    reads = frozenset(known[n] for n in names if n in known)
+    if any(n in statics for n in names):
+        order = [(n in statics, n if n in statics else known[n]) for n in names]
+        return reads, lambda values, params: partial(
+            *[params[k] if static else values[k] for static, k in order])
+    picks = [known[n] for n in names]
+    if not picks:
+        return reads, lambda values, params: partial()
+    if len(picks) == 1:
+        (j,) = picks
+        return reads, lambda values, params: partial(values[j])
+    if len(picks) == 2:
+        i, j = picks
+        return reads, lambda values, params: partial(values[i], values[j])
+    get = operator.itemgetter(*picks)
+    return reads, lambda values, params: partial(*get(values))
 
 
 def elementwise_primitive(name: str, impl: Callable[..., Any],
@@ -141,8 +146,16 @@ def elementwise_primitive(name: str, impl: Callable[..., Any],
     if len(partials) != len(args):
         raise TypeError(f"{name}: {len(partials)} partial(s) for {len(args)} argument(s) "
                         f"({', '.join(args)})")
-    readers = [p if p is None or p is NEGATE else _Reader(name, a, p, args, statics)
-               for p, a in zip(partials, args)]
+    reads: list[frozenset] = []   # what each partial reads, as positions in (out, *args)
+    readers: list[Any] = []       # None (1), NEGATE (-1), or call(values, params)
+    for partial, wrt in zip(partials, args):
+        if partial is None or partial is NEGATE:
+            reads.append(frozenset())
+            readers.append(partial)
+        else:
+            read, call = _reader(name, wrt, partial, args, statics)
+            reads.append(read)
+            readers.append(call)
     n_args = len(args)
 
     def jvp(tangents: Sequence[Any], args: Sequence[Any], out: Any, **params: Any) -> Any:
@@ -173,8 +186,8 @@ def elementwise_primitive(name: str, impl: Callable[..., Any],
         if plan is None:
             read: set = set()
             for i in range(n_args):
-                if needs[i] and isinstance(readers[i], _Reader):
-                    read |= readers[i].reads
+                if needs[i]:
+                    read |= reads[i]
             plan = keep_for[needs] = (tuple(i + 1 in read for i in range(n_args)), OUT in read)
         keep_args, keep_out = plan
         kept = tuple([a if keep else None for a, keep in zip(args, keep_args)])
