@@ -80,7 +80,8 @@ class Level:
     * ``tracks_jumps = True``: the engine follows finite jumps of values (stochastic triples),
       so it must see piecewise-constant primitives, whose outputs jump. Every other engine
       follows only derivatives, to which those primitives are constants: :func:`bind` gives
-      them the unboxed values and returns the constant unboxed.
+      them the unboxed values and returns the constant unboxed. (Read once, into
+      ``Level.tracks_jumps``.)
     * ``sample_discrete(dist, u, params)``: draw a discrete sample by inverting the uniforms
       ``u`` at parameters boxed at this level (``minidiff.random``'s samplers ask the
       parameters' deepest level, :func:`deepest_level`, before any ``estimator=``).

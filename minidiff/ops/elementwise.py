@@ -25,6 +25,7 @@ from typing import Any
 from ..backend import get_backend
 from ..core import Primitive, ndim_of, raw, register_ops, shape_of
 from .comparisons import sign
+from .constants import zeros
 from .linear import align_tangent, broadcast_to, unbroadcast
 
 __all__ = [
@@ -282,7 +283,9 @@ def _where_impl(cond: Any, x: Any, y: Any) -> Any:
 def _where_jvp(tangents: Sequence[Any], args: Sequence[Any], out: Any) -> Any:
     cond, x, y = args
     rank = len(shape_of(out))
-    t_x, t_y = tangents[1], tangents[2]
+    t_cond, t_x, t_y = tangents
+    if t_x is None and t_y is None:  # only the (never differentiated) condition is traced
+        return zeros((shape_of(t_cond)[0], *shape_of(out)))
     k = shape_of(t_x if t_x is not None else t_y)[0]
     t_x = 0.0 if t_x is None else align_tangent(t_x, ndim_of(x), rank)
     t_y = 0.0 if t_y is None else align_tangent(t_y, ndim_of(y), rank)
