@@ -143,21 +143,21 @@ def elementwise_primitive(name: str, impl: Callable[..., Any],
             (as in ``add``) and ``NEGATE`` for -1 (as in ``subtract``). A partial may also
             return None for 1.
     """
-    args, statics = _impl_signature(name, impl)
-    if len(partials) != len(args):
-        raise TypeError(f"{name}: {len(partials)} partial(s) for {len(args)} argument(s) "
-                        f"({', '.join(args)})")
+    arg_names, statics = _impl_signature(name, impl)
+    if len(partials) != len(arg_names):
+        raise TypeError(f"{name}: {len(partials)} partial(s) for {len(arg_names)} argument(s) "
+                        f"({', '.join(arg_names)})")
     reads: list[frozenset] = []   # what each partial reads, as positions in (out, *args)
     readers: list[Any] = []       # None (1), NEGATE (-1), or call(values, params)
-    for partial, wrt in zip(partials, args):
+    for partial, wrt in zip(partials, arg_names):
         if partial is None or partial is NEGATE:
             reads.append(frozenset())
             readers.append(partial)
         else:
-            read, call = _reader(name, wrt, partial, args, statics)
+            read, call = _reader(name, wrt, partial, arg_names, statics)
             reads.append(read)
             readers.append(call)
-    n_args = len(args)
+    n_args = len(arg_names)
 
     def jvp(tangents: Sequence[Any], args: Sequence[Any], out: Any, **params: Any) -> Any:
         out_shape = shape_of(out)
