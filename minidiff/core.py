@@ -49,6 +49,11 @@ __all__ = [
     "ndim_of",
     "ModeError",
     "ShapeError",
+    "TracerConversionError",
+    "holds_box",
+    "is_complex_dtype",
+    "is_traced",
+    "stacked",
 ]
 
 
@@ -58,6 +63,12 @@ class ModeError(TypeError):
 
 class ShapeError(ValueError):
     """Shapes that do not fit together (broadcasting, matmul, reshape)."""
+
+
+class TracerConversionError(TypeError):
+    """A traced value was about to become a Python or NumPy value, which would drop its
+    derivative: ``float(x)``, ``np.asarray(x)``, ``np.sin(x)``, ``a[i] = x`` into a NumPy array.
+    """
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,11 +215,20 @@ class Box:
     operators and the usual array attributes, each routed through a minidiff op (from the ops
     table). Comparisons give plain boolean arrays (their derivative is zero), except under an
     engine that tracks jumps.
+
+    No escapes: while its transform runs, a box refuses to become a Python or NumPy value
+    (``float``, ``int``, ``complex``, ``np.asarray``, NumPy functions and ufuncs), because the
+    derivative of whatever is computed from that value would silently be zero. NumPy's binary
+    operators with an array on the left (``ndarray + box``) go to minidiff's ops, as Python's
+    reflected operators would. ``bool()`` stays allowed: eager control flow on values (``if x
+    > 0``) gives the derivative of the branch taken, which is right wherever the branch does
+    not change (stochastic triples, whose alternative world may take the other branch, refuse
+    it). A box whose transform has finished (a value that leaked out of a closure) converts to
+    its value as a plain array would.
     """
 
     __slots__ = ("value", "level")
     __array_priority__ = 1000  # so that ndarray (op) Box defers to Box's reflected operator
-    __array_ufunc__ = None     # NumPy arrays defer to Box's reflected operators
     __hash__ = object.__hash__  # defining __eq__ would otherwise remove it
 
     # shape information comes from the innermost raw array
@@ -240,16 +260,62 @@ class Box:
         return bool(raw(self))
 
     def __float__(self) -> float:
+        if is_traced(self):
+            raise TracerConversionError(_escape_message("float()", "a Python float"))
         return float(raw(self))
 
     def __int__(self) -> int:
+        if is_traced(self):
+            raise TracerConversionError(_escape_message("int()", "a Python int"))
         return int(raw(self))
+
+    def __complex__(self) -> complex:
+        if is_traced(self):
+            raise TracerConversionError(
+                _escape_message("complex()", "a Python complex") + " (minidiff is "
+                "real-valued: complex numbers have no derivative rules here)")
+        return complex(raw(self))
 
     def __index__(self) -> int:
         raise TypeError(
             "a traced (differentiated) value cannot be used as an index; "
             "wrap it in minidiff.stop_gradient() if its derivative is not wanted"
         )
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        if is_traced(self):
+            raise TracerConversionError(
+                "np.asarray (or np.array, or storing into a NumPy array) of a traced value "
+                "would drop its derivative; keep it traced with minidiff ops "
+                "(minidiff.asarray, minidiff.stack, minidiff.where), or convert "
+                "minidiff.stop_gradient(x) if no derivative is wanted")
+        value = raw(self)
+        host = (_backend.backend_of(value) or _backend.get_backend()).to_host(value)
+        return host if dtype is None else host.astype(dtype)
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        name = getattr(ufunc, "__name__", str(ufunc))
+        if not any(is_traced(x) for x in (*inputs, *kwargs.get("out", ()))):
+            # every box here belongs to a finished transform: NumPy on the values
+            return getattr(ufunc, method)(*map(raw, inputs), **kwargs)
+        op_name = _UFUNC_OPERATORS.get(name)
+        if method == "__call__" and op_name is not None and not kwargs:
+            return _OPS[op_name](*inputs)  # what Python's reflected operator would do
+        call = f"np.{name}" if method == "__call__" else f"np.{name}.{method}"
+        if "out" in kwargs:
+            raise TracerConversionError(
+                f"{call} with out= on a traced value: a NumPy array cannot hold a traced "
+                f"value (in-place updates drop the derivative); compute a new value instead, "
+                f"e.g. a = a + x")
+        raise TracerConversionError(_numpy_call_message(call, _ufunc_op_name(name, method)))
+
+    def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
+        name = getattr(func, "__name__", str(func))
+        if name in _METADATA_FUNCTIONS:  # np.shape(x), np.ndim(x): no value escapes
+            return _METADATA_FUNCTIONS[name](args[0])
+        if not _holds_traced((args, kwargs)):
+            return func(*_strip_all(args), **_strip_all(kwargs))
+        raise TracerConversionError(_numpy_call_message(f"np.{name}", name))
 
     def __setitem__(self, key: Any, value: Any) -> None:
         raise TypeError(
@@ -318,12 +384,104 @@ def strip_inactive(x: Any) -> Any:
     return x
 
 
+def is_traced(x: Any) -> bool:
+    """True when ``x`` is boxed at a level whose transform is still running (at any depth)."""
+    while isinstance(x, Box):
+        if x.level.active:
+            return True
+        x = x.value
+    return False
+
+
+def _holds_traced(x: Any) -> bool:
+    if isinstance(x, tuple | list):
+        return any(_holds_traced(v) for v in x)
+    if isinstance(x, dict):
+        return any(_holds_traced(v) for v in x.values())
+    return is_traced(x)
+
+
+def _strip_all(x: Any) -> Any:
+    if isinstance(x, tuple | list):
+        return type(x)(_strip_all(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _strip_all(v) for k, v in x.items()}
+    return raw(x)
+
+
+def is_complex_dtype(dtype: Any) -> bool:
+    """True for a complex dtype of any backend (NumPy's have ``kind``; array_api_strict's
+    only a name)."""
+    if dtype is None:
+        return False
+    kind = getattr(dtype, "kind", None)
+    return kind == "c" if kind is not None else "complex" in str(dtype)
+
+
+# NumPy's ufuncs behind Python's operators, and the registered op each means (as Box's own
+# operators): ``ndarray + box`` arrives as np.add(ndarray, box)
+_UFUNC_OPERATORS = {
+    "add": "add", "subtract": "subtract", "multiply": "multiply", "divide": "divide",
+    "true_divide": "divide", "power": "power", "matmul": "matmul", "negative": "negative",
+    "absolute": "abs", "equal": "equal", "not_equal": "not_equal", "less": "less",
+    "less_equal": "less_equal", "greater": "greater", "greater_equal": "greater_equal",
+    "logical_and": "logical_and", "logical_or": "logical_or", "logical_not": "logical_not",
+    "bitwise_and": "logical_and", "bitwise_or": "logical_or", "invert": "logical_not",
+}
+
+_UFUNC_ALIASES = {"absolute": "abs", "true_divide": "divide", "arctan2": None,
+                  "conjugate": None}
+_REDUCTIONS = {("add", "reduce"): "sum", ("multiply", "reduce"): "prod",
+               ("maximum", "reduce"): "max", ("minimum", "reduce"): "min",
+               ("add", "accumulate"): "cumsum"}
+
+_METADATA_FUNCTIONS: dict[str, Callable[[Any], Any]] = {
+    "shape": lambda x: shape_of(x), "ndim": lambda x: len(shape_of(x)),
+}
+
+
+def _ufunc_op_name(name: str, method: str) -> str | None:
+    if method != "__call__":
+        return _REDUCTIONS.get((name, method))
+    return _UFUNC_ALIASES.get(name, name)
+
+
+def _minidiff_has(name: str | None) -> bool:
+    """Whether ``minidiff`` offers an op of this name (looked up only to word an error)."""
+    if not name:
+        return False
+    import importlib
+
+    return hasattr(importlib.import_module("minidiff.ops"), name)
+
+
+def _numpy_call_message(call: str, op_name: str | None) -> str:
+    if _minidiff_has(op_name):
+        use = f"use minidiff.{op_name}"
+    else:
+        use = "minidiff has no op of that name: compose it from minidiff ops"
+    return (f"{call} on a traced value would drop its derivative: {use} (or "
+            f"minidiff.stop_gradient(x) if no derivative is wanted)")
+
+
+def _escape_message(call: str, what: str) -> str:
+    return (f"{call} of a traced value would make it {what} and drop its derivative (the "
+            f"transform cannot see what is computed from it): keep it an array and use "
+            f"minidiff ops (math.sin(x) -> minidiff.sin(x); storing it into a NumPy array "
+            f"a[i] = x -> minidiff.stack or minidiff.where), or take "
+            f"minidiff.stop_gradient(x) if no derivative is wanted")
+
+
 def shape_of(x: Any) -> tuple[int, ...]:
     """The shape of an array, a boxed value or a Python number (``()``)."""
     while isinstance(x, Box):
         x = x.value
     shape = getattr(x, "shape", None)
-    return () if shape is None else shape if type(shape) is tuple else tuple(shape)
+    if shape is None:
+        if isinstance(x, list | tuple):  # a (nested) list of numbers or arrays, as NumPy reads it
+            return (len(x), *shape_of(x[0])) if x else (0,)
+        return ()
+    return shape if type(shape) is tuple else tuple(shape)
 
 
 def ndim_of(x: Any) -> int:
@@ -357,6 +515,14 @@ def bind(primitive: Primitive, *args: Any, **params: Any) -> Any:
                 top = a.level
     if top is None:
         return _apply_raw(primitive, args, params)
+    for a in args:  # constants meeting traced values: complex ones have no rules here
+        if type(a) not in _PYTHON_SCALARS and not isinstance(a, Box) and (
+                type(a) is complex or is_complex_dtype(getattr(a, "dtype", None))):
+            raise TypeError(
+                f"{primitive.name}: a complex value meets a traced one, but minidiff "
+                f"differentiates real-valued functions only (a complex derivative needs "
+                f"conjugation rules it does not have); carry the real and imaginary parts as "
+                f"two real arrays")
     if primitive.differentiable or top.tracks_jumps:
         return top.engine.process(primitive, args, params)
     # piecewise constant: unbox every level whose engine follows only derivatives (to them the
@@ -384,6 +550,9 @@ def _apply_raw(primitive: Primitive, args: Sequence[Any], params: dict) -> Any:
         if isinstance(a, array_type):
             has_array = True
         elif type(a) not in _PYTHON_SCALARS:  # slow path: lists, other numbers, strays
+            if any(isinstance(v, list | tuple) and holds_box(v) for v in args):
+                # a list of traced values means the array they make (as in NumPy)
+                return bind(primitive, *map(stacked, args), **params)
             args = _raw_arguments(primitive, args, backend)
             break
     else:
@@ -456,6 +625,21 @@ class Primitive:
 
     def __repr__(self) -> str:
         return f"<minidiff primitive {self.name}>"
+
+
+def holds_box(x: Any) -> bool:
+    """True when ``x`` is a box or a (nested) list or tuple holding one."""
+    if isinstance(x, list | tuple):
+        return any(holds_box(v) for v in x)
+    return isinstance(x, Box)
+
+
+def stacked(x: Any) -> Any:
+    """A (nested) list holding boxes as one array, stacked with minidiff ops (differentiable);
+    anything else unchanged."""
+    if isinstance(x, list | tuple) and holds_box(x):
+        return _OPS["stack"]([stacked(v) for v in x])
+    return x
 
 
 def _raw_arguments(primitive: Primitive, args: Sequence[Any], backend: Any) -> list[Any]:

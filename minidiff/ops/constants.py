@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..backend import get_backend
-from ..core import Box, raw, shape_of
+from ..core import Box, holds_box, raw, shape_of, stacked
 
 __all__ = ["zeros", "ones", "zeros_like", "ones_like", "asarray", "to_host", "stop_gradient"]
 
@@ -40,6 +40,8 @@ def asarray(x: Any, dtype: Any = None) -> Any:
     Traced values are returned unchanged."""
     if isinstance(x, Box):
         return x
+    if isinstance(x, list | tuple) and holds_box(x):  # traced entries: the array they make
+        return stacked(x)
     return get_backend().asarray(x, dtype=dtype)
 
 
