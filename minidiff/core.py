@@ -478,7 +478,7 @@ def shape_of(x: Any) -> tuple[int, ...]:
         x = x.value
     shape = getattr(x, "shape", None)
     if shape is None:
-        if isinstance(x, list | tuple):  # a (nested) list of numbers or arrays, as NumPy reads it
+        if type(x) is list or type(x) is tuple:  # nested lists of numbers, as NumPy reads them
             return (len(x), *shape_of(x[0])) if x else (0,)
         return ()
     return shape if type(shape) is tuple else tuple(shape)
@@ -507,22 +507,19 @@ def bind(primitive: Primitive, *args: Any, **params: Any) -> Any:
     primitive skips every level whose engine does not track jumps.
     """
     top: Level | None = None
+    constants = False
     for a in args:
         if isinstance(a, Box):
             if not a.level.active:  # boxed by a transform that has finished: unbox and retry
                 return bind(primitive, *map(strip_inactive, args), **params)
             if top is None or a.level.depth > top.depth:
                 top = a.level
+        elif type(a) is not float:
+            constants = True
     if top is None:
         return _apply_raw(primitive, args, params)
-    for a in args:  # constants meeting traced values: complex ones have no rules here
-        if type(a) not in _PYTHON_SCALARS and not isinstance(a, Box) and (
-                type(a) is complex or is_complex_dtype(getattr(a, "dtype", None))):
-            raise TypeError(
-                f"{primitive.name}: a complex value meets a traced one, but minidiff "
-                f"differentiates real-valued functions only (a complex derivative needs "
-                f"conjugation rules it does not have); carry the real and imaginary parts as "
-                f"two real arrays")
+    if constants:
+        _refuse_complex(primitive, args)
     if primitive.differentiable or top.tracks_jumps:
         return top.engine.process(primitive, args, params)
     # piecewise constant: unbox every level whose engine follows only derivatives (to them the
@@ -540,6 +537,19 @@ def bind(primitive: Primitive, *args: Any, **params: Any) -> Any:
 
 
 _PYTHON_SCALARS = (float, int, bool)
+
+
+def _refuse_complex(primitive: Primitive, args: Sequence[Any]) -> None:
+    """Constants meeting traced values must be real: complex ones have no rules here."""
+    for a in args:
+        if type(a) in _PYTHON_SCALARS or isinstance(a, Box):
+            continue
+        if type(a) is complex or is_complex_dtype(getattr(a, "dtype", None)):
+            raise TypeError(
+                f"{primitive.name}: a complex value meets a traced one, but minidiff "
+                f"differentiates real-valued functions only (a complex derivative needs "
+                f"conjugation rules it does not have); carry the real and imaginary parts as "
+                f"two real arrays")
 
 
 def _apply_raw(primitive: Primitive, args: Sequence[Any], params: dict) -> Any:

@@ -34,7 +34,7 @@ from .core import shape_of
 from .ops import asarray, concatenate, getitem, reshape, zeros
 
 __all__ = [
-    "PyTreeDef", "tree_flatten", "tree_unflatten", "tree_structure", "tree_leaves",
+    "LEAF", "PyTreeDef", "tree_flatten", "tree_unflatten", "tree_structure", "tree_leaves",
     "tree_map", "ravel_pytree", "leaf_paths",
 ]
 
@@ -99,6 +99,8 @@ class PyTreeDef:
     def unflatten(self, leaves: Any) -> Any:
         """Put ``leaves`` (a sequence of ``n_leaves`` values) back into this structure."""
         leaves = list(leaves)
+        if self.node is None and len(leaves) == 1:
+            return leaves[0]
         if len(leaves) != self.n_leaves:
             raise ValueError(f"tree_unflatten: the structure {self._describe()} holds "
                              f"{self.n_leaves} leaves, but {len(leaves)} were given")
@@ -136,7 +138,7 @@ class PyTreeDef:
             child._paths(prefix + label, out)
 
 
-_LEAF = PyTreeDef(None, (), ())
+LEAF = PyTreeDef(None, (), ())  # the structure of a lone leaf
 
 
 def _flatten(x: Any, leaves: list) -> PyTreeDef:
@@ -149,7 +151,7 @@ def _flatten(x: Any, leaves: list) -> PyTreeDef:
         node = type(x) if _is_namedtuple(x) else tuple
         return PyTreeDef(node, (), tuple(_flatten(v, leaves) for v in x))
     leaves.append(x)
-    return _LEAF
+    return LEAF
 
 
 def tree_flatten(tree: Any) -> tuple[list[Any], PyTreeDef]:

@@ -14,20 +14,19 @@ single tangent carries every output's directions.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import backend as _backend
 from .core import Box, is_complex_dtype, raw, shape_of
 from .ops import concatenate, getitem, reshape, zeros
-from .pytree import PyTreeDef, _describe_value, tree_flatten, tree_map
+from .pytree import LEAF, PyTreeDef, _describe_value, tree_flatten, tree_map
 
 __all__ = ["argnums_of", "as_input", "input_leaves", "as_output", "output_leaves", "unbox",
            "split_aux", "scalar_output", "pack", "pieces", "regroup", "jacobian_tree",
-           "explaining_lists"]
+           "note_list_arguments"]
 
 ArgNums = int | Sequence[int]
 
@@ -40,6 +39,8 @@ _WHAT_IS_ALLOWED = "arrays and numbers, and tuples, lists and dicts of them"
 
 
 def argnums_of(argnums: ArgNums, n_args: int, name: str) -> tuple[tuple[int, ...], bool]:
+    """``argnums`` as non-negative positions, and whether it was a tuple (results are then
+    tuples too). Out-of-range, empty and repeated argnums are refused."""
     multiple = not isinstance(argnums, int)
     if multiple and not (isinstance(argnums, tuple | list)
                          and all(isinstance(i, int) for i in argnums)):
@@ -52,9 +53,9 @@ def argnums_of(argnums: ArgNums, n_args: int, name: str) -> tuple[tuple[int, ...
             raise ValueError(f"{name}: argnums {argnums!r} is out of range for {n_args} "
                              f"positional argument(s)")
     nums = tuple(i % n_args for i in nums)
-    repeated = sorted({i for i in nums if nums.count(i) > 1})
-    if repeated:
-        raise ValueError(f"{name}: argnums {argnums!r} names argument {repeated[0]} more than "
+    if multiple and len(set(nums)) != len(nums):
+        repeated = min(i for i in nums if nums.count(i) > 1)
+        raise ValueError(f"{name}: argnums {argnums!r} names argument {repeated} more than "
                          f"once; name each argument once (its derivative is one block)")
     return nums, multiple
 
@@ -63,27 +64,33 @@ def _is_array_like(x: Any) -> bool:
     return isinstance(x, Box | numbers.Number) or (hasattr(x, "shape") and hasattr(x, "dtype"))
 
 
+_CONTAINERS = (tuple, list, dict)
+
+
 def as_input(x: Any, position: int, name: str, path: str = "") -> Any:
     """A differentiable input leaf: a backend float array (or a value boxed by an outer
-    level)."""
-    where = f"argument {position}" + (f" at {path}" if path else "")
+    level). ``path`` says where the leaf sits in argument ``position`` (for messages)."""
     if not isinstance(x, Box):
-        if not _is_array_like(x):
-            raise TypeError(f"{name}: {where} is {_describe_value(x)}; transforms "
-                            f"differentiate {_WHAT_IS_ALLOWED}")
-        if isinstance(x, complex) or is_complex_dtype(getattr(x, "dtype", None)):
-            raise TypeError(_complex_message(name, where))
+        if not (hasattr(x, "dtype") or isinstance(x, numbers.Number)):
+            raise TypeError(f"{name}: {_where(position, path)} is {_describe_value(x)}; "
+                            f"transforms differentiate {_WHAT_IS_ALLOWED}")
+        if isinstance(x, complex):
+            raise TypeError(_complex_message(name, _where(position, path)))
         x = _backend.get_backend().asarray(x)
     dtype = raw(x).dtype
-    if is_complex_dtype(dtype):
-        raise TypeError(_complex_message(name, where))
     if not _backend.get_backend().xp.isdtype(dtype, "real floating"):
+        if is_complex_dtype(dtype):
+            raise TypeError(_complex_message(name, _where(position, path)))
         raise TypeError(
-            f"{name}: {where} has dtype {dtype}, but only floating-point inputs can "
-            f"be differentiated (a derivative with respect to an integer or boolean is "
-            f"undefined); pass floats, e.g. 2.0 instead of 2, or convert the array to float64"
+            f"{name}: {_where(position, path)} has dtype {dtype}, but only floating-point "
+            f"inputs can be differentiated (a derivative with respect to an integer or boolean "
+            f"is undefined); pass floats, e.g. 2.0 instead of 2, or convert the array to float64"
         )
     return x
+
+
+def _where(position: int, path: str) -> str:
+    return f"argument {position}" + (f" at {path}" if path else "")
 
 
 def _complex_message(name: str, where: str) -> str:
@@ -93,6 +100,10 @@ def _complex_message(name: str, where: str) -> str:
 
 
 def input_leaves(x: Any, position: int, name: str) -> tuple[list[Any], PyTreeDef]:
+    """The leaves of argument ``position``, each checked by :func:`as_input`, and its
+    structure."""
+    if not isinstance(x, _CONTAINERS):  # one array: the common case, kept cheap
+        return [as_input(x, position, name)], LEAF
     leaves, tree = tree_flatten(x)
     paths = tree.paths()
     return [as_input(v, position, name, p) for v, p in zip(leaves, paths)], tree
@@ -119,6 +130,10 @@ def as_output(x: Any, name: str = "minidiff", path: str = "") -> Any:
 
 
 def output_leaves(out: Any, name: str) -> tuple[list[Any], PyTreeDef]:
+    """The leaves of a function's output, each checked by :func:`as_output`, and its
+    structure."""
+    if not isinstance(out, _CONTAINERS):
+        return [as_output(out, name)], LEAF
     leaves, tree = tree_flatten(out)
     paths = tree.paths()
     return [as_output(v, name, p) for v, p in zip(leaves, paths)], tree
@@ -126,6 +141,8 @@ def output_leaves(out: Any, name: str) -> tuple[list[Any], PyTreeDef]:
 
 def unbox(x: Any, level: Any) -> Any:
     """Remove ``level``'s box from the leaves of a pytree (other leaves are left alone)."""
+    if not isinstance(x, _CONTAINERS):
+        return x.value if isinstance(x, Box) and x.level is level else x
     return tree_map(lambda v: v.value if isinstance(v, Box) and v.level is level else v, x)
 
 
@@ -167,6 +184,8 @@ def pieces(flat: Any, shapes: Sequence[tuple[int, ...]]) -> list[Any]:
 
 def regroup(flat: Sequence[Any], trees: Sequence[PyTreeDef]) -> list[Any]:
     """Consecutive runs of ``flat`` put back into each of ``trees``."""
+    if len(trees) == 1 and trees[0].node is None:
+        return [flat[0]]
     out, start = [], 0
     for tree in trees:
         out.append(tree.unflatten(flat[start:start + tree.n_leaves]))
@@ -205,19 +224,15 @@ def scalar_output(out: Any, name: str) -> Any:
     return out
 
 
-@contextlib.contextmanager
-def explaining_lists(args: Sequence[Any], nums: Sequence[int], name: str) -> Iterator[None]:
-    """Add a note to a TypeError raised by the function when one of the differentiated
-    arguments is a list: the transform passes it as a list of separate traced values (a
-    pytree, as JAX does), which Python's list operators do not treat as an array."""
-    try:
-        yield
-    except TypeError as exc:
-        lists = [i for i in nums if isinstance(args[i], list)]
-        if lists and hasattr(exc, "add_note"):
-            exc.add_note(
-                f"note: {name} passed argument {lists[0]}, a list, to the function as a list "
-                f"of separate traced values (a pytree, as in JAX), not as one array; to "
-                f"differentiate it as an array pass minidiff.asarray([...]) (or a NumPy "
-                f"array), or call minidiff.asarray(x) inside the function")
-        raise
+def note_list_arguments(exc: BaseException, args: Sequence[Any], nums: Sequence[int],
+                        name: str) -> None:
+    """Add a note to a TypeError the function raised when one of the differentiated arguments
+    is a list: the transform passes it as a list of separate traced values (a pytree, as JAX
+    does), which Python's list operators do not treat as an array."""
+    lists = [i for i in nums if isinstance(args[i], list)]
+    if lists and isinstance(exc, TypeError) and hasattr(exc, "add_note"):
+        exc.add_note(
+            f"note: {name} passed argument {lists[0]}, a list, to the function as a list of "
+            f"separate traced values (a pytree, as in JAX), not as one array; to differentiate "
+            f"it as an array pass minidiff.asarray([...]) (or a NumPy array), or call "
+            f"minidiff.asarray(x) inside the function")

@@ -44,9 +44,9 @@ from .transform_io import (
     ArgNums,
     argnums_of,
     as_output,
-    explaining_lists,
     input_leaves,
     jacobian_tree,
+    note_list_arguments,
     output_leaves,
     pack,
     pieces,
@@ -97,8 +97,11 @@ def _record(f: Callable[..., Any], args: Sequence[Any], nums: Sequence[int], nam
             boxes = [engine.tape.add_input(v, level) for v in leaves_i]
             inputs.extend(boxes)
             args[i] = tree.unflatten(boxes)
-        with explaining_lists(original, nums, name):
+        try:
             result = f(*args, **(kwargs or {}))
+        except TypeError as exc:
+            note_list_arguments(exc, original, nums, name)
+            raise
         if finish is not None:
             result = finish(result)
     finally:
@@ -302,8 +305,11 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any],
     try:
         duals = [Dual(v, s, level) for v, s in zip([v for a in args for v in a], seeds)]
         boxed = regroup(duals, trees)
-        with explaining_lists(primals, range(len(primals)), "jvp"):
+        try:
             out = f(*boxed)
+        except TypeError as exc:
+            note_list_arguments(exc, primals, range(len(primals)), "jvp")
+            raise
     finally:
         close_level(level)
     leaves, out_tree = output_leaves(out, "jvp")
@@ -346,8 +352,11 @@ def jacfwd(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
                 offset += n
             for i, boxed in zip(nums, regroup(duals, trees)):
                 args[i] = boxed
-            with explaining_lists(original, nums, "jacfwd"):
+            try:
                 out = f(*args, **kwargs)
+            except TypeError as exc:
+                note_list_arguments(exc, original, nums, "jacfwd")
+                raise
         finally:
             close_level(level)
         out_leaves, out_tree = output_leaves(out, "jacfwd")
