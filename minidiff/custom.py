@@ -150,6 +150,11 @@ class CustomPrimitive:
             self.signature: inspect.Signature | None = inspect.signature(fun)
         except (TypeError, ValueError):
             self.signature = None
+        # positional parameters: a call with fewer arguments gets the defaults bound (the
+        # rules always see every positional argument)
+        self.n_positional = 0 if self.signature is None else sum(
+            p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            for p in self.signature.parameters.values())
         self.primitive = Primitive(self.name, self._impl)
 
     def _impl(self, *leaves: Any, call: _Call) -> Any:
@@ -157,7 +162,8 @@ class CustomPrimitive:
         return _pack_raw(call.record_output(out))
 
     def _positional(self, args: tuple, kwargs: dict) -> tuple:
-        if not kwargs:
+        """The call's arguments by position: keywords and defaults bound by the signature."""
+        if not kwargs and len(args) >= self.n_positional:
             return args
         if self.signature is None:
             raise TypeError(f"{self.name}: keyword arguments need a function whose signature "
