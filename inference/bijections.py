@@ -102,10 +102,10 @@ class Affine(Bijection):
                              "invertible)")
 
     def forward(self, x: Any) -> Any:
-        return self.shift + self.scale * x
+        return md.add(self.shift, md.multiply(self.scale, x))
 
     def inverse(self, y: Any) -> Any:
-        return (y - self.shift) / self.scale
+        return md.divide(md.subtract(y, self.shift), self.scale)
 
     def log_det_jacobian(self, x: Any) -> Any:
         return md.broadcast_to(md.log(md.abs(self.scale)), tuple(md.asarray(x).shape))

@@ -108,12 +108,12 @@ class Normal(Distribution):
         self.batch_shape = _batch_shape(self.loc, self.scale)
 
     def log_prob(self, x: Any) -> Any:
-        z = (x - self.loc) / self.scale
+        z = md.divide(md.subtract(x, self.loc), self.scale)
         return -0.5 * z * z - md.log(self.scale) - _HALF_LOG_2PI
 
     def sample(self, rng: Any, shape: Any = ()) -> Any:
         eps = rng.normal(size=self._draw_shape(shape))
-        return self.loc + self.scale * eps
+        return md.add(self.loc, md.multiply(self.scale, eps))
 
     @property
     def mean(self) -> Any:
@@ -135,13 +135,14 @@ class LogNormal(Distribution):
     def log_prob(self, x: Any) -> Any:
         def density(v: Any) -> Any:
             log_v = md.log(v)
-            z = (log_v - self.mu) / self.sigma
+            z = md.divide(md.subtract(log_v, self.mu), self.sigma)
             return -0.5 * z * z - md.log(self.sigma) - _HALF_LOG_2PI - log_v
 
         return _on_support(x, _inside(x, 0.0, None), 1.0, density)
 
     def sample(self, rng: Any, shape: Any = ()) -> Any:
-        return md.exp(self.mu + self.sigma * rng.normal(size=self._draw_shape(shape)))
+        eps = rng.normal(size=self._draw_shape(shape))
+        return md.exp(md.add(self.mu, md.multiply(self.sigma, eps)))
 
     @property
     def mean(self) -> Any:
@@ -169,7 +170,8 @@ class Uniform(Distribution):
         return md.where(mask, -md.log(self.high - self.low) + 0.0 * x, -math.inf)
 
     def sample(self, rng: Any, shape: Any = ()) -> Any:
-        return self.low + (self.high - self.low) * rng.random(self._draw_shape(shape))
+        u = rng.random(self._draw_shape(shape))
+        return md.add(self.low, md.multiply(md.subtract(self.high, self.low), u))
 
     @property
     def mean(self) -> Any:
