@@ -30,9 +30,9 @@ import numpy as np
 from _common import add_malloc_option, best_of, malloc_from, print_header
 
 import minidiff as md
-from minidiff.checkpoint_schedule import revolve_schedule, schedule_cost
 from minidiff.checkpointing import default_snapshots
 from minidiff.memory import measure, tape_memory
+from minidiff.revolve import revolve_schedule, schedule_cost
 from minidiff.workload import THETA, ContNoise, cont_loss
 
 TAPE_BYTES_TARGET = 40.0          # bytes per agent per step

@@ -24,7 +24,6 @@ from .forward import Dual
 from .ops import *  # noqa: F403
 from .ops import __all__ as _ops_all
 from .reverse import TapeValue
-from .trace import trace
 from .transforms import (
     grad,
     hessian,
@@ -35,6 +34,7 @@ from .transforms import (
     value_and_grad,
     vjp,
 )
+from .wengert import wengert
 
 __version__ = "0.1.0"
 
@@ -42,6 +42,6 @@ __all__ = [
     "Backend", "BackendError", "Dual", "ModeError", "Primitive", "ShapeError", "TapeValue",
     "available_backends", "checkpoint", "checkpointed_loop", "custom_jvp", "custom_vjp",
     "get_backend", "grad", "hessian", "hvp",
-    "jacfwd", "jacrev", "jvp", "set_backend", "trace", "use_backend", "value_and_grad", "vjp",
+    "jacfwd", "jacrev", "jvp", "set_backend", "use_backend", "value_and_grad", "vjp", "wengert",
     *_ops_all,
 ]

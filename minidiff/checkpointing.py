@@ -5,12 +5,12 @@ tape of a T-step simulation grows like T. Checkpointing keeps less and recompute
 
 * ``checkpoint(f)``: ``f`` records one tape node that keeps only its inputs. When the backward
   pass reaches it, ``f`` runs again on a fresh sub-tape, is pulled back, and the sub-tape is
-  dropped. Memory: the inputs instead of every residual inside ``f``; cost: one more run of
-  ``f``.
+  dropped (the node's rule is a :class:`Recomputation`, not a formula). Memory: the inputs
+  instead of every residual inside ``f``; cost: one more run of ``f``.
 * ``checkpointed_loop(step, state, n_steps, snapshots)``: ``n_steps`` applications of ``step``
   record one node that keeps at most ``snapshots`` states. Its backward pass follows Griewank
-  and Walther's binomial schedule (revolve, :mod:`minidiff.checkpoint_schedule`), which does
-  the fewest step recomputations possible with that many stored states.
+  and Walther's binomial schedule (revolve, :mod:`minidiff.revolve`), which does the fewest
+  step recomputations possible with that many stored states.
 
 Both work with values the function closes over (model parameters, say): those are recorded
 on the enclosing tape as usual, and the sub-tapes hand their cotangents back to it. Under
@@ -26,8 +26,12 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from . import backend as _backend
 from . import core
-from .checkpoint_schedule import (
+from .core import Box, Level, raw, shape_of
+from .ops import concatenate, reshape, zeros
+from .reverse import ReverseEngine, Tape, TapeValue
+from .revolve import (
     ADVANCE,
     FIRSTTURN,
     RESTORE,
@@ -36,11 +40,9 @@ from .checkpoint_schedule import (
     Action,
     revolve_schedule,
 )
-from .core import Box, Level, Primitive, raw, shape_of
-from .ops import concatenate, reshape, zeros
-from .reverse import ReverseEngine, Tape, TapeValue
 
-__all__ = ["checkpoint", "checkpointed_loop", "revolve_schedule", "default_snapshots"]
+__all__ = ["checkpoint", "checkpointed_loop", "revolve_schedule", "default_snapshots",
+           "Recomputation"]
 
 State = Any
 
@@ -103,17 +105,26 @@ def _pull_back(level: Level, fn: Callable[..., Any], inputs: Sequence[Any], seed
     return [cotangents[b.node.index] for b in boxed]
 
 
-def _record(level: Level, name: str, parents: Sequence[Any], residuals: Any,
-            vjp: Callable[..., list[Any]], out: Any) -> TapeValue:
-    """Put one node on ``level``'s tape whose VJP rule is ``vjp(g, residuals, needs)``."""
-    primitive = Primitive(name, impl=None, vjp=vjp)
-    tape = level.engine.tape
-    node = tape.record(primitive, tuple(parents), residuals, {}, out)
-    return TapeValue(out, node, level)
+class Recomputation:
+    """The rule of a checkpoint node: a recomputation, not a formula.
 
+    A primitive's node keeps what its VJP formula reads. A checkpoint node keeps the inputs of
+    a whole segment (``checkpoint``'s arguments, ``checkpointed_loop``'s snapshots), and its
+    pull-back ``pull_back(g, residuals)`` re-runs the segment on a sub-tape to send ``g`` back
+    through it (one cotangent per argument). It answers the tape's ``vjp`` call like a rule.
+    """
 
-def _parents(args: Sequence[Any], level: Level) -> list[Any]:
-    return [a.node if isinstance(a, TapeValue) and a.level is level else None for a in args]
+    __slots__ = ("name", "pull_back")
+
+    def __init__(self, name: str, pull_back: Callable[[Any, Any], list[Any]]) -> None:
+        self.name = name
+        self.pull_back = pull_back
+
+    def vjp(self, g: Any, residuals: Any, needs: Sequence[bool]) -> list[Any]:
+        return self.pull_back(g, residuals)
+
+    def __repr__(self) -> str:
+        return f"<minidiff recomputation {self.name}>"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,11 +149,11 @@ def checkpoint(f: Callable[..., Any]) -> Callable[..., Any]:
             out = f(*primals)
         outer = level.engine.tape
 
-        def vjp(g: Any, residuals: Any, needs: Sequence[bool]) -> list[Any]:
+        def pull_back(g: Any, residuals: Any) -> list[Any]:
             return _pull_back(level, f, residuals, g, outer)
 
-        return _record(level, f"checkpoint({getattr(f, '__name__', 'f')})",
-                       _parents(args, level), tuple(primals), vjp, out)
+        rule = Recomputation(f"checkpoint({getattr(f, '__name__', 'f')})", pull_back)
+        return level.engine.record(rule, args, tuple(primals), out)
 
     return checkpointed
 
@@ -160,7 +171,7 @@ def default_snapshots(n_steps: int) -> int:
 
 
 def _signature(state: tuple) -> tuple:
-    b = core._backend.get_backend()
+    b = _backend.get_backend()
     return tuple((shape_of(s), str(raw(s).dtype) if hasattr(raw(s), "dtype")
                   else str(b.float_dtype)) for s in state)
 
@@ -229,16 +240,16 @@ def checkpointed_loop(step: Callable[[State, int], State], state: State, n_steps
     outer = level.engine.tape
     packing = _Packing(final)
 
-    def vjp(g: Any, residuals: Any, needs: Sequence[bool]) -> list[Any]:
+    def pull_back(g: Any, residuals: Any) -> list[Any]:
         slots, last = residuals
         adjoint = packing.split(g)
         adjoint = _reverse_sweep(run, packing, slots, last, adjoint, schedule[first_turn:],
                                  level, outer)
         return list(adjoint)
 
-    node = _record(level, "checkpointed_loop", _parents(states, level), (stored, held), vjp,
-                   packing.pack(final))
-    return repack(packing.split(node))
+    rule = Recomputation("checkpointed_loop", pull_back)
+    out = level.engine.record(rule, states, (stored, held), packing.pack(final))
+    return repack(packing.split(out))
 
 
 def _advance(run: Callable[[tuple, int], tuple], state: tuple, start: int, stop: int,

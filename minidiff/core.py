@@ -316,28 +316,3 @@ def _to_backend(primitive: Primitive, a: Any, backend: _backend.Backend) -> Any:
         f"of the {backend.name!r} backend"
     )
 
-
-def residual_buffers(x: Any) -> dict[int, int]:
-    """The buffers a residual keeps alive, as ``{key: nbytes}``: raw arrays, inside tuples and
-    inside boxes of lower levels (whose tangents count too). A buffer appears once however
-    often it is referenced, and a view is charged for the array that owns its memory."""
-    backend = _backend._current[-1]
-    found: dict[int, int] = {}
-    stack = [x]
-    while stack:
-        item = stack.pop()
-        if item is None or type(item) in (int, float, bool):
-            continue
-        if isinstance(item, tuple | list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, Box):
-            stack.append(item.value)
-            tangent = getattr(item, "tangent", None)
-            if tangent is not None:
-                stack.append(tangent)
-        elif isinstance(item, backend.array_type):
-            key, nbytes = backend.memory_of(item)
-            found[key] = nbytes
-    return found

@@ -29,7 +29,7 @@ from . import backend as _backend
 from .core import Box, ShapeError, close_level, open_level, raw, shape_of
 from .forward import Dual, ForwardEngine
 from .ops import reshape, stack, transpose, zeros
-from .reverse import ReverseEngine, TapeValue
+from .reverse import ReverseEngine, Tape, TapeValue
 
 __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "hessian", "hvp"]
 
@@ -106,16 +106,18 @@ def _split_aux(result: Any, has_aux: bool, name: str) -> tuple[Any, Any]:
 
 
 def record_on_tape(f: Callable[..., Any], args: Sequence[Any], nums: Sequence[int], name: str,
-                   kwargs: dict | None = None) -> tuple[ReverseEngine, Any, Any, list[TapeValue]]:
+                   kwargs: dict | None = None, tape: Tape | None = None,
+                   ) -> tuple[ReverseEngine, Any, Any, list[TapeValue]]:
     """Run ``f(*args)`` at a new reverse-mode level with ``args[i]`` (i in ``nums``) as inputs.
 
     Returns ``(engine, level, result, inputs)``; the level is closed again, and the tape holds
-    everything ``f`` recorded, ready for ``_backward``.
+    everything ``f`` recorded, ready for ``_backward``. ``tape`` is where the nodes go: a fresh
+    plain tape by default, or one given by an instrument (``memory.MeteredTape`` counts bytes).
     """
     args = list(args)
     for i in nums:
         args[i] = _as_input(args[i], i, name)
-    engine = ReverseEngine()
+    engine = ReverseEngine(tape)
     level = open_level(engine)
     try:
         inputs = [engine.tape.add_input(args[i], level) for i in nums]

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 import minidiff as md
-from minidiff.checkpoint_schedule import FIRSTTURN, revolve_schedule, schedule_cost
-from minidiff.checkpointing import default_snapshots
+from minidiff.checkpointing import Recomputation, default_snapshots
+from minidiff.core import close_level, open_level
 from minidiff.memory import tape_memory
+from minidiff.reverse import ReverseEngine
+from minidiff.revolve import FIRSTTURN, revolve_schedule, schedule_cost
 
 RTOL = 1e-12
 STEPS = [0, 1, 2, 17]
@@ -393,3 +395,25 @@ def test_a_tuple_step_that_changes_one_entry_is_refused():
     with pytest.raises(ValueError, match=r"step 0 changed the state"):
         md.grad(lambda v: md.sum(md.checkpointed_loop(
             lambda s, t: (s[0], md.concatenate([s[1], s[1]])), (v, v), 3)[0]))(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# A checkpoint is a node of its own kind
+# ---------------------------------------------------------------------------------------------
+
+
+def test_checkpoint_nodes_carry_a_recomputation_rule_not_a_primitive(to_array):
+    p = to_array(P)
+    engine = ReverseEngine()
+    level = open_level(engine)
+    try:
+        q = engine.tape.add_input(p, level)
+        y = md.checkpoint(lambda v: md.sin(v) * q[1])(q * 2.0)
+        md.checkpointed_loop(lambda s, t: md.sin(s) * q[2], y, 4, 2)
+    finally:
+        close_level(level)
+    rules = {node.name: node.rule for node in engine.tape.nodes}
+    for name in ("checkpoint(<lambda>)", "checkpointed_loop"):
+        assert isinstance(rules[name], Recomputation) and not isinstance(rules[name], md.Primitive)
+    assert isinstance(rules["multiply"], md.Primitive)      # q * 2.0, outside both
+    assert list(rules) == ["input", "multiply", "checkpoint(<lambda>)", "checkpointed_loop"]

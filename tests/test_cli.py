@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from minidiff.cli import EXAMPLES, main
+from minidiff.cli import main
+from minidiff.cli.trace import EXAMPLES
 
 
 def run(capsys, *argv):

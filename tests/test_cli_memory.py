@@ -8,9 +8,9 @@ import sys
 import pytest
 
 import minidiff as md
-from minidiff import memory_sweep
 from minidiff.cli import main
-from minidiff.memory_sweep import MODES, WORKLOADS, Problem, Workload, run_sweep
+from minidiff.cli import memory as memory_command
+from minidiff.cli.memory import MODES, WORKLOADS, Problem, Workload, run_sweep
 
 TINY = ["memory", "--agents", "200", "--steps", "5,20", "--no-progress"]
 
@@ -147,9 +147,9 @@ def test_run_sweep_works_without_tqdm(capsys, monkeypatch):
 def test_growth_exponent_reads_a_power_law():
     rows = []
     for t in (10, 100, 1000):
-        row = memory_sweep.Row(1, t, 1)
+        row = memory_command.Row(1, t, 1)
         row.peak = {"reverse": 50 * t, "forward": 7, "checkpointed": int(3 * t ** 0.5 * 1000)}
         rows.append(row)
-    assert memory_sweep.growth_exponent(rows, "reverse") == pytest.approx(1.0)
-    assert memory_sweep.growth_exponent(rows, "forward") == pytest.approx(0.0)
-    assert memory_sweep.growth_exponent(rows, "checkpointed") == pytest.approx(0.5, abs=1e-3)
+    assert memory_command.growth_exponent(rows, "reverse") == pytest.approx(1.0)
+    assert memory_command.growth_exponent(rows, "forward") == pytest.approx(0.0)
+    assert memory_command.growth_exponent(rows, "checkpointed") == pytest.approx(0.5, abs=1e-3)

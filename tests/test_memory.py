@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import minidiff as md
+from minidiff import memory, reverse, transforms
 from minidiff.memory import Measurement, measure, tape_memory
 from minidiff.workload import THETA, ContNoise, cont_loss
 
@@ -101,3 +102,45 @@ def test_tape_memory_holds_nothing_after_the_backward_pass_when_every_node_is_us
     x = md.asarray([1.0, 2.0, 3.0])
     account = tape_memory(lambda v: md.sum(md.exp(v) * md.sin(v)), x)
     assert account["bytes_peak"] > 0 and account["bytes_now"] == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Only the metered tape counts
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_plain_grad_records_on_a_plain_tape_and_walks_no_residuals(monkeypatch):
+    tapes, walks = [], [0]
+
+    class Spy(reverse.ReverseEngine):
+        def __init__(self, tape=None):
+            super().__init__(tape)
+            tapes.append(self.tape)
+
+    real_residual_buffers = memory.residual_buffers
+
+    def counting_residual_buffers(x):
+        walks[0] += 1
+        return real_residual_buffers(x)
+
+    monkeypatch.setattr(transforms, "ReverseEngine", Spy)
+    monkeypatch.setattr(memory, "residual_buffers", counting_residual_buffers)
+    x = md.asarray([0.3, -1.2, 0.7])
+    f = lambda v: md.sum(md.exp(v) * md.sin(v))             # noqa: E731
+    md.grad(f)(x)
+    assert type(tapes[-1]) is reverse.Tape and walks[0] == 0
+    account = tape_memory(f, x)                               # the same program, metered
+    assert isinstance(tapes[-1], memory.MeteredTape) and walks[0] == len(tapes[-1]) - 1
+    assert account["bytes_peak"] == 3 * 24      # exp(v), v (for sin), sin(v): 24 bytes each
+
+
+def test_metered_and_plain_tapes_give_the_same_gradient_bit_for_bit():
+    x = md.asarray(np.linspace(-1.0, 1.0, 7).tolist())
+    f = lambda v: md.sum(md.tanh(md.exp(v) * v) + md.sin(v) ** 2)  # noqa: E731
+    plain = transforms.record_on_tape(f, (x,), (0,), "test")
+    metered = transforms.record_on_tape(f, (x,), (0,), "test", tape=memory.MeteredTape())
+    assert type(plain[0].tape) is reverse.Tape and type(metered[0].tape) is memory.MeteredTape
+    grads = [transforms._backward(engine, level, out, inputs, seed=None, retain=False)[0]
+             for engine, level, out, inputs in (plain, metered)]
+    np.testing.assert_array_equal(md.to_host(grads[0]), md.to_host(grads[1]))
+    assert metered[0].tape.memory()["bytes_now"] == 0

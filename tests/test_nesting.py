@@ -19,6 +19,7 @@ import pytest
 import minidiff as md
 from minidiff import transforms
 from minidiff.core import close_level, open_level
+from minidiff.memory import MeteredTape
 from minidiff.reverse import ReverseEngine
 
 
@@ -158,12 +159,13 @@ def test_jvp_of_a_100000_step_chain():
 
 @pytest.fixture
 def recorded_tapes(monkeypatch):
-    """The tapes of every reverse-mode transform run during the test, in order."""
+    """The tapes of every reverse-mode transform run during the test, in order (metered, so
+    that their bytes can be read)."""
     tapes = []
 
     class RecordingEngine(ReverseEngine):
-        def __init__(self):
-            super().__init__()
+        def __init__(self, tape=None):
+            super().__init__(MeteredTape())
             tapes.append(self.tape)
 
     monkeypatch.setattr(transforms, "ReverseEngine", RecordingEngine)
@@ -196,7 +198,7 @@ def test_exp_keeps_only_its_output_and_add_keeps_nothing(backend, to_array, reco
 
 
 def test_tape_holds_residuals_until_backward_then_frees_them(backend, to_array):
-    engine = ReverseEngine()
+    engine = ReverseEngine(MeteredTape())
     level = open_level(engine)
     engine.level = level
     try:

@@ -1,4 +1,4 @@
-"""minidiff.trace: the Wengert list with primal, tangent, adjoint and tape-bytes columns."""
+"""minidiff.wengert: the Wengert list with primal, tangent, adjoint and tape-bytes columns."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 import minidiff as md
 from minidiff import core
+from minidiff.memory import MeteredTape
 from minidiff.reverse import ReverseEngine
 
 
@@ -38,7 +39,7 @@ def f2(x1, x2, x3):
 
 def plain_tape_nbytes(f, *args):
     """The bytes a plain reverse-mode tape (no forward level around it) keeps per node."""
-    engine = ReverseEngine()
+    engine = ReverseEngine(MeteredTape())
     level = core.open_level(engine)
     try:
         f(*[engine.tape.add_input(md.asarray(a), level) for a in args])
@@ -53,7 +54,7 @@ def plain_tape_nbytes(f, *args):
 
 
 def test_square3_rows_match_hand_computed_sweeps():
-    tr = md.trace(square3, 2.0)
+    tr = md.wengert(square3, 2.0)
     assert [r.name for r in tr.rows] == ["x1", "v1", "v2", "v3"]
     assert [r.definition for r in tr.rows] == [
         "input", "multiply(x1, x1)", "multiply(v1, v1)", "multiply(v2, v2)"]
@@ -67,7 +68,7 @@ def test_square3_rows_match_hand_computed_sweeps():
 
 
 def test_f1_one_forward_sweep_gives_all_three_outputs():
-    tr = md.trace(f1, 2.0)
+    tr = md.wengert(f1, 2.0)
     assert tr.returns_sequence
     assert tr.outputs == [2, 2, 2]
     assert tr.rows[2].outputs == ("y1", "y2", "y3")
@@ -76,12 +77,12 @@ def test_f1_one_forward_sweep_gives_all_three_outputs():
 
 
 def test_f1_reverse_sweep_with_unit_cotangent_gives_one_jacobian_row():
-    tr = md.trace(f1, 2.0, cotangent=[1.0, 0.0, 0.0])
+    tr = md.wengert(f1, 2.0, cotangent=[1.0, 0.0, 0.0])
     assert column(tr, "adjoint") == [32, 8, 1]
 
 
 def test_f2_rows_match_hand_computed_sweeps():
-    tr = md.trace(f2, 1.0, 2.0, 3.0, tangents=(1.0, 0.0, 0.0))
+    tr = md.wengert(f2, 1.0, 2.0, 3.0, tangents=(1.0, 0.0, 0.0))
     assert [r.definition for r in tr.rows[3:]] == [
         "multiply(x1, x2)", "multiply(v1, x3)", "power(v2, 2)"]
     assert column(tr, "primal") == [1, 2, 3, 2, 6, 36]
@@ -109,7 +110,7 @@ def xy(to_array):
 
 def test_tangent_column_equals_jvp(xy, to_array):
     tx, ty = to_array([1.0, -2.0, 0.5]), to_array([0.3, 0.0, 1.0])
-    tr = md.trace(mixed, *xy, tangents=(tx, ty))
+    tr = md.wengert(mixed, *xy, tangents=(tx, ty))
     value, tangent = md.jvp(mixed, xy, (tx, ty))
     out = tr.rows[tr.outputs[0]]
     np.testing.assert_allclose(host(out.primal), host(value), rtol=1e-12)
@@ -118,7 +119,7 @@ def test_tangent_column_equals_jvp(xy, to_array):
 
 
 def test_input_adjoints_equal_grad(xy):
-    tr = md.trace(mixed, *xy)
+    tr = md.wengert(mixed, *xy)
     gx, gy = md.grad(mixed, argnums=(0, 1))(*xy)
     np.testing.assert_allclose(host(tr.rows[0].adjoint), host(gx), rtol=1e-12)
     np.testing.assert_allclose(host(tr.rows[1].adjoint), host(gy), rtol=1e-12)
@@ -129,7 +130,7 @@ def test_input_adjoints_of_several_outputs_equal_vjp(xy, to_array):
         return md.sin(x) * y, md.sum(x * x)
 
     u = (to_array([1.0, 2.0, -1.0]), to_array(0.5))
-    tr = md.trace(g, *xy, cotangent=u)
+    tr = md.wengert(g, *xy, cotangent=u)
     _, pullback = md.vjp(lambda x, y: md.concatenate([g(x, y)[0], md.reshape(g(x, y)[1], (1,))]),
                          *xy)
     gx, gy = pullback(md.concatenate([u[0], md.reshape(u[1], (1,))]))
@@ -139,28 +140,47 @@ def test_input_adjoints_of_several_outputs_equal_vjp(xy, to_array):
 
 @pytest.mark.parametrize("example", [square3, f1])
 def test_sweeps_agree_on_every_backend(backend, example):
-    tr = md.trace(example, 2.0)
+    tr = md.wengert(example, 2.0)
     assert column(tr, "tangent")[-1] == 32 * (example is f1) + 1024 * (example is square3)
     assert float(tr.rows[0].adjoint) == 96 * (example is f1) + 1024 * (example is square3)
     assert tr["v1"].kept == ("x1", "x1")
 
 
 def test_bytes_column_equals_what_a_plain_tape_keeps(xy):
-    tr = md.trace(mixed, *xy)
+    tr = md.wengert(mixed, *xy)
     assert [r.nbytes for r in tr.rows] == plain_tape_nbytes(mixed, *xy)
-    assert [r.nbytes for r in md.trace(f2, 1.0, 2.0, 3.0).rows] == plain_tape_nbytes(
+    assert [r.nbytes for r in md.wengert(f2, 1.0, 2.0, 3.0).rows] == plain_tape_nbytes(
         f2, 1.0, 2.0, 3.0)
 
 
+def checkpointed(x, y):
+    def block(v):
+        return md.sin(v) * v
+
+    looped = md.checkpointed_loop(lambda s, t: y * md.sin(s), x * 1.0, 6, 2)
+    return md.sum(md.checkpoint(block)(x * y) + looped)
+
+
+def test_checkpoint_nodes_are_rows_with_their_arguments_and_a_plain_tapes_bytes(xy):
+    tr = md.wengert(checkpointed, *xy)
+    assert [r.op for r in tr.rows] == ["input", "input", "multiply", "checkpointed_loop",
+                                       "multiply", "checkpoint(block)", "add", "sum"]
+    assert tr["v4"].definition == "checkpoint(block)(v3)" and tr["v4"].kept == ("v3",)
+    assert [r.nbytes for r in tr.rows] == plain_tape_nbytes(checkpointed, *xy)
+    gx, gy = md.grad(checkpointed, argnums=(0, 1))(*xy)
+    np.testing.assert_allclose(host(tr.rows[0].adjoint), host(gx), rtol=1e-12)
+    np.testing.assert_allclose(host(tr.rows[1].adjoint), host(gy), rtol=1e-12)
+
+
 def test_rows_are_the_primitives_of_composite_ops(backend):
-    tr = md.trace(lambda x: md.mean(md.tan(x)), md.asarray([0.1, 0.2]))
+    tr = md.wengert(lambda x: md.mean(md.tan(x)), md.asarray([0.1, 0.2]))
     assert [r.op for r in tr.rows] == ["input", "sin", "cos", "divide", "sum", "divide"]
 
 
 def test_unreached_rows_get_zero_adjoint_and_constant_outputs_none():
-    tr = md.trace(lambda x: (md.sin(x), 3.0), 1.0)
+    tr = md.wengert(lambda x: (md.sin(x), 3.0), 1.0)
     assert tr.outputs == [1, None]
-    tr = md.trace(lambda x: [x, md.cos(x)][0], 1.0)
+    tr = md.wengert(lambda x: [x, md.cos(x)][0], 1.0)
     assert [r.op for r in tr.rows] == ["input", "cos"]
     assert float(tr["v1"].adjoint) == 0.0
 
@@ -171,7 +191,7 @@ def test_unreached_rows_get_zero_adjoint_and_constant_outputs_none():
 
 
 def test_str_is_an_aligned_table_with_every_column():
-    text = str(md.trace(square3, 2.0))
+    text = str(md.wengert(square3, 2.0))
     lines = text.splitlines()
     assert "the tape keeps 24 bytes" in lines[0]
     for header in ("row", "definition", "primal", "tangent", "adjoint", "tape bytes"):
@@ -181,7 +201,7 @@ def test_str_is_an_aligned_table_with_every_column():
 
 
 def test_sweep_tables_run_in_their_own_direction():
-    tr = md.trace(square3, 2.0)
+    tr = md.wengert(square3, 2.0)
     forward = tr.table("forward").splitlines()[2:]
     reverse = tr.table("reverse").splitlines()[2:]
     assert [line.split()[0] for line in forward] == ["x1", "v1", "v2", "v3"]
@@ -192,13 +212,13 @@ def test_sweep_tables_run_in_their_own_direction():
 
 
 def test_large_arrays_are_summarised_small_ones_shown():
-    text = str(md.trace(lambda x: md.sin(x), md.asarray([0.5 * i for i in range(20)])))
+    text = str(md.wengert(lambda x: md.sin(x), md.asarray([0.5 * i for i in range(20)])))
     assert "0..9.5 mean 4.75" in text
-    assert "[1, -2, 3]" in str(md.trace(lambda x: x * 1.0, md.asarray([1.0, -2.0, 3.0])))
+    assert "[1, -2, 3]" in str(md.wengert(lambda x: x * 1.0, md.asarray([1.0, -2.0, 3.0])))
 
 
 def test_to_dict_is_plain_json():
-    d = md.trace(f1, 2.0).to_dict()
+    d = md.wengert(f1, 2.0).to_dict()
     json.dumps(d)
     assert d["outputs"] == [2, 2, 2] and d["tape_bytes"] == 16
     assert d["rows"][2]["tangent"] == 32.0 and d["rows"][0]["adjoint"] == 96.0
@@ -211,13 +231,13 @@ def test_to_dict_is_plain_json():
 
 def test_seeds_are_checked():
     with pytest.raises(md.ShapeError, match="tangents"):
-        md.trace(lambda x: x, md.asarray([1.0, 2.0]), tangents=(md.asarray([1.0]),))
+        md.wengert(lambda x: x, md.asarray([1.0, 2.0]), tangents=(md.asarray([1.0]),))
     with pytest.raises(ValueError, match="one per input"):
-        md.trace(f2, 1.0, 2.0, 3.0, tangents=(1.0,))
+        md.wengert(f2, 1.0, 2.0, 3.0, tangents=(1.0,))
     with pytest.raises(TypeError, match="one cotangent per output"):
-        md.trace(f1, 2.0, cotangent=1.0)
+        md.wengert(f1, 2.0, cotangent=1.0)
     with pytest.raises(TypeError, match="inputs"):
-        md.trace(square3)
+        md.wengert(square3)
 
 
 def test_levels_are_closed_even_when_f_raises():
@@ -227,6 +247,6 @@ def test_levels_are_closed_even_when_f_raises():
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        md.trace(bad, 1.0)
-    md.trace(square3, 2.0)
+        md.wengert(bad, 1.0)
+    md.wengert(square3, 2.0)
     assert len(core._level_stack) == depth

@@ -12,15 +12,15 @@ This is the *Wengert list*. Automatic differentiation attaches one more number t
   the partials ∂φ_i/∂v_j need the primals, so the forward pass must keep them (the
   *residuals*) on the tape until the reverse sweep reaches row i.
 
-:func:`trace` computes all of these in one run. It opens a forward level (one tangent direction)
+:func:`wengert` computes all of these in one run. It opens a forward level (one tangent direction)
 and inside it a reverse level, so every value recorded on the tape is a ``Dual`` carrying its
 primal and tangent together. The tape lists exactly the primitives that ran: composite ops
 (``mean``, ``tan``, ``stack``, ...) appear as the primitives they are made of. A backward pass
 over that tape then gives every row's adjoint.
 
 The bytes column counts the residuals a plain ``grad`` tape keeps for each row (the tangents
-that ride along here are left out), with the tape's own accounting: each buffer is charged
-once, to the first row that keeps it (``core.residual_buffers``).
+that ride along here are left out): the tape is a :class:`minidiff.memory.MeteredTape`, which
+charges each buffer once, to the first row that keeps it.
 
 A function returning a tuple or list of outputs is traced as is: each output is seeded with its
 own cotangent and pulled back separately, and the adjoints are summed. By linearity that is the
@@ -34,12 +34,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import backend as _backend
-from .core import ShapeError, close_level, open_level, raw, residual_buffers, shape_of
+from .core import ShapeError, close_level, open_level, raw, shape_of
 from .forward import Dual, ForwardEngine
+from .memory import MeteredTape
 from .reverse import Node, ReverseEngine, TapeValue
 from .transforms import _as_input, _as_output
 
-__all__ = ["trace", "Trace", "Row"]
+__all__ = ["wengert", "WengertList", "Row"]
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,10 @@ class Row:
 
 
 @dataclass
-class Trace:
+class WengertList:
     """The Wengert list of one call, with primal, tangent and adjoint columns.
 
-    ``print(trace)`` shows the table; :meth:`table` shows one sweep; :meth:`to_dict` and
+    ``print(listing)`` shows the table; :meth:`table` shows one sweep; :meth:`to_dict` and
     :attr:`rows` are for programs.
 
     Attributes:
@@ -195,8 +196,8 @@ class Trace:
         }
 
 
-def trace(f: Callable[..., Any], *args: Any, tangents: Sequence[Any] | None = None,
-          cotangent: Any = None) -> Trace:
+def wengert(f: Callable[..., Any], *args: Any, tangents: Sequence[Any] | None = None,
+            cotangent: Any = None) -> WengertList:
     """Run ``f(*args)`` and return its Wengert list with primal, tangent and adjoint columns.
 
     Args:
@@ -208,23 +209,23 @@ def trace(f: Callable[..., Any], *args: Any, tangents: Sequence[Any] | None = No
         cotangent: the reverse seed ȳ with the output's shape, or a tuple/list of them for a
             tuple/list of outputs (default: ones), so input adjoints are Jᵀ·ȳ.
 
-    Example: ``print(minidiff.trace(lambda x: x * x * x, 2.0))``.
+    Example: ``print(minidiff.wengert(lambda x: x * x * x, 2.0))``.
     """
     if not args:
-        raise TypeError("trace: give the function's inputs, e.g. trace(f, 2.0)")
-    inputs = [_as_input(a, i, "trace") for i, a in enumerate(args)]
+        raise TypeError("wengert: give the function's inputs, e.g. wengert(f, 2.0)")
+    inputs = [_as_input(a, i, "wengert") for i, a in enumerate(args)]
     seeds_in = _seeds(tangents, [shape_of(x) for x in inputs], "tangents")
     xp = _backend.get_backend().xp
 
     forward = ForwardEngine(1)
     f_level = open_level(forward)
-    engine = _RecordingEngine(f_level)
+    engine = _ListingEngine(f_level)
     try:
         r_level = open_level(engine)
         try:
             # each tangent of shape S becomes the (K=1, *S) batch the forward engine carries
-            boxed = [engine.tape.add_input(Dual(x, xp.reshape(t, (1, *shape_of(t))), f_level),
-                                           r_level) for x, t in zip(inputs, seeds_in)]
+            boxed = [engine.add_input(Dual(x, xp.reshape(t, (1, *shape_of(t))), f_level))
+                     for x, t in zip(inputs, seeds_in)]
             result = f(*boxed)
         finally:
             close_level(r_level)
@@ -237,21 +238,20 @@ def trace(f: Callable[..., Any], *args: Any, tangents: Sequence[Any] | None = No
                for o in outs]
     out_shapes = [shape_of(o) for o in outs]
     if cotangent is not None and many != isinstance(cotangent, tuple | list):
-        raise TypeError("trace: give one cotangent per output (a tuple/list exactly when f "
+        raise TypeError("wengert: give one cotangent per output (a tuple/list exactly when f "
                         "returns a tuple/list)")
     seeds_out = _seeds(None if cotangent is None else (cotangent if many else [cotangent]),
                        out_shapes, "cotangent")
 
-    # Reverse sweep(s): one per output on the same tape, adjoints summed (linearity).
+    # Reverse sweep(s): one per output on the same tape, adjoints summed (linearity). With
+    # retain=True the backward pass keeps every row's cotangent: that is the adjoint column.
     adjoints: dict[int, Any] = {}
-
-    def collect(node: Node, g: Any) -> None:
-        g = raw(g)
-        adjoints[node.index] = g if node.index not in adjoints else adjoints[node.index] + g
-
     for out, index, seed in zip(outs, on_tape, seeds_out):
-        if index is not None:
-            engine.tape.backward(out, seed, retain=True, on_adjoint=collect)
+        if index is None:
+            continue
+        for i, g in enumerate(engine.tape.backward(out, seed, retain=True)):
+            if g is not None:
+                adjoints[i] = raw(g) if i not in adjoints else adjoints[i] + raw(g)
 
     labels: dict[int, list[str]] = {}
     for k, index in enumerate(on_tape):
@@ -260,8 +260,8 @@ def trace(f: Callable[..., Any], *args: Any, tangents: Sequence[Any] | None = No
     rows = [replace(rec, outputs=tuple(labels.get(rec.index, ())),
                     adjoint=adjoints.get(rec.index, xp.zeros_like(rec.primal)))
             for rec in engine.records]
-    return Trace(rows=rows, inputs=list(range(len(inputs))), outputs=on_tape,
-                 tangents=seeds_in, cotangents=seeds_out, returns_sequence=many)
+    return WengertList(rows=rows, inputs=list(range(len(inputs))), outputs=on_tape,
+                       tangents=seeds_in, cotangents=seeds_out, returns_sequence=many)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,39 +269,41 @@ def trace(f: Callable[..., Any], *args: Any, tangents: Sequence[Any] | None = No
 # ---------------------------------------------------------------------------------------------
 
 
-class _RecordingEngine(ReverseEngine):
+class _ListingEngine(ReverseEngine):
     """A reverse engine that also writes down each node's name, arguments and value.
 
-    It sees each call's arguments (so constants can be shown by value) and, through the tape's
-    ``on_record`` hook, each node's output: a ``Dual`` of the forward level around it.
+    It records on a :class:`MeteredTape`, so each row's bytes are the tape's own charge. The
+    values it records are ``Dual``s of the forward level around it; each node keeps only their
+    primals, which is what a plain ``grad`` tape keeps. Nodes recorded on a sub-tape (the
+    recomputations of checkpointing during the backward pass) are not rows.
     """
 
     def __init__(self, forward_level: Any) -> None:
-        super().__init__()
+        super().__init__(MeteredTape())
         self.forward_level = forward_level
+        self.listing = self.tape
         self.records: list[Row] = []  # adjoints and output labels are filled in later
         self._names: dict[int, str] = {}       # node index -> row name
         self._by_id: dict[int, str] = {}       # id of a row's primal -> row name
-        self._args: tuple = ()
         self._counts = [0, 0]                  # inputs and primitives named so far
-        self._charged: set[int] = set()        # buffers already counted, as the tape does
-        self.tape.on_record = self._on_record
 
-    def process(self, primitive: Any, args: tuple, params: dict) -> TapeValue:
-        self._args = args
-        return super().process(primitive, args, params)
+    def add_input(self, value: Any) -> TapeValue:
+        box = self.tape.add_input(value, self.level)
+        self._counts[0] += 1
+        self._write(box.node, f"x{self._counts[0]}", (), value)
+        return box
 
-    def _on_record(self, node: Node, out: Any) -> None:
-        # The residuals hold Duals of the forward level; keep only their primals, which is
-        # what a plain grad tape keeps, and count those bytes.
-        node.residuals = _primals_only(node.residuals, self.forward_level)
-        if node.primitive is None:
-            self._counts[0] += 1
-            name, labels = f"x{self._counts[0]}", ()
-        else:
+    def record(self, rule: Any, args: tuple | list, residuals: Any, out: Any,
+               params: dict | None = None, needs: tuple | None = None) -> TapeValue:
+        residuals = _primals_only(residuals, self.forward_level)
+        box = super().record(rule, args, residuals, out, params, needs)
+        if self.tape is self.listing:
             self._counts[1] += 1
-            name = f"v{self._counts[1]}"
-            labels = tuple(self._label(a) for a in self._args)
+            self._write(box.node, f"v{self._counts[1]}", tuple(self._label(a) for a in args),
+                        out)
+        return box
+
+    def _write(self, node: Node, name: str, labels: tuple[str, ...], out: Any) -> None:
         self._names[node.index] = name
         primal = raw(out)
         ours = isinstance(out, Dual) and out.level is self.forward_level
@@ -313,14 +315,7 @@ class _RecordingEngine(ReverseEngine):
         self.records.append(Row(index=node.index, name=name, op=node.name, args=labels,
                                 params=dict(node.params), shape=shape_of(primal),
                                 primal=primal, tangent=tangent, adjoint=None,
-                                nbytes=self._charge(node.residuals), kept=kept))
-
-    def _charge(self, residuals: Any) -> int:
-        """Bytes this row adds to the tape: buffers kept by an earlier row are not charged
-        again (the same accounting as ``Tape.record``)."""
-        fresh = {k: n for k, n in residual_buffers(residuals).items() if k not in self._charged}
-        self._charged.update(fresh)
-        return sum(fresh.values())
+                                nbytes=node.nbytes, kept=kept))
 
     def _kept(self, residuals: Any) -> list[str]:
         """Name each array among the residuals: the row it is the value of, if any."""
@@ -344,12 +339,14 @@ class _RecordingEngine(ReverseEngine):
 
 
 def _primals_only(residuals: Any, level: Any) -> Any:
-    """``residuals`` with each Dual of ``level`` replaced by its primal (tuples and lists
-    rebuilt; anything else is left as it is)."""
+    """``residuals`` with each Dual of ``level`` replaced by its primal (tuples, lists and
+    dicts, such as checkpointing's snapshot slots, rebuilt; anything else is left as it is)."""
     if isinstance(residuals, Dual) and residuals.level is level:
         return residuals.value
     if isinstance(residuals, tuple | list):
         return type(residuals)(_primals_only(r, level) for r in residuals)
+    if isinstance(residuals, dict):
+        return {k: _primals_only(r, level) for k, r in residuals.items()}
     return residuals
 
 
@@ -359,13 +356,13 @@ def _seeds(given: Sequence[Any] | None, shapes: list[tuple[int, ...]], what: str
     if given is None:
         return [b.xp.ones(s, dtype=b.float_dtype) for s in shapes]
     if not isinstance(given, tuple | list) or len(given) != len(shapes):
-        raise ValueError(f"trace: {what} needs {len(shapes)} value(s), one per "
+        raise ValueError(f"wengert: {what} needs {len(shapes)} value(s), one per "
                          f"{'input' if what == 'tangents' else 'output'}")
     seeds = []
     for i, (g, s) in enumerate(zip(given, shapes)):
         g = b.asarray(float(g)) if isinstance(g, int | float) else b.asarray(raw(g))
         if shape_of(g) != s:
-            raise ShapeError(f"trace: {what}[{i}] has shape {shape_of(g)}, but needs {s}")
+            raise ShapeError(f"wengert: {what}[{i}] has shape {shape_of(g)}, but needs {s}")
         seeds.append(b.xp.astype(g, b.float_dtype))
     return seeds
 

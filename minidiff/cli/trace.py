@@ -1,4 +1,4 @@
-"""The ``minidiff`` command.
+"""``minidiff trace``: the Wengert list of a tutorial example, once per sweep.
 
 ``minidiff trace --example NAME`` prints the Wengert list of one of the tutorial's examples
 twice, once per sweep, and says which mode of AD is cheaper for it and why:
@@ -11,26 +11,21 @@ The rule it illustrates: the Jacobian of f: Rᵐ → Rⁿ takes m forward sweeps
 direction) or n reverse sweeps (one per output), and reverse mode must keep residuals on its
 tape for the backward sweep, while forward mode keeps nothing.
 
-``python -m minidiff trace --list`` shows the examples; ``--x`` evaluates at other inputs.
-
-``minidiff memory --agents N --steps 10,100,1000`` measures peak memory and time of the primal,
-forward mode, reverse mode and checkpointed reverse mode of a long simulation as T grows, and
-explains what the growth shows (:mod:`minidiff.memory_sweep`).
+``minidiff trace --list`` shows the examples; ``--x`` evaluates at other inputs. The lists come
+from :func:`minidiff.wengert`.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import memory_sweep
-from .trace import Trace, trace
+from ..wengert import WengertList, wengert
 
-__all__ = ["main", "EXAMPLES"]
+__all__ = ["EXAMPLES", "DESCRIPTION", "configure_parser", "command"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,7 +78,7 @@ EXAMPLES: dict[str, Example] = {
 
 
 # ---------------------------------------------------------------------------------------------
-# minidiff trace
+# The report
 # ---------------------------------------------------------------------------------------------
 
 
@@ -106,20 +101,21 @@ def _matrix(rows: list[list[float]]) -> str:
     return "[" + ", ".join("[" + ", ".join(f"{v:g}" for v in r) + "]" for r in rows) + "]"
 
 
-def _sweeps(example: Example, x: Sequence[float]) -> tuple[Trace, Trace, list, list]:
+def _sweeps(example: Example,
+            x: Sequence[float]) -> tuple[WengertList, WengertList, list, list]:
     """Every sweep each mode needs for the full Jacobian (the examples are scalar in, scalar
     out): m forward sweeps seeded with unit tangents, n reverse sweeps with unit cotangents.
 
-    Returns the first trace of each mode and the Jacobian as each mode assembles it.
+    Returns the first list of each mode and the Jacobian as each mode assembles it.
     """
     m = len(x)
-    forward = [trace(example.fn, *x, tangents=_unit(k, m)) for k in range(m)]
+    forward = [wengert(example.fn, *x, tangents=_unit(k, m)) for k in range(m)]
     n = len(forward[0].outputs)
 
     many = forward[0].returns_sequence
-    reverse = [trace(example.fn, *x, cotangent=_unit(k, n) if many else 1.0) for k in range(n)]
+    reverse = [wengert(example.fn, *x, cotangent=_unit(k, n) if many else 1.0) for k in range(n)]
 
-    def out_tangents(t: Trace) -> list[float]:
+    def out_tangents(t: WengertList) -> list[float]:
         return [float(t.rows[i].tangent) if i is not None else 0.0 for i in t.outputs]
 
     columns = [out_tangents(t) for t in forward]                       # J[:, k] per sweep
@@ -184,18 +180,27 @@ def _list_examples() -> str:
     return "\n".join(lines)
 
 
-def _emit(text: str) -> None:
-    """Print, replacing characters (ẋ, ȳ, ², ...) that the terminal's encoding lacks."""
-    try:
-        print(text)
-    except UnicodeEncodeError:
-        encoding = getattr(sys.stdout, "encoding", None) or "ascii"
-        print(text.encode(encoding, errors="replace").decode(encoding))
+DESCRIPTION = (
+    "Print the Wengert list of one of the tutorial's examples, its forward sweep (primal and "
+    "tangent per row) and its reverse sweep (adjoint and tape bytes per row), and say which "
+    "mode is cheaper and why.")
 
 
-def _command_trace(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """The options of ``minidiff trace``."""
+    parser.epilog = _list_examples()
+    parser.add_argument("--example", choices=list(EXAMPLES), metavar="NAME",
+                        help=f"one of: {', '.join(EXAMPLES)}")
+    parser.add_argument("--list", action="store_true", help="list the examples")
+    parser.add_argument("--x", nargs="+", type=float, metavar="VALUE",
+                        help="input values instead of the example's defaults")
+
+
+def command(args: argparse.Namespace, parser: argparse.ArgumentParser,
+            emit: Callable[[str], None] = print) -> int:
+    """Run ``minidiff trace``: list the examples, or report on one."""
     if args.list:
-        _emit(_list_examples())
+        emit(_list_examples())
         return 0
     if args.example is None:
         parser.error("give --example NAME (or --list to see the examples)")
@@ -204,54 +209,5 @@ def _command_trace(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     if len(x) != len(example.x):
         parser.error(f"--x: {example.name} takes {len(example.x)} input value(s), "
                      f"got {len(x)}")
-    _emit(_report(example, x))
+    emit(_report(example, x))
     return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="minidiff",
-        description="minidiff: automatic differentiation from scratch, in forward and reverse "
-                    "mode.")
-    from . import __version__
-
-    parser.add_argument("--version", action="version", version=f"minidiff {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    trace_parser = commands.add_parser(
-        "trace", help="print a tutorial example's Wengert list with both sweeps",
-        description="Print the Wengert list of one of the tutorial's examples, its forward "
-                    "sweep (primal and tangent per row) and its reverse sweep (adjoint and "
-                    "tape bytes per row), and say which mode is cheaper and why.",
-        epilog=_list_examples(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    trace_parser.add_argument("--example", choices=list(EXAMPLES), metavar="NAME",
-                              help=f"one of: {', '.join(EXAMPLES)}")
-    trace_parser.add_argument("--list", action="store_true", help="list the examples")
-    trace_parser.add_argument("--x", nargs="+", type=float, metavar="VALUE",
-                              help="input values instead of the example's defaults")
-    trace_parser.set_defaults(handler=_command_trace, subparser=trace_parser)
-
-    memory_parser = commands.add_parser(
-        "memory", help="how each mode's memory grows with the number of time steps",
-        description=memory_sweep.DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    memory_sweep.configure_parser(memory_parser)
-    memory_parser.set_defaults(handler=_command_memory, subparser=memory_parser)
-    return parser
-
-
-def _command_memory(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    return memory_sweep.command(args, parser, emit=_emit)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``minidiff`` command with ``argv`` (default: the process's arguments)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 1
-    return args.handler(args, args.subparser)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

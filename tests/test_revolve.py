@@ -1,4 +1,4 @@
-"""minidiff.checkpoint_schedule: binomial (Revolve) schedules are valid and optimal."""
+"""minidiff.revolve: binomial (Revolve) schedules are valid and optimal."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minidiff.checkpoint_schedule import (
+from minidiff.revolve import (
     ADVANCE,
     FIRSTTURN,
     RESTORE,

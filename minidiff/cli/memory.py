@@ -20,12 +20,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import backend as _backend
-from .checkpointing import default_snapshots
-from .core import shape_of
-from .memory import measure, tape_memory
-from .ops import asarray, to_host
-from .transforms import grad, jacfwd
+from .. import backend as _backend
+from ..checkpointing import default_snapshots
+from ..core import shape_of
+from ..memory import measure, tape_memory
+from ..ops import asarray, to_host
+from ..transforms import grad, jacfwd
+from ..workload import THETA, ContNoise, cont_loss
 
 __all__ = ["MODES", "Workload", "Problem", "WORKLOADS", "register_workload", "Row",
            "run_sweep", "format_table", "explain", "plot", "configure_parser", "command"]
@@ -99,8 +100,6 @@ def register_workload(workload: Workload) -> Workload:
 
 
 def _build_cont(n_agents: int, n_steps: int, seed: int) -> Problem:
-    from .workload import THETA, ContNoise, cont_loss
-
     noise = ContNoise(n_agents, n_steps, seed, predrawn=False)
 
     def loss(theta: Any, checkpointed: bool, snapshots: int | None) -> Any:
