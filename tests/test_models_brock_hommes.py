@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import minidiff as md
+from minidiff.models import brock_hommes as bh
 from minidiff.random import default_rng
 from minidiff.stochastic import finite_difference
 from minidiff.testing import check_grads
-from minidiff.models import brock_hommes as bh
 
 THETA = np.array(bh.DEFAULT_PARAMS)
 

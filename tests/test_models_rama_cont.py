@@ -29,10 +29,10 @@ import numpy as np
 import pytest
 
 import minidiff as md
-from minidiff.random import default_rng
-from minidiff.stochastic import derivative_estimate
 from minidiff.models import rama_cont
 from minidiff.models.rama_cont import DEFAULT_PARAMS, simulate
+from minidiff.random import default_rng
+from minidiff.stochastic import derivative_estimate
 
 THETA = np.array(DEFAULT_PARAMS)
 

@@ -15,9 +15,9 @@ import scipy.sparse as sp
 from scipy.integrate import solve_ivp
 
 import minidiff as md
+from minidiff.models import random_walk, sir
 from minidiff.random import default_rng
 from minidiff.stochastic import derivative_estimate, finite_difference
-from minidiff.models import random_walk, sir
 
 Z_MAX = 4.0
 
