@@ -151,11 +151,21 @@ def observed_increments():
     return 2.0 * rng.bernoulli(0.7, size=30) - 1.0 + rng.normal(0.0, 0.2, size=30)
 
 
-@pytest.mark.parametrize("family", [inf.DiagonalGaussian(2), inf.FullRankGaussian(2),
-                                    inf.RealNVP(2, n_layers=2, hidden=(8,))], ids=repr)
-def test_mixed_mode_gives_the_reverse_mode_gradient(family):
+MIXED_CASES = {  # family, prior (made in the test)
+    "diagonal": (lambda: inf.DiagonalGaussian(2), None),
+    "full_rank": (lambda: inf.FullRankGaussian(2), None),
+    "flow": (lambda: inf.RealNVP(2, n_layers=2, hidden=(8,)), None),
+    "beta": (lambda: inf.BetaFamily(2), lambda: inf.Independent(inf.Beta(md.asarray([2.0, 2.0]), 3.0))),
+}
+
+
+@pytest.mark.parametrize("name", MIXED_CASES)
+def test_mixed_mode_gives_the_reverse_mode_gradient(name):
+    make_family, make_prior = MIXED_CASES[name]
+    family = make_family()
+    prior = (make_prior() if make_prior else
+             inf.Independent(inf.Normal(md.asarray([0.5, -1.5]), 1.0)))
     loss = noisy_walk_loss(observed_increments())
-    prior = inf.Independent(inf.Normal(md.asarray([0.5, -1.5]), 1.0))
     params = inf.tree_map(lambda p: p + 0.2, family.init(0))  # off the symmetric start
     estimates = {}
     for mode in ("forward", "reverse"):
