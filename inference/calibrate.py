@@ -19,6 +19,7 @@ iterate, is the better answer when the learning rate decays to a small value).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,7 +121,8 @@ def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, w: fl
         mode: ``"auto"``, ``"forward"`` (mixed mode), ``"reverse"`` or ``"triples"``.
         seed: the run's seed; the run is a deterministic function of it.
         on_nan: ``"raise"`` (default) or ``"skip"`` (drop non-finite samples, counted in the
-            history; skip steps whose KL or gradient is non-finite).
+            history; skip steps whose KL or gradient is non-finite; a RuntimeWarning at the
+            end says how many).
         init: starting params (default ``family.init(seed)``).
         kl: ``"auto"``, ``"analytic"`` or ``"mc"`` (:func:`.divergence.kl_divergence`).
         kl_samples: draws for a Monte Carlo KL.
@@ -158,6 +160,11 @@ def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, w: fl
         if patience is not None and since_best >= patience:
             stopped_early = True
             break
+    if history.n_dropped or history.n_skipped:
+        warnings.warn(f"calibrate: {history.n_dropped} sample(s) dropped and "
+                      f"{history.n_skipped} step(s) skipped as non-finite over "
+                      f"{len(history.total)} steps (on_nan='skip'; see history.dropped and "
+                      f"history.skipped)", RuntimeWarning, stacklevel=2)
     return CalibrationResult(params=params, family=family, prior=objective.prior,
                              history=history, best_params=best_params, best_step=best_step,
                              optimizer_state=state, n_steps=len(history.total),

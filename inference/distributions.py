@@ -167,7 +167,7 @@ class Uniform(Distribution):
         xp = md.get_backend().xp
         v = md.stop_gradient(md.asarray(x))
         mask = xp.logical_and(v >= md.stop_gradient(self.low), v <= md.stop_gradient(self.high))
-        return md.where(mask, -md.log(self.high - self.low) + 0.0 * x, -math.inf)
+        return md.where(mask, md.add(-md.log(self.high - self.low), 0.0 * x), -math.inf)
 
     def sample(self, rng: Any, shape: Any = ()) -> Any:
         u = rng.random(self._draw_shape(shape))
@@ -196,7 +196,8 @@ class Beta(Distribution):
 
         def density(v: Any) -> Any:
             log_beta_fn = md.gammaln(a) + md.gammaln(b) - md.gammaln(a + b)
-            return (a - 1.0) * md.log(v) + (b - 1.0) * md.log1p(-v) - log_beta_fn
+            log_v, log_1mv = md.log(v), md.log1p(-v)
+            return md.multiply(a - 1.0, log_v) + md.multiply(b - 1.0, log_1mv) - log_beta_fn
 
         return _on_support(x, _inside(x, 0.0, 1.0), 0.5, density)
 
@@ -227,7 +228,8 @@ class Gamma(Distribution):
         a, lam = self.concentration, self.rate
 
         def density(v: Any) -> Any:
-            return a * md.log(lam) + (a - 1.0) * md.log(v) - lam * v - md.gammaln(a)
+            return (md.multiply(a - 1.0, md.log(v)) - md.multiply(lam, v)
+                    + md.subtract(md.multiply(a, md.log(lam)), md.gammaln(a)))
 
         return _on_support(x, _inside(x, 0.0, None), 1.0, density)
 

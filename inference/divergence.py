@@ -44,11 +44,11 @@ def analytic_kl(family: Any, params: Any, prior: Any) -> Any | None:
         m, s = p_gauss
         b = md.get_backend()
         eye = b.xp.eye(family.dim, dtype=b.float_dtype)
-        log_diag = md.log(md.sum(scale_tril * eye, axis=1))
+        log_diag = md.log(md.sum(md.multiply(scale_tril, eye), axis=1))
         trace = md.sum(md.square(scale_tril) / md.expand_dims(md.square(s), 1))
-        mahalanobis = md.sum(md.square((loc - m) / s))
-        return (md.sum(md.log(s)) - md.sum(log_diag)
-                + 0.5 * (trace + mahalanobis - family.dim))
+        mahalanobis = md.sum(md.square(md.subtract(loc, m) / s))
+        return md.add(md.subtract(md.sum(md.log(s)), md.sum(log_diag)),
+                      0.5 * (trace + mahalanobis - family.dim))
     q_beta = family.beta(params) if hasattr(family, "beta") else None
     p_beta = prior.beta() if hasattr(prior, "beta") else None
     if q_beta is not None and p_beta is not None:
@@ -58,8 +58,9 @@ def analytic_kl(family: Any, params: Any, prior: Any) -> Any | None:
         def log_beta_fn(x: Any, y: Any) -> Any:
             return md.gammaln(x) + md.gammaln(y) - md.gammaln(x + y)
 
-        terms = (log_beta_fn(a0, b0) - log_beta_fn(a, b_) + (a - a0) * md.digamma(a)
-                 + (b_ - b0) * md.digamma(b_) + (a0 - a + b0 - b_) * md.digamma(a + b_))
+        terms = md.subtract(log_beta_fn(a0, b0), log_beta_fn(a, b_))
+        terms = terms + md.subtract(a, a0) * md.digamma(a) + md.subtract(b_, b0) * md.digamma(b_)
+        terms = terms + md.subtract(md.add(a0, b0), a + b_) * md.digamma(a + b_)
         return md.sum(terms)
     return None
 
@@ -93,4 +94,4 @@ def kl_divergence(family: Any, params: Any, prior: Any, *, rng: Any = None,
     if rng is None:
         raise ValueError("kl_divergence: the Monte Carlo estimate needs rng (a generator)")
     theta, log_q = family.sample(params, n_samples, rng)
-    return md.mean(log_q - prior.log_prob(theta))
+    return md.mean(md.subtract(log_q, prior.log_prob(theta)))

@@ -96,17 +96,17 @@ class DiagonalGaussian(Family):
     def sample(self, params: dict, n: int, rng: Any) -> tuple[Any, Any]:
         n = check_count("DiagonalGaussian.sample", n)
         eps = rng.normal(size=(n, self.dim))
-        theta = params["loc"] + md.exp(params["log_scale"]) * eps
-        return theta, standard_normal_log_prob(eps) - md.sum(params["log_scale"])
+        theta = md.add(params["loc"], md.multiply(md.exp(params["log_scale"]), eps))
+        return theta, md.subtract(standard_normal_log_prob(eps), md.sum(params["log_scale"]))
 
     def log_prob(self, params: dict, theta: Any) -> Any:
-        eps = (theta - params["loc"]) * md.exp(-params["log_scale"])
-        return standard_normal_log_prob(eps) - md.sum(params["log_scale"])
+        eps = md.multiply(md.subtract(theta, params["loc"]), md.exp(-params["log_scale"]))
+        return md.subtract(standard_normal_log_prob(eps), md.sum(params["log_scale"]))
 
     def gaussian(self, params: dict) -> tuple[Any, Any]:
         xp = md.get_backend().xp
         eye = xp.eye(self.dim, dtype=md.get_backend().float_dtype)
-        return params["loc"], eye * md.exp(params["log_scale"])
+        return params["loc"], md.multiply(eye, md.exp(params["log_scale"]))
 
 
 class FullRankGaussian(Family):
@@ -135,27 +135,28 @@ class FullRankGaussian(Family):
         eye = b.xp.eye(self.dim, dtype=b.float_dtype)
         strictly_lower = b.xp.tril(b.xp.ones((self.dim, self.dim), dtype=b.float_dtype), k=-1)
         raw = params["tril"]
-        log_diag = md.sum(raw * eye, axis=1)
-        return raw * strictly_lower + eye * md.exp(log_diag), log_diag
+        log_diag = md.sum(md.multiply(raw, eye), axis=1)
+        scale_tril = md.add(md.multiply(raw, strictly_lower), md.multiply(eye, md.exp(log_diag)))
+        return scale_tril, log_diag
 
     def sample(self, params: dict, n: int, rng: Any) -> tuple[Any, Any]:
         n = check_count("FullRankGaussian.sample", n)
         scale_tril, log_diag = self._factor(params)
         eps = rng.normal(size=(n, self.dim))
-        theta = params["loc"] + md.matmul(eps, md.matrix_transpose(scale_tril))
-        return theta, standard_normal_log_prob(eps) - md.sum(log_diag)
+        theta = md.add(params["loc"], md.matmul(eps, md.matrix_transpose(scale_tril)))
+        return theta, md.subtract(standard_normal_log_prob(eps), md.sum(log_diag))
 
     def log_prob(self, params: dict, theta: Any) -> Any:
         scale_tril, log_diag = self._factor(params)
-        centred = theta - params["loc"]
+        centred = md.subtract(theta, params["loc"])
         columns = []  # ε_j = (x_j − Σ_{k<j} L_jk ε_k) / L_jj
         for j in range(self.dim):
             acc = md.getitem(centred, (Ellipsis, j))
             for k in range(j):
-                acc = acc - md.getitem(scale_tril, (j, k)) * columns[k]
-            columns.append(acc / md.getitem(scale_tril, (j, j)))
+                acc = md.subtract(acc, md.multiply(md.getitem(scale_tril, (j, k)), columns[k]))
+            columns.append(md.divide(acc, md.getitem(scale_tril, (j, j))))
         eps = md.stack(columns, axis=-1)
-        return standard_normal_log_prob(eps) - md.sum(log_diag)
+        return md.subtract(standard_normal_log_prob(eps), md.sum(log_diag))
 
     def gaussian(self, params: dict) -> tuple[Any, Any]:
         return params["loc"], self._factor(params)[0]

@@ -167,14 +167,14 @@ class RealNVP(Family):
         """(y, log |det ∂y/∂x|) of one coupling, per row."""
         x_a, x_b = self._halves(x, odd)
         shift, log_scale = self._shift_and_log_scale(layer, x_a)
-        y = self._join(x_a, x_b * md.exp(log_scale) + shift, odd)
+        y = self._join(x_a, md.add(md.multiply(x_b, md.exp(log_scale)), shift), odd)
         return y, md.sum(log_scale, axis=-1)
 
     def _coupling_inverse(self, layer: dict, y: Any, odd: bool) -> tuple[Any, Any]:
         """(x, log |det ∂y/∂x| at x): the inverse of ``_coupling``."""
         y_a, y_b = self._halves(y, odd)
         shift, log_scale = self._shift_and_log_scale(layer, y_a)
-        x = self._join(y_a, (y_b - shift) * md.exp(-log_scale), odd)
+        x = self._join(y_a, md.multiply(md.subtract(y_b, shift), md.exp(-log_scale)), odd)
         return x, md.sum(log_scale, axis=-1)
 
     def _sinh_arcsinh(self, base: dict, eps: Any) -> tuple[Any, Any]:
@@ -185,7 +185,7 @@ class RealNVP(Family):
         inner = tail * _asinh(eps) + skew
         u = (_sinh(inner) - _sinh(skew)) / (tail * _cosh(skew))
         log_det = md.sum(_log_cosh(inner) - _log_cosh(skew) - 0.5 * md.log1p(eps * eps),
-                         axis=-1)
+                         axis=-1)  # (the raw draws ε always enter as right operands)
         return u, log_det
 
     def _sinh_arcsinh_inverse(self, base: dict, u: Any) -> Any:
@@ -201,8 +201,9 @@ class RealNVP(Family):
         base = params["base"]
         eps = rng.normal(size=(n, self.dim))
         u, log_det = self._sinh_arcsinh(base, eps)
-        x = base["loc"] + md.exp(base["log_scale"]) * u
-        log_q = standard_normal_log_prob(eps) - log_det - md.sum(base["log_scale"])
+        x = md.add(base["loc"], md.multiply(md.exp(base["log_scale"]), u))
+        log_q = md.subtract(md.subtract(standard_normal_log_prob(eps), log_det),
+                            md.sum(base["log_scale"]))
         for k, layer in enumerate(params["layers"]):
             x, log_det = self._coupling(layer, x, odd=k % 2 == 1)
             log_q = log_q - log_det
@@ -215,8 +216,9 @@ class RealNVP(Family):
             x, log_det = self._coupling_inverse(params["layers"][k], x, odd=k % 2 == 1)
             total_log_det = total_log_det + log_det
         base = params["base"]
-        u = (x - base["loc"]) * md.exp(-base["log_scale"])
+        u = md.multiply(md.subtract(x, base["loc"]), md.exp(-base["log_scale"]))
         eps = self._sinh_arcsinh_inverse(base, u)
         _, sas_log_det = self._sinh_arcsinh(base, eps)
-        return (standard_normal_log_prob(eps) - sas_log_det - md.sum(base["log_scale"])
-                - total_log_det)
+        log_q = md.subtract(md.subtract(standard_normal_log_prob(eps), sas_log_det),
+                            md.sum(base["log_scale"]))
+        return md.subtract(log_q, total_log_det)

@@ -140,7 +140,7 @@ def gaussian_nll(observed: Any, *, scale: float = 1.0) -> Callable[[Any], Any]:
     constant = math.log(scale) + 0.5 * math.log(2.0 * math.pi)
 
     def loss(simulated: Any) -> Any:
-        z = (y - simulated) / scale
+        z = md.subtract(y, simulated) / scale
         return md.sum(0.5 * z * z + constant)
 
     return loss

@@ -317,7 +317,7 @@ class Objective:
         weights = md.asarray(weights)
 
         def surrogate(v: Any) -> Any:  # value Σ w_i log q; derivative Σ w_i ∇ log q(θ_i)
-            return md.sum(weights * family.log_prob(unravel(v), kept_theta))
+            return md.sum(md.multiply(weights, family.log_prob(unravel(v), kept_theta)))
 
         grad_loss = md.grad(surrogate)(flat)
         kl, grad_kl = md.value_and_grad(lambda v: self._kl(unravel(v), step))(flat)

@@ -93,6 +93,7 @@ def test_random_walk_fit_matches_the_generalised_posterior_by_quadrature(gradien
 TRUE_CONT = np.log10([1.0, 0.5, 1.0, 0.7])  # (μ, σ_ν, σ, η), the tutorial's truth
 
 
+@pytest.mark.filterwarnings("ignore:calibrate:RuntimeWarning", "ignore:overflow")
 def test_cont_identifies_sigma_and_eta():
     def simulate(theta, rng):
         return cont.simulate(md.power(10.0, theta), n_timesteps=100, n_agents=1000, rng=rng,
