@@ -38,6 +38,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "available_backends",
+    "backend_of",
     "get_backend",
     "set_backend",
     "use_backend",
@@ -457,8 +458,18 @@ def _load(name: str | Backend) -> Backend:
 
 
 def get_backend() -> Backend:
-    """The backend now in use."""
+    """The backend now in use: the one public way to read it (a list lookup, cheap enough to
+    call inside every op)."""
     return _current[-1]
+
+
+def backend_of(x: Any) -> Backend | None:
+    """The loaded backend whose array ``x`` is (None if no loaded backend owns it), to name
+    the culprit when arrays of two backends are mixed."""
+    for backend in _LOADED.values():
+        if backend.is_array(x):
+            return backend
+    return None
 
 
 def set_backend(name: str | Backend) -> Backend:

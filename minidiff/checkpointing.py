@@ -54,7 +54,7 @@ State = Any
 
 def _innermost_reverse_level() -> Level | None:
     """The deepest open level if it is a reverse-mode level (else None: nothing to save)."""
-    stack = core._level_stack
+    stack = core.active_levels()
     if stack and isinstance(stack[-1].engine, ReverseEngine):
         return stack[-1]
     return None

@@ -1,6 +1,6 @@
-"""The core shared by both engines: primitives, levels, boxed values and dispatch.
+"""The core shared by every engine: primitives, levels, boxed values and dispatch.
 
-A *primitive* is an operation that both engines know how to differentiate. It is defined once
+A *primitive* is an operation that every engine knows how to handle. It is defined once
 (:class:`Primitive`), with
 
 * ``impl``: its value on raw backend arrays;
@@ -9,15 +9,21 @@ A *primitive* is an operation that both engines know how to differentiate. It is
 * ``save``: which residuals the reverse pass keeps for ``vjp``.
 
 Because the rules use minidiff ops, they can themselves be differentiated, which is how a
-Hessian comes out of forward-over-reverse.
+Hessian comes out of forward-over-reverse. A primitive made with ``differentiable=False``
+(comparisons, ``sign``, ``floor``) is piecewise constant: it has no rules, and its output is a
+constant to every derivative.
 
 *Levels* keep nested transforms apart. Each transform (``jvp``, ``grad``, ...) opens a new
 :class:`Level`, and each value it creates is *boxed* with that level: a ``Dual`` (forward mode)
-or a ``TapeValue`` (reverse mode). :func:`bind` finds the highest level among a primitive's
+or a ``TapeValue`` (reverse mode). :func:`bind` finds the deepest level among a primitive's
 arguments and lets that level's engine handle the call. The engine unboxes its own level,
 calls :func:`bind` again on what is inside (which may be boxed at lower levels) and boxes the
 result. A value boxed at a lower level is a constant to a higher one, so two nested transforms
 never confuse their perturbations.
+
+The *ops table* gives boxed values NumPy's operators. Core sits below the ops, so it cannot
+import them; instead ``minidiff.ops`` registers the ops that ``Box``'s operators and methods
+call (:func:`register_ops`), and :func:`op` hands them out by name (``op("add")``).
 """
 
 from __future__ import annotations
@@ -33,8 +39,12 @@ __all__ = [
     "Box",
     "Level",
     "Primitive",
+    "active_levels",
     "bind",
+    "deepest_level",
+    "op",
     "raw",
+    "register_ops",
     "shape_of",
     "ndim_of",
     "ModeError",
@@ -60,17 +70,31 @@ _level_counter = itertools.count(1)
 class Level:
     """One open transform. ``depth`` orders nested levels: inner transforms are deeper.
 
-    ``engine`` is the object that processes primitives at this level (a forward or a reverse
-    engine); it has a method ``process(primitive, args, params)``.
+    ``engine`` is the object that processes primitives at this level. Every engine has
+
+    * ``process(primitive, args, params)``: apply a primitive to arguments of which at least
+      one is boxed at this level, and box the result.
+
+    and may have
+
+    * ``tracks_jumps = True``: the engine follows finite jumps of values (stochastic triples),
+      so it must see piecewise-constant primitives, whose outputs jump. Every other engine
+      follows only derivatives, to which those primitives are constants: :func:`bind` gives
+      them the unboxed values and returns the constant unboxed. (Read once, into
+      ``Level.tracks_jumps``.)
+    * ``sample_discrete(dist, u, params)``: draw a discrete sample by inverting the uniforms
+      ``u`` at parameters boxed at this level (``minidiff.random``'s samplers ask the
+      parameters' deepest level, :func:`deepest_level`, before any ``estimator=``).
     """
 
-    __slots__ = ("depth", "engine", "uid", "active")
+    __slots__ = ("depth", "engine", "uid", "active", "tracks_jumps")
 
     def __init__(self, engine: Any, depth: int) -> None:
         self.engine = engine
         self.depth = depth
         self.uid = next(_level_counter)
         self.active = True
+        self.tracks_jumps = bool(getattr(engine, "tracks_jumps", False))
 
     def __repr__(self) -> str:
         return f"Level(depth={self.depth}, engine={type(self.engine).__name__})"
@@ -94,6 +118,80 @@ def close_level(level: Level) -> None:
     assert popped is level, "levels must close in the order they opened"
 
 
+def active_levels() -> tuple[Level, ...]:
+    """The levels open now, outermost first (the last one is the deepest)."""
+    return tuple(_level_stack)
+
+
+def deepest_level(*args: Any) -> Level | None:
+    """The deepest active level among ``args``' boxes (None when nothing is boxed): the level
+    whose engine :func:`bind` hands a primitive of these arguments to."""
+    top: Level | None = None
+    for a in args:
+        a = strip_inactive(a)
+        if isinstance(a, Box) and (top is None or a.level.depth > top.depth):
+            top = a.level
+    return top
+
+
+# ---------------------------------------------------------------------------------------------
+# The ops table: what boxed values' operators call
+# ---------------------------------------------------------------------------------------------
+
+_OPS: dict[str, Callable[..., Any]] = {}
+
+
+def register_ops(**ops: Callable[..., Any]) -> None:
+    """Name the ops that ``Box``'s operators and methods call (``minidiff.ops`` does this as it
+    defines them). A name is given to one op only: registering another under it is an error."""
+    for name, fn in ops.items():
+        if _OPS.get(name, fn) is not fn:
+            raise ValueError(f"register_ops: {name!r} is already the op {_OPS[name]!r}")
+        _OPS[name] = fn
+
+
+def op(name: str) -> Callable[..., Any]:
+    """The registered op called ``name``, e.g. ``op("add")`` (see :func:`register_ops`)."""
+    try:
+        return _OPS[name]
+    except KeyError:
+        raise LookupError(f"no op named {name!r} is registered; registered ops: "
+                          f"{', '.join(sorted(_OPS))}") from None
+
+
+def _method(name: str) -> Callable[..., Any]:
+    """A method of ``Box`` that calls the op ``name`` with the box first."""
+    def method(self: Box, *args: Any, **kwargs: Any) -> Any:
+        return _OPS[name](self, *args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
+def _unary(name: str) -> Callable[[Box], Any]:
+    def method(self: Box) -> Any:
+        return _OPS[name](self)
+
+    method.__name__ = name
+    return method
+
+
+def _binary(name: str) -> Callable[[Box, Any], Any]:
+    def method(self: Box, other: Any) -> Any:
+        return _OPS[name](self, other)
+
+    method.__name__ = name
+    return method
+
+
+def _reflected(name: str) -> Callable[[Box, Any], Any]:
+    def method(self: Box, other: Any) -> Any:
+        return _OPS[name](other, self)
+
+    method.__name__ = f"r{name}"
+    return method
+
+
 # ---------------------------------------------------------------------------------------------
 # Boxed values
 # ---------------------------------------------------------------------------------------------
@@ -103,11 +201,15 @@ class Box:
     """A value carrying a level: the common base of ``Dual`` and ``TapeValue``.
 
     ``value`` is the primal, which may itself be boxed at a lower level. Boxes support NumPy's
-    operators and the usual array attributes, each routed through a minidiff op.
+    operators and the usual array attributes, each routed through a minidiff op (from the ops
+    table). Comparisons give plain boolean arrays (their derivative is zero), except under an
+    engine that tracks jumps.
     """
 
     __slots__ = ("value", "level")
     __array_priority__ = 1000  # so that ndarray (op) Box defers to Box's reflected operator
+    __array_ufunc__ = None     # NumPy arrays defer to Box's reflected operators
+    __hash__ = object.__hash__  # defining __eq__ would otherwise remove it
 
     # shape information comes from the innermost raw array
     @property
@@ -160,7 +262,46 @@ class Box:
         for i in range(len(self)):
             yield self[i]
 
-    # Operators are attached in ops/__init__.py, once the ops exist.
+    __add__, __radd__ = _binary("add"), _reflected("add")
+    __sub__, __rsub__ = _binary("subtract"), _reflected("subtract")
+    __mul__, __rmul__ = _binary("multiply"), _reflected("multiply")
+    __truediv__, __rtruediv__ = _binary("divide"), _reflected("divide")
+    __pow__, __rpow__ = _binary("power"), _reflected("power")
+    __matmul__, __rmatmul__ = _binary("matmul"), _reflected("matmul")
+    __neg__ = _unary("negative")
+    __abs__ = _unary("abs")
+    __getitem__ = _binary("getitem")
+    __eq__ = _binary("equal")
+    __ne__ = _binary("not_equal")
+    __lt__ = _binary("less")
+    __le__ = _binary("less_equal")
+    __gt__ = _binary("greater")
+    __ge__ = _binary("greater_equal")
+    __and__, __rand__ = _binary("logical_and"), _reflected("logical_and")
+    __or__, __ror__ = _binary("logical_or"), _reflected("logical_or")
+    __invert__ = _unary("logical_not")
+    sum = _method("sum")
+    mean = _method("mean")
+    max = _method("max")
+    min = _method("min")
+    prod = _method("prod")
+
+    def __pos__(self) -> Box:
+        return self
+
+    def reshape(self, *shape: Any) -> Any:
+        return _OPS["reshape"](self, shape[0] if len(shape) == 1 else shape)
+
+    def transpose(self, *axes: Any) -> Any:
+        return _OPS["transpose"](self, axes or None)
+
+    @property
+    def T(self) -> Any:  # noqa: N802 (NumPy's name)
+        return _OPS["transpose"](self)
+
+    @property
+    def mT(self) -> Any:  # noqa: N802 (NumPy's name)
+        return _OPS["matrix_transpose"](self)
 
 
 def raw(x: Any) -> Any:
@@ -197,8 +338,71 @@ JvpRule = Callable[..., Any]
 VjpRule = Callable[..., Sequence[Any]]
 
 
+def _save_everything(args: Sequence[Any], out: Any, needs: Sequence[bool], **params: Any) -> Any:
+    return (tuple(args), out)
+
+
+def bind(primitive: Primitive, *args: Any, **params: Any) -> Any:
+    """Apply ``primitive`` to ``args``, letting the deepest level among them handle it.
+
+    With no boxed argument this is just ``impl`` on raw arrays. A non-differentiable
+    primitive skips every level whose engine does not track jumps.
+    """
+    top: Level | None = None
+    for a in args:
+        if isinstance(a, Box):
+            if not a.level.active:  # boxed by a transform that has finished: unbox and retry
+                return bind(primitive, *map(strip_inactive, args), **params)
+            if top is None or a.level.depth > top.depth:
+                top = a.level
+    if top is None:
+        return _apply_raw(primitive, args, params)
+    if primitive.differentiable or top.tracks_jumps:
+        return top.engine.process(primitive, args, params)
+    # piecewise constant: unbox every level whose engine follows only derivatives (to them the
+    # result is a constant), down to one that tracks jumps
+    stripped = []
+    boxed = False
+    for a in args:
+        while isinstance(a, Box) and not a.level.tracks_jumps:
+            a = a.value
+        boxed = boxed or isinstance(a, Box)
+        stripped.append(a)
+    if boxed:
+        return bind(primitive, *stripped, **params)
+    return _apply_raw(primitive, stripped, params)
+
+
+_PYTHON_SCALARS = (float, int, bool)
+
+
+def _apply_raw(primitive: Primitive, args: Sequence[Any], params: dict) -> Any:
+    backend = _backend.get_backend()
+    array_type = backend.array_type
+    has_array = False
+    for a in args:
+        if isinstance(a, array_type):
+            has_array = True
+        elif type(a) not in _PYTHON_SCALARS:  # slow path: lists, other numbers, strays
+            args = _raw_arguments(primitive, args, backend)
+            break
+    else:
+        if not has_array:  # only Python numbers: give the op an array to work on
+            args = _raw_arguments(primitive, args, backend)
+    try:
+        return primitive.impl(*args, **params)
+    except (ValueError, TypeError) as exc:
+        if primitive.broadcasts:
+            shapes = " and ".join(str(shape_of(a)) for a in args)
+            raise ShapeError(
+                f"{primitive.name}: operands with shapes {shapes} cannot be broadcast "
+                f"together ({exc})"
+            ) from exc
+        raise
+
+
 class Primitive:
-    """One differentiable operation, defined once for both engines.
+    """One operation, defined once for every engine.
 
     Args:
         name: the NumPy-style name shown in traces and error messages.
@@ -217,9 +421,13 @@ class Primitive:
         elementwise: True when each output element depends only on the same element of each
             (broadcast) argument; stochastic triples then evaluate the alternative world of all
             K directions in one call.
+        differentiable: False for a piecewise-constant op (a comparison, ``sign``, ``floor``):
+            it takes no rules, and engines that follow derivatives never see it (see
+            :class:`Level`).
     """
 
-    __slots__ = ("name", "impl", "jvp", "vjp", "save", "broadcasts", "elementwise")
+    __slots__ = ("name", "impl", "jvp", "vjp", "save", "broadcasts", "elementwise",
+                 "differentiable")
 
     def __init__(
         self,
@@ -231,7 +439,10 @@ class Primitive:
         save: Callable[..., Any] | None = None,
         broadcasts: bool = False,
         elementwise: bool = False,
+        differentiable: bool = True,
     ) -> None:
+        if not differentiable and (jvp is not None or vjp is not None):
+            raise ValueError(f"{name}: a non-differentiable primitive takes no jvp or vjp rule")
         self.name = name
         self.impl = impl
         self.jvp = jvp
@@ -239,52 +450,12 @@ class Primitive:
         self.save = save if save is not None else _save_everything
         self.broadcasts = broadcasts
         self.elementwise = elementwise
+        self.differentiable = differentiable
 
-    def __call__(self, *args: Any, **params: Any) -> Any:
-        return bind(self, *args, **params)
+    __call__ = bind  # calling a primitive binds it, with no wrapper in between
 
     def __repr__(self) -> str:
         return f"<minidiff primitive {self.name}>"
-
-
-def _save_everything(args: Sequence[Any], out: Any, needs: Sequence[bool], **params: Any) -> Any:
-    return (tuple(args), out)
-
-
-def bind(primitive: Primitive, *args: Any, **params: Any) -> Any:
-    """Apply ``primitive`` to ``args``, letting the deepest level among them handle it.
-
-    With no boxed argument this is just ``impl`` on raw arrays.
-    """
-    top: Level | None = None
-    for a in args:
-        if isinstance(a, Box):
-            if not a.level.active:  # boxed by a transform that has finished: unbox and retry
-                return bind(primitive, *map(strip_inactive, args), **params)
-            if top is None or a.level.depth > top.depth:
-                top = a.level
-    if top is None:
-        return _apply_raw(primitive, args, params)
-    return top.engine.process(primitive, args, params)
-
-
-def _apply_raw(primitive: Primitive, args: Sequence[Any], params: dict) -> Any:
-    backend = _backend._current[-1]
-    array_type = backend.array_type
-    for a in args:
-        if not isinstance(a, array_type):  # slow path: numbers, lists, strays
-            args = _raw_arguments(primitive, args, backend)
-            break
-    try:
-        return primitive.impl(*args, **params)
-    except (ValueError, TypeError) as exc:
-        if primitive.broadcasts:
-            shapes = " and ".join(str(shape_of(a)) for a in args)
-            raise ShapeError(
-                f"{primitive.name}: operands with shapes {shapes} cannot be broadcast "
-                f"together ({exc})"
-            ) from exc
-        raise
 
 
 def _raw_arguments(primitive: Primitive, args: Sequence[Any], backend: Any) -> list[Any]:
@@ -303,14 +474,13 @@ def _to_backend(primitive: Primitive, a: Any, backend: _backend.Backend) -> Any:
         return a
     if isinstance(a, list | tuple):
         return backend.asarray(list(a))
-    for other_name in _backend.available_backends():
-        other = _backend._LOADED.get(other_name)
-        if other is not None and other is not backend and other.is_array(a):
-            raise _backend.BackendError(
-                f"{primitive.name}: an array of the {other.name!r} backend was mixed with the "
-                f"current {backend.name!r} backend; move it with "
-                f"minidiff.asarray(minidiff.to_host(x)) or switch with minidiff.use_backend"
-            )
+    other = _backend.backend_of(a)
+    if other is not None:
+        raise _backend.BackendError(
+            f"{primitive.name}: an array of the {other.name!r} backend was mixed with the "
+            f"current {backend.name!r} backend; move it with "
+            f"minidiff.asarray(minidiff.to_host(x)) or switch with minidiff.use_backend"
+        )
     raise TypeError(
         f"{primitive.name}: cannot use an argument of type {type(a).__name__} as an array "
         f"of the {backend.name!r} backend"

@@ -34,9 +34,9 @@ from .checkpointing import checkpointed_loop
 from .ops import abs as _abs
 from .ops import asarray, exp, where
 from .ops import sum as _sum
+from .random.discrete_gradients import gumbel_noise
+from .random.distributions import uniform_like
 from .stochastic import soft_step
-from .stochastic.discrete_estimators import gumbel_noise
-from .stochastic.distributions import uniform_like
 
 __all__ = ["THETA", "ContNoise", "cont_loss", "cont_step"]
 

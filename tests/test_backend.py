@@ -127,6 +127,14 @@ def test_an_unknown_backend_leaves_the_current_one_unchanged():
     assert md.get_backend() is before
 
 
+def test_backend_of_names_the_loaded_backend_an_array_belongs_to():
+    numpy_backend = md.set_backend("numpy")
+    strict = md.set_backend("array_api_strict")
+    assert md.backend.backend_of(np.ones(2)) is numpy_backend
+    assert md.backend.backend_of(strict.asarray([1.0])) is strict
+    assert md.backend.backend_of([1.0, 2.0]) is None
+
+
 def test_backends_compute_the_same_gradient():
     x = np.array([0.3, -1.2, 2.0])
     results = {}

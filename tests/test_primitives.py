@@ -27,6 +27,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minidiff as md
+from minidiff import core
+from minidiff.ops.elementwise import elementwise_primitive
 from minidiff.testing import check_grads
 
 # The ``backend`` fixture is function-scoped but only selects the backend, which stays the same
@@ -392,6 +394,33 @@ def test_dot_derivatives_match_finite_differences(backend, to_array, shapes, see
     assert_derivatives_match(md.dot, [to_array(a), to_array(b)], seed)
 
 
+@with_backend
+@given(shape=hnp.array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=4), data=st.data(),
+       seed=SEEDS)
+def test_trace_matches_numpy_and_its_derivatives_match_finite_differences(backend, to_array,
+                                                                          shape, data, seed):
+    rank = len(shape)
+    axis1, axis2 = data.draw(st.permutations(range(-rank, 0)).map(lambda p: p[:2]))
+    offset = data.draw(st.integers(-max(shape) - 1, max(shape) + 1))  # empty diagonals too
+    x = normal(np.random.default_rng(seed), shape)
+    op = lambda x: md.trace(x, offset=offset, axis1=axis1, axis2=axis2)  # noqa: E731
+    assert_values_equal(op(to_array(x)), np.trace(x, offset, axis1, axis2), atol=1e-14)
+    assert_derivatives_match(op, [to_array(x)], seed)
+
+
+def test_trace_is_numpys_matrix_trace_and_refuses_what_numpy_refuses(backend, to_array):
+    with md.use_backend("numpy"):
+        assert float(md.trace(np.eye(3))) == 3.0  # the example: NumPy in, NumPy out
+    assert float(host(md.trace(to_array(np.eye(3))))) == 3.0
+    x = to_array(np.arange(12.0).reshape(3, 4))
+    assert_values_equal(md.grad(md.trace)(x), np.eye(3, 4))
+    assert_values_equal(md.grad(lambda x: md.trace(x, offset=-1))(x), np.eye(3, 4, k=-1))
+    with pytest.raises(md.ShapeError, match="trace: needs an array of at least 2 dims"):
+        md.trace(to_array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="trace: axis1 and axis2 must differ"):
+        md.trace(x, axis1=1, axis2=-1)
+
+
 # ---------------------------------------------------------------------------------------------
 # Shapes: transpose, reshape, broadcast_to, expand_dims, squeeze, concatenate, stack
 # ---------------------------------------------------------------------------------------------
@@ -709,6 +738,108 @@ def test_comparisons_return_plain_boolean_arrays_under_every_transform(backend, 
     # a function whose only dependence on x is through a comparison has zero derivative
     g = md.grad(lambda x: md.sum(md.where(x > 0.0, 1.0, -1.0)))(to_array(x))
     assert_values_equal(g, np.zeros(x_shape))
+
+
+@with_backend
+@given(shapes=BROADCAST_PAIRS, seed=SEEDS)
+def test_logical_ops_of_conditions_are_plain_boolean_arrays_under_every_transform(
+        backend, to_array, shapes, seed):
+    rng = np.random.default_rng(seed)
+    x, y = (rng.standard_normal(s) for s in shapes.input_shapes)
+    expected = [np.logical_and(x > 0, y > 0), np.logical_or(x > 0, y > 0), np.logical_not(x > 0)]
+
+    def combine(a, b):
+        outs = [md.logical_and(a > 0, b > 0), md.logical_or(a > 0, b > 0), md.logical_not(a > 0)]
+        for out, reference in zip(outs, expected):
+            assert backend.is_array(out) and backend.xp.isdtype(out.dtype, "bool")
+            np.testing.assert_array_equal(host(out), reference)
+        return md.sum(a * b)
+
+    combine(to_array(x), to_array(y))
+    md.grad(combine, argnums=(0, 1))(to_array(x), to_array(y))
+    md.jvp(combine, (to_array(x), to_array(y)), (to_array(x), to_array(y)))
+
+
+def test_a_traced_condition_of_where_is_never_differentiated():
+    # NumPy only: array_api_strict's where wants a boolean condition, which cannot be traced
+    with md.use_backend("numpy"):
+        c = np.array([1.0, 0.0, 2.0])
+        _, tangent = md.jvp(lambda c: md.where(c, 1.0, 2.0), (c,), (np.ones(3),))
+        assert_values_equal(tangent, np.zeros(3))
+        g = md.grad(lambda c: md.sum(md.where(c, c, 3.0 * c)))(c)
+        assert_values_equal(g, [1.0, 3.0, 1.0])
+
+
+def test_piecewise_constant_ops_are_primitives_without_rules():
+    for op in (md.equal, md.not_equal, md.less, md.less_equal, md.greater, md.greater_equal,
+               md.logical_and, md.logical_or, md.logical_not, md.sign, md.floor):
+        assert isinstance(op, md.Primitive) and not op.differentiable, op
+        assert op.jvp is None and op.vjp is None, op
+    with pytest.raises(ValueError, match="non-differentiable primitive takes no jvp"):
+        md.Primitive("bad", lambda x: x, jvp=lambda ts, args, out: ts[0], differentiable=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Elementwise partials name what they read, so what the tape keeps cannot drift
+# ---------------------------------------------------------------------------------------------
+
+def test_a_partial_naming_a_value_the_op_does_not_have_cannot_be_defined():
+    with pytest.raises(TypeError, match=r"∂f/∂y has a parameter 'z', which is neither an "
+                                        r"argument of f \(x, y\), 'out'"):
+        elementwise_primitive("f", lambda x, y: x * y, [lambda y: y, lambda z: z])
+    with pytest.raises(TypeError, match=r"f: 1 partial\(s\) for 2 argument\(s\)"):
+        elementwise_primitive("f", lambda x, y: x * y, [lambda y: y])
+
+
+def test_a_partial_that_reads_an_argument_it_does_not_name_cannot_be_defined():
+    # the example: ∂(x·y)/∂y = x, written without naming x, read a stale x (under jvp)
+    # or nothing (the tape had not kept it)
+    with pytest.raises(TypeError, match=r"∂f/∂y refers to x without naming it"):
+        elementwise_primitive("f", lambda x, y: x * y, [lambda y: y, lambda: x])  # noqa: F821
+
+    def closure(x):
+        return lambda out: out * x  # x from the enclosing scope, not the op's argument
+
+    with pytest.raises(TypeError, match=r"∂f/∂x refers to x without naming it"):
+        elementwise_primitive("f", lambda x: x * x, [closure(3.0)])
+
+
+def test_the_tape_keeps_exactly_what_the_differentiated_partials_name(backend, to_array):
+    a, b = to_array([1.0, 2.0]), to_array([3.0, 4.0])
+    out = md.multiply(a, b)
+
+    def kept(primitive, args, needs):
+        values, value, _ = primitive.save(args, primitive(*args), needs)
+        return [v is not None for v in values], value is not None
+
+    assert kept(md.multiply, (a, b), (True, False)) == ([False, True], False)   # ∂/∂x reads y
+    assert kept(md.multiply, (a, b), (False, True)) == ([True, False], False)   # ∂/∂y reads x
+    assert kept(md.divide, (a, b), (False, True)) == ([False, True], True)      # -out/y
+    assert kept(md.add, (a, b), (True, True)) == ([False, False], False)
+    assert kept(md.exp, (a,), (True,)) == ([False], True)
+    assert kept(md.log, (a,), (True,)) == ([True], False)
+    assert host(out).tolist() == [3.0, 8.0]
+
+
+def test_a_partial_reading_any_argument_gives_the_same_derivative_in_both_modes(backend,
+                                                                                to_array):
+    # f(x, y) = x² y: ∂f/∂x = 2xy reads both arguments, ∂f/∂y = x² reads only x; the tape keeps
+    # x for the second partial even when only y is differentiated
+    f = elementwise_primitive("x2y", lambda x, y: x * x * y,
+                              [lambda x, y: 2.0 * x * y, lambda x: x * x])
+    a, b = to_array([0.5, -1.5]), to_array([2.0, 3.0])
+    assert_derivatives_match(f, [a, b], seed=0)
+    assert_values_equal(md.grad(lambda y: md.sum(f(a, y)))(b), [0.25, 2.25])
+    assert_values_equal(md.jvp(lambda y: f(a, y), (b,), (to_array([1.0, 1.0]),))[1],
+                        [0.25, 2.25])
+
+
+def test_operators_of_traced_values_come_from_the_ops_table():
+    assert core.op("add") is md.add and core.op("matmul") is md.matmul
+    with pytest.raises(LookupError, match="no op named 'nope' is registered"):
+        core.op("nope")
+    with pytest.raises(ValueError, match="'add' is already the op"):
+        core.register_ops(add=md.subtract)
 
 
 # ---------------------------------------------------------------------------------------------

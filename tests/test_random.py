@@ -12,6 +12,7 @@ import pytest
 
 import minidiff as md
 from minidiff import random as mr
+from minidiff.core import Box, close_level, open_level
 
 N = 20_000
 EULER_GAMMA = 0.5772156649015329
@@ -369,26 +370,31 @@ def test_score_ledger_is_shared_by_streams_and_reset(backend):
     assert float(host(rng.stream("a").log_prob)) == 0.0
 
 
-def test_triples_hook_receives_the_raw_uniforms_before_any_estimator(monkeypatch):
+def test_an_engine_that_samples_receives_the_raw_uniforms_before_any_estimator():
     calls = []
 
-    class FakeTriples:
-        @staticmethod
-        def perturbed(*params):
-            return True
-
-        @staticmethod
-        def sample_perturbed(dist, u, params):
+    class SamplingEngine:  # what stochastic triples provide: a sampler of the level's own
+        def sample_discrete(self, dist, u, params):
             calls.append((dist.name, tuple(u.shape), len(params)))
             return "triple"
 
-    monkeypatch.setattr(mr, "_triples", lambda: FakeTriples)
-    rng = mr.default_rng(0)
-    assert rng.bernoulli(0.3, size=(2, 3), estimator="straight_through") == "triple"
-    assert rng.binomial(4, 0.3, size=5) == "triple"
-    assert rng.poisson([1.0, 2.0], estimator="score") == "triple"
-    assert rng.geometric(0.5) == "triple"
-    assert rng.categorical(np.full((4, 3), 1 / 3), size=(2, 4)) == "triple"
+    class Boxed(Box):
+        __slots__ = ()
+
+        def __init__(self, value, level):
+            self.value, self.level = value, level
+
+    level = open_level(SamplingEngine())
+    try:
+        rng = mr.default_rng(0)
+        assert rng.bernoulli(Boxed(0.3, level), size=(2, 3),
+                             estimator="straight_through") == "triple"
+        assert rng.binomial(4, Boxed(0.3, level), size=5) == "triple"
+        assert rng.poisson(Boxed(np.array([1.0, 2.0]), level), estimator="score") == "triple"
+        assert rng.geometric(Boxed(0.5, level)) == "triple"
+        assert rng.categorical(Boxed(np.full((4, 3), 1 / 3), level), size=(2, 4)) == "triple"
+    finally:
+        close_level(level)
     assert calls == [("bernoulli", (2, 3), 1), ("binomial", (5,), 2), ("poisson", (2,), 1),
                      ("geometric", (), 1), ("categorical", (2, 4), 1)]
     assert float(host(rng.log_prob)) == 0.0  # the estimator never ran

@@ -15,8 +15,7 @@ from scipy import stats
 
 import minidiff as md
 from minidiff.core import raw
-from minidiff.stochastic import derivative_estimate
-from minidiff.stochastic.distributions import (
+from minidiff.random.distributions import (
     Bernoulli,
     Binomial,
     Categorical,
@@ -24,6 +23,7 @@ from minidiff.stochastic.distributions import (
     Poisson,
     uniform_like,
 )
+from minidiff.stochastic import derivative_estimate
 from minidiff.stochastic.triples import perturbed, sample_perturbed
 
 Z_LIMIT = 4.0
@@ -152,6 +152,37 @@ def test_categorical_index_derivative_is_minus_4_05():
 
     samples = estimates(f, 0.3, 3000)
     assert_unbiased(samples, -4.05)
+
+
+# --- piecewise-constant ops see both worlds (they are primitives the triple engine evaluates) ---
+
+
+def test_floor_of_a_perturbed_sample_jumps_with_it():
+    # floor(X + 0.5) = X for X in {0, 1}: E = θ, derivative 1 (a floor that dropped the
+    # alternative world would give 0)
+    samples = estimates(lambda t, d: md.floor(d(Bernoulli, t) + 0.5), 0.3, 2000)
+    assert_unbiased(samples, 1.0)
+
+
+def test_clip_of_a_perturbed_sample_clips_the_alternative_world_too():
+    # clip(X, 0, 0.5) = X/2 for X in {0, 1}: E = θ/2, derivative 1/2 (an unclipped alternative
+    # world would give 1)
+    samples = estimates(lambda t, d: md.clip(d(Bernoulli, t), 0.0, 0.5), 0.3, 2000)
+    assert_unbiased(samples, 0.5)
+
+
+def test_logical_operators_combine_perturbed_conditions_in_every_world():
+    # both of two independent Bernoulli(θ) draws: E = θ², derivative 2θ; either of them:
+    # E = 1 − (1 − θ)², derivative 2(1 − θ); neither: E = (1 − θ)², derivative −2(1 − θ)
+    theta = 0.4
+
+    def f(t, d):
+        x, y = d(Bernoulli, t) > 0.5, d(Bernoulli, t) > 0.5
+        return md.stack([md.where(x & y, 1.0, 0.0), md.where(x | y, 1.0, 0.0),
+                         md.where(~x & ~y, 1.0, 0.0)])
+
+    samples = estimates(f, theta, 3000)
+    assert_unbiased(samples, np.array([2 * theta, 2 * (1 - theta), -2 * (1 - theta)]))
 
 
 def test_all_K_partials_come_back_from_one_pass():

@@ -241,7 +241,7 @@ def test_seeds_are_checked():
 
 
 def test_levels_are_closed_even_when_f_raises():
-    depth = len(core._level_stack)
+    depth = len(core.active_levels())
 
     def bad(x):
         raise RuntimeError("boom")
@@ -249,4 +249,4 @@ def test_levels_are_closed_even_when_f_raises():
     with pytest.raises(RuntimeError, match="boom"):
         md.wengert(bad, 1.0)
     md.wengert(square3, 2.0)
-    assert len(core._level_stack) == depth
+    assert len(core.active_levels()) == depth

@@ -1,6 +1,6 @@
 """Ops composed from primitives: fewer rules to get wrong.
 
-Each of these is ordinary code over the primitives, so both engines differentiate it with no
+Each of these is ordinary code over the primitives, so every engine differentiates it with no
 rule of its own. ``logsumexp`` and ``softmax`` subtract the maximum first, a constant shift
 (under ``stop_gradient``) that leaves the value and the derivative unchanged but keeps ``exp``
 from overflowing.
@@ -11,27 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .. import backend as _backend
-from ..core import ndim_of, raw
+from ..backend import get_backend
+from ..core import ShapeError, ndim_of, raw, shape_of
+from .comparisons import greater, less
+from .constants import stop_gradient
 from .elementwise import cos, exp, log, maximum, negative, sin, where
+from .indexing import getitem
+from .linear import normalize_axis, squeeze, transpose
+from .linear import sum as _sum
 from .reductions import max as _max
-from .reductions import normalize_axis
-from .reductions import sum as _sum
-from .shapes import squeeze
 
-__all__ = [
-    "stop_gradient", "minimum", "clip", "tan", "sign", "floor", "logsumexp", "softmax",
-    "square", "equal", "not_equal", "less", "less_equal", "greater", "greater_equal",
-]
-
-
-def _xp() -> Any:
-    return _backend._current[-1].xp
-
-
-def stop_gradient(x: Any) -> Any:
-    """The value of ``x`` as a constant: no derivative flows through it, in any transform."""
-    return raw(x)
+__all__ = ["minimum", "clip", "tan", "square", "logsumexp", "softmax", "trace"]
 
 
 def minimum(x: Any, y: Any) -> Any:
@@ -45,9 +35,9 @@ def clip(x: Any, a_min: Any = None, a_max: Any = None) -> Any:
     if a_min is None and a_max is None:
         raise ValueError("clip: give at least one of a_min and a_max")
     if a_min is not None:
-        x = where(raw(x) < raw(a_min), a_min, x)
+        x = where(less(x, a_min), a_min, x)
     if a_max is not None:
-        x = where(raw(x) > raw(a_max), a_max, x)
+        x = where(greater(x, a_max), a_max, x)
     return x
 
 
@@ -60,23 +50,13 @@ def square(x: Any) -> Any:
     return x * x
 
 
-def sign(x: Any) -> Any:
-    """Sign of x (-1, 0, 1). Piecewise constant, so it is returned as a constant."""
-    return _xp().sign(raw(x))
-
-
-def floor(x: Any) -> Any:
-    """Largest integer ≤ x, as a float. Piecewise constant, so returned as a constant."""
-    return _xp().floor(raw(x))
-
-
 def logsumexp(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Any:
     """log Σ exp(x) over ``axis``, computed as m + log Σ exp(x - m) with m = max x.
 
     Its derivative is ``softmax(x)``."""
     axes = normalize_axis(axis, ndim_of(x), "logsumexp")
     m = raw(_max(stop_gradient(x), axis=axes, keepdims=True))
-    xp = _xp()
+    xp = get_backend().xp
     m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
     out = log(_sum(exp(x - m), axis=axes, keepdims=True)) + m
     return out if keepdims else squeeze(out, axes) if axes else out
@@ -89,42 +69,26 @@ def softmax(x: Any, axis: int | Sequence[int] | None = -1) -> Any:
     return e / _sum(e, axis=axes, keepdims=True)
 
 
-# comparisons: plain boolean arrays, computed on the values (their derivative is zero). A value
-# that lives in several worlds at once (a stochastic triple) compares in each of them.
-_COMPARE = {
-    "equal": lambda a, b: a == b, "not_equal": lambda a, b: a != b,
-    "less": lambda a, b: a < b, "less_equal": lambda a, b: a <= b,
-    "greater": lambda a, b: a > b, "greater_equal": lambda a, b: a >= b,
-}
-
-
-def _compare(name: str, x: Any, y: Any) -> Any:
-    for a in (x, y):
-        hook = getattr(a, "compare_in_all_worlds", None)
-        if hook is not None:
-            return hook(name, _COMPARE[name], x, y)
-    return _COMPARE[name](raw(x), raw(y))
-
-
-def equal(x: Any, y: Any) -> Any:
-    return _compare("equal", x, y)
-
-
-def not_equal(x: Any, y: Any) -> Any:
-    return _compare("not_equal", x, y)
-
-
-def less(x: Any, y: Any) -> Any:
-    return _compare("less", x, y)
-
-
-def less_equal(x: Any, y: Any) -> Any:
-    return _compare("less_equal", x, y)
-
-
-def greater(x: Any, y: Any) -> Any:
-    return _compare("greater", x, y)
-
-
-def greater_equal(x: Any, y: Any) -> Any:
-    return _compare("greater_equal", x, y)
+def trace(x: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
+    """Σ_i x[i, i + offset] over the diagonal of the ``(axis1, axis2)`` planes (NumPy's
+    ``trace``): shape of ``x`` without those two axes. ``offset`` > 0 takes a diagonal above
+    the main one, < 0 below. Composed from a transpose, an integer-array index and a sum, so
+    its derivative puts the cotangent on the diagonal and zeros elsewhere."""
+    shape = shape_of(x)
+    rank = len(shape)
+    if rank < 2:
+        raise ShapeError(f"trace: needs an array of at least 2 dims, got shape {shape}")
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise TypeError(f"trace: offset must be an int, got {offset!r}")
+    a1, a2 = normalize_axis(axis1, rank, "trace")[0], normalize_axis(axis2, rank, "trace")[0]
+    if a1 == a2:
+        raise ValueError(f"trace: axis1 and axis2 must differ, got {axis1} and {axis2}")
+    rest = [a for a in range(rank) if a not in (a1, a2)]
+    planes = transpose(x, (*rest, a1, a2))  # the two axes last
+    n_rows, n_cols = shape[a1], shape[a2]
+    first_row, first_col = (0, offset) if offset >= 0 else (-offset, 0)
+    length = max(0, min(n_rows - first_row, n_cols - first_col))
+    xp = get_backend().xp
+    i = xp.arange(length)
+    diagonal = getitem(planes, (Ellipsis, i + first_row, i + first_col))
+    return _sum(diagonal, axis=-1)

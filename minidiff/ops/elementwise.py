@@ -6,27 +6,32 @@ For an elementwise ``y = f(x_1, ..., x_n)`` the Jacobian is diagonal, so each ru
     JVP:  ẏ  = Σ_i  ∂y/∂x_i · ẋ_i
     VJP:  x̄_i = unbroadcast(ȳ · ∂y/∂x_i, shape of x_i)
 
-A rule declares which values its partial reads (``uses``: argument positions and/or
-``"out"``); the tape keeps only those, and only for arguments being differentiated. ``exp``
-keeps its output, ``add`` keeps nothing, ``x * c`` with constant ``c`` keeps just ``c``.
+A partial names the values it reads as its parameters: the op's argument names (from ``impl``'s
+signature) and ``out``, the op's value. ``multiply`` (``impl(x, y)``) has partials
+``lambda y: y`` and ``lambda x: x``; ``exp`` has ``lambda out: out``. The tape keeps exactly the
+values named by the partials of the arguments being differentiated, and a partial is called
+with those values only, so what is kept cannot drift from what is read: ``exp`` keeps its
+output, ``add`` keeps nothing, ``x * c`` with constant ``c`` keeps just ``c``.
 """
 
 from __future__ import annotations
 
-import math
+import inspect
 import numbers
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import backend as _backend
-from ..core import Primitive, ndim_of, raw, shape_of
-from .broadcasting import align_tangent, unbroadcast
+from ..backend import get_backend
+from ..core import Primitive, ndim_of, raw, register_ops, shape_of
+from .comparisons import sign
+from .constants import zeros
+from .linear import align_tangent, broadcast_to, unbroadcast
 
 __all__ = [
-    "elementwise_primitive",
+    "elementwise_primitive", "NEGATE",
     "add", "subtract", "multiply", "divide", "power", "negative", "maximum", "where",
-    "exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sigmoid", "softplus",
-    "abs", "erf", "gammaln", "polygamma_p",
+    "exp", "log", "log1p", "expm1", "sqrt", "sin", "cos", "tanh", "sigmoid", "softplus", "abs",
 ]
 
 Partial = Callable[..., Any]
@@ -39,68 +44,140 @@ class Static:
 
     def __init__(self, value: Any) -> None:
         self.value = value
+
+
 NEGATE = object()  # a partial derivative of -1, applied by negation rather than multiplication
-
-
-def _broadcast_to(x: Any, shape: tuple) -> Any:
-    from .shapes import broadcast_to
-
-    return broadcast_to(x, shape)
+OUT = 0            # in a partial's reads, position 0 of (out, *args) is the op's value
 
 
 def _xp() -> Any:
-    return _backend._current[-1].xp
+    return get_backend().xp
 
 
-def _float_mask(mask: Any) -> Any:
+def float_mask(mask: Any) -> Any:
     """A raw boolean array as float64 zeros and ones (a constant: its derivative is zero)."""
-    b = _backend._current[-1]
+    b = get_backend()
     return b.xp.astype(mask, b.float_dtype)
 
 
-def _as_array(x: Any) -> Any:
+def as_array(x: Any) -> Any:
     """Python numbers as float64 arrays, for functions that (in the standard) want arrays."""
     if isinstance(x, numbers.Number):
-        b = _backend._current[-1]
+        b = get_backend()
         return b.xp.asarray(float(x), dtype=b.float_dtype)
     return x
 
 
+# ---------------------------------------------------------------------------------------------
+# Partials that name what they read
+# ---------------------------------------------------------------------------------------------
+
+
+def _impl_signature(name: str, impl: Callable[..., Any]) -> tuple[list[str], list[str]]:
+    """``impl``'s argument names (positional) and static parameter names (keyword-only)."""
+    args, statics = [], []
+    for p in inspect.signature(impl).parameters.values():
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            args.append(p.name)
+        elif p.kind is p.KEYWORD_ONLY:
+            statics.append(p.name)
+        else:
+            raise TypeError(f"{name}: an elementwise impl takes named arguments (static "
+                            f"parameters keyword-only), not *{p.name}")
+    return args, statics
+
+
+def _reader(op: str, wrt: str, partial: Partial, args: list[str],
+            statics: list[str]) -> tuple[frozenset, Callable[[tuple, dict], Any]]:
+    """What one partial reads, and a caller that passes it exactly that.
+
+    Returns ``(reads, call)``: ``reads`` are positions in ``values = (out, *args)``, and
+    ``call(values, params)`` calls the partial with the values and static parameters its own
+    parameters name, in its order. A partial naming anything else, or referring to an argument
+    it does not name, is refused here, when the op is defined."""
+    names = list(inspect.signature(partial).parameters)
+    known = {"out": OUT, **{a: i + 1 for i, a in enumerate(args)}}
+    for n in names:
+        if n not in known and n not in statics:
+            raise TypeError(
+                f"{op}: the partial ∂{op}/∂{wrt} has a parameter {n!r}, which is neither an "
+                f"argument of {op} ({', '.join(args)}), 'out' nor a static parameter"
+                f"{' (' + ', '.join(statics) + ')' if statics else ''}")
+    code = getattr(partial, "__code__", None)
+    if code is not None:
+        hidden = (set(known) - set(names)) & set(code.co_names + code.co_freevars)
+        if hidden:
+            raise TypeError(
+                f"{op}: the partial ∂{op}/∂{wrt} refers to {', '.join(sorted(hidden))} without "
+                f"naming it as a parameter, so the tape would not keep it; add it to the "
+                f"partial's parameters")
+    reads = frozenset(known[n] for n in names if n in known)
+    if any(n in statics for n in names):
+        order = [(n in statics, n if n in statics else known[n]) for n in names]
+        return reads, lambda values, params: partial(
+            *[params[k] if static else values[k] for static, k in order])
+    picks = [known[n] for n in names]
+    if not picks:
+        return reads, lambda values, params: partial()
+    if len(picks) == 1:
+        (j,) = picks
+        return reads, lambda values, params: partial(values[j])
+    if len(picks) == 2:
+        i, j = picks
+        return reads, lambda values, params: partial(values[i], values[j])
+    get = operator.itemgetter(*picks)
+    return reads, lambda values, params: partial(*get(values))
+
+
 def elementwise_primitive(name: str, impl: Callable[..., Any],
-                          partials: Sequence[Partial | None],
-                          uses: Sequence[Sequence[int | str]]) -> Primitive:
+                          partials: Sequence[Partial | None]) -> Primitive:
     """Build an elementwise primitive from its partial derivatives.
 
     Args:
         name: NumPy name of the op.
-        impl: the op on raw arrays.
-        partials: ``partials[i](out, *args, **params)`` returns ∂out/∂args[i]. Two constant
+        impl: the op on raw arrays; its positional parameters name the arguments and its
+            keyword-only parameters the static ones (as ``polygamma``'s order ``n``).
+        partials: ``partials[i]`` is ∂out/∂args[i], a function whose parameters name the values
+            it reads (argument names, ``out``, static parameters), in any order. Two constant
             partials are given directly instead, so no pass multiplies by them: None for 1
-            (as in ``add``) and ``NEGATE`` for -1 (as in ``subtract``). Arguments not in
-            ``uses[i]`` arrive as None in the reverse pass.
-        uses: for each partial, the argument positions (and ``"out"``) it reads.
+            (as in ``add``) and ``NEGATE`` for -1 (as in ``subtract``). A partial may also
+            return None for 1.
     """
-    n_args = len(partials)
-    uses = [frozenset(u) for u in uses]
+    arg_names, statics = _impl_signature(name, impl)
+    if len(partials) != len(arg_names):
+        raise TypeError(f"{name}: {len(partials)} partial(s) for {len(arg_names)} argument(s) "
+                        f"({', '.join(arg_names)})")
+    reads: list[frozenset] = []   # what each partial reads, as positions in (out, *args)
+    readers: list[Any] = []       # None (1), NEGATE (-1), or call(values, params)
+    for partial, wrt in zip(partials, arg_names):
+        if partial is None or partial is NEGATE:
+            reads.append(frozenset())
+            readers.append(partial)
+        else:
+            read, call = _reader(name, wrt, partial, arg_names, statics)
+            reads.append(read)
+            readers.append(call)
+    n_args = len(arg_names)
 
     def jvp(tangents: Sequence[Any], args: Sequence[Any], out: Any, **params: Any) -> Any:
         out_shape = shape_of(out)
         rank = len(out_shape)
+        values = (out, *args)
         total = None
         for i, t in enumerate(tangents):
             if t is None:
                 continue
             t = align_tangent(t, ndim_of(args[i]), rank)
-            partial = partials[i]
-            if partial is NEGATE:
+            reader = readers[i]
+            if reader is NEGATE:
                 total = negative(t) if total is None else subtract(total, t)
                 continue
-            p = None if partial is None else partial(out, *args, **params)
-            term = t if p is None else multiply(t, p)  # a partial may also return None for 1
+            p = None if reader is None else reader(values, params)
+            term = t if p is None else multiply(t, p)
             total = term if total is None else add(total, term)
         target = (shape_of(total)[0], *out_shape)
         if shape_of(total) != target:
-            total = _broadcast_to(total, target)
+            total = broadcast_to(total, target)
         return total
 
     keep_for: dict[tuple, tuple[tuple[bool, ...], bool]] = {}  # needs -> what to keep
@@ -108,11 +185,11 @@ def elementwise_primitive(name: str, impl: Callable[..., Any],
     def save(args: Sequence[Any], out: Any, needs: Sequence[bool], **params: Any) -> Any:
         plan = keep_for.get(needs)
         if plan is None:
-            used: set = set()
+            read: set = set()
             for i in range(n_args):
                 if needs[i]:
-                    used |= uses[i]
-            plan = keep_for[needs] = (tuple(i in used for i in range(n_args)), "out" in used)
+                    read |= reads[i]
+            plan = keep_for[needs] = (tuple(i + 1 in read for i in range(n_args)), OUT in read)
         keep_args, keep_out = plan
         kept = tuple([a if keep else None for a, keep in zip(args, keep_args)])
         return kept, (out if keep_out else None), Static([shape_of(a) for a in args])
@@ -120,18 +197,19 @@ def elementwise_primitive(name: str, impl: Callable[..., Any],
     def vjp(g: Any, residuals: Any, needs: Sequence[bool], **params: Any) -> list[Any]:
         kept, out, shapes = residuals
         shapes = shapes.value
+        values = (out, *kept)
         grads: list[Any] = []
         for i in range(n_args):
             if not needs[i]:
                 grads.append(None)
                 continue
-            partial = partials[i]
-            if partial is None:
+            reader = readers[i]
+            if reader is None:
                 gi = g
-            elif partial is NEGATE:
+            elif reader is NEGATE:
                 gi = negative(g)
             else:
-                p = partial(out, *kept, **params)
+                p = reader(values, params)
                 gi = g if p is None else multiply(g, p)
             grads.append(unbroadcast(gi, shapes[i]))
         return grads
@@ -144,32 +222,24 @@ def elementwise_primitive(name: str, impl: Callable[..., Any],
 # Arithmetic
 # ---------------------------------------------------------------------------------------------
 
-add = elementwise_primitive(
-    "add", lambda x, y: x + y,
-    partials=[None, None], uses=[(), ()])
+add = elementwise_primitive("add", lambda x, y: x + y, partials=[None, None])
 
-subtract = elementwise_primitive(
-    "subtract", lambda x, y: x - y,
-    partials=[None, NEGATE], uses=[(), ()])
+subtract = elementwise_primitive("subtract", lambda x, y: x - y, partials=[None, NEGATE])
 
 multiply = elementwise_primitive(
     "multiply", lambda x, y: x * y,
-    partials=[lambda out, x, y: y,          # ∂(xy)/∂x = y
-              lambda out, x, y: x],         # ∂(xy)/∂y = x
-    uses=[(1,), (0,)])
+    partials=[lambda y: y,                     # ∂(xy)/∂x = y
+              lambda x: x])                    # ∂(xy)/∂y = x
 
 divide = elementwise_primitive(
     "divide", lambda x, y: x / y,
-    partials=[lambda out, x, y: 1.0 / y,           # ∂(x/y)/∂x = 1/y
-              lambda out, x, y: negative(out / y)],  # ∂(x/y)/∂y = -x/y² = -out/y
-    uses=[(1,), ("out", 1)])
+    partials=[lambda y: 1.0 / y,               # ∂(x/y)/∂x = 1/y
+              lambda out, y: negative(out / y)])  # ∂(x/y)/∂y = -x/y² = -out/y
 
-negative = elementwise_primitive(
-    "negative", lambda x: -x,
-    partials=[NEGATE], uses=[()])
+negative = elementwise_primitive("negative", lambda x: -x, partials=[NEGATE])
 
 
-def _power_dx(out: Any, x: Any, y: Any) -> Any:
+def _power_dx(x: Any, y: Any) -> Any:
     """∂(x^y)/∂x = y · x^(y-1), with the common constant exponents made cheap."""
     if isinstance(y, numbers.Number):
         if y == 2:
@@ -181,27 +251,24 @@ def _power_dx(out: Any, x: Any, y: Any) -> Any:
     return multiply(y, power(x, subtract(y, 1.0)))
 
 
-def _power_dy(out: Any, x: Any, y: Any) -> Any:
+def _power_dy(out: Any, x: Any) -> Any:
     """∂(x^y)/∂y = x^y · log x, taken as 0 where x = 0 (the limit for y > 0)."""
     safe_x = where(_xp().asarray(raw(x) == 0), 1.0, x)  # asarray: x may be a Python number
     return out * log(safe_x)
 
 
-power = elementwise_primitive(
-    "power", lambda x, y: x ** y,
-    partials=[_power_dx, _power_dy], uses=[(0, 1), ("out", 0)])
+power = elementwise_primitive("power", lambda x, y: x ** y, partials=[_power_dx, _power_dy])
 
 
-def _maximum_dx(out: Any, x: Any, y: Any) -> Any:
+def _maximum_dx(x: Any, y: Any) -> Any:
     """∂max(x, y)/∂x: 1 where x > y, 0 where x < y, and 1/2 at ties (a subgradient)."""
     rx, ry = raw(x), raw(y)
-    return _float_mask(rx > ry) + 0.5 * _float_mask(rx == ry)
+    return float_mask(rx > ry) + 0.5 * float_mask(rx == ry)
 
 
 maximum = elementwise_primitive(
-    "maximum", lambda x, y: _xp().maximum(_as_array(x), _as_array(y)),
-    partials=[_maximum_dx, lambda out, x, y: _maximum_dx(out, y, x)],
-    uses=[(0, 1), (0, 1)])
+    "maximum", lambda x, y: _xp().maximum(as_array(x), as_array(y)),
+    partials=[_maximum_dx, lambda x, y: _maximum_dx(y, x)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,21 +277,21 @@ maximum = elementwise_primitive(
 
 
 def _where_impl(cond: Any, x: Any, y: Any) -> Any:
-    return _xp().where(cond, _as_array(x), _as_array(y))
+    return _xp().where(cond, as_array(x), as_array(y))
 
 
 def _where_jvp(tangents: Sequence[Any], args: Sequence[Any], out: Any) -> Any:
     cond, x, y = args
     rank = len(shape_of(out))
-    t_x, t_y = tangents[1], tangents[2]
+    t_cond, t_x, t_y = tangents
+    if t_x is None and t_y is None:  # only the (never differentiated) condition is traced
+        return zeros((shape_of(t_cond)[0], *shape_of(out)))
     k = shape_of(t_x if t_x is not None else t_y)[0]
     t_x = 0.0 if t_x is None else align_tangent(t_x, ndim_of(x), rank)
     t_y = 0.0 if t_y is None else align_tangent(t_y, ndim_of(y), rank)
     result = where(cond, t_x, t_y)
     target = (k, *shape_of(out))
     if shape_of(result) != target:
-        from .shapes import broadcast_to
-
         result = broadcast_to(result, target)
     return result
 
@@ -248,10 +315,8 @@ _where_p = Primitive("where", _where_impl, jvp=_where_jvp, vjp=_where_vjp, save=
 
 
 def where(condition: Any, x: Any, y: Any) -> Any:
-    """``x`` where ``condition`` holds, else ``y`` (broadcasting). The condition is a constant:
-    the derivative flows to whichever branch was chosen, elementwise."""
-    if not getattr(condition, "keep_as_condition", False):  # perturbed booleans stay boxed
-        condition = raw(condition)
+    """``x`` where ``condition`` holds, else ``y`` (broadcasting). The condition is never
+    differentiated: the derivative flows to whichever branch was chosen, elementwise."""
     return _where_p(condition, x, y)
 
 
@@ -260,53 +325,40 @@ def where(condition: Any, x: Any, y: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-def _unary(name: str, impl: Callable[[Any], Any], partial: Partial, uses: Sequence) -> Primitive:
-    return elementwise_primitive(name, impl, [partial], [uses])
+def _unary(name: str, impl: Callable[[Any], Any], partial: Partial) -> Primitive:
+    return elementwise_primitive(name, impl, [partial])
 
 
-exp = _unary("exp", lambda x: _xp().exp(x), lambda out, x: out, ["out"])       # (eˣ)' = eˣ
-log = _unary("log", lambda x: _xp().log(x), lambda out, x: 1.0 / x, [0])       # (log x)' = 1/x
-log1p = _unary("log1p", lambda x: _xp().log1p(x),
-               lambda out, x: 1.0 / (1.0 + x), [0])                          # 1/(1+x)
-expm1 = _unary("expm1", lambda x: _xp().expm1(x), lambda out, x: out + 1.0, ["out"])  # eˣ
-sqrt = _unary("sqrt", lambda x: _xp().sqrt(x), lambda out, x: 0.5 / out, ["out"])  # 1/(2√x)
-sin = _unary("sin", lambda x: _xp().sin(x), lambda out, x: cos(x), [0])
-cos = _unary("cos", lambda x: _xp().cos(x), lambda out, x: negative(sin(x)), [0])
-tanh = _unary("tanh", lambda x: _xp().tanh(x),
-              lambda out, x: 1.0 - out * out, ["out"])                        # 1 - tanh²
+exp = _unary("exp", lambda x: _xp().exp(x), lambda out: out)               # (eˣ)' = eˣ
+log = _unary("log", lambda x: _xp().log(x), lambda x: 1.0 / x)             # (log x)' = 1/x
+log1p = _unary("log1p", lambda x: _xp().log1p(x), lambda x: 1.0 / (1.0 + x))  # 1/(1+x)
+expm1 = _unary("expm1", lambda x: _xp().expm1(x), lambda out: out + 1.0)   # eˣ
+sqrt = _unary("sqrt", lambda x: _xp().sqrt(x), lambda out: 0.5 / out)      # 1/(2√x)
+sin = _unary("sin", lambda x: _xp().sin(x), lambda x: cos(x))
+cos = _unary("cos", lambda x: _xp().cos(x), lambda x: negative(sin(x)))
+tanh = _unary("tanh", lambda x: _xp().tanh(x), lambda out: 1.0 - out * out)  # 1 - tanh²
 
 
 def _sigmoid_impl(x: Any) -> Any:
     """σ(x) = 1/(1+e^{-x}), evaluated without overflow for large |x|."""
-    b = _backend._current[-1]
-    e = b.xp.exp(-b.xp.abs(x))
+    xp = _xp()
+    e = xp.exp(-xp.abs(x))
     # numerator e^{-|x|} for x < 0 and 1 for x >= 0 (where e <= 1): no branch, no overflow
-    return b.xp.maximum(e, b.xp.astype(x >= 0, e.dtype)) / (1.0 + e)
+    return xp.maximum(e, xp.astype(x >= 0, e.dtype)) / (1.0 + e)
 
 
-sigmoid = _unary("sigmoid", _sigmoid_impl, lambda out, x: out * (1.0 - out), ["out"])  # σ(1-σ)
+sigmoid = _unary("sigmoid", _sigmoid_impl, lambda out: out * (1.0 - out))  # σ(1-σ)
 
 
 def _softplus_impl(x: Any) -> Any:
     """log(1 + eˣ) = max(x, 0) + log1p(e^{-|x|}), stable for large |x|."""
     xp = _xp()
-    return xp.maximum(x, _as_array(0.0)) + xp.log1p(xp.exp(-xp.abs(x)))
+    return xp.maximum(x, as_array(0.0)) + xp.log1p(xp.exp(-xp.abs(x)))
 
 
-softplus = _unary("softplus", _softplus_impl, lambda out, x: sigmoid(x), [0])  # σ(x)
+softplus = _unary("softplus", _softplus_impl, lambda x: sigmoid(x))  # σ(x)
 
+abs = _unary("abs", lambda x: _xp().abs(x), lambda x: sign(x))  # noqa: A001  (|x|)' = sign x
 
-def _sign_of(x: Any) -> Any:
-    return _xp().sign(raw(x))
-
-
-abs = _unary("abs", lambda x: _xp().abs(x), lambda out, x: _sign_of(x), [0])  # noqa: A001
-
-_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
-
-erf = _unary("erf", lambda x: _backend._current[-1].erf(x),
-             lambda out, x: _TWO_OVER_SQRT_PI * exp(negative(x * x)), [0])  # (2/√π) e^{-x²}
-gammaln = _unary("gammaln", lambda x: _backend._current[-1].gammaln(x),
-                 lambda out, x: polygamma_p(x, n=0), [0])                   # ψ(x)
-polygamma_p = _unary("polygamma", lambda x, n: _backend._current[-1].polygamma(n, x),
-                     lambda out, x, n: polygamma_p(x, n=n + 1), [0])        # ψ⁽ⁿ⁾' = ψ⁽ⁿ⁺¹⁾
+register_ops(add=add, subtract=subtract, multiply=multiply, divide=divide, power=power,
+             negative=negative, abs=abs)

@@ -14,11 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .. import backend as _backend
-from ..core import Primitive, ShapeError, ndim_of, shape_of
-from .broadcasting import align_tangent, unbroadcast
+from ..backend import BackendError, get_backend
+from ..core import Primitive, ShapeError, ndim_of, register_ops, shape_of
 from .elementwise import add, multiply
-from .shapes import matrix_transpose, reshape
+from .linear import align_tangent, matrix_transpose, reshape, unbroadcast
 
 __all__ = ["matmul", "dot"]
 
@@ -51,7 +50,7 @@ def _matmul_vjp(g: Any, residuals: Any, needs: Sequence[bool]) -> list[Any]:
 
 _matmul_p = Primitive(
     "matmul",
-    lambda a, b: _backend._current[-1].xp.matmul(a, b),
+    lambda a, b: get_backend().xp.matmul(a, b),
     jvp=_matmul_jvp,
     save=_matmul_save,
     vjp=_matmul_vjp,
@@ -72,7 +71,7 @@ def matmul(a: Any, b: Any) -> Any:
     b2 = reshape(b, (*b_shape, 1)) if len(b_shape) == 1 else b
     try:
         out = _matmul_p(a2, b2)
-    except _backend.BackendError:
+    except BackendError:
         raise
     except ValueError as exc:
         raise ShapeError(f"matmul: batch dims of shapes {a_shape} and {b_shape} do not "
@@ -95,3 +94,6 @@ def dot(a: Any, b: Any) -> Any:
         raise ShapeError(f"dot: operands of more than 2 dims (shapes {shape_of(a)} and "
                          f"{shape_of(b)}) are not supported; use matmul")
     return matmul(a, b)
+
+
+register_ops(matmul=matmul)

@@ -1,9 +1,9 @@
-"""Reductions: ``sum``, ``max``, ``prod`` and ``cumsum`` are primitives; ``mean`` and ``min``
-are composed from them.
+"""Reductions: ``max``, ``prod`` and ``cumsum`` are primitives; ``mean`` and ``min`` are composed
+(``sum``, being linear, sits with the linear ops).
 
 Shapes: reducing ``x`` of shape ``S`` over ``axes`` gives ``S`` with those axes removed (or
-kept as length 1 with ``keepdims``). Every VJP first puts the removed axes back (``_expand``),
-then spreads the cotangent over the reduced elements.
+kept as length 1 with ``keepdims``). Every VJP first puts the removed axes back
+(``expand_reduced``), then spreads the cotangent over the reduced elements.
 """
 
 from __future__ import annotations
@@ -11,71 +11,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .. import backend as _backend
-from ..core import Primitive, ndim_of, raw, shape_of
-from .elementwise import _float_mask, multiply, subtract, where
+from ..backend import get_backend
+from ..core import Primitive, ndim_of, raw, register_ops, shape_of
+from .elementwise import float_mask, multiply, negative, subtract, where
+from .linear import (
+    expand_reduced,
+    keepdims_shape,
+    normalize_axis,
+    reshape,
+    tangent_axes,
+)
+from .linear import sum as _sum
 
-__all__ = ["sum", "max", "prod", "cumsum", "mean", "min", "normalize_axis"]
+__all__ = ["max", "prod", "cumsum", "mean", "min"]
 
 
 def _xp() -> Any:
-    return _backend._current[-1].xp
-
-
-def normalize_axis(axis: int | Sequence[int] | None, ndim: int, op: str) -> tuple[int, ...]:
-    """Turn ``axis`` (None, an int or a sequence, negatives allowed) into sorted axes."""
-    if axis is None:
-        return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    out = []
-    for a in axes:
-        if not isinstance(a, int) or not -ndim <= a < ndim:
-            raise ValueError(f"{op}: axis {a!r} is out of bounds for an array of {ndim} dims")
-        out.append(a % ndim)
-    if len(set(out)) != len(out):
-        raise ValueError(f"{op}: repeated axis in {axis!r}")
-    return tuple(sorted(out))
-
-
-def _keepdims_shape(shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(1 if i in axes else d for i, d in enumerate(shape))
-
-
-def _shift(axes: tuple[int, ...]) -> tuple[int, ...]:
-    """Axes of a tangent, which has one extra leading axis (the K directions)."""
-    return tuple(a + 1 for a in axes)
-
-
-def _expand(g: Any, x_shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool) -> Any:
-    """Broadcast a reduced cotangent back to the input's shape."""
-    from .shapes import broadcast_to, reshape
-
-    if not keepdims:
-        g = reshape(g, _keepdims_shape(x_shape, axes))
-    return broadcast_to(g, x_shape)
+    return get_backend().xp
 
 
 def _expand_raw(r: Any, x_shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool) -> Any:
-    return r if keepdims else _xp().reshape(r, _keepdims_shape(x_shape, axes))
-
-
-# ---------------------------------------------------------------------------------------------
-# sum: linear, so its JVP is itself and its VJP is a broadcast
-# ---------------------------------------------------------------------------------------------
-
-_sum_p = Primitive(
-    "sum",
-    lambda x, axis, keepdims: _xp().sum(x, axis=axis, keepdims=keepdims),
-    jvp=lambda ts, args, out, axis, keepdims: _sum_p(ts[0], axis=_shift(axis),
-                                                     keepdims=keepdims),
-    save=lambda args, out, needs, axis, keepdims: shape_of(args[0]),
-    vjp=lambda g, x_shape, needs, axis, keepdims: [_expand(g, x_shape, axis, keepdims)],
-)
-
-
-def sum(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Any:  # noqa: A001
-    """Σ over ``axis`` (all axes by default). VJP: x̄ = broadcast of ȳ."""
-    return _sum_p(x, axis=normalize_axis(axis, ndim_of(x), "sum"), keepdims=keepdims)
+    return r if keepdims else _xp().reshape(r, keepdims_shape(x_shape, axes))
 
 
 def mean(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Any:
@@ -84,7 +40,7 @@ def mean(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False
     n = 1
     for a in axes:
         n *= shape_of(x)[a]
-    return sum(x, axis=axes, keepdims=keepdims) / float(n)
+    return _sum(x, axis=axes, keepdims=keepdims) / float(n)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,21 +50,21 @@ def mean(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False
 
 def _max_weights(x_raw: Any, out_raw: Any, axes: tuple, keepdims: bool) -> Any:
     """w = 1[x = max] / #ties, so that ∂max/∂x = w (a subgradient at ties). A constant."""
-    mask = _float_mask(x_raw == _expand_raw(out_raw, x_raw.shape, axes, keepdims))
+    mask = float_mask(x_raw == _expand_raw(out_raw, x_raw.shape, axes, keepdims))
     return mask / _xp().sum(mask, axis=axes, keepdims=True)
 
 
 def _max_jvp(ts: Sequence[Any], args: Sequence[Any], out: Any, axis: tuple,
              keepdims: bool) -> Any:
     w = _max_weights(raw(args[0]), raw(out), axis, keepdims)
-    return sum(multiply(ts[0], w), axis=_shift(axis), keepdims=keepdims)
+    return _sum(multiply(ts[0], w), axis=tangent_axes(axis), keepdims=keepdims)
 
 
 def _max_vjp(g: Any, residuals: Any, needs: Sequence[bool], axis: tuple,
              keepdims: bool) -> list[Any]:
     x_raw, out_raw = residuals
     w = _max_weights(x_raw, out_raw, axis, keepdims)
-    return [multiply(_expand(g, x_raw.shape, axis, keepdims), w)]
+    return [multiply(expand_reduced(g, x_raw.shape, axis, keepdims), w)]
 
 
 _max_p = Primitive(
@@ -131,7 +87,7 @@ def max(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False)
 
 def min(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Any:  # noqa: A001
     """Smallest element over ``axis``: min x = -max(-x)."""
-    return -max(-x, axis=axis, keepdims=keepdims)
+    return negative(max(negative(x), axis=axis, keepdims=keepdims))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,7 +104,7 @@ def _product_of_others(x: Any, axes: tuple) -> Any:
     """
     xp = _xp()
     is_zero = raw(x) == 0
-    n_zero = xp.sum(_float_mask(is_zero), axis=axes, keepdims=True)
+    n_zero = xp.sum(float_mask(is_zero), axis=axes, keepdims=True)
     nonzero = where(is_zero, 1.0, x)
     p = _prod_p(nonzero, axis=axes, keepdims=True)
     at_lone_zero = xp.logical_and(is_zero, n_zero == 1)
@@ -157,12 +113,13 @@ def _product_of_others(x: Any, axes: tuple) -> Any:
 
 def _prod_jvp(ts: Sequence[Any], args: Sequence[Any], out: Any, axis: tuple,
               keepdims: bool) -> Any:
-    return sum(multiply(ts[0], _product_of_others(args[0], axis)), axis=_shift(axis),
+    return _sum(multiply(ts[0], _product_of_others(args[0], axis)), axis=tangent_axes(axis),
                keepdims=keepdims)
 
 
 def _prod_vjp(g: Any, x: Any, needs: Sequence[bool], axis: tuple, keepdims: bool) -> list[Any]:
-    return [multiply(_expand(g, shape_of(x), axis, keepdims), _product_of_others(x, axis))]
+    return [multiply(expand_reduced(g, shape_of(x), axis, keepdims),
+                     _product_of_others(x, axis))]
 
 
 _prod_p = Primitive(
@@ -186,7 +143,7 @@ def prod(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False
 
 def _cumsum_vjp(g: Any, residuals: Any, needs: Sequence[bool], axis: int) -> list[Any]:
     # x̄_i = Σ_{j ≥ i} ȳ_j = Σ_j ȳ_j - Σ_{j ≤ i} ȳ_j + ȳ_i
-    total = sum(g, axis=axis, keepdims=True)
+    total = _sum(g, axis=axis, keepdims=True)
     return [subtract(total, _cumsum_p(g, axis=axis)) + g]
 
 
@@ -202,9 +159,10 @@ _cumsum_p = Primitive(
 def cumsum(x: Any, axis: int | None = None) -> Any:
     """Running sum along ``axis``; with ``axis=None`` the array is flattened first (as NumPy)."""
     if axis is None:
-        from .shapes import reshape
-
         x = reshape(x, (-1,))
         axis = 0
     (axis,) = normalize_axis(axis, ndim_of(x), "cumsum")
     return _cumsum_p(x, axis=axis)
+
+
+register_ops(mean=mean, max=max, min=min, prod=prod)

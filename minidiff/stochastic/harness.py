@@ -31,7 +31,8 @@ from typing import Any
 from .. import backend as _backend
 from ..core import raw, shape_of
 from ..transforms import grad, jacfwd
-from .estimators import as_theta, check_count, root_generator
+from .blackbox import as_theta, check_count, root_generator
+from .triples import derivative_estimate
 
 __all__ = ["EstimatorRow", "Comparison", "compare_estimators", "summarise", "per_seed",
            "pathwise_samples", "triple_samples"]
@@ -243,8 +244,6 @@ def triple_samples(f: Callable[[Any, Any], Any], theta: Any, *, seed: Any = 0,
     """Per-sample stochastic-triple estimates: sample i is
     ``derivative_estimate(lambda t: f(t, root.stream(i)), θ, seed=i, **options)`` (the program's
     draws from stream i, the pruning decisions from seed i; each sample unbiased)."""
-    from . import derivative_estimate  # the triples module, imported when used
-
     theta = as_theta(theta, "triple_samples")
     root = root_generator(seed)
 

@@ -18,10 +18,15 @@ at once.
 
 Every primitive runs in both worlds: its value and tangent as in forward mode, and its
 alternative value by evaluating it on the alternative inputs (one batched call for elementwise
-ops). When a new jump wins, the world changes and every alternative computed before becomes
-stale: in the new world those values are unchanged, which the world counter records.
-Comparisons return a perturbed boolean that ``where`` understands, so masked control flow
+ops). Piecewise-constant primitives (comparisons, ``sign``, ``floor``) have no tangent, but the
+engine tracks jumps (``tracks_jumps``), so it sees them too and evaluates them in both worlds:
+``x > c`` is a perturbed boolean, and ``where`` on it selects per world, so masked control flow
 works; a Python ``if`` on a perturbed value is an error, because it could take only one branch.
+When a new jump wins, the world changes and every alternative computed before becomes stale: in
+the new world those values are unchanged, which the world counter records.
+
+Discrete samplers of :mod:`minidiff.random` ask the engine of their parameters' level to draw
+(``TripleEngine.sample_discrete``), so the random package never needs to know about triples.
 """
 
 from __future__ import annotations
@@ -30,10 +35,21 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import backend as _backend
-from .. import core
-from ..core import Box, Level, Primitive, bind, close_level, open_level, raw, shape_of
+from ..core import (
+    Box,
+    Level,
+    ModeError,
+    Primitive,
+    active_levels,
+    bind,
+    close_level,
+    deepest_level,
+    open_level,
+    raw,
+    shape_of,
+)
 from ..ops import reshape, transpose
-from ..ops.broadcasting import align_tangent
+from ..ops.linear import align_tangent
 from ..reverse import ReverseEngine
 
 __all__ = ["StochasticTriple", "derivative_estimate", "perturbed", "sample_perturbed"]
@@ -44,13 +60,13 @@ class StochasticTriple(Box):
 
     Attributes:
         value: the primal (a raw array).
-        tangent: shape (K, *value.shape), or None for a perturbed boolean.
+        tangent: shape (K, *value.shape), or None for the output of a piecewise-constant
+            primitive (a perturbed boolean, a floor).
         alt: the alternative values, shape (K, *value.shape), or None if no world differs.
         worlds: for each direction, the id of the world ``alt`` belongs to.
     """
 
     __slots__ = ("tangent", "alt", "worlds")
-    keep_as_condition = True  # ``where`` evaluates a perturbed condition in both worlds
 
     def __init__(self, value: Any, tangent: Any, alt: Any, worlds: tuple, level: Level) -> None:
         self.value = value
@@ -70,55 +86,15 @@ class StochasticTriple(Box):
             "minidiff.where(condition, if_true, if_false) (masking) instead"
         )
 
-    def compare_in_all_worlds(self, name: str, op: Callable, x: Any, y: Any) -> Any:
-        """``x op y`` in the primal world and in each alternative world."""
-        level = self.level
-        engine = level.engine
-        value = op(_primal(x, level), _primal(y, level))
-        alt_x, alt_y = engine.live_alt(x), engine.live_alt(y)
-        if alt_x is None and alt_y is None:
-            return StochasticTriple(value, None, None, engine.snapshot(), level)
-        rank = len(shape_of(value))
-        ax = _aligned(alt_x, x, level, rank)
-        ay = _aligned(alt_y, y, level, rank)
-        alt = op(ax, ay)
-        target = (engine.k, *shape_of(value))
-        if shape_of(alt) != target:
-            alt = _backend.get_backend().xp.broadcast_to(alt, target)
-        return StochasticTriple(value, None, alt, engine.snapshot(), level)
-
-    def __and__(self, other: Any) -> Any:
-        return _logical(lambda a, b: a & b, self, other)
-
-    __rand__ = __and__
-
-    def __or__(self, other: Any) -> Any:
-        return _logical(lambda a, b: a | b, self, other)
-
-    __ror__ = __or__
-
-    def __invert__(self) -> Any:
-        return _logical(lambda a, b: ~a, self, self)
-
 
 def _primal(x: Any, level: Level) -> Any:
     return x.value if isinstance(x, StochasticTriple) and x.level is level else raw(x)
 
 
-def _aligned(alt: Any, x: Any, level: Level, rank: int) -> Any:
-    """The alternative values of ``x`` with a leading K axis, or its primal if it has none."""
-    if alt is None:
-        return _primal(x, level)
-    return align_tangent(alt, len(shape_of(_primal(x, level))), rank)
-
-
-def _logical(op: Callable, x: Any, y: Any) -> Any:
-    owner = x if isinstance(x, StochasticTriple) else y
-    return owner.compare_in_all_worlds("logical", op, x, y)
-
-
 class TripleEngine:
     """Processes primitives at one triple level with K directions, and owns the worlds."""
+
+    tracks_jumps = True  # piecewise-constant primitives jump between worlds: see them too
 
     def __init__(self, k: int, seed: Any) -> None:
         self.k = k
@@ -145,9 +121,9 @@ class TripleEngine:
 
     def process(self, primitive: Primitive, args: tuple, params: dict) -> StochasticTriple:
         level = self.level
-        if primitive.jvp is None:
-            raise core.ModeError(f"{primitive.name} has no JVP rule, so stochastic triples "
-                                 f"(forward mode) cannot differentiate it")
+        if primitive.differentiable and primitive.jvp is None:
+            raise ModeError(f"{primitive.name} has no JVP rule, so stochastic triples "
+                            f"(forward mode) cannot differentiate it")
         primals, tangents, alts = [], [], []
         for a in args:
             if isinstance(a, StochasticTriple) and a.level is level:
@@ -159,9 +135,11 @@ class TripleEngine:
                 tangents.append(None)
                 alts.append(None)
         out = bind(primitive, *primals, **params)
-        if any(t is not None for t in tangents):
+        if not primitive.differentiable:  # piecewise constant: no tangent, only jumps
+            tangent = None
+        elif any(t is not None for t in tangents):
             tangent = primitive.jvp(tangents, primals, out, **params)
-        else:  # only perturbed booleans (conditions) among the arguments
+        else:  # only piecewise-constant values (conditions) among the arguments
             tangent = _zeros((self.k, *shape_of(out)))
         alt = None
         if any(a is not None for a in alts):
@@ -185,6 +163,39 @@ class TripleEngine:
             pieces.append(raw(bind(primitive, *args_k, **params)))
         return xp.stack(pieces)
 
+    def sample_discrete(self, dist: Any, u: Any, params: Sequence[Any]) -> StochasticTriple:
+        """Draw from ``dist`` by inversion of the uniforms ``u`` with perturbed ``params``.
+
+        The sample's alternative world comes from the same ``u`` at the parameters'
+        alternative values (a coupled draw: this is also how a finite change of a Binomial's n
+        is handled); its parameters' tangents propose new jumps, which compete with the world
+        kept (pruning).
+        """
+        level = self.level
+        xp = _backend.get_backend().xp
+        values = [_primal(p, level) for p in params]
+        x = dist.sample(u, *values)
+        batch_rank = len(shape_of(x))
+        alts = [self.live_alt(p) for p in params]
+        alt = None
+        if any(a is not None for a in alts):
+            batched = [v if a is None else _align_param(a, v, batch_rank, dist) for v, a in
+                       zip(values, alts)]
+            alt = dist.sample(u, *batched)  # u broadcasts against (K, ...) from the right
+            alt = xp.broadcast_to(alt, (self.k, *shape_of(x)))
+        continuous = params[-1]  # the continuous parameter (p, λ or probs) comes last
+        if isinstance(continuous, StochasticTriple) and continuous.level is level and \
+                continuous.tangent is not None:
+            for other in params[:-1]:  # integer parameters (a Binomial's n) move only in jumps
+                if isinstance(other, StochasticTriple) and other.level is level and \
+                        other.tangent is not None and bool(xp.any(other.tangent != 0)):
+                    raise ValueError(f"{dist.name}: the integer parameter n has a continuous "
+                                     f"derivative; n may change only by finite jumps")
+            tangent = _align_param(continuous.tangent, values[-1], batch_rank, dist)
+            events = dist.events(x, *values, tangent)
+            alt = _prune(self, x, alt, events)
+        return StochasticTriple(x, _zeros((self.k, *shape_of(x))), alt, self.snapshot(), level)
+
 
 def _zeros(shape: tuple) -> Any:
     b = _backend.get_backend()
@@ -197,51 +208,20 @@ def _zeros(shape: tuple) -> Any:
 
 
 def _triple_level(params: Sequence[Any]) -> Level | None:
-    top = None
-    for p in params:
-        if isinstance(p, StochasticTriple) and p.level.active and (
-                top is None or p.level.depth > top.depth):
-            top = p.level
-    return top
+    level = deepest_level(*params)
+    return level if level is not None and isinstance(level.engine, TripleEngine) else None
 
 
 def perturbed(*params: Any) -> bool:
-    """True when a sampler's parameters carry a stochastic-triple perturbation."""
+    """True when a sampler's parameters carry a stochastic-triple perturbation (their deepest
+    level is a triple level)."""
     return _triple_level(params) is not None
 
 
 def sample_perturbed(dist: Any, u: Any, params: Sequence[Any]) -> StochasticTriple:
-    """Draw from ``dist`` by inversion of the uniforms ``u`` with perturbed ``params``.
-
-    The sample's alternative world comes from the same ``u`` at the parameters' alternative
-    values (a coupled draw: this is also how a finite change of a Binomial's n is handled); its
-    parameters' tangents propose new jumps, which compete with the world kept (pruning).
-    """
-    level = _triple_level(params)
-    engine: TripleEngine = level.engine
-    xp = _backend.get_backend().xp
-    values = [_primal(p, level) for p in params]
-    x = dist.sample(u, *values)
-    batch_rank = len(shape_of(x))
-    alts = [engine.live_alt(p) for p in params]
-    alt = None
-    if any(a is not None for a in alts):
-        batched = [v if a is None else _align_param(a, v, batch_rank, dist) for v, a in
-                   zip(values, alts)]
-        alt = dist.sample(u, *batched)  # u broadcasts against (K, ...) from the right
-        alt = xp.broadcast_to(alt, (engine.k, *shape_of(x)))
-    continuous = params[-1]  # the continuous parameter (p, λ or probs) comes last
-    if isinstance(continuous, StochasticTriple) and continuous.level is level and \
-            continuous.tangent is not None:
-        for other in params[:-1]:  # integer parameters (a Binomial's n) move only in jumps
-            if isinstance(other, StochasticTriple) and other.level is level and \
-                    bool(xp.any(other.tangent != 0)):
-                raise ValueError(f"{dist.name}: the integer parameter n has a continuous "
-                                 f"derivative; n may change only by finite jumps")
-        tangent = _align_param(continuous.tangent, values[-1], batch_rank, dist)
-        events = dist.events(x, *values, tangent)
-        alt = _prune(engine, x, alt, events)
-    return StochasticTriple(x, _zeros((engine.k, *shape_of(x))), alt, engine.snapshot(), level)
+    """Draw from ``dist`` by inversion of ``u`` at perturbed ``params``: the triple engine of
+    their level draws (:meth:`TripleEngine.sample_discrete`)."""
+    return _triple_level(params).engine.sample_discrete(dist, u, params)
 
 
 def _align_param(alt: Any, value: Any, batch_rank: int, dist: Any) -> Any:
@@ -305,7 +285,7 @@ def derivative_estimate(f: Callable[[Any], Any], theta: Any, *, seed: Any = None
 
     Returns an array of shape ``out.shape + theta.shape`` (like ``jacfwd``).
     """
-    if any(isinstance(lv.engine, ReverseEngine) for lv in core._level_stack):
+    if any(isinstance(lv.engine, ReverseEngine) for lv in active_levels()):
         raise TypeError(
             "stochastic triples are a forward-mode estimator and cannot run under grad/vjp "
             "(reverse mode); call derivative_estimate outside the reverse-mode transform, or "
@@ -327,6 +307,8 @@ def derivative_estimate(f: Callable[[Any], Any], theta: Any, *, seed: Any = None
         out = f(StochasticTriple(theta, seed_tangent, None, engine.snapshot(), level))
         if isinstance(out, StochasticTriple) and out.level is level:
             value, tangent, alt = out.value, out.tangent, engine.live_alt(out)
+            if tangent is None:  # a piecewise-constant output: its change is all in jumps
+                tangent = _zeros((k, *shape_of(value)))
         else:
             value, tangent, alt = raw(out), None, None
             tangent = _zeros((k, *shape_of(value)))

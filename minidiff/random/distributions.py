@@ -36,10 +36,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import backend as _backend
+from ..backend import get_backend
 from ..core import raw, shape_of
 from ..ops import gammaln, log, log1p, where
 from ..ops import sum as _sum
+from ..ops.linear import broadcast_shapes
 
 __all__ = ["DISTRIBUTIONS", "Bernoulli", "Binomial", "Poisson", "Geometric", "Categorical",
            "Event", "check_probability"]
@@ -55,11 +56,11 @@ class Event:
 
 
 def _xp() -> Any:
-    return _backend._current[-1].xp
+    return get_backend().xp
 
 
 def _float(x: Any) -> Any:
-    b = _backend._current[-1]
+    b = get_backend()
     return b.xp.astype(x, b.float_dtype)
 
 
@@ -154,8 +155,6 @@ def _binomial_icdf(u: Any, n: Any, p: Any) -> Any:
 
 
 def _broadcast_shape(*arrays: Any) -> tuple[int, ...]:
-    from ..ops.broadcasting import broadcast_shapes
-
     return broadcast_shapes(*(shape_of(a) for a in arrays))
 
 
@@ -335,7 +334,7 @@ DISTRIBUTIONS = {d.name: d for d in (Bernoulli, Binomial, Poisson, Geometric, Ca
 
 def uniform_like(rng: Any, shape: Sequence[int]) -> Any:
     """Uniforms strictly inside (0, 1), as backend arrays."""
-    b = _backend._current[-1]
+    b = get_backend()
     u = b.asarray(rng.random(tuple(shape)))
     tiny = float(b.xp.finfo(b.float_dtype).smallest_normal)
     return b.xp.clip(u, tiny, 1.0 - float(b.xp.finfo(b.float_dtype).eps))

@@ -1,4 +1,4 @@
-"""Derivatives for discrete samples drawn by inversion: the ``estimator=`` of the samplers.
+"""Gradients for discrete samples drawn by inversion: what ``estimator=`` of a sampler picks.
 
 A discrete sample x = F⁻¹(U; θ) is piecewise constant in θ, so its exact derivative is zero
 almost everywhere. Each estimator keeps the hard value x (except the soft Gumbel-softmax) and
@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import backend as _backend
+from ..backend import get_backend
 from ..core import Box, raw, shape_of
 from ..ops import (
     add,
@@ -38,19 +38,21 @@ from ..ops import (
     stop_gradient,
     subtract,
 )
-from .surrogates import straight_through
+from ..ops.surrogates import straight_through
 
-__all__ = ["ESTIMATORS", "check_estimator", "gumbel_noise", "attach", "attach_categorical"]
+__all__ = ["DISCRETE_GRADIENTS", "check_estimator", "gumbel_noise", "attach",
+           "attach_categorical"]
 
-ESTIMATORS = ("smoothed", "straight_through", "gumbel_softmax", "score", "none")
+# The gradients a discrete sample can carry: the names ``estimator=`` accepts.
+DISCRETE_GRADIENTS = ("smoothed", "straight_through", "gumbel_softmax", "score", "none")
 RELAXABLE = ("bernoulli", "categorical")
 
 
 def check_estimator(name: str, estimator: Any, tau: Any = 1.0, one_hot: bool = False) -> None:
     """Refuse unknown estimator names, estimators the sampler ``name`` lacks, and τ ≤ 0."""
-    if estimator not in ESTIMATORS:
+    if estimator not in DISCRETE_GRADIENTS:
         raise ValueError(f"{name}: unknown estimator {estimator!r}; choose one of "
-                         f"{', '.join(map(repr, ESTIMATORS))}")
+                         f"{', '.join(map(repr, DISCRETE_GRADIENTS))}")
     if name == "categorical" and estimator == "smoothed":
         raise ValueError("categorical: estimator 'smoothed' needs one continuous parameter; "
                          "use 'straight_through', 'gumbel_softmax', 'score' or 'none'")
@@ -72,13 +74,13 @@ def check_estimator(name: str, estimator: Any, tau: Any = 1.0, one_hot: bool = F
 
 
 def _finfo() -> Any:
-    b = _backend.get_backend()
+    b = get_backend()
     return b.xp.finfo(b.float_dtype)
 
 
 def gumbel_noise(u: Any) -> Any:
     """−log(−log U) on raw arrays: finite for U strictly inside (0, 1)."""
-    xp = _backend.get_backend().xp
+    xp = get_backend().xp
     return -xp.log(-xp.log(u))
 
 
@@ -100,7 +102,7 @@ def attach(dist: Any, x: Any, u: Any, params: tuple, shape: tuple, estimator: st
     # Bernoulli's Gumbel-softmax with classes (1, 0): y₁ = σ((log p − log(1−p) + g₁ − g₀)/τ).
     # g₁ − g₀ is Logistic, drawn as −logit U from the sample's own U: then the relaxed logit
     # is > 0 exactly when U < p, i.e. when x = 1 (the usual joint law of (x, y), coupled to x).
-    xp = _backend.get_backend().xp
+    xp = get_backend().xp
     eps = float(_finfo().eps)
     pc = clip(params[0], eps * eps, 1.0 - eps)  # see _FLOOR
     y = sigmoid((log(pc) - log1p(-pc) + (xp.log1p(-u) - xp.log(u))) / tau)
@@ -130,7 +132,7 @@ def _conditional_gumbel(logits: Any, onehot: Any, v: Any) -> Any:
     of k; each other a_j + g_j is Gumbel(a_j) truncated below M, drawn by inversion as
     −log(e^{−M} + e^{−a_j}(−log V_j)). Together (k, g) have the joint law of the Gumbel-max
     trick, so the relaxation is the usual one, but k is the inversion sample."""
-    xp = _backend.get_backend().xp
+    xp = get_backend().xp
     a = xp.broadcast_to(logits, v.shape)
     top = xp.max(a, axis=-1, keepdims=True)
     lse = top + xp.log(xp.sum(xp.exp(a - top), axis=-1, keepdims=True))

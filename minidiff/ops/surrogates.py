@@ -18,26 +18,25 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .. import backend as _backend
+from ..backend import get_backend
 from ..core import Primitive, ShapeError, raw, shape_of
-from ..ops import multiply, tanh
-from ..ops.broadcasting import align_tangent, unbroadcast
-from ..ops.elementwise import elementwise_primitive
+from .elementwise import elementwise_primitive, multiply, tanh
+from .linear import align_tangent, unbroadcast
 
 __all__ = ["soft_step", "straight_through"]
 
 
-def _step(x: Any, k: float) -> Any:
-    b = _backend._current[-1]
+def _step(x: Any, *, k: float) -> Any:
+    b = get_backend()
     return b.xp.astype(x >= 0, b.float_dtype)
 
 
-def _sigmoid_slope(out: Any, x: Any, k: float) -> Any:
+def _sigmoid_slope(x: Any, k: float) -> Any:
     """d/dx σ(kx) = k σ(kx)(1 − σ(kx)) = (k/4)(1 − tanh²(kx/2)).
 
     The tanh form takes one transcendental pass instead of sigmoid's several; where it loses
     relative accuracy (|kx| > 36, as tanh² rounds to 1) the slope is below 1e-15 k anyway."""
-    b = _backend._current[-1]
+    b = get_backend()
     if isinstance(x, b.array_type):  # plain arrays (no nested transform): update in place
         t = b.xp.tanh(x * (0.5 * k))
         t *= t
@@ -48,7 +47,7 @@ def _sigmoid_slope(out: Any, x: Any, k: float) -> Any:
     return (0.25 * k) * (1.0 - t * t)
 
 
-_soft_step_p = elementwise_primitive("soft_step", _step, partials=[_sigmoid_slope], uses=[(0,)])
+_soft_step_p = elementwise_primitive("soft_step", _step, partials=[_sigmoid_slope])
 
 
 def soft_step(x: Any, k: float = 1.0) -> Any:

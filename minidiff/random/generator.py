@@ -1,57 +1,5 @@
-"""Seeded, keyed random numbers, with samplers that minidiff can differentiate.
-
-``rng = minidiff.random.default_rng(seed)`` is a NumPy-style generator over the current
-backend's random numbers (draws are backend float64 arrays, or traced values when a parameter is
-traced).
-
-Keyed streams (common random numbers)
--------------------------------------
-To compare a stochastic program at θ and θ + h (finite differences, paired comparisons), both
-runs must see the *same* random numbers. Fixing the seed is not enough: a seed fixes a
-*sequence*, and a draw is the n-th number of that sequence. As soon as the two runs draw a
-different number of values (one more arrival, an agent that dies earlier, a branch taken), every
-later draw is shifted, and from there on the runs are independent. ``rng.stream(key)`` returns a
-child generator whose draws depend only on (seed, key), through an integer derived from
-SHA-256 of the key's canonical form (never Python's ``hash``, which is salted per process). A
-draw keyed by *what it is for*, e.g. ``rng.stream(("shock", t))``, is the same in every run,
-whatever else was drawn before. Making a stream does not advance its parent, and the same key
-always restarts the same sequence: make it once and keep it, or key each use.
-
-Reparameterised samplers
-------------------------
-``normal``, ``lognormal``, ``uniform``, ``exponential``, ``gumbel`` and ``logistic`` transform a
-parameter-free draw with minidiff ops (x = loc + scale·z, ...), so traced parameters get
-pathwise derivatives dx/dθ in every transform. The output shape is the broadcast of the
-parameters' shapes, or ``size`` (which they must broadcast to), as in NumPy.
-
-Discrete samplers and their estimators
---------------------------------------
-``bernoulli``, ``binomial``, ``poisson``, ``geometric`` and ``categorical`` invert one uniform U
-per sample (:mod:`minidiff.stochastic.distributions`), so every estimator below sees the same
-hard value, and a stochastic triple (when a parameter is one) takes over before any estimator.
-A discrete sample has derivative zero almost everywhere; ``estimator=`` picks a stand-in
-(details in :mod:`minidiff.stochastic.discrete_estimators`): ``"smoothed"``, ``"straight_through"``,
-``"gumbel_softmax"`` (bernoulli and categorical; ``tau``, ``hard``), ``"score"`` or ``"none"``.
-
-The default is ``"smoothed"``: value x exactly, derivative the average of the two one-sided jump
-rules, which is linear in δθ (so it works in reverse mode as well as forward), unbiased for E[X]
-and so for any f linear in the sample, of low variance, with no temperature to tune. It is biased
-for non-linear f: use stochastic triples or the score function there.
-
-``"score"`` gives the value x and no derivative, and adds log p(x; θ) to ``rng.log_prob``, a
-traced running sum shared by the generator and every stream derived from it. The surrogate
-
-    S = f + stop_gradient(f − b)·(rng.log_prob − stop_gradient(rng.log_prob))
-
-has value f and derivative ∇f + (f − b)∇log p, unbiased for any f and any baseline b that does
-not depend on the sample (:meth:`Generator.score_surrogate`). Call ``reset_log_prob()`` at the
-start of each evaluation.
-
-Categorical's default is ``"straight_through"`` with ``one_hot=True`` (hard one-hot value,
-derivative of ``probs``). An index has no useful derivative (its order means nothing), so with
-``one_hot=False`` the default is ``"none"``, and it refuses traced ``probs`` rather than return a
-silent zero derivative: pass ``estimator="none"`` or ``"score"``, or ask for ``one_hot=True``.
-"""
+"""The generator: NumPy-style draws on the current backend, keyed child streams, and the
+samplers (the package notes, :mod:`minidiff.random`, explain each kind)."""
 
 from __future__ import annotations
 
@@ -60,19 +8,13 @@ import operator
 import secrets
 from typing import Any
 
-from . import backend as _backend
-from .core import Box, raw, shape_of, strip_inactive
-from .ops import add, exp, multiply, stop_gradient, subtract
-from .ops import sum as _sum
-from .ops.broadcasting import broadcast_shapes, broadcasts_to
-from .stochastic.discrete_estimators import (
-    ESTIMATORS,
-    attach,
-    attach_categorical,
-    check_estimator,
-    gumbel_noise,
-)
-from .stochastic.distributions import (
+from .. import backend as _backend
+from ..core import Box, deepest_level, raw, shape_of, strip_inactive
+from ..ops import add, exp, multiply, stop_gradient, subtract
+from ..ops import sum as _sum
+from ..ops.linear import broadcast_shapes, broadcasts_to
+from .discrete_gradients import attach, attach_categorical, check_estimator, gumbel_noise
+from .distributions import (
     Bernoulli,
     Binomial,
     Categorical,
@@ -82,7 +24,7 @@ from .stochastic.distributions import (
     uniform_like,
 )
 
-__all__ = ["Generator", "default_rng", "ESTIMATORS"]
+__all__ = ["Generator", "default_rng"]
 
 
 def default_rng(seed: Any = None) -> Generator:
@@ -124,7 +66,7 @@ class Generator:
     """NumPy-style random numbers on the current backend, with keyed child streams.
 
     Made by :func:`default_rng`; ``stream(key)`` makes children. Methods take NumPy's names and
-    defaults; discrete samplers add ``estimator=`` (see the module notes).
+    defaults; discrete samplers add ``estimator=`` (see :mod:`minidiff.random`).
     """
 
     def __init__(self, seed: Any = None, *, _path: tuple | None = None,
@@ -301,12 +243,12 @@ class Generator:
         n_cat = shape_of(probs)[-1]
         batch = _out_shape(name, size, shape_of(probs)[:-1])
         u = self._open_uniform(batch)
-        triples = _triples()
-        if triples is not None and triples.perturbed(probs):
+        engine_sampler = _engine_sampler((probs,))
+        if engine_sampler is not None:
             if one_hot:
                 raise ValueError("categorical: under stochastic triples the sample is an "
                                  "index; one_hot=True is not supported there")
-            return triples.sample_perturbed(Categorical, u, (probs,))
+            return engine_sampler(Categorical, u, (probs,))
         if default and not one_hot and isinstance(probs, Box):
             raise ValueError("categorical: an index sample has no derivative in probs; pass "
                              "one_hot=True (straight-through by default), estimator='score', "
@@ -326,11 +268,12 @@ class Generator:
 
     def _discrete(self, dist: Any, params: tuple, shape: tuple, estimator: str,
                   tau: float = 1.0, hard: bool = True) -> Any:
-        """Invert one uniform per sample, then apply ``estimator`` (the triples hook first)."""
+        """Invert one uniform per sample, then apply ``estimator`` (unless the parameters'
+        engine samples by itself)."""
         u = self._open_uniform(shape)
-        triples = _triples()
-        if triples is not None and triples.perturbed(*params):
-            return triples.sample_perturbed(dist, u, params)
+        engine_sampler = _engine_sampler(params)
+        if engine_sampler is not None:
+            return engine_sampler(dist, u, params)
         x = dist.sample(u, *(raw(p) for p in params))
         if estimator == "score":
             self._add_log_prob(_sum(dist.log_prob(x, *params)))
@@ -343,15 +286,11 @@ class Generator:
 # ---------------------------------------------------------------------------------------------
 
 
-def _triples() -> Any:
-    """The stochastic-triples module, or None where it does not exist yet."""
-    try:
-        from .stochastic import triples
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("minidiff.stochastic.triples", "minidiff.stochastic"):
-            raise
-        return None
-    return triples
+def _engine_sampler(params: tuple) -> Any:
+    """``sample_discrete`` of the engine of the parameters' deepest level, when it has one
+    (stochastic triples do: a sample's jumps are theirs to track), else None."""
+    level = deepest_level(*params)
+    return None if level is None else getattr(level.engine, "sample_discrete", None)
 
 
 def _param(x: Any) -> Any:

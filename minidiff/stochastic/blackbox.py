@@ -63,6 +63,7 @@ from typing import Any
 from .. import backend as _backend
 from ..core import Box, raw, shape_of
 from ..ops import add, multiply, stack, stop_gradient, subtract
+from ..random import default_rng
 from ..transforms import jacfwd, jacrev
 
 __all__ = ["score_function", "finite_difference"]
@@ -76,8 +77,6 @@ def root_generator(seed: Any) -> Any:
     or ``seed`` itself when it is already a generator (anything with a ``stream`` method)."""
     if hasattr(seed, "stream"):
         return seed
-    from ..random import default_rng
-
     return default_rng(seed)
 
 

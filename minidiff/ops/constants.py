@@ -1,0 +1,53 @@
+"""Arrays that carry no derivative: zeros and ones, conversions, and ``stop_gradient``.
+
+These sit at the bottom of the ops: they make or unwrap raw backend arrays and have no rules,
+so every other op may use them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..backend import get_backend
+from ..core import Box, raw, shape_of
+
+__all__ = ["zeros", "ones", "zeros_like", "ones_like", "asarray", "to_host", "stop_gradient"]
+
+
+def zeros(shape: Sequence[int]) -> Any:
+    """A float64 array of zeros on the current backend."""
+    b = get_backend()
+    return b.xp.zeros(tuple(shape), dtype=b.float_dtype)
+
+
+def ones(shape: Sequence[int]) -> Any:
+    """A float64 array of ones on the current backend."""
+    b = get_backend()
+    return b.xp.ones(tuple(shape), dtype=b.float_dtype)
+
+
+def zeros_like(x: Any) -> Any:
+    return zeros(shape_of(x))
+
+
+def ones_like(x: Any) -> Any:
+    return ones(shape_of(x))
+
+
+def asarray(x: Any, dtype: Any = None) -> Any:
+    """Python numbers, lists and arrays as arrays of the current backend (floats as float64).
+    Traced values are returned unchanged."""
+    if isinstance(x, Box):
+        return x
+    return get_backend().asarray(x, dtype=dtype)
+
+
+def to_host(x: Any) -> Any:
+    """A NumPy copy of ``x``'s value (dropping any tracing)."""
+    return get_backend().to_host(raw(x))
+
+
+def stop_gradient(x: Any) -> Any:
+    """The value of ``x`` as a constant: no derivative flows through it, in any transform."""
+    return raw(x)

@@ -1,0 +1,74 @@
+"""Seeded, keyed random numbers, with samplers that minidiff can differentiate.
+
+``rng = minidiff.random.default_rng(seed)`` is a NumPy-style generator over the current
+backend's random numbers (draws are backend float64 arrays, or traced values when a parameter is
+traced).
+
+Keyed streams (common random numbers)
+-------------------------------------
+To compare a stochastic program at θ and θ + h (finite differences, paired comparisons), both
+runs must see the *same* random numbers. Fixing the seed is not enough: a seed fixes a
+*sequence*, and a draw is the n-th number of that sequence. As soon as the two runs draw a
+different number of values (one more arrival, an agent that dies earlier, a branch taken), every
+later draw is shifted, and from there on the runs are independent. ``rng.stream(key)`` returns a
+child generator whose draws depend only on (seed, key), through an integer derived from
+SHA-256 of the key's canonical form (never Python's ``hash``, which is salted per process). A
+draw keyed by *what it is for*, e.g. ``rng.stream(("shock", t))``, is the same in every run,
+whatever else was drawn before. Making a stream does not advance its parent, and the same key
+always restarts the same sequence: make it once and keep it, or key each use.
+
+Reparameterised samplers
+------------------------
+``normal``, ``lognormal``, ``uniform``, ``exponential``, ``gumbel`` and ``logistic`` transform a
+parameter-free draw with minidiff ops (x = loc + scale·z, ...), so traced parameters get
+pathwise derivatives dx/dθ in every transform. The output shape is the broadcast of the
+parameters' shapes, or ``size`` (which they must broadcast to), as in NumPy.
+
+Discrete samplers and their estimators
+--------------------------------------
+``bernoulli``, ``binomial``, ``poisson``, ``geometric`` and ``categorical`` invert one uniform U
+per sample (:mod:`minidiff.random.distributions`), so every estimator below sees the same
+hard value. When a parameter is boxed by an engine with its own way of sampling (stochastic
+triples), that engine draws the sample, before any estimator. A discrete sample has derivative
+zero almost everywhere; ``estimator=`` picks a stand-in (details in
+:mod:`minidiff.random.discrete_gradients`): ``"smoothed"``, ``"straight_through"``,
+``"gumbel_softmax"`` (bernoulli and categorical; ``tau``, ``hard``), ``"score"`` or ``"none"``.
+
+The default is ``"smoothed"``: value x exactly, derivative the average of the two one-sided jump
+rules, which is linear in δθ (so it works in reverse mode as well as forward), unbiased for E[X]
+and so for any f linear in the sample, of low variance, with no temperature to tune. It is biased
+for non-linear f: use stochastic triples or the score function there.
+
+``"score"`` gives the value x and no derivative, and adds log p(x; θ) to ``rng.log_prob``, a
+traced running sum shared by the generator and every stream derived from it. The surrogate
+
+    S = f + stop_gradient(f − b)·(rng.log_prob − stop_gradient(rng.log_prob))
+
+has value f and derivative ∇f + (f − b)∇log p, unbiased for any f and any baseline b that does
+not depend on the sample (:meth:`Generator.score_surrogate`). Call ``reset_log_prob()`` at the
+start of each evaluation.
+
+Categorical's default is ``"straight_through"`` with ``one_hot=True`` (hard one-hot value,
+derivative of ``probs``). An index has no useful derivative (its order means nothing), so with
+``one_hot=False`` the default is ``"none"``, and it refuses traced ``probs`` rather than return a
+silent zero derivative: pass ``estimator="none"`` or ``"score"``, or ask for ``one_hot=True``.
+
+Modules
+-------
+* :mod:`.generator`: ``Generator`` and ``default_rng``, keyed streams and every sampler;
+* :mod:`.distributions`: the discrete distributions, drawn by inversion, with their jump rules;
+* :mod:`.discrete_gradients`: the gradients ``estimator=`` attaches to a discrete sample
+  (``DISCRETE_GRADIENTS`` lists their names).
+
+Stochastic triples and the black-box estimators (score function, finite differences) live in
+:mod:`minidiff.stochastic`, which builds on this package (never the other way round).
+"""
+
+from __future__ import annotations
+
+from .discrete_gradients import DISCRETE_GRADIENTS
+from .generator import Generator, default_rng
+
+ESTIMATORS = DISCRETE_GRADIENTS  # the old name, kept until models/ moves to DISCRETE_GRADIENTS
+
+__all__ = ["DISCRETE_GRADIENTS", "ESTIMATORS", "Generator", "default_rng"]
