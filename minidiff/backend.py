@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import scipy.special as sps
+from scipy.integrate import quad
 
 __all__ = [
     "Backend",
@@ -159,7 +160,7 @@ class Backend:
         a, b, x = np.broadcast_arrays(a, b, x)
         da, db = np.empty(a.shape), np.empty(a.shape)
         for k in np.ndindex(a.shape):
-            da[k], db[k] = _betainc_partials(float(a[k]), float(b[k]), float(x[k]))
+            da[k], db[k] = self._betainc_partials(float(a[k]), float(b[k]), float(x[k]))
         return self.from_host(da), self.from_host(db)
 
     def gammainc_grad(self, a: Any, x: Any) -> Any:
@@ -171,8 +172,72 @@ class Backend:
         a, x = np.broadcast_arrays(a, x)
         out = np.empty(a.shape)
         for k in np.ndindex(a.shape):
-            out[k] = _gammainc_partial(float(a[k]), float(x[k]))
+            out[k] = self._gammainc_partial(float(a[k]), float(x[k]))
         return self.from_host(out)
+
+    # quadrature behind betainc_grad and gammainc_grad (QUADPACK through SciPy)
+
+    @staticmethod
+    def _betainc_partials_below_mean(a: float, b: float, x: float) -> tuple[float, float]:
+        """(∂I/∂a, ∂I/∂b) at x ≤ a/(a+b): with t = x s the integrals are x^a · ∫_0^1 g(s)
+        s^(a−1) ds, QUADPACK's weights s^(a−1) and s^(a−1) log s taking the singularity."""
+        tol = {"epsabs": 0.0, "epsrel": 1e-12, "limit": 200}
+        weight = {"wvar": (a - 1.0, 0.0), **tol}
+
+        def one_minus_xs(s: float) -> float:
+            return (1.0 - x * s) ** (b - 1.0)
+
+        j0 = quad(one_minus_xs, 0.0, 1.0, weight="alg", **weight)[0]
+        jlog = quad(one_minus_xs, 0.0, 1.0, weight="alg-loga", **weight)[0]
+        jlog1m = quad(lambda s: math.log1p(-x * s) * one_minus_xs(s), 0.0, 1.0, weight="alg",
+                      **weight)[0]
+        scale = math.exp(a * math.log(x) - sps.betaln(a, b))
+        cdf = scale * j0
+        psi_ab = sps.digamma(a + b)
+        d_a = scale * (math.log(x) * j0 + jlog) - cdf * (sps.digamma(a) - psi_ab)
+        d_b = scale * jlog1m - cdf * (sps.digamma(b) - psi_ab)
+        return d_a, d_b
+
+    @staticmethod
+    def _betainc_partials(a: float, b: float, x: float) -> tuple[float, float]:
+        if not (a > 0 and b > 0) or not 0.0 <= x <= 1.0:
+            return math.nan, math.nan
+        if x in (0.0, 1.0):
+            return 0.0, 0.0
+        if x <= a / (a + b):
+            return Backend._betainc_partials_below_mean(a, b, x)
+        # I_x(a, b) = 1 − I_(1−x)(b, a)
+        d_b, d_a = Backend._betainc_partials_below_mean(b, a, 1.0 - x)
+        return -d_a, -d_b
+
+    @staticmethod
+    def _gammainc_partial(a: float, x: float) -> float:
+        if not a > 0 or not x >= 0:
+            return math.nan
+        if x == 0.0 or math.isinf(x):
+            return 0.0
+        tol = {"epsabs": 0.0, "epsrel": 1e-12, "limit": 200}
+        if x <= a:  # P side: t = x s, x^a/Γ(a) · ∫_0^1 (log x + log s) s^(a−1) e^(−x s) ds
+            def decay(s: float) -> float:
+                return math.exp(-x * s)
+
+            weight = {"wvar": (a - 1.0, 0.0), **tol}
+            j0 = quad(decay, 0.0, 1.0, weight="alg", **weight)[0]
+            jlog = quad(decay, 0.0, 1.0, weight="alg-loga", **weight)[0]
+            scale = math.exp(a * math.log(x) - sps.gammaln(a))
+            return scale * (math.log(x) * j0 + jlog) - scale * j0 * sps.digamma(a)
+
+        # Q side: t = x + v, e^(−x) x^(a−1)/Γ(a) · ∫_0^∞ log(x+v) (1+v/x)^(a−1) e^(−v) dv
+        def tail(v: float, with_log: bool) -> float:
+            w = math.exp((a - 1.0) * math.log1p(v / x) - v)
+            return math.log(x + v) * w if with_log else w
+
+        scale = math.exp(-x + (a - 1.0) * math.log(x) - sps.gammaln(a))
+        k0 = quad(tail, 0.0, math.inf, args=(False,), **tol)[0]
+        klog = quad(tail, 0.0, math.inf, args=(True,), **tol)[0]
+        return -(scale * klog - scale * k0 * sps.digamma(a))  # −∂Q/∂a
+
+    # -- end of the block for minidiff.inference ------------------------------------------------
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,72 +424,6 @@ def _index_to_host(index: Any, array_type: Any, to_host: Callable) -> Any:
     if isinstance(index, array_type):
         return to_host(index)
     return index
-
-
-# ---------------------------------------------------------------------------------------------
-# Quadrature behind Backend.betainc_grad and Backend.gammainc_grad (host, SciPy)
-# ---------------------------------------------------------------------------------------------
-
-_QUAD = {"epsabs": 0.0, "epsrel": 1e-12, "limit": 200}
-
-
-def _betainc_partials_below_mean(a: float, b: float, x: float) -> tuple[float, float]:
-    """(∂I/∂a, ∂I/∂b) at x ≤ a/(a+b): with t = x s the integrals are x^a · ∫_0^1 g(s) s^(a−1)
-    ds, QUADPACK's weight s^(a−1) (and s^(a−1) log s) taking the endpoint singularity."""
-    from scipy.integrate import quad
-
-    def one_minus_xs(s: float) -> float:
-        return (1.0 - x * s) ** (b - 1.0)
-
-    j0 = quad(one_minus_xs, 0.0, 1.0, weight="alg", wvar=(a - 1.0, 0.0), **_QUAD)[0]
-    jlog = quad(one_minus_xs, 0.0, 1.0, weight="alg-loga", wvar=(a - 1.0, 0.0), **_QUAD)[0]
-    jlog1m = quad(lambda s: math.log1p(-x * s) * one_minus_xs(s), 0.0, 1.0, weight="alg",
-                  wvar=(a - 1.0, 0.0), **_QUAD)[0]
-    scale = math.exp(a * math.log(x) - sps.betaln(a, b))
-    cdf = scale * j0
-    psi_ab = sps.digamma(a + b)
-    d_a = scale * (math.log(x) * j0 + jlog) - cdf * (sps.digamma(a) - psi_ab)
-    d_b = scale * jlog1m - cdf * (sps.digamma(b) - psi_ab)
-    return d_a, d_b
-
-
-def _betainc_partials(a: float, b: float, x: float) -> tuple[float, float]:
-    if not (a > 0 and b > 0) or not 0.0 <= x <= 1.0:
-        return math.nan, math.nan
-    if x in (0.0, 1.0):
-        return 0.0, 0.0
-    if x <= a / (a + b):
-        return _betainc_partials_below_mean(a, b, x)
-    d_b, d_a = _betainc_partials_below_mean(b, a, 1.0 - x)  # I_x(a, b) = 1 − I_(1−x)(b, a)
-    return -d_a, -d_b
-
-
-def _gammainc_partial(a: float, x: float) -> float:
-    from scipy.integrate import quad
-
-    if not a > 0 or not x >= 0:
-        return math.nan
-    if x == 0.0 or math.isinf(x):
-        return 0.0
-    if x <= a:  # P side: t = x s, x^a/Γ(a) · ∫_0^1 (log x + log s) s^(a−1) e^(−x s) ds
-        def decay(s: float) -> float:
-            return math.exp(-x * s)
-
-        j0 = quad(decay, 0.0, 1.0, weight="alg", wvar=(a - 1.0, 0.0), **_QUAD)[0]
-        jlog = quad(decay, 0.0, 1.0, weight="alg-loga", wvar=(a - 1.0, 0.0), **_QUAD)[0]
-        scale = math.exp(a * math.log(x) - sps.gammaln(a))
-        return scale * (math.log(x) * j0 + jlog) - scale * j0 * sps.digamma(a)
-    # Q side: t = x + v, e^(−x) x^(a−1)/Γ(a) · ∫_0^∞ log(x+v) (1+v/x)^(a−1) e^(−v) dv
-
-    def tail(v: float, with_log: bool) -> float:
-        w = math.exp((a - 1.0) * math.log1p(v / x) - v)
-        return math.log(x + v) * w if with_log else w
-
-    scale = math.exp(-x + (a - 1.0) * math.log(x) - sps.gammaln(a))
-    k0 = quad(tail, 0.0, math.inf, args=(False,), **_QUAD)[0]
-    klog = quad(tail, 0.0, math.inf, args=(True,), **_QUAD)[0]
-    d_q = scale * klog - scale * k0 * sps.digamma(a)
-    return -d_q
 
 
 # ---------------------------------------------------------------------------------------------
