@@ -147,6 +147,7 @@ ZERO_LOSS_CASES = {
     "diagonal": (lambda: inf.DiagonalGaussian(2), GAUSSIAN_PRIOR, 300, 0.05),
     "full_rank": (lambda: inf.FullRankGaussian(2), GAUSSIAN_PRIOR, 300, 0.05),
     "flow": (lambda: inf.RealNVP(2, n_layers=2, hidden=(8,)), GAUSSIAN_PRIOR, 300, 0.03),
+    "flow_1d": (lambda: inf.RealNVP(1, base="sinh_arcsinh"), ([1.0], [0.5]), 300, 0.03),
     "beta": (lambda: inf.BetaFamily(1), None, 200, 0.05),
 }
 
