@@ -281,8 +281,10 @@ def _step(theta: tuple[Any, ...], noise: Noise, k: float) -> Any:
     def advance(nu: Any, t: int) -> tuple[Any, Any]:
         zeta, update = noise.step(t)
         eps = md.multiply(sigma, zeta)
-        orders = md.subtract(soft_step(md.subtract(eps, nu), k),
-                             soft_step(md.subtract(md.negative(eps), nu), k))
+        # The operator, not md.subtract: both steps are traced or neither (each reads ε and ν),
+        # and on plain arrays NumPy then reuses the temporary's buffer for the difference.
+        orders = (soft_step(md.subtract(eps, nu), k)
+                  - soft_step(md.subtract(md.negative(eps), nu), k))
         r = md.divide(md.sum(orders), depth)
         return md.where(update, md.abs(r), nu), r
 
