@@ -37,8 +37,8 @@ Erdős–Rényi as G(N, M) with M = round(N·``mean_degree``/2) uniformly drawn 
 repeated pairs dropped, so the mean degree is slightly below ``mean_degree``); Watts–Strogatz as
 a ring lattice with ``mean_degree``/2 neighbours on each side whose edges are each rewired to a
 uniform random endpoint with probability ``rewire_prob``. The edges of both directions are
-encoded as keys a·N + b, deduplicated and sorted (``unique_values``), so agent a's neighbours
-are a run of consecutive entries; the row pointers come from ``searchsorted``. That is the
+encoded as keys a·N + b, sorted and stripped of repeats, so agent a's neighbours are a run of
+consecutive entries; the row pointers come from ``searchsorted``. That is the
 compressed sparse row (CSR) form: row pointers ``indptr`` (N + 1,), column indices ``indices``.
 The neighbour count runs through minidiff ops and adds nothing to the engine:
 ``g = md.getitem(i, indices)`` gathers each edge's infected indicator, ``c = md.cumsum(g)`` (with
@@ -219,8 +219,11 @@ def build_graph(network: Any, n_agents: int, rng: Any, mean_degree: int = 10,
         cols = xp.where(rewire, targets, cols)
     keep = rows != cols
     rows, cols = rows[keep], cols[keep]
-    # both directions, as keys a·N + b: sorted unique keys are the CSR entries, row by row
-    keys = xp.sort(xp.unique_values(xp.concat([rows * n + cols, cols * n + rows])))
+    # both directions, as keys a·N + b: sorted distinct keys are the CSR entries, row by row
+    # (sort, then drop repeats: NumPy's unique_values hashes, which is far slower here)
+    keys = xp.sort(xp.concat([rows * n + cols, cols * n + rows]))
+    if keys.shape[0] > 1:
+        keys = keys[xp.concat([xp.ones((1,), dtype=xp.bool), keys[1:] != keys[:-1]])]
     indptr = xp.searchsorted(keys // n, xp.arange(n + 1, dtype=xp.int64))
     return ContactGraph(xp.astype(indptr, xp.int64), keys % n)
 
