@@ -171,7 +171,7 @@ class Noise:
 
     def step(self, t: int) -> tuple[Any, Any]:
         """(ζ_t, the boolean update mask u_t of shape (N,))."""
-        return self._kept[t] if t < len(self._kept) else self._draw(t)
+        return self._kept[t] if 0 <= t < len(self._kept) else self._draw(t)
 
 
 def simulate(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_N_AGENTS, rng: Any,
