@@ -41,8 +41,7 @@ from scipy.special import expit, logit
 import minidiff as md
 from minidiff import inference as inf
 from minidiff.memory import measure
-from minidiff.models import rama_cont as cont
-from minidiff.models import random_walk
+from minidiff.models import cont, random_walk
 
 MiB = 2**20
 BLACKBIRDS_SECONDS_PER_EPOCH = 5.3

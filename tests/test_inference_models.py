@@ -29,7 +29,7 @@ from scipy.special import expit, logit
 
 import minidiff as md
 from minidiff import inference as inf
-from minidiff.models import rama_cont as cont
+from minidiff.models import cont
 
 T_STEPS, W = 50, 0.1
 PRIOR = (float(logit(0.9)), 1.0)  # the tutorial's prior on logit θ
