@@ -13,7 +13,7 @@ Cont: the tutorial's setup (N = 1000, T = 100, s = 0.1, k = 5, MMD, prior N(0, I
 parameters, w = 0.001, AdamW with clipping) fitted with a full-rank Gaussian for 100 steps of 5
 samples, started away from the truth in σ and η. The model sees σ and η mostly through their
 product, so q lies along a ridge (σ–η correlation ≈ 0.8), and the truth must be within one
-posterior sd of q's mean in both (seeds 0-3 give |z| ≤ 1.01; this runs seed 0), with σ and η
+posterior sd of q's mean in both (seeds 0-3 give |z| ≤ 0.6; this runs seed 0), with σ and η
 far narrower than the prior and μ, σ_ν still prior-like. The flow of the tutorial and more
 steps are in ``bench/gvi.py --parts cont``.
 """
