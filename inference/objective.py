@@ -40,7 +40,9 @@ same draws. :func:`evaluate_sample` is the per-sample work as a pure function of
 
 Non-finite values raise :class:`NonFiniteError` naming the step, the sample and θ; with
 ``on_nan="skip"`` the sample is dropped (and counted), the step fails if every sample is
-dropped, and a non-finite KL or gradient skips the step.
+dropped, and a non-finite KL or gradient skips the step. In reverse mode no sample's Jacobian
+exists on its own, so a non-finite one shows only as a non-finite total gradient (raised, or
+the step skipped, without a sample number); mixed mode names the sample.
 """
 
 from __future__ import annotations

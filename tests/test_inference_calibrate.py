@@ -262,6 +262,10 @@ def test_a_non_finite_jacobian_is_caught_in_mixed_mode():
     with pytest.raises(inf.NonFiniteError, match="loss gradient is not finite"):
         inf.calibrate(loss, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1), n_samples=2,
                       n_steps=1, optimizer=inf.adam(0.01), mode="forward")
+    # reverse mode sees only the total gradient: the step is named, not the sample
+    with pytest.raises(inf.NonFiniteError, match="step 0: the gradient is not finite"):
+        inf.calibrate(loss, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1), n_samples=2,
+                      n_steps=1, optimizer=inf.adam(0.01), mode="reverse")
 
 
 def test_a_non_finite_kl_raises_and_skip_skips_the_step():
