@@ -162,8 +162,7 @@ def part_cont(n_steps: int, lr: float) -> None:
         mean, sd = theta[:, j].mean(), theta[:, j].std()
         print(f"{name:10s} {TRUE_CONT[j]:7.3f} {mean:7.3f} {sd:6.3f} "
               f"{(mean - TRUE_CONT[j]) / sd:6.2f}")
-    print(f"corr(sigma, eta) = {np.corrcoef(theta[:, 2], theta[:, 3])[0, 1]:.2f} (the model "
-          f"sees σ and η mostly through their product)")
+    print(f"corr(sigma, eta) = {np.corrcoef(theta[:, 2], theta[:, 3])[0, 1]:.2f}")
 
 
 # ---------------------------------------------------------------------------------------------
