@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import numbers
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -447,12 +448,11 @@ def _ufunc_op_name(name: str, method: str) -> str | None:
 
 
 def _minidiff_has(name: str | None) -> bool:
-    """Whether ``minidiff`` offers an op of this name (looked up only to word an error)."""
-    if not name:
-        return False
-    import importlib
-
-    return hasattr(importlib.import_module("minidiff.ops"), name)
+    """Whether ``minidiff.ops`` offers an op of this name, to word an error. The ops sit
+    above core, which cannot import them; by the time a traced value exists they have been
+    imported, so the module is read from ``sys.modules``."""
+    ops = sys.modules.get("minidiff.ops")
+    return bool(name) and ops is not None and hasattr(ops, name)
 
 
 def _numpy_call_message(call: str, op_name: str | None) -> str:
