@@ -30,11 +30,18 @@ from __future__ import annotations
 
 import itertools
 import numbers
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import backend as _backend
+from .escapes import (
+    UFUNC_OPERATORS,
+    TracerConversionError,
+    escape_message,
+    is_complex_dtype,
+    numpy_call_message,
+    ufunc_op_name,
+)
 
 __all__ = [
     "Box",
@@ -64,12 +71,6 @@ class ModeError(TypeError):
 
 class ShapeError(ValueError):
     """Shapes that do not fit together (broadcasting, matmul, reshape)."""
-
-
-class TracerConversionError(TypeError):
-    """A traced value was about to become a Python or NumPy value, which would drop its
-    derivative: ``float(x)``, ``np.asarray(x)``, ``np.sin(x)``, ``a[i] = x`` into a NumPy array.
-    """
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,7 +230,7 @@ class Box:
     """
 
     __slots__ = ("value", "level")
-    __array_priority__ = 1000  # so that ndarray (op) Box defers to Box's reflected operator
+    __array_priority__ = 1000  # NumPy scalars and old-style operands defer to Box as well
     __hash__ = object.__hash__  # defining __eq__ would otherwise remove it
 
     # shape information comes from the innermost raw array
@@ -262,18 +263,18 @@ class Box:
 
     def __float__(self) -> float:
         if is_traced(self):
-            raise TracerConversionError(_escape_message("float()", "a Python float"))
+            raise TracerConversionError(escape_message("float()", "a Python float"))
         return float(raw(self))
 
     def __int__(self) -> int:
         if is_traced(self):
-            raise TracerConversionError(_escape_message("int()", "a Python int"))
+            raise TracerConversionError(escape_message("int()", "a Python int"))
         return int(raw(self))
 
     def __complex__(self) -> complex:
         if is_traced(self):
             raise TracerConversionError(
-                _escape_message("complex()", "a Python complex") + " (minidiff is "
+                escape_message("complex()", "a Python complex") + " (minidiff is "
                 "real-valued: complex numbers have no derivative rules here)")
         return complex(raw(self))
 
@@ -299,7 +300,7 @@ class Box:
         if not any(is_traced(x) for x in (*inputs, *kwargs.get("out", ()))):
             # every box here belongs to a finished transform: NumPy on the values
             return getattr(ufunc, method)(*map(raw, inputs), **kwargs)
-        op_name = _UFUNC_OPERATORS.get(name)
+        op_name = UFUNC_OPERATORS.get(name)
         if method == "__call__" and op_name is not None and not kwargs:
             return _OPS[op_name](*inputs)  # what Python's reflected operator would do
         call = f"np.{name}" if method == "__call__" else f"np.{name}.{method}"
@@ -308,7 +309,7 @@ class Box:
                 f"{call} with out= on a traced value: a NumPy array cannot hold a traced "
                 f"value (in-place updates drop the derivative); compute a new value instead, "
                 f"e.g. a = a + x")
-        raise TracerConversionError(_numpy_call_message(call, _ufunc_op_name(name, method)))
+        raise TracerConversionError(numpy_call_message(call, ufunc_op_name(name, method)))
 
     def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
         name = getattr(func, "__name__", str(func))
@@ -316,7 +317,7 @@ class Box:
             return _METADATA_FUNCTIONS[name](args[0])
         if not _holds_traced((args, kwargs)):
             return func(*_strip_all(args), **_strip_all(kwargs))
-        raise TracerConversionError(_numpy_call_message(f"np.{name}", name))
+        raise TracerConversionError(numpy_call_message(f"np.{name}", name))
 
     def __setitem__(self, key: Any, value: Any) -> None:
         raise TypeError(
@@ -410,66 +411,10 @@ def _strip_all(x: Any) -> Any:
     return raw(x)
 
 
-def is_complex_dtype(dtype: Any) -> bool:
-    """True for a complex dtype of any backend (NumPy's have ``kind``; array_api_strict's
-    only a name)."""
-    if dtype is None:
-        return False
-    kind = getattr(dtype, "kind", None)
-    return kind == "c" if kind is not None else "complex" in str(dtype)
-
-
-# NumPy's ufuncs behind Python's operators, and the registered op each means (as Box's own
-# operators): ``ndarray + box`` arrives as np.add(ndarray, box)
-_UFUNC_OPERATORS = {
-    "add": "add", "subtract": "subtract", "multiply": "multiply", "divide": "divide",
-    "true_divide": "divide", "power": "power", "matmul": "matmul", "negative": "negative",
-    "absolute": "abs", "equal": "equal", "not_equal": "not_equal", "less": "less",
-    "less_equal": "less_equal", "greater": "greater", "greater_equal": "greater_equal",
-    "logical_and": "logical_and", "logical_or": "logical_or", "logical_not": "logical_not",
-    "bitwise_and": "logical_and", "bitwise_or": "logical_or", "invert": "logical_not",
-}
-
-_UFUNC_ALIASES = {"absolute": "abs", "true_divide": "divide", "arctan2": None,
-                  "conjugate": None}
-_REDUCTIONS = {("add", "reduce"): "sum", ("multiply", "reduce"): "prod",
-               ("maximum", "reduce"): "max", ("minimum", "reduce"): "min",
-               ("add", "accumulate"): "cumsum"}
-
+# np.shape(x), np.ndim(x) on a traced value: metadata, no value escapes
 _METADATA_FUNCTIONS: dict[str, Callable[[Any], Any]] = {
     "shape": lambda x: shape_of(x), "ndim": lambda x: len(shape_of(x)),
 }
-
-
-def _ufunc_op_name(name: str, method: str) -> str | None:
-    if method != "__call__":
-        return _REDUCTIONS.get((name, method))
-    return _UFUNC_ALIASES.get(name, name)
-
-
-def _minidiff_has(name: str | None) -> bool:
-    """Whether ``minidiff.ops`` offers an op of this name, to word an error. The ops sit
-    above core, which cannot import them; by the time a traced value exists they have been
-    imported, so the module is read from ``sys.modules``."""
-    ops = sys.modules.get("minidiff.ops")
-    return bool(name) and ops is not None and hasattr(ops, name)
-
-
-def _numpy_call_message(call: str, op_name: str | None) -> str:
-    if _minidiff_has(op_name):
-        use = f"use minidiff.{op_name}"
-    else:
-        use = "minidiff has no op of that name: compose it from minidiff ops"
-    return (f"{call} on a traced value would drop its derivative: {use} (or "
-            f"minidiff.stop_gradient(x) if no derivative is wanted)")
-
-
-def _escape_message(call: str, what: str) -> str:
-    return (f"{call} of a traced value would make it {what} and drop its derivative (the "
-            f"transform cannot see what is computed from it): keep it an array and use "
-            f"minidiff ops (math.sin(x) -> minidiff.sin(x); storing it into a NumPy array "
-            f"a[i] = x -> minidiff.stack or minidiff.where), or take "
-            f"minidiff.stop_gradient(x) if no derivative is wanted")
 
 
 def shape_of(x: Any) -> tuple[int, ...]:
