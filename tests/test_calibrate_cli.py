@@ -82,6 +82,16 @@ def test_checkpoint_and_resume_continue_the_same_run(capsys, tmp_path):
     assert "another configuration" in message and "calibrate.w" in message
 
 
+def test_processes_print_the_same_table_as_serial(capsys):
+    """The command's loss is a closure: it reaches spawned workers by cloudpickle."""
+    pytest.importorskip("cloudpickle")
+    argv = ["--model", "sir", "--agents", "100", "--mode", "forward", *TINY]
+    _, serial, _ = run(capsys, *argv)
+    _, pooled, _ = run(capsys, *argv, "--executor", "processes", "--workers", "2")
+    table = serial.split("\n\n", 1)[1]
+    assert table in pooled and "executor processes x 2" in pooled
+
+
 USER_MODEL = textwrap.dedent("""
     import minidiff as md
 

@@ -63,6 +63,9 @@ def test_serial_processes_and_dask_local_cluster_give_bit_identical_runs():
             for (g, m), expected in zip(CASES, serial):
                 assert_identical(run(runner, g, m), expected)
         assert len(dask.client.scheduler_info()["workers"]) == 2
+        # the same cluster reached by its scheduler's address, as a remote one would be
+        with inf.make_executor("dask", scheduler=dask.client.scheduler.address) as remote:
+            assert_identical(run(remote), serial[0])
 
 
 def test_the_serial_executor_is_the_objective_without_one():
