@@ -116,6 +116,17 @@ def evaluate_sample(loss: Callable[[Any, Any], Any], theta: Any, step: int, i: i
     ``how`` is ``"value"`` (J is None), ``"forward"`` (J = ∂ℓ/∂θ by ``jacfwd``, one pass) or
     ``"triples"`` (J by stochastic triples). θ_i has shape (d,); J has shape (d,). A pure
     function of its arguments, so samples can be evaluated in any order or place."""
+    try:
+        return _evaluate(loss, theta, step, i, seed, how)
+    except Exception as exc:  # say where, keep the error (Python ≥ 3.11 shows the note)
+        if hasattr(exc, "add_note") and not isinstance(exc, NonFiniteError):
+            exc.add_note(f"(in the loss at step {step}, sample {i}, θ = "
+                         f"{md.to_host(md.stop_gradient(theta)).tolist()})")
+        raise
+
+
+def _evaluate(loss: Callable[[Any, Any], Any], theta: Any, step: int, i: int, seed: int,
+              how: str) -> tuple[Any, Any]:
     where = f"step {step}, sample {i}"
     rng = sample_rng(seed, step, i)
     if how == "value":

@@ -44,6 +44,8 @@ __all__ = ["DESCRIPTION", "configure_parser", "command"]
 DESCRIPTION = __doc__.split("\n\n", 1)[1]
 FAMILIES = ("gaussian", "fullrank", "flow")
 N_POSTERIOR, N_PREDICTIVE = 10_000, 40
+FLOW_LR = 1e-3  # the flow's default learning rate (the tutorial's): a coupling MLP's many
+#                 weights each move by about lr per Adam step, so its scale moves by far more
 # ---------------------------------------------------------------------------------------------
 # The command line
 # ---------------------------------------------------------------------------------------------
@@ -92,7 +94,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                    help="variational family (default gaussian)")
     g.add_argument("--samples", type=_positive_int, help="θ draws per step")
     g.add_argument("--steps", type=_positive_int, help="optimisation steps")
-    g.add_argument("--lr", type=_number(0.0, True), help="Adam learning rate (cosine decay)")
+    g.add_argument("--lr", type=_number(0.0, True), help="Adam learning rate (cosine decay; "
+                   "default per model, at most 1e-3 for the flow)")
     g.add_argument("--w", type=_number(0.0, True), help="weight of the KL term")
     g.add_argument("--mode", choices=objective.MODES, help="auto, forward, reverse, "
                    "triples (default per model)")
@@ -116,8 +119,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def _validate(args: argparse.Namespace, model: Model) -> argparse.Namespace:
     s = model.setup
     args = argparse.Namespace(**vars(args))
+    flow_lr = min(s.lr, FLOW_LR) if args.family == "flow" else s.lr
     for name, default in (("loss", s.loss), ("samples", s.samples), ("steps", s.steps),
-                          ("lr", s.lr), ("w", s.w), ("mode", s.mode)):
+                          ("lr", flow_lr), ("w", s.w), ("mode", s.mode)):
         if getattr(args, name) is None:
             setattr(args, name, default)
     if args.gradient == "score":
@@ -193,7 +197,8 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser,
         return 130
     except (UsageError, ValueError, TypeError, OSError, ImportError, inf.CheckpointError,
             inf.NonFiniteError) as exc:
-        parser.error(" ".join(str(exc).split()))
+        notes = " ".join(getattr(exc, "__notes__", []))
+        parser.error(" ".join(f"{exc} {notes}".split()))
     return 2  # pragma: no cover (parser.error exits)
 
 
