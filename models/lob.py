@@ -21,14 +21,18 @@ Equations: one step of length Δt (``dt``), in this order
 ---------------------------------------------------------
 1. Cancellations. Each resting order survives the step with probability e^{−θΔt}:
    bids_p ← Binomial(bids_p, e^{−θΔt}), and the same for asks (each order cancels at rate θ).
-2. Buy limit orders, at each distance i = 1..L below the best ask (price a − i):
-   bids_{a−i} += Poisson(λ(i) τ),   λ(i) = λ₀ i^{−α},   τ = (1 − e^{−θΔt}) / θ.
+2. Limit orders. Buy orders arrive at each distance i = 1..L below the best ask (price a − i),
+   sell orders at each distance j = 1..L above the best bid (price b + j):
+   bids_{a−i} += Poisson(λ(i) τ),   asks_{b+j} += Poisson(λ(j) τ),
+   λ(i) = λ₀ i^{−α},   τ = (1 − e^{−θΔt}) / θ.
    Orders arrive at rate λ(i), and one arriving at time u in the step still rests at its end
    with probability e^{−θ(Δt−u)}; the count of those survivors is Poisson(λ(i)τ) (a thinned
    Poisson process), so orders that come and go within one step are not drawn at all. An
-   order with i < a − b lands inside the spread and becomes the new best bid.
-3. Sell limit orders, at each distance j = 1..L above the (new) best bid b: asks_{b+j} +=
-   Poisson(λ(j)τ).
+   order inside the spread becomes the new best quote.
+3. Which side places first is a fair coin per book and step, and the second side places
+   relative to the quote the first side left. (So a buy and a sell order never cross, and the
+   book's law is symmetric under buy ↔ sell; always placing one side first would make the
+   price drift.)
 4. Market orders: Poisson(μΔt) buy and Poisson(μΔt) sell orders, each of ``market_order_size``
    units, consume the best queues in price order: with V the buy volume and
    C_p = Σ_{q<p} asks_q the depth in front of level p, asks_p ← asks_p − clip(V − C_p, 0, asks_p)
@@ -165,10 +169,11 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_N_BOOKS, 
     check_estimator(_WHERE, estimator)
     rng = generator(_WHERE, rng)
 
-    book = _Book(n_books, n_levels, lam0, alpha, estimator)
+    book = _Book(n_books, n_levels, alpha, estimator)
     keep = md.exp(-(theta * dt))                  # e^{−θΔt}, survival of a resting order
     tau = -md.expm1(-(theta * dt)) / theta        # τ = (1 − e^{−θΔt}) / θ
-    bids, asks = book.initial(rng.stream("initial"), 1.0 / theta)
+    rate_scale = lam0 * tau                       # λ₀τ: expected survivors at one tick
+    bids, asks = book.initial(rng.stream("initial"), lam0 / theta)
     bid, ask = book.quotes(bids, asks)
     mid = md.add(book.offset, 0.5 * (ask + bid))
     rows = []
@@ -176,19 +181,23 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_N_BOOKS, 
         step = rng.stream(("step", t))
         bids = _survivors(step.stream("cancel bids"), bids, keep, estimator)
         asks = _survivors(step.stream("cancel asks"), asks, keep, estimator)
+        bid, ask = book.quotes(bids, asks)
         # which side of each book places its limit orders first (a fair coin: the book's
         # law is symmetric under buy ↔ sell); each side's two draws share their uniforms
         # and only one of them has a non-zero rate in any book
-        buyers_first = step.stream("order").random((n_books, 1)) < 0.5
-        for movers in (buyers_first, ~buyers_first):
+        first = step.stream("order").random((n_books, 1)) < 0.5
+        for n_pass, buyers in enumerate((first, ~first)):
             bids = bids + book.arrivals(step.stream("buys"), book.distance(ask, below=True),
-                                        tau, movers)
+                                        rate_scale, buyers)
             asks = asks + book.arrivals(step.stream("sells"), book.distance(bid, below=False),
-                                        tau, ~movers)
-            bid, ask = book.quotes(bids, asks)
+                                        rate_scale, ~buyers)
+            if n_pass == 0:
+                bid, ask = book.quotes(bids, asks)
         market = step.stream("market")
-        buy = market.poisson(mu * dt, size=(n_books, 1), estimator=estimator) * float(size)
-        sell = market.poisson(mu * dt, size=(n_books, 1), estimator=estimator) * float(size)
+        buy, sell = (market.poisson(mu * dt, size=(n_books, 1), estimator=estimator)
+                     for _ in range(2))
+        if size != 1:
+            buy, sell = buy * float(size), sell * float(size)
         asks = asks - _consumed(asks, buy, from_low=True)
         bids = bids - _consumed(bids, sell, from_low=False)
         bid, ask = book.quotes(bids, asks)
@@ -196,7 +205,6 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_N_BOOKS, 
         rows.append(book.observe(new_mid - mid, bids, asks, bid, ask))
         mid = new_mid
         bids, asks = book.recentre(bids, asks, bid, ask)
-        bid, ask = book.quotes(bids, asks)
     return md.stack(rows)
 
 
@@ -219,24 +227,27 @@ def _survivors(stream: Any, n: Any, keep: Any, estimator: str) -> Any:
 
 def _consumed(depth: Any, volume: Any, *, from_low: bool) -> Any:
     """Units taken from each level by market volume (B, 1) walking the book from the best
-    quote: clip(V − depth in front, 0, depth), the depth in front a running sum."""
+    quote: clip(V − depth in front, 0, depth), the depth in front a running sum.
+
+    Where no market order came (V = 0) nothing is taken, derivative included: clip's ties
+    (an empty level with 0 in front) would otherwise share a derivative out of nothing."""
     running = md.cumsum(depth, axis=1)
     if from_low:   # asks: the best is the lowest level; in front = Σ_{q<p}
         in_front = running - depth
     else:          # bids: the best is the highest level; in front = Σ_{q>p}
         in_front = md.sum(depth, axis=1, keepdims=True) - running
-    return md.minimum(md.maximum(volume - in_front, 0.0), depth)
+    taken = md.minimum(md.maximum(volume - in_front, 0.0), depth)
+    return md.where(volume > 0.5, taken, 0.0)
 
 
 class _Book:
     """The window's geometry and the steps that need it (B books, L levels, W = 2(L + pad))."""
 
-    def __init__(self, n_books: int, n_levels: int, lam0: Any, alpha: Any,
-                 estimator: str) -> None:
+    def __init__(self, n_books: int, n_levels: int, alpha: Any, estimator: str) -> None:
         b = md.get_backend()
         self.xp, self.float = b.xp, b.float_dtype
         self.n_books, self.n_levels, self.estimator = n_books, n_levels, estimator
-        self.lam0, self.alpha = lam0, alpha
+        self.decay = md.negative(alpha)    # −α
         self.width, self.pad = window_size(n_levels)
         self.centre = self.width // 2 - 1   # the best bid's level when the spread is 1 tick
         self.positions = self.xp.reshape(self.xp.arange(self.width, dtype=self.float),
@@ -247,13 +258,11 @@ class _Book:
         self.rows = self.xp.reshape(self.xp.arange(n_books), (n_books, 1))
 
     def initial(self, stream: Any, scale: Any) -> tuple[Any, Any]:
-        """Poisson(λ(i)·scale) orders i = 1..L ticks from a best bid at c and a best ask at
-        c + 1 (scale = 1/θ: the deep levels' stationary law)."""
+        """Poisson(λ(i)/θ) orders i = 1..L ticks from a best bid at c and a best ask at
+        c + 1 (scale = λ₀/θ: the deep levels' stationary law)."""
         grid = md.get_backend().xp.broadcast_to(self.positions, (self.n_books, self.width))
-        bids = stream.poisson(self.rate(self.centre + 1.0 - grid) * scale,
-                              estimator=self.estimator)
-        asks = stream.poisson(self.rate(grid - float(self.centre)) * scale,
-                              estimator=self.estimator)
+        bids = self.arrivals(stream, self.centre + 1.0 - grid, scale, True)
+        asks = self.arrivals(stream, grid - float(self.centre), scale, True)
         return bids, asks
 
     def best_bid(self, bids: Any) -> Any:
@@ -276,16 +285,12 @@ class _Book:
         return md.subtract(quote, self.positions) if below else md.subtract(self.positions,
                                                                                quote)
 
-    def rate(self, distance: Any) -> Any:
-        """λ(d) = λ₀ d^{−α} at distances d = 1..L from the opposite quote, 0 elsewhere."""
+    def arrivals(self, stream: Any, distance: Any, scale: Any, books: Any) -> Any:
+        """Poisson(scale·d^{−α}) new orders at the levels d = 1..L ticks from the opposite
+        quote, in the chosen ``books`` (a (B, 1) mask, or True); none elsewhere."""
         inside = (distance > 0.5) & (distance < self.n_levels + 0.5)
         safe = md.where(inside, distance, 1.0)
-        return md.where(inside, self.lam0 * md.power(safe, md.negative(self.alpha)), 0.0)
-
-    def arrivals(self, stream: Any, distance: Any, tau: Any, books: Any) -> Any:
-        """Poisson(λ(d) τ) new orders at each level of the chosen ``books`` (a (B, 1) mask),
-        d the level's distance from the opposite quote; none elsewhere."""
-        rate = md.where(books, self.rate(distance) * tau, 0.0)
+        rate = md.where(inside & books, md.power(safe, self.decay) * scale, 0.0)
         return stream.poisson(rate, estimator=self.estimator)
 
     def observe(self, ret: Any, bids: Any, asks: Any, bid: Any, ask: Any) -> Any:
