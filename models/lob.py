@@ -162,7 +162,7 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_N_BOOKS, 
     check_number(_WHERE, _LABELS["theta"], theta, 0.0, open_low=True)
     check_number(_WHERE, _LABELS["mu"], mu, 0.0)
     n_timesteps = check_count(_WHERE, "n_timesteps", n_timesteps, 1)
-    n_books = check_count(_WHERE, "n_agents (books)", n_agents, 1)
+    n_books = check_count(_WHERE, "n_agents", n_agents, 1)  # the number of books
     n_levels = check_count(_WHERE, "n_levels", n_levels, 1)
     size = check_count(_WHERE, "market_order_size", market_order_size, 1)
     dt = check_number(_WHERE, "dt (step length)", dt, 0.0, open_low=True, traced=False)
