@@ -270,7 +270,7 @@ class _Market:
         bids = md.stack([bid_capped, _soft_min([desired, limits.exempt], scale)], axis=-1)
         parts = md.stack([md.multiply(demand, 1.0 - g), md.multiply(demand, g)], axis=-1)
         # 4. matching, 5. trades at the clearing price e^x
-        x = _clearing_price(parts, bids, volume, asks, scale)
+        x = _clearing_price(parts, bids, volume, asks, scale, float(md.to_host(raw(x_prev))))
         won = md.multiply(parts, md.sigmoid(md.subtract(bids, x) / scale))         # (N, 2)
         new_owned = md.sum(won, axis=-1)
         trades = md.sum(new_owned)
@@ -338,15 +338,17 @@ def _excess_and_slope(x: float, parts: Any, bids: Any, volume: Any, asks: Any,
     return math.log(demand) - math.log(supply), -d_demand / demand - d_supply / supply
 
 
-def _clearing_price(parts: Any, bids: Any, volume: Any, asks: Any, scale: float) -> Any:
-    """The root of the decreasing F: Newton's method kept inside a bracket (bisecting when a
-    step would leave it) on the values, then one Newton step with F's traced value and its
-    plain slope, x = x₀ − F(x₀; θ)/F'(x₀): the root, with derivative −∂_θF/∂_xF."""
+def _clearing_price(parts: Any, bids: Any, volume: Any, asks: Any, scale: float,
+                    start: float) -> Any:
+    """The root of the decreasing F: Newton's method from ``start`` kept inside a bracket
+    (bisecting when a step would leave it) on the values, then one Newton step with F's traced
+    value and its plain slope, x = x₀ − F(x₀; θ)/F'(x₀): the root, with derivative
+    −∂_θF/∂_xF."""
     args = [raw(a) for a in (parts, bids, volume, asks)]
     xp = md.get_backend().xp
     low = min(float(xp.min(args[1])), float(xp.min(args[3]))) - 40.0 * scale
     high = max(float(xp.max(args[1])), float(xp.max(args[3]))) + 40.0 * scale
-    x = 0.5 * (low + high)
+    x = start if low < start < high else 0.5 * (low + high)
     for _ in range(200):
         f, slope = _excess_and_slope(x, *args, scale)
         if abs(f) < 1e-12:
