@@ -57,7 +57,7 @@ Parameters ``params = (λ₀, α, θ, μ)``, rates per unit time
 * λ₀ (``lam0``, ≥ 0): limit orders per unit time at one tick from the opposite best quote
   (default 1.0).
 * α (``alpha``, ≥ 0): decay of the placement profile λ(i) = λ₀ i^{−α}; 0 is SFGK's flat
-  profile (default 0.5; Cont–Stoikov–Talreja measure α ≈ 0.5 on Tokyo stocks).
+  profile (default 0.5; Cont, Stoikov and Talreja fit α ≈ 0.5 on Tokyo Stock Exchange data).
 * θ (``theta``, > 0): cancellation rate of each resting order (default 0.2).
 * μ (``mu``, ≥ 0): market orders per unit time on each side (default 1.0).
 
@@ -101,8 +101,10 @@ piecewise constant in θ:
 
 The cancellation draw Binomial(n, e^{−θΔt}) has a traced n; the library's smoothed binomial
 carries the derivative in p only, so this module adds the part in n, p·δn, itself (see
-``_survivors``). The window follows the primal world's mid-price, the same shift in every
-world (a relabelling of the price grid), and each world removes far orders around its own mid.
+``_survivors``). Depths are integers, so clip in step 4 meets exact ties; where no market
+order came nothing is taken, derivative included (a tie would otherwise share a derivative).
+The window follows the primal world's mid-price, the same shift in every world (a relabelling
+of the price grid), and each world removes far orders around its own mid.
 
 Simplified from SFGK and CST, and why: time is discrete (the order of the sub-steps within Δt
 matters only near the quotes; smaller Δt approaches continuous time); all orders have unit size
