@@ -16,12 +16,22 @@ Both work with values the function closes over (model parameters, say): those ar
 on the enclosing tape as usual, and the sub-tapes hand their cotangents back to it. Under
 forward mode, or with no transform at all, both are the plain computation. Gradients are exact:
 the recomputation repeats the same floating-point operations.
+
+Random numbers must repeat too. A step that draws from a generator made *outside* it would
+see new numbers each time it is recomputed (the generator has advanced), and the gradient would
+silently be that of another path. So under reverse mode every run of a step (or of a
+checkpointed function) is a *replayed region*, and :mod:`minidiff.random` asks
+:func:`check_draw` before it advances a generator: one made before the region opened raises
+:class:`ReplayError`. Generators made inside the step, such as ``rng.stream(("step", t))`` of an
+outer ``rng`` (which does not advance it), are recreated identically by every run and may draw.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
+import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -42,9 +52,64 @@ from .revolve import (
 )
 
 __all__ = ["checkpoint", "checkpointed_loop", "revolve_schedule", "default_snapshots",
-           "Recomputation"]
+           "Recomputation", "ReplayError", "birth_mark", "check_draw"]
 
 State = Any
+
+
+# ---------------------------------------------------------------------------------------------
+# Replayed regions: a recomputed step must draw the same random numbers
+# ---------------------------------------------------------------------------------------------
+
+
+class ReplayError(RuntimeError):
+    """A step that checkpointing will run again drew from a generator made outside it."""
+
+
+_marks = itertools.count(1)  # shared by regions and generators: a larger mark is younger
+# the replayed regions open in this thread, innermost last: (mark, what is replayed)
+_regions: contextvars.ContextVar[tuple[tuple[int, str], ...]] = contextvars.ContextVar(
+    "minidiff_replayed_regions", default=())
+
+
+def birth_mark() -> int:
+    """A mark larger than those of the regions open now: ``minidiff.random`` stamps every
+    generator it makes with one, for :func:`check_draw`."""
+    return next(_marks)
+
+
+def check_draw(born: int, what: str) -> None:
+    """Refuse a draw (by the sampler ``what``) that advances a generator stamped ``born``
+    if it was made before the innermost replayed region opened: the region's recomputation
+    would find it advanced and draw other numbers."""
+    regions = _regions.get()
+    if regions and born < regions[-1][0]:
+        region = regions[-1][1]
+        raise ReplayError(
+            f"{what}: a {region} step drew from a random generator made outside the step. The "
+            f"backward pass runs the step again, the generator would have moved on, and the "
+            f"gradient would be that of other random numbers. Draw from a keyed stream made "
+            f"inside the step instead, e.g. rng.stream(('step', t)).normal(...), which gives "
+            f"the same numbers every time it is made (or draw them before the loop and index "
+            f"them by step)")
+
+
+@contextlib.contextmanager
+def _replayed(what: str) -> Iterator[None]:
+    token = _regions.set(_regions.get() + ((next(_marks), what),))
+    try:
+        yield
+    finally:
+        _regions.reset(token)
+
+
+def _replayable(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
+    """``fn`` run as a replayed region (see :func:`check_draw`)."""
+    def run(*args: Any) -> Any:
+        with _replayed(what):
+            return fn(*args)
+
+    return run
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,13 +209,14 @@ def checkpoint(f: Callable[..., Any]) -> Callable[..., Any]:
         level = _innermost_reverse_level()
         if level is None:
             return f(*args)
+        replayed = _replayable(f, "checkpoint")
         primals = [_unbox(a, level) for a in args]
         with _level_active(level, False):
-            out = f(*primals)
+            out = replayed(*primals)
         outer = level.engine.tape
 
         def pull_back(g: Any, residuals: Any) -> list[Any]:
-            return _pull_back(level, f, residuals, g, outer)
+            return _pull_back(level, replayed, residuals, g, outer)
 
         rule = Recomputation(f"checkpoint({getattr(f, '__name__', 'f')})", pull_back)
         return level.engine.record(rule, args, tuple(primals), out)
@@ -233,6 +299,7 @@ def checkpointed_loop(step: Callable[[State, int], State], state: State, n_steps
 
     snapshots = default_snapshots(n_steps) if snapshots is None else snapshots
     schedule = revolve_schedule(n_steps, snapshots)
+    run = _replayable(run, "checkpointed_loop")  # every run may be run again: same draws
     primals = tuple(_unbox(s, level) for s in states)
     stored, held, first_turn = _forward_sweep(run, primals, schedule, level)
     final = _advance(run, held, n_steps - 1, n_steps, level)  # the last step, unrecorded

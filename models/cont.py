@@ -146,11 +146,11 @@ class Noise:
     draws steps 0..T−1 now and keeps them (memory ∝ T N); otherwise each is drawn when asked.
     """
 
-    def __init__(self, rng: Any, n_agents: int, *, s: float = DEFAULT_S) -> None:
-        where = "cont.Noise"
-        self.n_agents = check_count(where, "n_agents", n_agents, 1)
-        self.s = check_number(where, "s (update probability)", s, 0.0, 1.0, traced=False)
-        self.rng = generator(where, rng)
+    def __init__(self, rng: Any, n_agents: int, *, s: float = DEFAULT_S,
+                 _where: str = "cont.Noise") -> None:
+        self.n_agents = check_count(_where, "n_agents", n_agents, 1)
+        self.s = check_number(_where, "s (update probability)", s, 0.0, 1.0, traced=False)
+        self.rng = generator(_where, rng)  # a new child of rng: its draws are this Noise's
         self.z = self.rng.stream("thresholds").normal(size=(self.n_agents,))
         self._kept: list[tuple[Any, Any]] = []
 
@@ -309,4 +309,4 @@ def _arguments(where: str, params: Any, n_timesteps: Any, n_agents: Any, rng: An
                              f"{rng.n_agents}, s={rng.s:g}, but this run has n_agents="
                              f"{n_agents}, s={s:g}; make a Noise with the run's own")
         return theta, n_timesteps, rng, k
-    return theta, n_timesteps, Noise(generator(where, rng), n_agents, s=s), k
+    return theta, n_timesteps, Noise(rng, n_agents, s=s, _where=where), k
