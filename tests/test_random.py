@@ -439,7 +439,7 @@ ERRORS = [
      "categorical: temperature tau"),
     (lambda r: r.categorical([0.5, 0.6]), ValueError, "categorical: probs must sum to 1"),
     (lambda r: r.categorical([0.5, 0.5 + 1e-8]), ValueError, "categorical: probs must sum"),
-    (lambda r: r.categorical([1.5, -0.5]), ValueError, "categorical: probs must be non-negative"),
+    (lambda r: r.categorical([1.5, -0.5]), ValueError, "categorical: probs must be finite and ≥ 0"),
     (lambda r: r.categorical(0.5), ValueError, "categorical: probs needs a last axis"),
     (lambda r: r.categorical([0.5, 0.5], estimator="smoothed"), ValueError,
      "categorical: estimator 'smoothed' needs one continuous parameter"),

@@ -400,8 +400,8 @@ def _check_probs(probs: Any) -> None:
     if len(shape_of(v)) < 1 or shape_of(v)[-1] < 1:
         raise ValueError(f"categorical: probs needs a last axis of at least one class, got "
                          f"shape {shape_of(v)}")
-    if not bool(xp.all(v >= 0)):
-        raise ValueError(f"categorical: probs must be non-negative, got {v!r}")
+    if not bool(xp.all(xp.logical_and(xp.isfinite(v), v >= 0))):
+        raise ValueError(f"categorical: probs must be finite and ≥ 0, got {v!r}")
     if not bool(xp.all(xp.abs(xp.sum(v, axis=-1) - 1.0) <= 1e-9)):
         raise ValueError(f"categorical: probs must sum to 1 along the last axis (within "
                          f"1e-9), got sums {xp.sum(v, axis=-1)!r}")
