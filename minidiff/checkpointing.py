@@ -66,24 +66,25 @@ class ReplayError(RuntimeError):
     """A step that checkpointing will run again drew from a generator made outside it."""
 
 
-_marks = itertools.count(1)  # shared by regions and generators: a larger mark is younger
-# the replayed regions open in this thread, innermost last: (mark, what is replayed)
+_marks = itertools.count(1)  # each region's own number
+# the replayed regions open in this thread, innermost last: (number, what is replayed)
 _regions: contextvars.ContextVar[tuple[tuple[int, str], ...]] = contextvars.ContextVar(
     "minidiff_replayed_regions", default=())
 
 
-def birth_mark() -> int:
-    """A mark larger than those of the regions open now: ``minidiff.random`` stamps every
-    generator it makes with one, for :func:`check_draw`."""
-    return next(_marks)
+def birth_mark() -> tuple[tuple[int, str], ...]:
+    """The replayed regions open now in this thread: ``minidiff.random`` stamps every generator
+    it makes with them, for :func:`check_draw`."""
+    return _regions.get()
 
 
-def check_draw(born: int, what: str) -> None:
+def check_draw(born: tuple[tuple[int, str], ...], what: str) -> None:
     """Refuse a draw (by the sampler ``what``) that advances a generator stamped ``born``
-    if it was made before the innermost replayed region opened: the region's recomputation
-    would find it advanced and draw other numbers."""
+    unless it was made inside the innermost replayed region open now (in this thread): any
+    other generator would be found advanced by the region's recomputation, which would draw
+    other numbers."""
     regions = _regions.get()
-    if regions and born < regions[-1][0]:
+    if regions and regions[-1] not in born:
         region = regions[-1][1]
         raise ReplayError(
             f"{what}: a {region} step drew from a random generator made outside the step. The "

@@ -16,7 +16,8 @@ import pytest
 
 import minidiff as md
 from minidiff import random as mr
-from minidiff.core import Box, active_levels
+from minidiff.checkpointing import ReplayError
+from minidiff.core import Box, active_levels, close_level, open_level
 
 BACKENDS = ("numpy", "array_api_strict")
 N_THREADS = 4
@@ -197,8 +198,6 @@ def test_set_backend_sets_the_default_of_new_threads_but_not_of_a_use_backend_bl
 
 
 def test_closing_a_level_of_another_thread_is_refused():
-    from minidiff.core import close_level, open_level
-
     class Engine:
         pass
 
@@ -226,3 +225,38 @@ def test_threads_sharing_a_generator_get_distinct_children():
     for t in threads:
         t.join()
     assert len(set(children)) == len(children) == N_THREADS * 200
+
+
+def test_a_generator_made_by_another_thread_during_a_step_is_outside_the_step():
+    # made after the step began, but not by the step: the step's recomputation would not
+    # make it again, so drawing from it is refused like any generator made outside
+    in_step, made = threading.Event(), threading.Event()
+    shared, seen = {}, {}
+
+    def maker():
+        assert in_step.wait(10)
+        shared["rng"] = mr.default_rng(3)
+        made.set()
+
+    def step(state, t):
+        if t == 0 and "rng" not in shared:
+            in_step.set()
+            assert made.wait(10)
+        return md.add(state, shared["rng"].normal())
+
+    def differentiate():
+        try:
+            md.grad(lambda x: md.checkpointed_loop(step, x, 3))(md.asarray(1.0))
+        except Exception as exc:
+            seen["error"] = exc
+        finally:
+            in_step.set()
+
+    threads = [threading.Thread(target=maker), threading.Thread(target=differentiate)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert isinstance(seen.get("error"), ReplayError), seen
+    assert "normal: a checkpointed_loop step drew from a random generator made outside" in str(
+        seen["error"])
