@@ -22,8 +22,10 @@ see new numbers each time it is recomputed (the generator has advanced), and the
 silently be that of another path. So under reverse mode every run of a step (or of a
 checkpointed function) is a *replayed region*, and :mod:`minidiff.random` asks
 :func:`check_draw` before it advances a generator: one made before the region opened raises
-:class:`ReplayError`. Generators made inside the step, such as ``rng.stream(("step", t))`` of an
-outer ``rng`` (which does not advance it), are recreated identically by every run and may draw.
+:class:`ReplayError`, and so does a generator made inside from fresh entropy
+(:func:`check_entropy`). Generators made inside the step from a seed, or as a keyed stream
+``rng.stream(("step", t))`` of an outer ``rng`` (which does not advance it), are recreated
+identically by every run and may draw.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from .revolve import (
 )
 
 __all__ = ["checkpoint", "checkpointed_loop", "revolve_schedule", "default_snapshots",
-           "Recomputation", "ReplayError", "birth_mark", "check_draw"]
+           "Recomputation", "ReplayError", "birth_mark", "check_draw", "check_entropy"]
 
 State = Any
 
@@ -93,6 +95,18 @@ def check_draw(born: tuple[tuple[int, str], ...], what: str) -> None:
             f"inside the step instead, e.g. rng.stream(('step', t)).normal(...), which gives "
             f"the same numbers every time it is made (or draw them before the loop and index "
             f"them by step)")
+
+
+def check_entropy(what: str) -> None:
+    """Refuse fresh entropy (a generator seeded from the operating system, by ``what``) inside
+    a replayed region: every run of the region would draw other numbers."""
+    regions = _regions.get()
+    if regions:
+        raise ReplayError(
+            f"{what}: a {regions[-1][1]} step made a generator from fresh entropy (seed None). "
+            f"The backward pass runs the step again and would draw other numbers, so the "
+            f"gradient would be wrong. Pass a seed, or a keyed stream of a generator made "
+            f"before the loop, e.g. rng.stream(('step', t))")
 
 
 @contextlib.contextmanager

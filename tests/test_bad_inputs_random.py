@@ -233,6 +233,17 @@ def test_asking_an_outer_generator_for_a_child_in_a_step_raises():
             th, n_timesteps=2, n_agents=3, rng=rng)[-1])
 
 
+def test_fresh_entropy_in_a_checkpointed_step_raises():
+    # default_rng(None) in a step, or a model given rng=None there, would draw new numbers in
+    # every recomputation
+    with pytest.raises(ReplayError, match=r"default_rng: a checkpointed_loop step made a "
+                                          r"generator from fresh entropy \(seed None\)"):
+        plain_and_checkpointed(lambda th, s, t: s + th * mr.default_rng().normal(size=(3,)))
+    with pytest.raises(ReplayError, match="fresh entropy"):
+        plain_and_checkpointed(lambda th, s, t: s + random_walk.simulate(
+            th, n_timesteps=2, n_agents=3, rng=None)[-1])
+
+
 def test_an_unkeyed_draw_in_a_checkpointed_function_raises():
     rng = mr.default_rng(14)
     f = md.checkpoint(lambda x: md.sum(x * rng.normal(size=(3,))))

@@ -32,8 +32,9 @@ The rules of randomness
 5. **Replayable steps.** :func:`minidiff.checkpointed_loop` (and ``checkpoint``) run a step
    again during the backward pass, so the step must draw the same numbers every time. Inside a
    step, draw from keyed streams made there (``rng.stream(("step", t))``: made afresh each run,
-   the same numbers each time); drawing from a generator made outside the step, or asking it for
-   a child, would advance it, and under reverse mode it raises
+   the same numbers each time). Drawing from a generator made outside the step, or asking it
+   for a child, would advance it, and a generator made in the step from fresh entropy
+   (``default_rng(None)``) would differ in every run: under reverse mode both raise
    :class:`minidiff.checkpointing.ReplayError` instead of returning the gradient of other
    random numbers.
 6. **Threads.** The transforms and the current backend are per thread, so threads may

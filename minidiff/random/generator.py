@@ -10,7 +10,7 @@ import secrets
 from typing import Any
 
 from .. import backend as _backend
-from ..checkpointing import birth_mark, check_draw
+from ..checkpointing import birth_mark, check_draw, check_entropy
 from ..core import Box, deepest_level, raw, shape_of, strip_inactive
 from ..ops import add, exp, multiply, stop_gradient, subtract
 from ..ops import sum as _sum
@@ -92,6 +92,7 @@ class Generator:
                  _ledger: _Ledger | None = None) -> None:
         if _path is None:
             if seed is None:
+                check_entropy("default_rng")
                 seed = secrets.randbits(63)
             if isinstance(seed, bool) or not isinstance(seed, int) and not hasattr(
                     seed, "__index__"):
