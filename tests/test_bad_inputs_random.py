@@ -297,3 +297,23 @@ def test_minidiff_memory_on_cupy_without_cupy_is_a_usage_error(capsys):
     assert line.startswith("minidiff memory: error: argument --backend: the 'cupy' backend "
                            "needs CuPy and a CUDA GPU")
     assert "pip install minidiff[gpu]" in line
+
+
+def test_smoothed_binomial_keeps_the_derivative_in_a_traced_count():
+    """Binomial(Poisson(λ), p): d E[X]/dλ = p. A traced n used to lose its derivative silently
+    (0 instead of p). Each draw's smoothed derivative is p·(dn/dλ), and the Poisson's smoothed
+    slopes average 1, so the mean over 20,000 draws is p ± a few 1e-3 (sd of the slopes ≈ 0.3)."""
+    def f(lam):
+        rng = mr.default_rng(0)
+        n = rng.poisson(lam, size=20000)
+        return md.mean(rng.binomial(n, 0.5, size=20000))
+
+    assert abs(float(md.grad(f)(4.0)) - 0.5) < 0.01
+    assert float(md.grad(lambda n: md.mean(mr.default_rng(1).binomial(n, 0.3, size=10)))(10.0)) \
+        == pytest.approx(0.3)
+
+
+def test_score_binomial_refuses_a_traced_count():
+    with pytest.raises(ValueError, match="binomial.*number of trials n is traced"):
+        md.grad(lambda n: md.sum(
+            mr.default_rng(0).binomial(n, 0.3, size=5, estimator="score")))(10.0)

@@ -327,6 +327,12 @@ class Generator:
             return engine_sampler(dist, u, params)
         x = dist.sample(u, *(raw(p) for p in params))
         if estimator == "score":
+            if dist.name == "binomial" and isinstance(params[0], Box):
+                raise ValueError(
+                    "binomial(estimator='score'): the number of trials n is traced, but the "
+                    "score function has no derivative in an integer parameter; use "
+                    "estimator='smoothed' (d E[X]/dn = p) or stochastic triples, or pass "
+                    "minidiff.stop_gradient(n)")
             self._add_log_prob(_sum(dist.log_prob(x, *params)))
             return x
         return attach(dist, x, u, params, shape, estimator, tau, hard)
