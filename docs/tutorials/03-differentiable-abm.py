@@ -257,8 +257,9 @@ for ax, k, name in ((ax1, 0, "β"), (ax2, 1, "γ")):
     ax.plot(days, jacobian[:, 1, k], label="new recoveries")
     ax.set_xlabel("time (days)")
     ax.set_ylabel(f"∂(fraction per day)/∂{name} (per unit {name})")
-    ax.set_title(f"derivatives with respect to {name} (md.jacfwd, smoothed)")
+    ax.set_title(f"derivatives in {name} (md.jacfwd, smoothed)")
     ax.legend()
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]
@@ -330,6 +331,7 @@ ax2.set_xlabel("time (days)")
 ax2.set_ylabel("fraction of the population per day")
 ax2.set_title("data and the fitted model (one run)")
 ax2.legend(fontsize="small")
+fig.tight_layout()
 save(fig, "03-sir-fit")
 plt.show()
 
