@@ -215,8 +215,11 @@ exact = stats.beta(alpha_exact, beta_exact)
 fitted = stats.beta(alpha_fit, beta_fit_value)
 print(f"{k} heads in {n}: exact posterior Beta({alpha_exact:g}, {beta_exact:g}); GVI "
       f"Beta({alpha_fit:.2f}, {beta_fit_value:.2f})")
-print(f"steps Adam needs at lr = {lr} (one lr per step): raw concentrations about "
-      f"{(alpha_exact - 1) / lr:.0f}, log concentrations about {math.log(alpha_exact) / lr:.0f}")
+for rate in (1e-3, lr):  # Adam moves each parameter by about the learning rate per step
+    raw_steps = max(alpha_exact - 1, beta_exact - 1) / rate
+    log_steps = max(math.log(alpha_exact), math.log(beta_exact)) / rate
+    print(f"at lr = {rate:g}, reaching Beta({alpha_exact:g}, {beta_exact:g}) from Beta(1, 1) "
+          f"takes about {raw_steps:.0f} steps on raw concentrations, {log_steps:.0f} on logs")
 
 grid01 = np.linspace(0.005, 0.8, 400)
 fig, ax = plt.subplots(figsize=(6.5, 4))
