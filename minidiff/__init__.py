@@ -8,7 +8,7 @@ chosen at run time.
 
 from __future__ import annotations
 
-from . import random
+from . import pytree, random
 from .backend import (
     Backend,
     BackendError,
@@ -18,7 +18,7 @@ from .backend import (
     use_backend,
 )
 from .checkpointing import checkpoint, checkpointed_loop
-from .core import ModeError, Primitive, ShapeError
+from .core import ModeError, Primitive, ShapeError, TracerConversionError
 from .custom import custom_jvp, custom_vjp
 from .forward import Dual
 from .ops import *  # noqa: F403
@@ -40,6 +40,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backend", "BackendError", "Dual", "ModeError", "Primitive", "ShapeError", "TapeValue",
+    "TracerConversionError", "pytree",
     "available_backends", "checkpoint", "checkpointed_loop", "custom_jvp", "custom_vjp",
     "get_backend", "grad", "hessian", "hvp",
     "jacfwd", "jacrev", "jvp", "set_backend", "use_backend", "value_and_grad", "vjp", "wengert",
