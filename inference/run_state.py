@@ -51,8 +51,8 @@ from typing import Any
 
 import minidiff as md
 from minidiff.backend import host_load_npz, host_save_npz
+from minidiff.pytree import LEAF, PyTreeDef, tree_leaves, tree_structure, tree_unflatten
 
-from .pytree import tree_leaves, tree_structure, tree_unflatten
 from .records import History
 
 __all__ = ["RunState", "CheckpointError", "save_checkpoint", "load_checkpoint",
@@ -120,19 +120,25 @@ def _differences(old: Any, new: Any, path: str = "") -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _structure_to_json(s: Any) -> Any:
-    if s == "*":
-        return "*"
-    kind, keys, subs = s
-    return [kind, list(keys) if kind == "dict" else keys, [_structure_to_json(c) for c in subs]]
+_KINDS = {dict: "dict", list: "list", tuple: "tuple"}
 
 
-def _structure_from_json(s: Any) -> Any:
-    if s == "*":
+def _structure_to_json(s: PyTreeDef) -> Any:
+    """A pytree structure as JSON: ``"*"`` for a leaf, else ``[kind, keys, children]``."""
+    if s.is_leaf:
         return "*"
+    if s.node not in _KINDS:
+        raise TypeError(f"checkpoint: cannot store a {s.node.__name__} in a run state; use "
+                        f"dicts, lists and tuples of arrays")
+    return [_KINDS[s.node], list(s.keys), [_structure_to_json(c) for c in s.children]]
+
+
+def _structure_from_json(s: Any) -> PyTreeDef:
+    if s == "*":
+        return LEAF
     kind, keys, subs = s
-    return (kind, tuple(keys) if kind == "dict" else keys,
-            tuple(_structure_from_json(c) for c in subs))
+    node = {v: k for k, v in _KINDS.items()}[kind]
+    return PyTreeDef(node, tuple(keys), tuple(_structure_from_json(c) for c in subs))
 
 
 def _encode_tree(tree: Any, prefix: str, arrays: dict[str, Any]) -> dict:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import minidiff as md
-from minidiff.models import brock_hommes, cont, random_walk, sir
+from minidiff.models import brock_hommes, cont, housing, lob, random_walk, sir
 from minidiff.random import Generator, default_rng
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +34,12 @@ MODELS = {
     "cont": (cont, {"n_timesteps": 8, "n_agents": 60},
              [(1, -0.5, r"\[0, inf\)"), (2, -0.01, r"\[0, inf\)"), (3, 0.0, r"\(0, inf\)")]),
     "brock_hommes": (brock_hommes, {"n_timesteps": 7}, []),
+    "lob": (lob, {"n_timesteps": 5, "n_agents": 3, "n_levels": 4},
+            [(0, -1.0, r"\[0, inf\)"), (1, -0.5, r"\[0, inf\)"), (2, 0.0, r"\(0, inf\)"),
+             (3, -1.0, r"\[0, inf\)")]),
+    "housing": (housing, {"n_timesteps": 4, "n_agents": 60},
+                [(0, 1.0, r"\(0, 1\)"), (1, 0.0, r"\(0, inf\)"), (2, 1.5, r"\[0, 1\]"),
+                 (3, -0.1, r"\(0, inf\)"), (5, -0.5, r"\[0, inf\)")]),
 }
 NAMES = list(MODELS)
 
