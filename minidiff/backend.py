@@ -89,6 +89,20 @@ class Backend:
     index: Callable[[Any, Any], Any] = field(default=lambda x, key: x[key])
     buffer: Callable[[Any], tuple[int, int]] = field(default=None)
     peak_tracker: Callable[[], Any] = field(default=None)
+    kernels: Kernels = field(default=None)  # fast paths (see "Fast kernels" below)
+
+    def __post_init__(self) -> None:
+        if self.kernels is None:
+            object.__setattr__(self, "kernels", generic_kernels(self.xp))
+
+    def sigmoid(self, x: Any) -> Any:
+        """σ(x) = 1/(1 + e^{-x}) on a raw floating array, accurate in both tails."""
+        return self.kernels.sigmoid(x)
+
+    def select(self, condition: Any, x: Any, y: Any) -> Any:
+        """``where(condition, x, y)`` on raw arrays (or Python numbers), exactly: the same
+        bits as the array library's ``where``, by the backend's fastest way."""
+        return self.kernels.select(condition, x, y)
 
     def memory_of(self, x: Any) -> tuple[int, int]:
         """``(key, nbytes)`` of the memory that keeping ``x`` alive holds: a view is charged
@@ -161,6 +175,7 @@ def _make_numpy() -> Backend:
         make_rng=np.random.default_rng,
         float_dtype=np.float64,
         peak_tracker=_TracemallocPeak,
+        kernels=NUMPY_KERNELS,
     )
 
 
@@ -302,6 +317,114 @@ def _index_to_host(index: Any, array_type: Any, to_host: Callable) -> Any:
     if isinstance(index, array_type):
         return to_host(index)
     return index
+
+
+# =============================================================================================
+# Fast kernels (issue 13: cheaper eager rules). Everything below is this one block.
+#
+# Rules never ask which library runs; ops whose plain formula wastes passes over memory call a
+# kernel here instead, and each backend supplies its fastest *exact* way (NumPy's below; other
+# backends get the portable formulas of ``generic_kernels``).
+# =============================================================================================
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """The fast paths of one backend.
+
+    Attributes:
+        sigmoid: ``sigmoid(x)``, σ(x) = 1/(1 + e^{-x}) of a raw floating array.
+        select: ``select(condition, x, y)``, bit for bit the library's ``where``.
+        writes_out: True when the library's elementwise functions take ``out=`` (NumPy's
+            ufuncs): ``minidiff.jit``'s replay then reuses buffers instead of allocating.
+    """
+
+    sigmoid: Callable[[Any], Any]
+    select: Callable[[Any, Any, Any], Any]
+    writes_out: bool = False
+
+
+def generic_kernels(xp: Any) -> Kernels:
+    """Portable kernels from array API calls only."""
+
+    def sigmoid(x: Any) -> Any:
+        e = xp.exp(-xp.abs(x))  # e^{-|x|} <= 1: no overflow
+        # numerator e^{-|x|} for x < 0 and 1 for x >= 0 (where e <= 1): no branch
+        return xp.maximum(e, xp.astype(x >= 0, e.dtype)) / (1.0 + e)
+
+    def select(condition: Any, x: Any, y: Any) -> Any:
+        return xp.where(condition, _as_xp(xp, x), _as_xp(xp, y))
+
+    return Kernels(sigmoid=sigmoid, select=select)
+
+
+def _as_xp(xp: Any, v: Any) -> Any:
+    return xp.asarray(float(v)) if isinstance(v, int | float) else v
+
+
+_SELECT_MIN_SIZE = 2048  # below this NumPy's where is as fast as the bit select
+
+
+def _numpy_sigmoid(x: Any) -> Any:
+    """1/(1 + e^{-x}) in four passes over one buffer (negate, exp, add, divide).
+
+    e^{-x} overflows to inf for x < -709, where 1/(1 + inf) = 0 is the right limit, so the
+    overflow is not worth a warning. Relative accuracy is a few ulp everywhere (no
+    cancellation: 1 + e^{-x} >= 1)."""
+    if type(x) is not np.ndarray or x.ndim == 0 or x.dtype.kind != "f":
+        return generic_kernels(np).sigmoid(x)
+    t = np.negative(x)
+    with np.errstate(over="ignore"):
+        np.exp(t, out=t)
+    t += 1.0
+    np.divide(1.0, t, out=t)
+    return t
+
+
+def _float64_bits(v: Any) -> Any:
+    """The bits of a float64 array or number as int64 (a view; no copy), or None."""
+    if type(v) is float:
+        return np.float64(v).view(np.int64)
+    if isinstance(v, np.ndarray | np.float64) and v.dtype == np.float64:
+        return v.view(np.int64)
+    return None
+
+
+def _numpy_select(condition: Any, x: Any, y: Any) -> Any:
+    """``np.where(condition, x, y)`` without branches, bit for bit.
+
+    ``np.where`` branches on every element, and a random mask (agents that reset, a
+    threshold crossed) makes the branch unpredictable: at 50 % it is several times slower
+    than a multiply. For float64 the select is done on the bits instead: with m = -1 (all
+    ones) where the condition holds and 0 elsewhere,
+
+        where(c, x, y) = y ^ ((x ^ y) & m),    where(c, x, +0.0) = x & m,
+
+    which copies NaNs, infinities and signed zeros exactly as ``where`` does."""
+    if (type(condition) is not np.ndarray or condition.dtype != np.bool_
+            or condition.size < _SELECT_MIN_SIZE):
+        return np.where(condition, x, y)
+    bx, by = _float64_bits(x), _float64_bits(y)
+    if bx is None or by is None:
+        return np.where(condition, x, y)
+    m = np.negative(condition, dtype=np.int64)  # 0 or -1
+    if type(y) is float and y == 0.0 and math.copysign(1.0, y) > 0:
+        if type(x) is float and x == 1.0:
+            return condition.astype(np.float64)
+        bits = _in_place(np.bitwise_and, m, bx)  # x & m
+    else:
+        bits = _in_place(np.bitwise_and, np.bitwise_xor(bx, by), m)  # (x ^ y) & m
+        np.bitwise_xor(bits, by, out=bits)  # y ^ ((x ^ y) & m)
+    return bits.view(np.float64)
+
+
+def _in_place(ufunc: Any, a: np.ndarray, b: Any) -> np.ndarray:
+    """``ufunc(a, b)`` written over ``a`` (a fresh array) when the result has a's shape."""
+    full = np.broadcast_shapes(a.shape, np.shape(b))
+    return ufunc(a, b, out=a if full == a.shape else None)
+
+
+NUMPY_KERNELS = Kernels(sigmoid=_numpy_sigmoid, select=_numpy_select, writes_out=True)
 
 
 # ---------------------------------------------------------------------------------------------

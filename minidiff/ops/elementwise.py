@@ -206,8 +206,9 @@ def elementwise_primitive(name: str, impl: Callable[..., Any],
             reader = readers[i]
             if reader is None:
                 gi = g
-            elif reader is NEGATE:
-                gi = negative(g)
+            elif reader is NEGATE:  # negate after summing: -Σg = Σ(-g) exactly, on fewer
+                grads.append(negative(unbroadcast(g, shapes[i])))
+                continue
             else:
                 p = reader(values, params)
                 gi = g if p is None else multiply(g, p)
@@ -277,7 +278,12 @@ maximum = elementwise_primitive(
 
 
 def _where_impl(cond: Any, x: Any, y: Any) -> Any:
-    return _xp().where(cond, as_array(x), as_array(y))
+    # Python numbers stay numbers (floats): the backend's select has fast paths for them
+    return get_backend().select(cond, _float_number(x), _float_number(y))
+
+
+def _float_number(v: Any) -> Any:
+    return float(v) if isinstance(v, numbers.Number) and type(v) is not float else v
 
 
 def _where_jvp(tangents: Sequence[Any], args: Sequence[Any], out: Any) -> Any:
@@ -339,15 +345,7 @@ cos = _unary("cos", lambda x: _xp().cos(x), lambda x: negative(sin(x)))
 tanh = _unary("tanh", lambda x: _xp().tanh(x), lambda out: 1.0 - out * out)  # 1 - tanh²
 
 
-def _sigmoid_impl(x: Any) -> Any:
-    """σ(x) = 1/(1+e^{-x}), evaluated without overflow for large |x|."""
-    xp = _xp()
-    e = xp.exp(-xp.abs(x))
-    # numerator e^{-|x|} for x < 0 and 1 for x >= 0 (where e <= 1): no branch, no overflow
-    return xp.maximum(e, xp.astype(x >= 0, e.dtype)) / (1.0 + e)
-
-
-sigmoid = _unary("sigmoid", _sigmoid_impl, lambda out: out * (1.0 - out))  # σ(1-σ)
+sigmoid = _unary("sigmoid", lambda x: get_backend().sigmoid(x), lambda out: out * (1.0 - out))  # σ(1-σ)
 
 
 def _softplus_impl(x: Any) -> Any:
