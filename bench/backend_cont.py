@@ -1,4 +1,5 @@
-"""The Cont workload on whichever backend is current: primal, grad and jacfwd times.
+"""The Cont model (realised variance of ``minidiff.models.cont`` in its benchmark setting) on
+whichever backend is current: primal, grad and jacfwd times.
 
 Unlike ``cont_gradient.py`` (which compares with a plain-NumPy simulation) this runs only
 minidiff code, so it works on every backend; the ratios are to minidiff's own primal. On a GPU
@@ -16,7 +17,9 @@ from _common import best_of, print_header
 
 import minidiff as md
 from minidiff.memory import measure
-from minidiff.workload import THETA, ContNoise, cont_loss
+from minidiff.models import cont
+
+SETTINGS = dict(cont.BENCHMARK_SETTINGS)
 
 
 def _sync() -> None:
@@ -32,16 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     print_header("default")
-    theta = md.asarray(list(THETA))
+    theta = md.asarray(list(cont.BENCHMARK_PARAMS))
     print(f"{'N':>9} {'T':>5} {'primal s':>9} {'grad s':>8} {'jacfwd s':>9} {'grad/primal':>12} "
           f"{'jacfwd/primal':>14} {'grad peak MiB':>14} {'jacfwd peak MiB':>16}")
     for n in (int(v) for v in args.agents.split(",")):
-        noise = ContNoise(n, args.steps, seed=0)
+        noise = cont.Noise(0, n, s=SETTINGS["s"]).predraw(args.steps)  # drawn before timing
 
-        def loss(th: Any, noise: ContNoise = noise) -> Any:
-            return cont_loss(th, noise)
+        def loss(th: Any, noise: cont.Noise = noise, n: int = n) -> Any:
+            return cont.realised_variance(th, n_timesteps=args.steps, n_agents=n, rng=noise,
+                                          **SETTINGS)
 
-        cont_loss(theta, noise)  # warm-up (kernel compilation on a GPU)
+        loss(theta)  # warm-up (kernel compilation on a GPU)
         md.grad(loss)(theta)
         md.jacfwd(loss)(theta)
         t_primal = best_of(lambda: loss(theta), args.repeat, _sync)[0]

@@ -1,18 +1,19 @@
 """The cost of differentiating the Cont volatility-clustering ABM, relative to plain NumPy.
 
-The model is :mod:`minidiff.workload` (Cont 2007), with N agents over T steps:
+The model is :mod:`minidiff.models.cont` (Cont 2007) in its benchmark setting
+(``BENCHMARK_PARAMS``, ``BENCHMARK_SETTINGS``: s = 0.1, k = 5), with N agents over T steps:
 
-    ν_i(0) = exp(μ + σ_ν z_i),   ε_t = σ ζ_t,   o_it = H(ε_t − ν_i) − H(−ν_i − ε_t),
-    r_t = Σ_i o_it / (N η),      ν_i ← |r_t| with probability p = 0.1,   loss = Σ_t r_t²
+    ν_i(0) = exp(μ + σ_ν z_i),   ε_t = σ ζ_t,   o_it = H(ε_t − ν_i) − H(−ε_t − ν_i),
+    r_t = Σ_i o_it / (N η),      ν_i ← |r_t| where U_it < s,   loss = Σ_t r_t²
 
-Each hard step H is ``minidiff.stochastic.soft_step(x, k=5)``: the value of the step, the
-derivative of the sigmoid σ(5x) (a straight-through sigmoid surrogate, as one primitive, so the
-forward pass computes no sigmoid). The reset is a hard Gumbel-max Bernoulli with U clipped
-inside (0, 1); with p fixed, its Gumbel-softmax relaxation (τ = 0.1) has zero derivative with
-respect to θ, so only the hard sample enters.
+(``cont.realised_variance``). Each hard step H is ``minidiff.stochastic.soft_step(x, k=5)``: the
+value of the step, the derivative of the sigmoid σ(5x) (a straight-through sigmoid surrogate, as
+one primitive, so the forward pass computes no sigmoid). The update mask U < s has a fixed s, so
+it carries no derivative.
 
-All random numbers are drawn before any timing, from the backend's generator with a fixed seed,
-and every run reads the same draws. Timed, each divided by the NumPy primal:
+All random numbers are drawn before any timing (``cont.Noise(seed, N).predraw(T)``: the model's
+own keyed streams, drawn ahead), and every run reads the same draws. Timed, each divided by the
+NumPy primal:
 
 * ``numpy primal``: the model in raw NumPy (what one would write without AD);
 * ``minidiff primal``: the minidiff model on plain arrays (no transform);
@@ -37,22 +38,25 @@ from _common import add_malloc_option, best_of, malloc_from, print_header
 
 import minidiff as md
 from minidiff.memory import tape_memory
-from minidiff.workload import STEEPNESS, THETA, ContNoise, cont_loss
+from minidiff.models import cont
+
+THETA = cont.BENCHMARK_PARAMS
+SETTINGS = dict(cont.BENCHMARK_SETTINGS)
 
 
-def loss_numpy(theta: Any, noise: ContNoise) -> float:
-    """Σ_t r_t² in raw NumPy: hard steps, no surrogate."""
+def loss_numpy(theta: Any, noise: cont.Noise, n_steps: int) -> float:
+    """Σ_t r_t² in raw NumPy, reading the same draws: hard steps, no surrogate."""
     mu, sigma_nu, sigma, eta = (float(v) for v in theta)
     n = noise.n_agents
     nu = np.exp(mu + sigma_nu * noise.z)
     loss = 0.0
-    for t in range(noise.n_steps):
-        zeta, reset = noise.step(t)
-        eps = sigma * zeta
-        orders = (eps - nu >= 0).astype(np.float64) - (-nu - eps >= 0).astype(np.float64)
+    for t in range(n_steps):
+        zeta, update = noise.step(t)
+        eps = sigma * float(zeta)
+        orders = (eps - nu >= 0).astype(np.float64) - (-eps - nu >= 0).astype(np.float64)
         r = np.sum(orders) / (n * eta)
         loss = loss + r * r
-        nu = np.where(reset, abs(r), nu)
+        nu = np.where(update, abs(r), nu)
     return float(loss)
 
 
@@ -64,15 +68,16 @@ def loss_numpy(theta: Any, noise: ContNoise) -> float:
 def run_size(n_agents: int, n_steps: int, *, repeat: int, seed: int, memory: bool) -> bool:
     """Time every variant at one size and print the ratios. True when the checks pass."""
     started = time.perf_counter()
-    noise = ContNoise(n_agents, n_steps, seed)
+    noise = cont.Noise(seed, n_agents, s=SETTINGS["s"]).predraw(n_steps)
     theta = md.asarray(list(THETA))
 
     def loss(th: Any) -> Any:
-        return cont_loss(th, noise)
+        return cont.realised_variance(th, n_timesteps=n_steps, n_agents=n_agents, rng=noise,
+                                      **SETTINGS)
 
     heavy = max(1, min(repeat, 2)) if n_agents * n_steps >= 10**7 else repeat
     rows: list[tuple[str, float]] = []
-    t_np, value_np = best_of(lambda: loss_numpy(THETA, noise), repeat)
+    t_np, value_np = best_of(lambda: loss_numpy(THETA, noise, n_steps), repeat)
     rows.append(("numpy primal", t_np))
     t, value_md = best_of(lambda: loss(theta), repeat)
     rows.append(("minidiff primal", t))
@@ -132,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     print_header(malloc_note)
-    print(f"theta = (mu, sigma_nu, sigma, eta) = {THETA}, k = {STEEPNESS}, p = 0.1, "
-          f"seed {args.seed}")
+    print(f"model: minidiff.models.cont, theta = (mu, sigma_nu, sigma, eta) = {THETA}, "
+          f"k = {SETTINGS['k']}, s = {SETTINGS['s']}, seed {args.seed}")
     print("targets at N = 1e5 (the issue): grad <= 5x and jacfwd <= 6x the numpy primal "
           "(PyTorch eager 7.9x and 37x, JAX jit 8.8x and 6.4x)")
     ok = all([run_size(n, t, repeat=args.repeat, seed=args.seed, memory=not args.no_memory)

@@ -1,8 +1,9 @@
 """Memory of each mode of AD on a long simulation, against the targets of issue 5.
 
-The workload is the Cont market of :mod:`minidiff.workload` with N agents over T steps, its
-noise streamed (each step draws from its own keyed generator), so the random numbers take the
-same memory at every T and what grows is what AD keeps. At each T it runs:
+The workload is the realised variance Σ r_t² of the Cont market of :mod:`minidiff.models.cont`
+(``BENCHMARK_PARAMS``, ``BENCHMARK_SETTINGS``) with N agents over T steps, its noise streamed
+(each step draws from its own keyed stream when it runs), so the random numbers take the same
+memory at every T and what grows is what AD keeps. At each T it runs:
 
 * ``tape_memory`` of ``grad(loss)`` and of the checkpointed loss: the residual bytes reverse
   mode keeps, at peak (per agent per step: what one step of the model costs on the tape);
@@ -32,8 +33,11 @@ from _common import add_malloc_option, best_of, malloc_from, print_header
 import minidiff as md
 from minidiff.checkpointing import default_snapshots
 from minidiff.memory import measure, tape_memory
+from minidiff.models import cont
 from minidiff.revolve import revolve_schedule, schedule_cost
-from minidiff.workload import THETA, ContNoise, cont_loss
+
+THETA = cont.BENCHMARK_PARAMS
+SETTINGS = dict(cont.BENCHMARK_SETTINGS)
 
 TAPE_BYTES_TARGET = 40.0          # bytes per agent per step
 CHECKPOINT_RATIO_TARGET = 0.10    # checkpointed peak / plain peak
@@ -45,15 +49,17 @@ MiB = 2**20
 def run_size(n_agents: int, n_steps: int, snapshots: int | None, seed: int,
              repeat: int) -> dict[str, Any]:
     """Every measurement at one T (each run separately, so no two are alive at once)."""
-    noise = ContNoise(n_agents, n_steps, seed, predrawn=False)
+    noise = cont.Noise(seed, n_agents, s=SETTINGS["s"])  # each step drawn when it runs
     theta = md.asarray(list(THETA))
     s = default_snapshots(n_steps) if snapshots is None else snapshots
 
     def plain(th: Any) -> Any:
-        return cont_loss(th, noise)
+        return cont.realised_variance(th, n_timesteps=n_steps, n_agents=n_agents, rng=noise,
+                                      **SETTINGS)
 
     def checkpointed(th: Any) -> Any:
-        return cont_loss(th, noise, checkpointed=True, snapshots=s)
+        return cont.realised_variance(th, n_timesteps=n_steps, n_agents=n_agents, rng=noise,
+                                      checkpointed=True, snapshots=s, **SETTINGS)
 
     r: dict[str, Any] = {"T": n_steps, "snapshots": s}
     r["tape"] = tape_memory(plain, theta)["bytes_peak"]
@@ -102,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     print_header(malloc_note)
-    print(f"workload: Cont market, N = {n_agents} agents, T in {steps}, streamed noise, "
-          f"theta = {THETA}, seed {args.seed}; snapshots "
+    print(f"workload: Cont market (minidiff.models.cont, {SETTINGS}), N = {n_agents} agents, "
+          f"T in {steps}, streamed noise, theta = {THETA}, seed {args.seed}; snapshots "
           f"{args.snapshots or 'ceil(sqrt(T))'}; peaks by tracemalloc, times untraced "
           f"(best of {args.repeat})\n")
     rows = [run_size(n_agents, t, args.snapshots, args.seed, args.repeat) for t in steps]

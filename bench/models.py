@@ -6,17 +6,20 @@ times, on the same seed:
 * ``primal``: ``simulate(params, ...)`` on plain arrays (seconds);
 * ``jacfwd``: the Jacobian of the observed series in all K parameters, one forward pass with K
   tangents, as a ratio to the primal;
-* ``grad``: ``md.grad`` of the model's scalar loss (one tape, one backward sweep), as a ratio.
+* ``grad``: ``md.grad`` of the model's ``loss(simulated, observed)`` (one tape, one backward
+  sweep), as a ratio; the observed series is the model's own run at the same parameters with
+  the next seed.
 
 The primal is the faster of two runs (the first at a new N pays page faults); the gradients
 are single runs, so read the ratios, not the last digit.
 
 Registry
 --------
-``MODELS`` maps a name to ``(simulate, default_params, loss)``; ``simulate(params, *,
-n_timesteps, n_agents, rng)`` returns the observed series and ``loss(series)`` a scalar. Model
-modules listed in ``_MODULES`` register themselves when importable (a model being written
-elsewhere is skipped, with a note); another file can also add a row with :func:`register`.
+``MODELS`` maps a name to ``(simulate, default_params, loss)``: the model contract,
+``simulate(params, *, n_timesteps, n_agents, rng)`` returns the observed series and
+``loss(simulated, observed)`` a scalar. Model modules listed in ``_MODULES`` register
+themselves when importable (a model being written elsewhere is skipped, with a note); another
+file can also add a row with :func:`register`.
 
 Run: ``python bench/models.py`` (``--quick``: N ∈ {1e3, 1e4}, T = 20; ``--models sir``,
 ``--sizes 1000 100000``, ``--steps 50``).
@@ -26,10 +29,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from _common import add_malloc_option, malloc_from, print_header
@@ -37,9 +38,7 @@ from _common import add_malloc_option, malloc_from, print_header
 import minidiff as md
 from minidiff.random import default_rng
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's models/
-
-ModelRow = tuple[Callable[..., Any], Any, Callable[[Any], Any]]
+ModelRow = tuple[Callable[..., Any], Any, Callable[[Any, Any], Any]]
 MODELS: dict[str, ModelRow] = {}
 
 # (registry name, module, extra keyword arguments for simulate)
@@ -47,7 +46,7 @@ _MODULES: list[tuple[str, str, dict]] = [
     ("random_walk", "minidiff.models.random_walk", {}),
     ("sir", "minidiff.models.sir", {}),
     ("sir_erdos_renyi", "minidiff.models.sir", {"network": "erdos_renyi", "mean_degree": 10}),
-    ("rama_cont", "minidiff.models.rama_cont", {}),
+    ("cont", "minidiff.models.cont", {}),
     ("brock_hommes", "minidiff.models.brock_hommes", {}),
 ]
 
@@ -55,13 +54,9 @@ _PARAMS_OVERRIDE = {"sir_erdos_renyi": (0.05, 0.1, 0.01)}  # β is a per-contact
 
 
 def register(name: str, simulate: Callable[..., Any], default_params: Any,
-             loss: Callable[[Any], Any]) -> None:
+             loss: Callable[[Any, Any], Any]) -> None:
     """Add (or replace) a row of ``MODELS``."""
     MODELS[name] = (simulate, default_params, loss)
-
-
-def _default_loss(series: Any) -> Any:
-    return md.mean(md.square(series))
 
 
 def load_models() -> list[str]:
@@ -77,8 +72,7 @@ def load_models() -> list[str]:
         if extra:
             def simulate(params, _f=module.simulate, _extra=extra, **kw):
                 return _f(params, **_extra, **kw)
-        register(name, simulate, _PARAMS_OVERRIDE.get(name, module.DEFAULT_PARAMS),
-                 getattr(module, "loss", _default_loss))
+        register(name, simulate, _PARAMS_OVERRIDE.get(name, module.DEFAULT_PARAMS), module.loss)
     return notes
 
 
@@ -94,15 +88,16 @@ def bench_model(name: str, sizes: list[int], steps: int, seed: int) -> list[str]
     theta = b.asarray([float(p) for p in (params if isinstance(params, tuple | list)
                                           else (params,))])
 
-    def run(p: Any, n: int) -> Any:
+    def run(p: Any, n: int, seed: int = seed) -> Any:
         return simulate(p, n_timesteps=steps, n_agents=n, rng=default_rng(seed))
 
     run(theta, 10)  # warm-up (imports, caches)
     lines = []
     for n in sizes:
+        observed = run(theta, n, seed + 1)
         primal = min(_time(lambda: b.to_host(run(theta, n))) for _ in range(2))  # 1st: pages
         forward = _time(lambda: b.to_host(md.jacfwd(lambda p: run(p, n))(theta)))
-        reverse = _time(lambda: b.to_host(md.grad(lambda p: loss(run(p, n)))(theta)))
+        reverse = _time(lambda: b.to_host(md.grad(lambda p: loss(run(p, n), observed))(theta)))
         lines.append(f"{name:<18}{n:>10,d}{int(theta.shape[0]):>4d}{primal:>12.4f}"
                      f"{forward / primal:>10.2f}{reverse / primal:>10.2f}")
         print(lines[-1], flush=True)

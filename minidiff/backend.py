@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import scipy.special as sps
+from scipy.integrate import quad
 
 __all__ = [
     "Backend",
@@ -130,6 +131,127 @@ class Backend:
                 return self.xp.astype(arr, self.float_dtype)
             return arr
         return self.xp.asarray(x, dtype=dtype)
+
+    # -----------------------------------------------------------------------------------------
+    # Host-side special functions for minidiff.inference (its Beta and Gamma distributions).
+    # The regularised incomplete beta and gamma functions, their inverses, and their
+    # derivatives in the shape parameters, which implicit reparameterisation needs
+    # (Figurnov et al. 2018: dz/dα = −(∂F/∂α)(z) / p(z)). Computed with SciPy on the host
+    # (to_host / from_host), so they serve every backend; the AD engines see them as constants,
+    # wrapped in primitives with their own rules (inference/implicit.py).
+    # -----------------------------------------------------------------------------------------
+
+    def _on_host(self, fn: Callable[..., Any], *args: Any) -> Any:
+        host = np.broadcast_arrays(*(np.asarray(self.to_host(a), dtype=np.float64)
+                                     for a in args))
+        return self.from_host(np.asarray(fn(*host), dtype=np.float64))
+
+    def betainc(self, a: Any, b: Any, x: Any) -> Any:
+        """I_x(a, b), the Beta(a, b) cumulative distribution function at x."""
+        return self._on_host(sps.betainc, a, b, x)
+
+    def betaincinv(self, a: Any, b: Any, u: Any) -> Any:
+        """The x in [0, 1] with I_x(a, b) = u (the Beta(a, b) quantile function)."""
+        return self._on_host(sps.betaincinv, a, b, u)
+
+    def gammainc(self, a: Any, x: Any) -> Any:
+        """P(a, x) = γ(a, x)/Γ(a), the Gamma(a, 1) cumulative distribution function at x."""
+        return self._on_host(sps.gammainc, a, x)
+
+    def gammaincinv(self, a: Any, u: Any) -> Any:
+        """The x ≥ 0 with P(a, x) = u (the Gamma(a, 1) quantile function)."""
+        return self._on_host(sps.gammaincinv, a, u)
+
+    def betainc_grad(self, a: Any, b: Any, x: Any) -> tuple[Any, Any]:
+        """(∂I_x(a, b)/∂a, ∂I_x(a, b)/∂b), elementwise, by adaptive quadrature.
+
+        ∂I/∂a = ∫_0^x log t · t^(a−1)(1−t)^(b−1) dt / B(a, b) − I·(ψ(a) − ψ(a+b)), and the
+        same with log(1−t) and ψ(b) for ∂I/∂b. Below the mean the integral is taken on
+        [0, x] after t = x s, as x^a/B · ∫_0^1 (…) s^(a−1) ds, with QUADPACK's algebraic and
+        algebraic-log weights for the endpoint singularity; above the mean, by symmetry
+        I_x(a, b) = 1 − I_(1−x)(b, a), so both terms stay small and nothing cancels."""
+        a, b, x = (np.asarray(self.to_host(v), dtype=np.float64) for v in (a, b, x))
+        a, b, x = np.broadcast_arrays(a, b, x)
+        da, db = np.empty(a.shape), np.empty(a.shape)
+        for k in np.ndindex(a.shape):
+            da[k], db[k] = self._betainc_partials(float(a[k]), float(b[k]), float(x[k]))
+        return self.from_host(da), self.from_host(db)
+
+    def gammainc_grad(self, a: Any, x: Any) -> Any:
+        """∂P(a, x)/∂a, elementwise, by adaptive quadrature.
+
+        ∂P/∂a = ∫_0^x log t · t^(a−1) e^(−t) dt / Γ(a) − P·ψ(a) below the mean (x ≤ a), and
+        −∂Q/∂a with Q = 1 − P on [x, ∞) above it, so nothing cancels."""
+        a, x = (np.asarray(self.to_host(v), dtype=np.float64) for v in (a, x))
+        a, x = np.broadcast_arrays(a, x)
+        out = np.empty(a.shape)
+        for k in np.ndindex(a.shape):
+            out[k] = self._gammainc_partial(float(a[k]), float(x[k]))
+        return self.from_host(out)
+
+    # quadrature behind betainc_grad and gammainc_grad (QUADPACK through SciPy)
+
+    @staticmethod
+    def _betainc_partials_below_mean(a: float, b: float, x: float) -> tuple[float, float]:
+        """(∂I/∂a, ∂I/∂b) at x ≤ a/(a+b): with t = x s the integrals are x^a · ∫_0^1 g(s)
+        s^(a−1) ds, QUADPACK's weights s^(a−1) and s^(a−1) log s taking the singularity."""
+        tol = {"epsabs": 0.0, "epsrel": 1e-12, "limit": 200}
+        weight = {"wvar": (a - 1.0, 0.0), **tol}
+
+        def one_minus_xs(s: float) -> float:
+            return (1.0 - x * s) ** (b - 1.0)
+
+        j0 = quad(one_minus_xs, 0.0, 1.0, weight="alg", **weight)[0]
+        jlog = quad(one_minus_xs, 0.0, 1.0, weight="alg-loga", **weight)[0]
+        jlog1m = quad(lambda s: math.log1p(-x * s) * one_minus_xs(s), 0.0, 1.0, weight="alg",
+                      **weight)[0]
+        scale = math.exp(a * math.log(x) - sps.betaln(a, b))
+        cdf = scale * j0
+        psi_ab = sps.digamma(a + b)
+        d_a = scale * (math.log(x) * j0 + jlog) - cdf * (sps.digamma(a) - psi_ab)
+        d_b = scale * jlog1m - cdf * (sps.digamma(b) - psi_ab)
+        return d_a, d_b
+
+    @staticmethod
+    def _betainc_partials(a: float, b: float, x: float) -> tuple[float, float]:
+        if not (a > 0 and b > 0) or not 0.0 <= x <= 1.0:
+            return math.nan, math.nan
+        if x in (0.0, 1.0):
+            return 0.0, 0.0
+        if x <= a / (a + b):
+            return Backend._betainc_partials_below_mean(a, b, x)
+        # I_x(a, b) = 1 − I_(1−x)(b, a)
+        d_b, d_a = Backend._betainc_partials_below_mean(b, a, 1.0 - x)
+        return -d_a, -d_b
+
+    @staticmethod
+    def _gammainc_partial(a: float, x: float) -> float:
+        if not a > 0 or not x >= 0:
+            return math.nan
+        if x == 0.0 or math.isinf(x):
+            return 0.0
+        tol = {"epsabs": 0.0, "epsrel": 1e-12, "limit": 200}
+        if x <= a:  # P side: t = x s, x^a/Γ(a) · ∫_0^1 (log x + log s) s^(a−1) e^(−x s) ds
+            def decay(s: float) -> float:
+                return math.exp(-x * s)
+
+            weight = {"wvar": (a - 1.0, 0.0), **tol}
+            j0 = quad(decay, 0.0, 1.0, weight="alg", **weight)[0]
+            jlog = quad(decay, 0.0, 1.0, weight="alg-loga", **weight)[0]
+            scale = math.exp(a * math.log(x) - sps.gammaln(a))
+            return scale * (math.log(x) * j0 + jlog) - scale * j0 * sps.digamma(a)
+
+        # Q side: t = x + v, e^(−x) x^(a−1)/Γ(a) · ∫_0^∞ log(x+v) (1+v/x)^(a−1) e^(−v) dv
+        def tail(v: float, with_log: bool) -> float:
+            w = math.exp((a - 1.0) * math.log1p(v / x) - v)
+            return math.log(x + v) * w if with_log else w
+
+        scale = math.exp(-x + (a - 1.0) * math.log(x) - sps.gammaln(a))
+        k0 = quad(tail, 0.0, math.inf, args=(False,), **tol)[0]
+        klog = quad(tail, 0.0, math.inf, args=(True,), **tol)[0]
+        return -(scale * klog - scale * k0 * sps.digamma(a))  # −∂Q/∂a
+
+    # -- end of the block for minidiff.inference ------------------------------------------------
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,14 +1,25 @@
-"""Agent-based models written with minidiff ops only.
+"""Agent-based models written with minidiff ops only, installed as ``minidiff.models``.
 
-Each module provides ``simulate(params, *, n_timesteps, n_agents=..., rng, estimator=...)``,
-which returns the observed series as a backend array and runs unchanged on plain arrays, under
-``jacfwd`` (all parameters in one pass), under ``grad`` and under stochastic triples
-(``minidiff.stochastic.derivative_estimate``), plus ``DEFAULT_PARAMS`` and a docstring with
-the equations:
+Every model module keeps one contract:
 
-* :mod:`models.random_walk`: Bernoulli random walkers.
-* :mod:`models.sir`: agent-based SIR epidemic, well mixed or on an Erdős–Rényi or
+* ``simulate(params, *, n_timesteps, n_agents, rng, ...)`` returns the observed series as a
+  backend array and runs unchanged on plain arrays, under ``jacfwd`` (all parameters in one
+  pass), under ``grad`` and under stochastic triples
+  (``minidiff.stochastic.derivative_estimate``). ``params`` is a sequence or a vector of
+  ``len(PARAM_NAMES)`` numbers; ``rng`` is an int seed, a :class:`minidiff.random.Generator`
+  (whose keyed streams the model draws from) or None (fresh entropy from the operating system).
+* ``DEFAULT_PARAMS`` and ``PARAM_NAMES``, of the same length;
+* ``loss(simulated, observed)``: a scalar discrepancy between two observed series, documented
+  in the module, 0 when they are equal and differentiable in the simulated one;
+* a module docstring with the equations, parameters, defaults and estimators.
+
+Wrong arguments are refused before anything runs, by the checks of ``models/_checks.py``, with
+errors that name the model, the argument and what is allowed.
+
+* :mod:`minidiff.models.random_walk`: Bernoulli random walkers.
+* :mod:`minidiff.models.sir`: agent-based SIR epidemic, well mixed or on an Erdős–Rényi or
   Watts–Strogatz contact network.
-* :mod:`models.rama_cont`: Cont's (2007) threshold model of volatility clustering.
-* :mod:`models.brock_hommes`: Brock and Hommes' (1998) heterogeneous-beliefs asset market.
+* :mod:`minidiff.models.cont`: Cont's (2007) threshold model of volatility clustering, also the
+  long-horizon workload of the benchmarks and ``minidiff memory``.
+* :mod:`minidiff.models.brock_hommes`: Brock and Hommes' (1998) heterogeneous-beliefs market.
 """

@@ -32,6 +32,11 @@ reparameterised as σ·z, so d/dσ is pathwise).
 
 Observed: the series x_1, ..., x_T, shape ``(T,)``.
 
+Loss: ``loss(simulated, observed)`` = (1/T) Σ_t (x_sim,t − x_obs,t)², the mean squared
+difference of the two series (the discrepancy used for this model in the calibration
+literature; the deterministic switching dominates the noise at the defaults, so paths are
+comparable point by point).
+
 Randomness and derivatives
 --------------------------
 The only randomness is z_1..z_T, drawn in one call from ``rng.stream("shock")``: the draws
@@ -62,15 +67,14 @@ coefficients are free, unconstrained, and β, σ, R are plain settings.
 
 from __future__ import annotations
 
-import math
-import operator
 from typing import Any
 
 import minidiff as md
-from minidiff.core import Box, raw
-from minidiff.random import ESTIMATORS, default_rng
+from minidiff.core import shape_of
 
-__all__ = ["simulate", "DEFAULT_PARAMS", "PARAM_NAMES", "DEFAULT_R", "DEFAULT_BETA",
+from ._checks import check_count, check_estimator, check_number, generator, unpack
+
+__all__ = ["simulate", "loss", "DEFAULT_PARAMS", "PARAM_NAMES", "DEFAULT_R", "DEFAULT_BETA",
            "DEFAULT_SIGMA", "FIXED_TYPES", "SHOCK_KEY"]
 
 PARAM_NAMES = ("g2", "g3", "b2", "b3")
@@ -81,7 +85,7 @@ DEFAULT_SIGMA = 0.04
 FIXED_TYPES = {"g1": 0.0, "b1": 0.0, "g4": 1.01, "b4": 0.0}
 SHOCK_KEY = "shock"
 
-_NAME = "brock_hommes.simulate"
+_WHERE = "brock_hommes.simulate"
 
 
 def simulate(params: Any, *, n_timesteps: int, n_agents: int | None = None, rng: Any,
@@ -94,8 +98,8 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int | None = None, rng:
             (possibly traced) scalars.
         n_timesteps: T ≥ 1, the length of the observed series.
         n_agents: ignored (the model has no agents); None or an integer ≥ 1.
-        rng: a ``minidiff.random`` generator or a seed; the shocks come from its
-            ``stream("shock")``.
+        rng: an int seed, a ``minidiff.random`` Generator, or None (fresh entropy); the shocks
+            come from its ``stream("shock")``.
         estimator: ignored (no discrete randomness); None or one of ``minidiff.random.ESTIMATORS``.
         R: gross risk-free return, > 0.
         beta: intensity of choice, ≥ 0.
@@ -104,22 +108,22 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int | None = None, rng:
     Returns:
         x, shape ``(n_timesteps,)``: traced when any input is.
     """
-    theta = _as_params(params)
-    n_timesteps = _count(n_timesteps, "n_timesteps")
+    g2, g3, b2, b3 = unpack(_WHERE, params, PARAM_NAMES)
+    for name, value in zip(PARAM_NAMES, (g2, g3, b2, b3)):
+        check_number(_WHERE, name, value)
+    n_timesteps = check_count(_WHERE, "n_timesteps", n_timesteps, 1)
     if n_agents is not None:
-        _count(n_agents, "n_agents")
-    if estimator is not None and estimator not in ESTIMATORS:
-        raise ValueError(f"{_NAME}: unknown estimator {estimator!r}; use None or one of "
-                         f"{ESTIMATORS} (the model ignores it: it has no discrete randomness)")
-    _check_setting("R", R, lambda v: v > 0, "> 0")
-    _check_setting("beta", beta, lambda v: v >= 0, "≥ 0")
-    _check_setting("sigma", sigma, lambda v: v >= 0, "≥ 0")
+        check_count(_WHERE, "n_agents", n_agents, 1)
+    check_estimator(_WHERE, estimator, optional=True)
+    check_number(_WHERE, "R (gross risk-free return)", R, 0.0, open_low=True)
+    check_number(_WHERE, "beta (intensity of choice)", beta, 0.0)
+    check_number(_WHERE, "sigma (noise scale)", sigma, 0.0)
+    rng = generator(_WHERE, rng)
 
-    g2, g3, b2, b3 = (md.getitem(theta, i) for i in range(4))
     g = md.stack([md.asarray(FIXED_TYPES["g1"]), g2, g3, md.asarray(FIXED_TYPES["g4"])])
     b = md.stack([md.asarray(FIXED_TYPES["b1"]), b2, b3, md.asarray(FIXED_TYPES["b4"])])
 
-    z = default_rng(rng).stream(SHOCK_KEY).normal(0.0, 1.0, size=(n_timesteps,))
+    z = rng.stream(SHOCK_KEY).normal(0.0, 1.0, size=(n_timesteps,))
     # ops, not operators, throughout: a raw array on the left of a traced value is refused by
     # array_api_strict
     x3 = x2 = x1 = md.zeros(())  # x_{t−3}, x_{t−2}, x_{t−1}
@@ -136,54 +140,10 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int | None = None, rng:
     return md.stack(xs)
 
 
-# ---------------------------------------------------------------------------------------------
-# validation
-# ---------------------------------------------------------------------------------------------
-
-
-def _as_params(params: Any) -> Any:
-    """θ as one shape-(4,) float array (traced entries kept traced)."""
-    if isinstance(params, list | tuple):
-        if len(params) != len(PARAM_NAMES):
-            raise ValueError(f"{_NAME}: params must hold {len(PARAM_NAMES)} values "
-                             f"{PARAM_NAMES}, got {len(params)}")
-        entries = [p if isinstance(p, Box) else md.asarray(p) for p in params]
-        shapes = {tuple(raw(p).shape) for p in entries}
-        if shapes != {()}:
-            raise ValueError(f"{_NAME}: each of params {PARAM_NAMES} must be a scalar, got "
-                             f"shapes {[tuple(raw(p).shape) for p in entries]}")
-        theta = md.stack(entries)
-    else:
-        theta = params if isinstance(params, Box) else md.asarray(params)
-        shape = tuple(raw(theta).shape)
-        if shape != (len(PARAM_NAMES),):
-            raise ValueError(f"{_NAME}: params must be {len(PARAM_NAMES)} values "
-                             f"{PARAM_NAMES}, got shape {shape}")
-    values = md.to_host(raw(theta))
-    if not all(math.isfinite(float(v)) for v in values):
-        raise ValueError(f"{_NAME}: params {PARAM_NAMES} must be finite, got {values!r}")
-    return theta
-
-
-def _count(n: Any, what: str) -> int:
-    if isinstance(n, bool):
-        raise TypeError(f"{_NAME}: {what} must be an integer ≥ 1, got {n!r}")
-    try:
-        n = operator.index(n)
-    except TypeError:
-        raise TypeError(f"{_NAME}: {what} must be an integer ≥ 1, got {n!r}") from None
-    if n < 1:
-        raise ValueError(f"{_NAME}: {what} must be ≥ 1, got {n}")
-    return n
-
-
-def _check_setting(what: str, value: Any, ok: Any, bound: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float | Box) and not hasattr(
-            value, "shape"):
-        raise TypeError(f"{_NAME}: {what} must be a number, got {value!r}")
-    shape = tuple(getattr(raw(value), "shape", ()))
-    if shape != ():
-        raise ValueError(f"{_NAME}: {what} must be a scalar, got shape {shape}")
-    v = float(value) if isinstance(value, int | float) else float(md.to_host(value))
-    if not (math.isfinite(v) and ok(v)):
-        raise ValueError(f"{_NAME}: {what} must be finite and {bound}, got {v!r}")
+def loss(simulated: Any, observed: Any) -> Any:
+    """Mean squared difference of two series of shape (T,): (1/T) Σ_t (x_sim,t − x_obs,t)²."""
+    sim, obs = md.asarray(simulated), md.asarray(observed)
+    if shape_of(sim) != shape_of(obs) or len(shape_of(sim)) != 1:
+        raise ValueError(f"brock_hommes.loss: simulated and observed must both be series of "
+                         f"shape (T,), got {shape_of(sim)} and {shape_of(obs)}")
+    return md.mean(md.square(md.subtract(sim, obs)))

@@ -17,6 +17,13 @@ Observed
 --------
 The whole path x_0, ..., x_T: shape (T + 1,) for one walker, (T + 1, n_agents) otherwise.
 
+Loss
+----
+``loss(simulated, observed)`` = (1/(T + 1)) Σ_t (x̄_sim(t) − x̄_obs(t))², the mean squared
+difference of the walkers' mean positions x̄(t) (the walkers are exchangeable, so only their
+mean path is compared; the two runs may have different numbers of walkers).
+``mean_final_position(path)`` is the scalar summary x̄(T), whose expectation is T (2θ − 1).
+
 Estimators
 ----------
 The one random choice, ξ_t, is drawn by ``rng.bernoulli(θ, estimator=...)`` on the keyed stream
@@ -31,16 +38,18 @@ from __future__ import annotations
 from typing import Any
 
 import minidiff as md
+from minidiff.core import shape_of
 
-from ._params import check_count, check_range, unpack
+from ._checks import check_count, check_estimator, check_number, generator, unpack
 
-__all__ = ["simulate", "DEFAULT_PARAMS", "PARAM_NAMES", "loss"]
+__all__ = ["simulate", "loss", "mean_final_position", "DEFAULT_PARAMS", "PARAM_NAMES"]
 
 PARAM_NAMES = ("theta",)
 DEFAULT_PARAMS = (0.5,)
+_WHERE = "random_walk.simulate"
 
 
-def simulate(params: Any, *, n_timesteps: int = 100, n_agents: int = 1, rng: Any,
+def simulate(params: Any, *, n_timesteps: int, n_agents: int = 1, rng: Any,
              estimator: str = "smoothed") -> Any:
     """The walkers' paths x_0..x_T (see the module notes): shape (T + 1,) or (T + 1, n_agents).
 
@@ -48,15 +57,17 @@ def simulate(params: Any, *, n_timesteps: int = 100, n_agents: int = 1, rng: Any
         params: θ, or ``(θ,)``.
         n_timesteps: T ≥ 1.
         n_agents: independent walkers, ≥ 1.
-        rng: a :class:`minidiff.random.Generator` (its keyed streams are used).
+        rng: an int seed, a :class:`minidiff.random.Generator` (its keyed streams are used),
+            or None (fresh entropy).
         estimator: the Bernoulli sampler's estimator (``"smoothed"``, ``"straight_through"``,
             ``"gumbel_softmax"``, ``"score"``, ``"none"``).
     """
-    name = "random_walk"
-    (theta,) = unpack(params, PARAM_NAMES, name)
-    check_range(name, "theta", theta, 0.0, 1.0)
-    n_timesteps = check_count(name, "n_timesteps", n_timesteps, 1)
-    n_agents = check_count(name, "n_agents", n_agents, 1)
+    (theta,) = unpack(_WHERE, params, PARAM_NAMES)
+    check_number(_WHERE, "theta (probability of a step up)", theta, 0.0, 1.0)
+    n_timesteps = check_count(_WHERE, "n_timesteps", n_timesteps, 1)
+    n_agents = check_count(_WHERE, "n_agents", n_agents, 1)
+    check_estimator(_WHERE, estimator)
+    rng = generator(_WHERE, rng)
     x = md.zeros((n_agents,))
     path = [x]
     for t in range(n_timesteps):
@@ -67,6 +78,23 @@ def simulate(params: Any, *, n_timesteps: int = 100, n_agents: int = 1, rng: Any
     return md.reshape(out, (n_timesteps + 1,)) if n_agents == 1 else out
 
 
-def loss(series: Any) -> Any:
-    """A scalar summary for gradient benchmarks: the mean final position."""
-    return md.mean(md.getitem(series, -1))
+def _mean_path(path: Any, what: str) -> Any:
+    path = md.asarray(path)
+    if len(shape_of(path)) not in (1, 2):
+        raise ValueError(f"random_walk.loss: {what} must be a path of shape (T + 1,) or "
+                         f"(T + 1, n_agents), got shape {shape_of(path)}")
+    return path if len(shape_of(path)) == 1 else md.mean(path, axis=1)
+
+
+def loss(simulated: Any, observed: Any) -> Any:
+    """Mean squared difference of the mean paths: (1/(T + 1)) Σ_t (x̄_sim(t) − x̄_obs(t))²."""
+    sim, obs = _mean_path(simulated, "simulated"), _mean_path(observed, "observed")
+    if shape_of(sim) != shape_of(obs):
+        raise ValueError(f"random_walk.loss: simulated and observed paths must have the same "
+                         f"length T + 1, got {shape_of(sim)[0]} and {shape_of(obs)[0]}")
+    return md.mean(md.square(md.subtract(sim, obs)))
+
+
+def mean_final_position(path: Any) -> Any:
+    """x̄(T), the walkers' mean final position (expectation T (2θ − 1))."""
+    return md.mean(md.getitem(_mean_path(path, "path"), -1))

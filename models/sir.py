@@ -24,23 +24,27 @@ the earliest in the next step. As N → ∞ the fractions follow the SIR equatio
 dS/dt = −βSI, dI/dt = βSI − γI, dR/dt = γI (up to the O(Δt) difference between this
 discrete-time chain and the ODE).
 
-On a network (``network="erdos_renyi"``, ``"watts_strogatz"``, or a scipy.sparse adjacency
-matrix), with k_a(t) = Σ_b A_ab i_b(t) the number of infected neighbours of agent a:
+On a network (``network="erdos_renyi"``, ``"watts_strogatz"``, a :class:`ContactGraph`, or a
+scipy.sparse adjacency matrix), with k_a(t) = Σ_b A_ab i_b(t) the number of infected neighbours
+of agent a:
 
     p_inf,a(t) = 1 − (1 − β)^{k_a(t)},
 
 i.e. each infected neighbour transmits independently with probability β per step (``dt`` is not
-used there). The graph is built once, on the host, from the stream ``rng.stream("graph")``:
+used there). The graph is built once, from the stream ``rng.stream("graph")``, with the backend's
+array-API integer operations (no NumPy or SciPy here; on a GPU it is built there):
 Erdős–Rényi as G(N, M) with M = round(N·``mean_degree``/2) uniformly drawn pairs (self-loops and
 repeated pairs dropped, so the mean degree is slightly below ``mean_degree``); Watts–Strogatz as
 a ring lattice with ``mean_degree``/2 neighbours on each side whose edges are each rewired to a
-uniform random endpoint with probability ``rewire_prob``. The neighbour count runs through
-minidiff ops and adds nothing to the engine: with the adjacency in CSR form (row pointers
-``indptr``, column indices ``indices``), ``g = md.getitem(i, indices)`` gathers each edge's
-infected indicator, ``c = md.cumsum(g)`` (with a 0 in front) is the running edge count, and
-k = c[indptr[1:]] − c[indptr[:-1]] is the per-row (segment) sum. The sums are of 0/1 values,
-exact in float64. Cost O(N + edges) per step, and both modes differentiate it (getitem's VJP
-scatter-adds).
+uniform random endpoint with probability ``rewire_prob``. The edges of both directions are
+encoded as keys a·N + b, sorted and stripped of repeats, so agent a's neighbours are a run of
+consecutive entries; the row pointers come from ``searchsorted``. That is the
+compressed sparse row (CSR) form: row pointers ``indptr`` (N + 1,), column indices ``indices``.
+The neighbour count runs through minidiff ops and adds nothing to the engine:
+``g = md.getitem(i, indices)`` gathers each edge's infected indicator, ``c = md.cumsum(g)`` (with
+a 0 in front) is the running edge count, and k = c[indptr[1:]] − c[indptr[:-1]] is the per-row
+(segment) sum. The sums are of 0/1 values, exact in float64. Cost O(N + edges) per step, and
+both modes differentiate it (getitem's VJP scatter-adds).
 
 Parameters (natural scale), ``params = (β, γ, i₀)``
 ---------------------------------------------------
@@ -54,6 +58,13 @@ Observed
 --------
 Shape (T, 2): for each step t = 1..T, the fraction of the N agents newly infected and the
 fraction newly recovered during that step.
+
+Loss
+----
+``loss(simulated, observed)`` = (1/(2T)) Σ_t Σ_c (y_sim(t, c) − y_obs(t, c))², the mean squared
+difference of the two series of fractions (so runs with different N compare directly).
+``attack_rate(series)`` is the scalar summary Σ_t y(t, 0), the fraction of agents infected
+during the run.
 
 Estimators
 ----------
@@ -69,22 +80,38 @@ instead (unbiased). The graph's draws carry no parameter.
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
+from typing import Any, NamedTuple
 
 import minidiff as md
+from minidiff.core import shape_of
 
-from ._params import check_count, check_range, unpack
+from ._checks import check_count, check_estimator, check_number, generator, unpack
 
-__all__ = ["simulate", "DEFAULT_PARAMS", "PARAM_NAMES", "NETWORKS", "build_graph", "loss"]
+__all__ = ["simulate", "loss", "attack_rate", "DEFAULT_PARAMS", "PARAM_NAMES", "NETWORKS",
+           "ContactGraph", "build_graph"]
 
 PARAM_NAMES = ("beta", "gamma", "initial_infected")
 DEFAULT_PARAMS = (0.3, 0.1, 0.01)
 NETWORKS = ("erdos_renyi", "watts_strogatz")
+_WHERE = "sir.simulate"
 
 
-def simulate(params: Any, *, n_timesteps: int = 100, n_agents: int = 1000, rng: Any,
+class ContactGraph(NamedTuple):
+    """A contact network in compressed sparse row form, as backend int64 arrays: agent a's
+    neighbours are ``indices[indptr[a]:indptr[a + 1]]``.
+
+    ``indptr`` has shape (N + 1,), ``indices`` shape (E,), E the number of (directed) entries;
+    the generated graphs are symmetric, without self-loops or repeated entries."""
+
+    indptr: Any
+    indices: Any
+
+    @property
+    def n_agents(self) -> int:
+        return int(self.indptr.shape[0]) - 1
+
+
+def simulate(params: Any, *, n_timesteps: int, n_agents: int = 1000, rng: Any,
              estimator: str = "smoothed", dt: float = 1.0, network: Any = None,
              mean_degree: int = 10, rewire_prob: float = 0.1) -> Any:
     """Daily new-infection and new-recovery fractions, shape (T, 2) (see the module notes).
@@ -93,25 +120,31 @@ def simulate(params: Any, *, n_timesteps: int = 100, n_agents: int = 1000, rng: 
         params: (β, γ, i₀) as a tuple or a vector of 3.
         n_timesteps: T ≥ 1 steps.
         n_agents: N ≥ 1 agents.
-        rng: a :class:`minidiff.random.Generator`.
+        rng: an int seed, a :class:`minidiff.random.Generator`, or None (fresh entropy).
         estimator: the Bernoulli samplers' estimator.
         dt: step length Δt > 0 (well mixed only).
-        network: None (well mixed), ``"erdos_renyi"``, ``"watts_strogatz"``, or a square
-            scipy.sparse (or anything with ``tocsr()``) adjacency matrix of size N.
+        network: None (well mixed), ``"erdos_renyi"``, ``"watts_strogatz"``, a
+            :class:`ContactGraph`, or a square scipy.sparse (anything with ``tocsr()``)
+            adjacency matrix of size N.
         mean_degree: the generated graph's mean degree (even for Watts–Strogatz).
         rewire_prob: Watts–Strogatz rewiring probability, in [0, 1].
     """
-    name = "sir"
-    beta, gamma, i0 = unpack(params, PARAM_NAMES, name)
-    n_timesteps = check_count(name, "n_timesteps", n_timesteps, 1)
-    n_agents = check_count(name, "n_agents", n_agents, 1)
-    check_range(name, "beta", beta, 0.0, None if network is None else 1.0)
-    check_range(name, "gamma", gamma, 0.0)
-    check_range(name, "initial_infected", i0, 0.0, 1.0)
-    if isinstance(dt, bool) or not isinstance(dt, int | float) or not dt > 0:
-        raise ValueError(f"{name}: dt must be a number > 0, got {dt!r}")
-    graph = None if network is None else _graph_arrays(
-        build_graph(network, n_agents, rng.stream("graph"), mean_degree, rewire_prob))
+    beta, gamma, i0 = unpack(_WHERE, params, PARAM_NAMES)
+    n_timesteps = check_count(_WHERE, "n_timesteps", n_timesteps, 1)
+    n_agents = check_count(_WHERE, "n_agents", n_agents, 1)
+    if network is None:
+        check_number(_WHERE, "beta (infection rate per day)", beta, 0.0)
+    else:
+        check_number(_WHERE, "beta (per-contact transmission probability)", beta, 0.0, 1.0)
+    check_number(_WHERE, "gamma (recovery rate per day)", gamma, 0.0)
+    check_number(_WHERE, "initial_infected (probability)", i0, 0.0, 1.0)
+    check_number(_WHERE, "dt (step length)", dt, 0.0, open_low=True, traced=False)
+    check_estimator(_WHERE, estimator)
+    rng = generator(_WHERE, rng)
+    graph = None if network is None else build_graph(network, n_agents, rng.stream("graph"),
+                                                     mean_degree, rewire_prob)
+    if graph is not None:
+        starts, ends = graph.indptr[:-1], graph.indptr[1:]
 
     shape = (n_agents,)
     infected = rng.stream("initial").bernoulli(md.multiply(i0, md.ones(shape)),
@@ -124,7 +157,8 @@ def simulate(params: Any, *, n_timesteps: int = 100, n_agents: int = 1000, rng: 
         if graph is None:
             p_inf = -md.expm1(-(beta * md.mean(i) * dt))
         else:
-            p_inf = 1.0 - md.power(1.0 - beta, _infected_neighbours(i, *graph))
+            k = _infected_neighbours(i, graph.indices, starts, ends)
+            p_inf = 1.0 - md.power(1.0 - beta, k)
         new_inf = rng.stream(("infect", t)).bernoulli(p_inf * s, estimator=estimator)
         new_rec = rng.stream(("recover", t)).bernoulli(p_rec * i, estimator=estimator)
         s = s - new_inf
@@ -140,58 +174,69 @@ def _infected_neighbours(i: Any, indices: Any, starts: Any, ends: Any) -> Any:
     return md.getitem(running, ends) - md.getitem(running, starts)
 
 
-def _graph_arrays(adjacency: Any) -> tuple[Any, Any, Any]:
-    """(indices, indptr[:-1], indptr[1:]) of a CSR matrix, as backend integer arrays."""
-    b = md.get_backend()
-    indptr = np.asarray(adjacency.indptr, dtype=np.int64)
-    indices = np.asarray(adjacency.indices, dtype=np.int64)
-    return b.from_host(indices), b.from_host(indptr[:-1]), b.from_host(indptr[1:])
-
-
 def build_graph(network: Any, n_agents: int, rng: Any, mean_degree: int = 10,
-                rewire_prob: float = 0.1) -> Any:
-    """A symmetric 0/1 adjacency matrix (scipy.sparse CSR, no self-loops) on the host.
+                rewire_prob: float = 0.1) -> ContactGraph:
+    """A symmetric contact network without self-loops, as a :class:`ContactGraph`.
 
-    ``network`` is ``"erdos_renyi"``, ``"watts_strogatz"`` or a ready adjacency matrix (checked
-    for shape). Random choices come from ``rng`` (a minidiff Generator), so a seed fixes the
-    graph."""
-    import scipy.sparse as sp
-
-    name = "sir"
-    if hasattr(network, "tocsr"):
-        adjacency = network.tocsr()
-        if adjacency.shape != (n_agents, n_agents):
-            raise ValueError(f"{name}: the adjacency matrix must be {n_agents}×{n_agents} "
-                             f"(n_agents), got {adjacency.shape}")
-        return adjacency
-    if network not in NETWORKS:
-        raise ValueError(f"{name}: network must be None, one of {NETWORKS} or a sparse "
-                         f"adjacency matrix, got {network!r}")
-    degree = check_count(name, "mean_degree", mean_degree, 0)
+    ``network`` is ``"erdos_renyi"``, ``"watts_strogatz"``, a ContactGraph, or a ready adjacency
+    matrix with ``tocsr()`` (scipy.sparse; its stored entries are the contacts). Both are
+    checked for size. Random choices come from ``rng`` (a minidiff Generator), so a seed fixes
+    the graph."""
+    b = md.get_backend()
+    xp = b.xp
+    where = "sir.build_graph"
+    if isinstance(network, ContactGraph) or hasattr(network, "tocsr"):
+        if isinstance(network, ContactGraph):
+            graph = network
+        else:
+            csr = network.tocsr()
+            graph = ContactGraph(xp.astype(b.from_host(csr.indptr), xp.int64),
+                                 xp.astype(b.from_host(csr.indices), xp.int64))
+        if graph.n_agents != n_agents:
+            raise ValueError(f"{where}: the adjacency matrix must be {n_agents}×{n_agents} "
+                             f"(n_agents), got {graph.n_agents}×{graph.n_agents}")
+        return graph
+    if not isinstance(network, str) or network not in NETWORKS:
+        raise ValueError(f"{where}: network must be None, one of {NETWORKS}, a ContactGraph "
+                         f"or a sparse adjacency matrix, got {network!r}")
+    n_agents = check_count(where, "n_agents", n_agents, 1)
+    degree = check_count(where, "mean_degree", mean_degree, 0)
+    n = n_agents
     if network == "erdos_renyi":
-        n_edges = round(n_agents * degree / 2)
-        ends = np.floor(md.to_host(rng.random((n_edges, 2))) * n_agents).astype(np.int64)
+        n_edges = round(n * degree / 2)
+        ends = xp.astype(xp.floor(rng.random((n_edges, 2)) * n), xp.int64)
         rows, cols = ends[:, 0], ends[:, 1]
     else:
-        if degree % 2 or degree >= n_agents:
-            raise ValueError(f"{name}: watts_strogatz needs an even mean_degree < n_agents, "
-                             f"got {degree} with n_agents={n_agents}")
-        check_range(name, "rewire_prob", rewire_prob, 0.0, 1.0)
+        if degree % 2 or degree >= n:
+            raise ValueError(f"{where}: watts_strogatz needs an even mean_degree < n_agents, "
+                             f"got {degree} with n_agents={n}")
+        check_number(where, "rewire_prob", rewire_prob, 0.0, 1.0, traced=False)
         half = degree // 2
-        rows = np.repeat(np.arange(n_agents, dtype=np.int64), half)
-        cols = (rows + np.tile(np.arange(1, half + 1, dtype=np.int64), n_agents)) % n_agents
-        rewire = md.to_host(rng.random((rows.size,))) < rewire_prob
-        targets = np.floor(md.to_host(rng.random((rows.size,))) * n_agents).astype(np.int64)
-        cols = np.where(rewire, targets, cols)
+        rows = xp.repeat(xp.arange(n, dtype=xp.int64), half)
+        cols = (rows + xp.tile(xp.arange(1, half + 1, dtype=xp.int64), (n,))) % n
+        rewire = rng.random((rows.shape[0],)) < rewire_prob
+        targets = xp.astype(xp.floor(rng.random((rows.shape[0],)) * n), xp.int64)
+        cols = xp.where(rewire, targets, cols)
     keep = rows != cols
     rows, cols = rows[keep], cols[keep]
-    data = np.ones(2 * rows.size)
-    adjacency = sp.coo_matrix((data, (np.concatenate([rows, cols]), np.concatenate([cols, rows]))),
-                              shape=(n_agents, n_agents)).tocsr()
-    adjacency.data[:] = 1.0  # repeated pairs were summed: one contact each
-    return adjacency
+    # both directions, as keys a·N + b: sorted distinct keys are the CSR entries, row by row
+    # (sort, then drop repeats: NumPy's unique_values hashes, which is far slower here)
+    keys = xp.sort(xp.concat([rows * n + cols, cols * n + rows]))
+    if keys.shape[0] > 1:
+        keys = keys[xp.concat([xp.ones((1,), dtype=xp.bool), keys[1:] != keys[:-1]])]
+    indptr = xp.searchsorted(keys // n, xp.arange(n + 1, dtype=xp.int64))
+    return ContactGraph(xp.astype(indptr, xp.int64), keys % n)
 
 
-def loss(series: Any) -> Any:
-    """A scalar summary for gradient benchmarks: the attack rate (total new infections)."""
+def loss(simulated: Any, observed: Any) -> Any:
+    """Mean squared difference of the two (T, 2) series of fractions."""
+    sim, obs = md.asarray(simulated), md.asarray(observed)
+    if shape_of(sim) != shape_of(obs) or len(shape_of(sim)) != 2 or shape_of(sim)[1] != 2:
+        raise ValueError(f"sir.loss: simulated and observed must both be series of shape "
+                         f"(T, 2), got {shape_of(sim)} and {shape_of(obs)}")
+    return md.mean(md.square(md.subtract(sim, obs)))
+
+
+def attack_rate(series: Any) -> Any:
+    """Σ_t y(t, 0): the fraction of agents newly infected over the run."""
     return md.sum(md.getitem(series, (slice(None), 0)))

@@ -1,4 +1,5 @@
-"""Memory by mode on the Cont workload (streamed noise, so the noise itself is flat in T):
+"""Memory by mode on the Cont model's realised variance (models/cont.py; noise drawn per step
+from keyed streams, so the noise itself is flat in T):
 forward mode's peak does not grow with T, reverse mode's grows linearly, and checkpointed
 reverse mode keeps a small fraction of the plain tape. Peaks come from ``minidiff.memory``
 (tracemalloc on NumPy), which is deterministic for a given program."""
@@ -11,7 +12,7 @@ import pytest
 import minidiff as md
 from minidiff import memory, reverse, transforms
 from minidiff.memory import Measurement, measure, tape_memory
-from minidiff.workload import THETA, ContNoise, cont_loss
+from minidiff.models.cont import BENCHMARK_PARAMS, BENCHMARK_SETTINGS, Noise, realised_variance
 
 N_AGENTS = 2000
 
@@ -23,12 +24,14 @@ def numpy_backend():
 
 
 def cont(n_steps: int, checkpointed: bool = False, n_agents: int = N_AGENTS):
-    noise = ContNoise(n_agents, n_steps, seed=3, predrawn=False)
-    return lambda theta: cont_loss(theta, noise, checkpointed=checkpointed)
+    noise = Noise(3, n_agents, s=BENCHMARK_SETTINGS["s"])
+    return lambda theta: realised_variance(theta, n_timesteps=n_steps, n_agents=n_agents,
+                                           rng=noise, checkpointed=checkpointed,
+                                           **BENCHMARK_SETTINGS)
 
 
 def theta():
-    return md.asarray(list(THETA))
+    return md.asarray(list(BENCHMARK_PARAMS))
 
 
 def test_measure_returns_the_result_a_peak_and_a_positive_time():

@@ -232,14 +232,14 @@ def test_bad_params_raise_a_clear_error(params, match):
 
 
 @pytest.mark.parametrize("settings, match", [
-    ({"sigma": -0.01}, "sigma must be finite and ≥ 0"),
-    ({"beta": -1.0}, "beta must be finite and ≥ 0"),
-    ({"R": 0.0}, "R must be finite and > 0"),
-    ({"R": -1.01}, "R must be finite and > 0"),
-    ({"R": math.inf}, "R must be finite"),
-    ({"beta": np.ones(2)}, "beta must be a scalar"),
-    ({"n_timesteps": 0}, "n_timesteps must be ≥ 1"),
-    ({"n_agents": 0}, "n_agents must be ≥ 1"),
+    ({"sigma": -0.01}, r"sigma \(noise scale\) must lie in \[0, inf\)"),
+    ({"beta": -1.0}, r"beta \(intensity of choice\) must lie in \[0, inf\)"),
+    ({"R": 0.0}, r"R \(gross risk-free return\) must lie in \(0, inf\)"),
+    ({"R": -1.01}, r"R \(gross risk-free return\) must lie in \(0, inf\)"),
+    ({"R": math.inf}, r"R \(gross risk-free return\) must be finite"),
+    ({"beta": np.ones(2)}, r"beta \(intensity of choice\) must be a scalar"),
+    ({"n_timesteps": 0}, "n_timesteps must be an integer ≥ 1"),
+    ({"n_agents": 0}, "n_agents must be an integer ≥ 1"),
     ({"estimator": "magic"}, "unknown estimator 'magic'"),
 ])
 def test_bad_settings_raise_a_clear_error(settings, match):
@@ -255,5 +255,5 @@ def test_settings_of_the_wrong_type_raise_type_errors(settings):
 
 
 def test_bad_settings_are_refused_under_a_transform_too():
-    with pytest.raises(ValueError, match="sigma must be finite and ≥ 0"):
+    with pytest.raises(ValueError, match=r"sigma \(noise scale\) must lie in \[0, inf\)"):
         md.grad(lambda s: loss(run(THETA, sigma=s)))(-0.1)

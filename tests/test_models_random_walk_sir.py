@@ -39,7 +39,8 @@ def _sir_params(network):
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_all_transforms(backend, simulate, loss, params):
+def _check_all_transforms(backend, simulate, summary, params):
+    """``summary`` maps the observed series to a scalar (the models' summary statistics)."""
     p = backend.from_host(np.asarray(params, dtype=np.float64))
     k = len(params)
     plain = simulate(p)
@@ -49,10 +50,10 @@ def _check_all_transforms(backend, simulate, loss, params):
     assert tuple(jac.shape) == shape + (k,)
     assert np.allclose(backend.to_host(md.jvp(simulate, (p,), (p,))[0]),
                        backend.to_host(plain))  # the same draws in every mode
-    g = md.grad(lambda q: loss(simulate(q)))(p)
+    g = md.grad(lambda q: summary(simulate(q)))(p)
     assert tuple(g.shape) == (k,) and np.all(np.isfinite(backend.to_host(g)))
     assert np.isclose(float(backend.to_host(g) @ np.ones(k)),
-                      float(np.sum(backend.to_host(md.jacfwd(lambda q: loss(simulate(q)))(p)))))
+                      float(np.sum(backend.to_host(md.jacfwd(lambda q: summary(simulate(q)))(p)))))
     est = derivative_estimate(simulate, p, seed=3)
     assert tuple(est.shape) == shape + (k,) and np.all(np.isfinite(backend.to_host(est)))
 
@@ -61,7 +62,8 @@ def test_random_walk_runs_under_plain_jacfwd_grad_and_triples(backend):
     def simulate(p):
         return random_walk.simulate(p, n_timesteps=8, n_agents=5, rng=default_rng(0))
 
-    _check_all_transforms(backend, simulate, random_walk.loss, random_walk.DEFAULT_PARAMS)
+    _check_all_transforms(backend, simulate, random_walk.mean_final_position,
+                          random_walk.DEFAULT_PARAMS)
 
 
 @pytest.mark.parametrize("network", NETWORKS)
@@ -70,7 +72,7 @@ def test_sir_runs_under_plain_jacfwd_grad_and_triples(backend, network):
         return sir.simulate(p, n_timesteps=6, n_agents=60, rng=default_rng(1), network=network,
                             mean_degree=4)
 
-    _check_all_transforms(backend, simulate, sir.loss, _sir_params(network))
+    _check_all_transforms(backend, simulate, sir.attack_rate, _sir_params(network))
 
 
 def test_observed_shapes_and_walk_values():
@@ -91,11 +93,23 @@ def test_estimator_choice_never_changes_the_simulated_path():
     assert all(np.array_equal(runs[0], r) for r in runs[1:])
 
 
-def test_network_neighbour_count_matches_the_sparse_product():
-    adjacency = sir.build_graph("watts_strogatz", 50, default_rng(0), 6, 0.3)
+def _as_scipy(graph):
+    n = graph.n_agents
+    indices = md.to_host(graph.indices)
+    return sp.csr_matrix((np.ones(indices.size), indices, md.to_host(graph.indptr)),
+                         shape=(n, n))
+
+
+@pytest.mark.parametrize("network", ["erdos_renyi", "watts_strogatz"])
+def test_network_neighbour_count_matches_the_sparse_product(backend, network):
+    graph = sir.build_graph(network, 50, default_rng(0), 6, 0.3)
+    adjacency = _as_scipy(graph)
     assert (adjacency != adjacency.T).nnz == 0 and adjacency.diagonal().sum() == 0
+    assert adjacency.max() == 1.0  # no repeated entries
+    assert adjacency.nnz > 0.9 * 50 * 6 if network == "watts_strogatz" else adjacency.nnz > 200
     i = (np.arange(50) % 3 == 0).astype(np.float64)
-    counts = sir._infected_neighbours(md.asarray(i), *sir._graph_arrays(adjacency))
+    counts = sir._infected_neighbours(backend.from_host(i), graph.indices, graph.indptr[:-1],
+                                      graph.indptr[1:])
     assert np.array_equal(md.to_host(counts), adjacency @ i)
 
 
@@ -134,7 +148,8 @@ def test_random_walk_triples_and_smoothed_agree_with_finite_differences():
     n, steps, theta = 200, 20, 0.4
 
     def final(th, rng, estimator="none"):
-        return random_walk.loss(random_walk.simulate(th, n_timesteps=steps, n_agents=10,
+        return random_walk.mean_final_position(random_walk.simulate(th, n_timesteps=steps,
+                                                                   n_agents=10,
                                                      rng=rng, estimator=estimator))
 
     fd = md.to_host(finite_difference(final, np.asarray(theta), 0.05, n, seed=1))
@@ -157,7 +172,7 @@ def test_sir_triples_agree_with_finite_differences_for_every_parameter():
     n, steps, agents = 250, 25, 100
 
     def attack(u, rng):
-        return sir.loss(sir.simulate(md.multiply(u, theta0), n_timesteps=steps,
+        return sir.attack_rate(sir.simulate(md.multiply(u, theta0), n_timesteps=steps,
                                      n_agents=agents, rng=rng, estimator="none"))
 
     u = np.ones(3)
@@ -224,7 +239,8 @@ def test_random_walk_runs_unchanged_on_cupy(cupy_backend):
     def simulate(p):
         return random_walk.simulate(p, n_timesteps=8, n_agents=5, rng=default_rng(0))
 
-    _check_all_transforms(cupy_backend, simulate, random_walk.loss, random_walk.DEFAULT_PARAMS)
+    _check_all_transforms(cupy_backend, simulate, random_walk.mean_final_position,
+                          random_walk.DEFAULT_PARAMS)
     assert cupy_backend.is_array(simulate(cupy_backend.from_host(np.array([0.5]))))
 
 
@@ -235,7 +251,7 @@ def test_sir_runs_unchanged_on_cupy(cupy_backend, network):
         return sir.simulate(p, n_timesteps=6, n_agents=60, rng=default_rng(1), network=network,
                             mean_degree=4)
 
-    _check_all_transforms(cupy_backend, simulate, sir.loss, _sir_params(network))
+    _check_all_transforms(cupy_backend, simulate, sir.attack_rate, _sir_params(network))
     assert cupy_backend.is_array(simulate(cupy_backend.from_host(np.array(_sir_params(network)))))
 
 
@@ -244,30 +260,32 @@ def test_sir_runs_unchanged_on_cupy(cupy_backend, network):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("params, kwargs, message", [
-    (1.2, {}, "theta must lie in \\[0, 1\\]"),
-    (-0.1, {}, "theta must lie in \\[0, 1\\]"),
-    ((0.2, 0.3), {}, "expected 1 parameter"),
-    (np.array([0.2, 0.3]), {}, "expected 1 parameter"),
-    (0.5, {"n_agents": 0}, "n_agents must be an integer ≥ 1"),
-    (0.5, {"n_timesteps": 0}, "n_timesteps must be an integer ≥ 1"),
-    (0.5, {"n_agents": 2.0}, "n_agents must be an integer"),
+@pytest.mark.parametrize("params, kwargs, error, message", [
+    (1.2, {}, ValueError, "theta .*must lie in \\[0, 1\\]"),
+    (-0.1, {}, ValueError, "theta .*must lie in \\[0, 1\\]"),
+    (float("nan"), {}, ValueError, "theta .*must be finite"),
+    ((0.2, 0.3), {}, ValueError, "must hold 1 value"),
+    (np.array([0.2, 0.3]), {}, ValueError, "must hold 1 value"),
+    (0.5, {"n_agents": 0}, ValueError, "n_agents must be an integer ≥ 1"),
+    (0.5, {"n_timesteps": 0}, ValueError, "n_timesteps must be an integer ≥ 1"),
+    (0.5, {"n_agents": 2.0}, TypeError, "n_agents must be an integer"),
 ])
-def test_random_walk_refuses_bad_parameters(params, kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_random_walk_refuses_bad_parameters(params, kwargs, error, message):
+    with pytest.raises(error, match=message):
         random_walk.simulate(params, **{"n_timesteps": 5, "rng": default_rng(0), **kwargs})
 
 
 @pytest.mark.parametrize("params, kwargs, message", [
-    ((-0.3, 0.1, 0.01), {}, "beta must lie in \\[0, inf\\]"),
-    ((0.3, -0.1, 0.01), {}, "gamma must lie in \\[0, inf\\]"),
-    ((0.3, 0.1, 1.5), {}, "initial_infected must lie in \\[0, 1\\]"),
-    ((0.3, 0.1, -0.01), {}, "initial_infected must lie in \\[0, 1\\]"),
-    ((1.3, 0.1, 0.01), {"network": "erdos_renyi"}, "beta must lie in \\[0, 1\\]"),
-    ((0.3, 0.1), {}, "expected 3 parameter"),
-    (np.array([0.3, 0.1, 0.01, 0.2]), {}, "expected 3 parameter"),
+    ((-0.3, 0.1, 0.01), {}, "beta .*must lie in \\[0, inf\\)"),
+    ((float("inf"), 0.1, 0.01), {}, "beta .*must be finite and lie in \\[0, inf\\)"),
+    ((0.3, -0.1, 0.01), {}, "gamma .*must lie in \\[0, inf\\)"),
+    ((0.3, 0.1, 1.5), {}, "initial_infected .*must lie in \\[0, 1\\]"),
+    ((0.3, 0.1, -0.01), {}, "initial_infected .*must lie in \\[0, 1\\]"),
+    ((1.3, 0.1, 0.01), {"network": "erdos_renyi"}, "beta .*must lie in \\[0, 1\\]"),
+    ((0.3, 0.1), {}, "must hold 3 values"),
+    (np.array([0.3, 0.1, 0.01, 0.2]), {}, "must hold 3 values"),
     ((0.3, 0.1, 0.01), {"n_agents": 0}, "n_agents must be an integer ≥ 1"),
-    ((0.3, 0.1, 0.01), {"dt": 0.0}, "dt must be a number > 0"),
+    ((0.3, 0.1, 0.01), {"dt": 0.0}, "dt \\(step length\\) must lie in \\(0, inf\\)"),
     ((0.3, 0.1, 0.01), {"network": "lattice"}, "network must be None"),
     ((0.3, 0.1, 0.01), {"network": "watts_strogatz", "mean_degree": 3}, "even mean_degree"),
     ((0.3, 0.1, 0.01), {"network": sp.eye(7).tocsr()}, "must be 10×10"),

@@ -24,9 +24,9 @@ from .. import backend as _backend
 from ..checkpointing import default_snapshots
 from ..core import shape_of
 from ..memory import measure, tape_memory
+from ..models import cont
 from ..ops import asarray, to_host
 from ..transforms import grad, jacfwd
-from ..workload import THETA, ContNoise, cont_loss
 
 __all__ = ["MODES", "Workload", "Problem", "WORKLOADS", "register_workload", "Row",
            "run_sweep", "format_table", "explain", "plot", "configure_parser", "command"]
@@ -100,16 +100,21 @@ def register_workload(workload: Workload) -> Workload:
 
 
 def _build_cont(n_agents: int, n_steps: int, seed: int) -> Problem:
-    noise = ContNoise(n_agents, n_steps, seed, predrawn=False)
+    """The realised variance of models/cont.py's busy market, each step's noise drawn from its
+    own keyed stream when the step runs."""
+    noise = cont.Noise(seed, n_agents, s=cont.BENCHMARK_SETTINGS["s"])
 
     def loss(theta: Any, checkpointed: bool, snapshots: int | None) -> Any:
-        return cont_loss(theta, noise, checkpointed=checkpointed, snapshots=snapshots)
+        return cont.realised_variance(theta, n_timesteps=n_steps, n_agents=n_agents, rng=noise,
+                                      checkpointed=checkpointed, snapshots=snapshots,
+                                      **cont.BENCHMARK_SETTINGS)
 
-    return Problem(asarray(list(THETA)), loss, ("mu", "sigma_nu", "sigma", "eta"))
+    return Problem(asarray(list(cont.BENCHMARK_PARAMS)), loss, cont.PARAM_NAMES)
 
 
 register_workload(Workload(
-    "cont", "Cont (2007) volatility-clustering market, streamed noise", _build_cont))
+    "cont", "Cont (2007) volatility-clustering market (models/cont.py), streamed noise",
+    _build_cont))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,166 @@
+"""Bijections: smooth invertible maps between an unconstrained space and a model's natural one.
+
+Inference runs on unconstrained θ ∈ ℝ^d (a Gaussian or a flow lives there); the model sees
+y = f(θ) on its natural scale (a probability, a positive rate). A density moves with the map by
+the change of variables
+
+    log p_Y(y) = log p_X(x) − log |f′(x)|,    x = f⁻¹(y),
+
+so each bijection gives ``forward``, ``inverse`` and ``log_det_jacobian(x) = log |f′(x)|``.
+Every bijection here is elementwise (it maps each coordinate on its own), so its Jacobian is
+diagonal and ``log_det_jacobian`` returns one term per coordinate, shape of x; a vector
+distribution sums them over its last axis (:class:`~.distributions.Transformed`).
+
+All are written with minidiff ops, so they differentiate in every transform.
+
+==============  ==================  ====================  ==================================
+bijection       forward y = f(x)    inverse               log |f′(x)|
+==============  ==================  ====================  ==================================
+Exp             eˣ                  log y                 x
+Sigmoid         1/(1 + e⁻ˣ)         log y − log(1 − y)    −softplus(−x) − softplus(x)
+Affine(c, s)    c + s·x             (y − c)/s             log |s|
+Inverse(f)      f⁻¹(x)              f(y)                  −log |f′(f⁻¹(x))|
+Compose(f, g)   g(f(x))             f⁻¹(g⁻¹(y))           log |f′(x)| + log |g′(f(x))|
+==============  ==================  ====================  ==================================
+
+For the tutorial's Cont model, parameters on a log₁₀ scale are
+``Compose(Affine(0.0, math.log(10.0)), Exp())``: y = 10^x.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import minidiff as md
+
+__all__ = ["Bijection", "Exp", "Sigmoid", "Affine", "Inverse", "Compose"]
+
+
+class Bijection:
+    """An elementwise invertible map; subclasses define the three methods below."""
+
+    def forward(self, x: Any) -> Any:
+        raise NotImplementedError
+
+    def inverse(self, y: Any) -> Any:
+        raise NotImplementedError
+
+    def log_det_jacobian(self, x: Any) -> Any:
+        """log |f′(x)|, elementwise (the shape of x)."""
+        raise NotImplementedError
+
+    def __call__(self, x: Any) -> Any:
+        return self.forward(x)
+
+    def inverted(self) -> Bijection:
+        """f⁻¹ as a bijection of its own."""
+        return Inverse(self)
+
+
+class Exp(Bijection):
+    """y = eˣ: ℝ → (0, ∞)."""
+
+    def forward(self, x: Any) -> Any:
+        return md.exp(x)
+
+    def inverse(self, y: Any) -> Any:
+        return md.log(y)
+
+    def log_det_jacobian(self, x: Any) -> Any:
+        return md.asarray(x) * 1.0
+
+    def __repr__(self) -> str:
+        return "Exp()"
+
+
+class Sigmoid(Bijection):
+    """y = 1/(1 + e⁻ˣ): ℝ → (0, 1); its inverse is the logit."""
+
+    def forward(self, x: Any) -> Any:
+        return md.sigmoid(x)
+
+    def inverse(self, y: Any) -> Any:
+        return md.log(y) - md.log1p(-md.asarray(y))
+
+    def log_det_jacobian(self, x: Any) -> Any:
+        # σ′(x) = σ(x)σ(−x), and log σ(x) = −softplus(−x)
+        return -(md.softplus(x) + md.softplus(-md.asarray(x)))
+
+    def __repr__(self) -> str:
+        return "Sigmoid()"
+
+
+class Affine(Bijection):
+    """y = shift + scale·x with a non-zero scale (scalars or arrays that broadcast with x)."""
+
+    def __init__(self, shift: Any = 0.0, scale: Any = 1.0) -> None:
+        self.shift = md.asarray(shift)
+        self.scale = md.asarray(scale)
+        xp = md.get_backend().xp
+        if bool(xp.any(md.stop_gradient(self.scale) == 0)):
+            raise ValueError("Affine: scale must be non-zero everywhere (the map would not be "
+                             "invertible)")
+
+    def forward(self, x: Any) -> Any:
+        return md.add(self.shift, md.multiply(self.scale, x))
+
+    def inverse(self, y: Any) -> Any:
+        return md.divide(md.subtract(y, self.shift), self.scale)
+
+    def log_det_jacobian(self, x: Any) -> Any:
+        return md.broadcast_to(md.log(md.abs(self.scale)), tuple(md.asarray(x).shape))
+
+    def __repr__(self) -> str:
+        return f"Affine(shift={self.shift!r}, scale={self.scale!r})"
+
+
+class Inverse(Bijection):
+    """The inverse f⁻¹ of a bijection f: log |(f⁻¹)′(x)| = −log |f′(f⁻¹(x))|."""
+
+    def __init__(self, bijection: Bijection) -> None:
+        self.bijection = bijection
+
+    def forward(self, x: Any) -> Any:
+        return self.bijection.inverse(x)
+
+    def inverse(self, y: Any) -> Any:
+        return self.bijection.forward(y)
+
+    def log_det_jacobian(self, x: Any) -> Any:
+        return -self.bijection.log_det_jacobian(self.bijection.inverse(x))
+
+    def inverted(self) -> Bijection:
+        return self.bijection
+
+    def __repr__(self) -> str:
+        return f"Inverse({self.bijection!r})"
+
+
+class Compose(Bijection):
+    """Apply the bijections in the order given: ``Compose(f, g)(x) = g(f(x))``."""
+
+    def __init__(self, *bijections: Bijection) -> None:
+        if not bijections:
+            raise ValueError("Compose: give at least one bijection")
+        self.bijections = bijections
+
+    def forward(self, x: Any) -> Any:
+        for f in self.bijections:
+            x = f.forward(x)
+        return x
+
+    def inverse(self, y: Any) -> Any:
+        for f in reversed(self.bijections):
+            y = f.inverse(y)
+        return y
+
+    def log_det_jacobian(self, x: Any) -> Any:
+        total = None
+        for f in self.bijections:
+            term = f.log_det_jacobian(x)
+            total = term if total is None else total + term
+            x = f.forward(x)
+        return total
+
+    def __repr__(self) -> str:
+        return f"Compose{self.bijections!r}"

@@ -1,0 +1,312 @@
+"""Cont's threshold model of volatility clustering (Cont 2007; Ghoulmie, Cont & Nadal 2005).
+
+R. Cont (2007), "Volatility clustering in financial markets: empirical facts and agent-based
+models", in *Long Memory in Economics*, Springer. N agents trade one asset. Each agent i holds an
+inaction threshold ν_i: every step a common public signal ε_t arrives, agent i buys one unit if
+the signal exceeds its threshold, sells one if it is below minus its threshold, and otherwise
+does nothing. The price moves with the net order flow, and each agent, at random times, resets
+its threshold to the size of the latest price move: agents become less reactive after large
+moves and more reactive after quiet spells, which is what makes volatility cluster.
+
+Equations (t = 0, ..., T − 1; agents i = 1, ..., N)
+---------------------------------------------------
+
+    ν_i(0) = exp(μ + σ_ν z_i),          z_i ~ N(0, 1)   ν(0) ~ LogNormal(μ, σ_ν), reparameterised
+    ε_t    = σ ζ_t,                     ζ_t ~ N(0, 1)   the common signal, reparameterised
+    ρ_i(t) = 1[ε_t ≥ ν_i] − 1[−ε_t ≥ ν_i]               order of agent i: +1 buy, −1 sell, 0 wait
+    r_t    = Σ_i ρ_i(t) / (N η)                         the return (linear price impact)
+    u_i(t) = 1[U_i(t) < s],             U_i(t) ~ U(0, 1)  does agent i update its threshold?
+    ν_i    ← |r_t| where u_i(t), else ν_i
+
+(ε_t is continuous, so ≥ and > differ with probability zero.) The observed series is the return
+r_t, shape (T,); the thresholds are not observed.
+
+Parameters ``params = (μ, σ_ν, σ, η)``
+--------------------------------------
+* μ (real): log-scale of the initial thresholds; the median initial threshold is e^μ.
+* σ_ν (≥ 0): log-standard deviation of the initial thresholds (their heterogeneity).
+* σ (≥ 0): standard deviation of the signal ε_t, in return units (σ = 0.01 is a 1% signal).
+* η (> 0): market depth: if every agent buys, the return is 1/η.
+
+Only the ratio σ·η and the scale of ν relative to σ matter: (ν, σ, η) → (cν, cσ, η/c) scales
+the returns by 1/c and changes nothing else. The initial thresholds matter only until the agents
+have updated them (a few multiples of 1/s steps); after that the thresholds are all past values
+of |r_t|, so μ and σ_ν shape the start of the series, σ and η the whole of it.
+
+Settings (keywords, not differentiated)
+---------------------------------------
+* ``s`` in [0, 1]: the probability that an agent updates its threshold in a step.
+* ``k`` > 0: steepness of the surrogate for the buy/sell decisions, in 1/return units (the
+  sigmoid's width 1/k should be small against the signal scale σ; see "Estimators").
+* ``n_agents`` N ≥ 1, ``n_timesteps`` T ≥ 0, ``rng`` (an int seed, a
+  :class:`minidiff.random.Generator`, None, or a :class:`Noise` drawn from one), ``estimator``.
+
+Random numbers: keyed by what they are for
+------------------------------------------
+The z_i come from ``rng.stream("thresholds")``; step t's ζ_t and then its N uniforms U_i(t)
+from ``rng.stream(("step", t))``. A draw therefore depends only on the seed and on what it is
+for, never on θ or on what was drawn before it. So runs at different θ with the same seed use
+common random numbers, a shorter run's draws are those of a longer one's first steps, and a step
+run again by :func:`minidiff.checkpointed_loop` during the backward pass sees the same draws it
+saw in the forward pass (which is what makes checkpointed gradients exact here). A
+:class:`Noise` holds these draws: made on demand (memory flat in T) or all at once with
+:meth:`Noise.predraw` (for benchmarks that time the model and not the random numbers); the
+values are the same.
+
+Estimators: who handles which random choice
+-------------------------------------------
+* ν(0) and ε_t are continuous and reparameterised: exact pathwise derivatives in μ, σ_ν, σ.
+* The buy/sell decisions 1[x ≥ 0] are deterministic given ε and ν but have zero derivative
+  almost everywhere; each is a :func:`minidiff.stochastic.soft_step` with steepness ``k``: the
+  hard value forward, the derivative of the sigmoid σ(kx) backward (straight-through sigmoid
+  surrogate). This is a *biased* estimator: a kernel estimate, with bandwidth 1/k, of how many
+  agents' decisions flip as θ moves. Under stochastic triples the decisions are still surrogates
+  (no alternative worlds are opened for them).
+* The updates u_i(t) are Bernoulli(s) draws, and s is a fixed setting (a traced s is refused),
+  not a parameter: they carry no derivative with respect to θ whatever estimator is chosen, and
+  under stochastic triples no alternative world opens for them, so triples reduce to the
+  pathwise (surrogate) part. ``estimator`` is therefore checked (so every model shares one call
+  signature) and changes nothing, the default ``"smoothed"`` included. The update is
+  ``where(u, |r|, ν)``: with u carrying no derivative, that has the value and the derivative in
+  θ of the blend u|r| + (1 − u)ν, and the tape keeps one boolean per agent instead of two floats.
+
+The parameter regime, and why
+-----------------------------
+Cont's volatility clustering needs (i) a small updating probability s, so the threshold
+distribution changes slowly and remembers the recent volatility, (ii) thresholds comparable to
+the signal, so that only a *fraction* of the agents trade on a typical step (their number then
+moves with the thresholds), and (iii) many agents. If σ·η is large every agent's threshold sits
+far below the signal and everyone trades every step (r_t = ±1/η, negative excess kurtosis): the
+tutorial setting σ = 1, η = 0.7 is of that kind. Scanning σ·η and s, the facts (excess kurtosis
+of r_t, slowly decaying autocorrelation of |r_t|, returns themselves uncorrelated) appear for
+small σ·η, a few thousandths, with s of a few percent, and disappear once σ·η reaches a few
+hundredths.
+
+Defaults: σ = 0.01 (a 1% signal), η = 0.5, so σ·η = 0.005; s = 0.05 (an agent updates every 20
+steps on average); N = 1000. The thresholds then settle at a few σ, and a minority of the agents
+trade on an average step. μ = −2.8 and σ_ν = 0.8 start the thresholds close to that stationary
+spread, so there is no long transient. The surrogate's default is ``k`` = 500 (width 0.002 =
+σ/5). ``tests/test_models_cont.py`` measures the stylised facts at the defaults and documents
+how the surrogate's bias behaves.
+
+``BENCHMARK_PARAMS`` and ``BENCHMARK_SETTINGS`` are a busier market for the benchmarks and
+``minidiff memory``: σ·η = 0.5, s = 0.1, k = 5, where a large and varying fraction of the agents
+trades each step, so both sides of every threshold are visited.
+
+Loss and the long-horizon workload
+----------------------------------
+``loss(simulated, observed)`` compares three summary statistics of two return series (their
+order in time is noise, so the series are not compared point by point):
+m(r) = (½ log mean r², log kurtosis, autocorrelation of |r| at lag 1), the log-volatility,
+fat tails and volatility clustering, each of order 1; loss = Σ_j (m_j(sim) − m_j(obs))².
+
+``realised_variance`` is Σ_t r_t², computed with the running sum in the loop state, so that
+``checkpointed=True`` can run the time loop in :func:`minidiff.checkpointed_loop` (the state is
+(ν, Σ r²): N + 1 numbers per snapshot). The benchmarks and ``minidiff memory`` differentiate it.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+import minidiff as md
+from minidiff.core import shape_of
+from minidiff.stochastic import soft_step
+
+from ._checks import check_count, check_estimator, check_number, generator, unpack
+
+__all__ = ["simulate", "loss", "summary_statistics", "realised_variance", "Noise",
+           "DEFAULT_PARAMS", "PARAM_NAMES", "DEFAULT_S", "DEFAULT_K", "DEFAULT_N_AGENTS",
+           "BENCHMARK_PARAMS", "BENCHMARK_SETTINGS"]
+
+PARAM_NAMES = ("mu", "sigma_nu", "sigma", "eta")
+DEFAULT_PARAMS = (-2.8, 0.8, 0.01, 0.5)
+"""(μ, σ_ν, σ, η): the volatility-clustering regime (σ·η = 0.005); see the module notes."""
+DEFAULT_S = 0.05
+DEFAULT_K = 500.0
+DEFAULT_N_AGENTS = 1000
+
+BENCHMARK_PARAMS = (-1.0, 0.5, 0.5, 1.0)
+"""(μ, σ_ν, σ, η) of the busy market the benchmarks and ``minidiff memory`` differentiate."""
+BENCHMARK_SETTINGS = MappingProxyType({"s": 0.1, "k": 5.0})
+
+_LABELS = {"mu": "mu (log-scale of the initial thresholds)",
+           "sigma_nu": "sigma_nu (log-sd of the initial thresholds)",
+           "sigma": "sigma (signal standard deviation)",
+           "eta": "eta (market depth)"}
+
+
+class Noise:
+    """The random numbers of runs with N agents and update probability s, from one generator.
+
+    ``z`` (N,) are the initial thresholds' standard normals (stream ``"thresholds"``);
+    ``step(t)`` gives step t's (ζ_t, u_t): a 0-d standard normal and a boolean (N,) mask
+    1[U < s] (stream ``("step", t)``), the same values every time it is asked. ``predraw(T)``
+    draws steps 0..T−1 now and keeps them (memory ∝ T N); otherwise each is drawn when asked.
+    """
+
+    def __init__(self, rng: Any, n_agents: int, *, s: float = DEFAULT_S) -> None:
+        where = "cont.Noise"
+        self.n_agents = check_count(where, "n_agents", n_agents, 1)
+        self.s = check_number(where, "s (update probability)", s, 0.0, 1.0, traced=False)
+        self.rng = generator(where, rng)
+        self.z = self.rng.stream("thresholds").normal(size=(self.n_agents,))
+        self._kept: list[tuple[Any, Any]] = []
+
+    def __repr__(self) -> str:
+        return (f"cont.Noise({self.rng!r}, n_agents={self.n_agents}, s={self.s:g}; "
+                f"{len(self._kept)} steps drawn ahead)")
+
+    def _draw(self, t: int) -> tuple[Any, Any]:
+        stream = self.rng.stream(("step", t))
+        zeta = stream.normal()
+        return zeta, stream.random((self.n_agents,)) < self.s
+
+    def predraw(self, n_steps: int) -> Noise:
+        """Draw steps 0..n_steps−1 now and keep them; returns this Noise."""
+        n_steps = check_count("cont.Noise.predraw", "n_steps", n_steps, 0)
+        self._kept = [self._draw(t) for t in range(n_steps)]
+        return self
+
+    def step(self, t: int) -> tuple[Any, Any]:
+        """(ζ_t, the boolean update mask u_t of shape (N,))."""
+        return self._kept[t] if 0 <= t < len(self._kept) else self._draw(t)
+
+
+def simulate(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_N_AGENTS, rng: Any,
+             estimator: str = "smoothed", s: float = DEFAULT_S, k: float = DEFAULT_K) -> Any:
+    """The returns r_0, ..., r_{T−1} of Cont's threshold model, shape (T,).
+
+    Args:
+        params: (μ, σ_ν, σ, η), a sequence or array of 4 numbers, possibly traced (grad,
+            jacfwd, stochastic triples).
+        n_timesteps: T ≥ 0.
+        n_agents: N ≥ 1.
+        rng: an int seed, a :class:`minidiff.random.Generator`, None (fresh entropy), or a
+            :class:`Noise` made with the same ``n_agents`` and ``s``.
+        estimator: checked and otherwise unused (the update draws have no derivative; see the
+            module notes).
+        s: probability in [0, 1] that an agent updates its threshold in a step.
+        k: steepness (> 0) of the sigmoid surrogate of the buy/sell decisions.
+
+    Returns:
+        r, a backend array of shape (T,) (traced when ``params`` is).
+    """
+    where = "cont.simulate"
+    theta, n_timesteps, noise, k = _arguments(where, params, n_timesteps, n_agents, rng,
+                                              estimator, s, k)
+    nu = _initial_thresholds(theta, noise)
+    advance = _step(theta, noise, k)
+    returns = []
+    for t in range(n_timesteps):
+        nu, r = advance(nu, t)
+        returns.append(r)
+    return md.stack(returns) if returns else md.zeros((0,))
+
+
+def realised_variance(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_N_AGENTS,
+                      rng: Any, estimator: str = "smoothed", s: float = DEFAULT_S,
+                      k: float = DEFAULT_K, checkpointed: bool = False,
+                      snapshots: int | None = None) -> Any:
+    """Σ_t r_t² of one run (arguments as :func:`simulate`), a scalar.
+
+    The time loop carries the state (ν, Σ r²). With ``checkpointed=True`` it runs in
+    :func:`minidiff.checkpointed_loop` with ``snapshots`` stored states (default ⌈√T⌉): under
+    reverse mode the tape then keeps those snapshots instead of every step's residuals, and
+    the recomputed steps see the same draws (keyed streams), so the gradient is the same.
+    """
+    where = "cont.realised_variance"
+    theta, n_timesteps, noise, k = _arguments(where, params, n_timesteps, n_agents, rng,
+                                              estimator, s, k)
+    if not isinstance(checkpointed, bool):
+        raise TypeError(f"{where}: checkpointed must be True or False, got {checkpointed!r}")
+    advance = _step(theta, noise, k)
+
+    def step(state: tuple[Any, Any], t: int) -> tuple[Any, Any]:
+        nu, total = state
+        nu, r = advance(nu, t)
+        return nu, md.add(total, md.multiply(r, r))
+
+    state = (_initial_thresholds(theta, noise), md.zeros(()))
+    if checkpointed:
+        return md.checkpointed_loop(step, state, n_timesteps, snapshots)[1]
+    for t in range(n_timesteps):
+        state = step(state, t)
+    return state[1]
+
+
+def summary_statistics(returns: Any) -> Any:
+    """m(r) = (½ log mean r², log kurtosis, acf of |r| at lag 1), shape (3,).
+
+    With z = r − mean(r) and a = |r| − mean|r|: kurtosis mean(z⁴)/mean(z²)² (3 for normal
+    returns; its log tames the sampling noise of fat tails), acf mean(a_t a_{t+1}) / mean(a²).
+    Needs T ≥ 2 returns that are not all equal."""
+    r = md.asarray(returns)
+    if len(shape_of(r)) != 1 or shape_of(r)[0] < 2:
+        raise ValueError(f"cont.summary_statistics: returns must be a series of shape (T,) "
+                         f"with T ≥ 2, got shape {shape_of(r)}")
+    log_volatility = md.multiply(0.5, md.log(md.mean(md.square(r))))
+    z = md.subtract(r, md.mean(r))
+    z2 = md.mean(md.square(z))
+    log_kurtosis = md.log(md.divide(md.mean(md.square(md.square(z))), md.square(z2)))
+    a = md.abs(r)
+    a = md.subtract(a, md.mean(a))
+    lag1 = md.mean(md.multiply(md.getitem(a, slice(None, -1)), md.getitem(a, slice(1, None))))
+    acf = md.divide(lag1, md.mean(md.square(a)))
+    return md.stack([log_volatility, log_kurtosis, acf])
+
+
+def loss(simulated: Any, observed: Any) -> Any:
+    """Σ_j (m_j(simulated) − m_j(observed))² over the three :func:`summary_statistics`."""
+    difference = md.subtract(summary_statistics(simulated), summary_statistics(observed))
+    return md.sum(md.square(difference))
+
+
+# ---------------------------------------------------------------------------------------------
+# the step, and the checks shared by simulate and realised_variance
+# ---------------------------------------------------------------------------------------------
+
+
+def _initial_thresholds(theta: tuple[Any, ...], noise: Noise) -> Any:
+    mu, sigma_nu = theta[0], theta[1]
+    return md.exp(md.add(mu, md.multiply(sigma_nu, noise.z)))
+
+
+def _step(theta: tuple[Any, ...], noise: Noise, k: float) -> Any:
+    """advance(ν, t) = (ν after step t, r_t), drawing step t's noise from its own stream."""
+    sigma, eta = theta[2], theta[3]
+    depth = md.multiply(eta, float(noise.n_agents))  # N η
+
+    def advance(nu: Any, t: int) -> tuple[Any, Any]:
+        zeta, update = noise.step(t)
+        eps = md.multiply(sigma, zeta)
+        # The operator, not md.subtract: both steps are traced or neither (each reads ε and ν),
+        # and on plain arrays NumPy then reuses the temporary's buffer for the difference.
+        orders = (soft_step(md.subtract(eps, nu), k)
+                  - soft_step(md.subtract(md.negative(eps), nu), k))
+        r = md.divide(md.sum(orders), depth)
+        return md.where(update, md.abs(r), nu), r
+
+    return advance
+
+
+def _arguments(where: str, params: Any, n_timesteps: Any, n_agents: Any, rng: Any,
+               estimator: Any, s: Any, k: Any) -> tuple[tuple[Any, ...], int, Noise, float]:
+    theta = unpack(where, params, PARAM_NAMES)
+    check_number(where, _LABELS["mu"], theta[0])
+    check_number(where, _LABELS["sigma_nu"], theta[1], 0.0)
+    check_number(where, _LABELS["sigma"], theta[2], 0.0)
+    check_number(where, _LABELS["eta"], theta[3], 0.0, open_low=True)
+    n_timesteps = check_count(where, "n_timesteps", n_timesteps, 0)
+    n_agents = check_count(where, "n_agents", n_agents, 1)
+    s = check_number(where, "s (update probability)", s, 0.0, 1.0, traced=False)
+    k = check_number(where, "k (surrogate steepness)", k, 0.0, open_low=True, traced=False)
+    check_estimator(where, estimator)
+    if isinstance(rng, Noise):
+        if (rng.n_agents, rng.s) != (n_agents, s):
+            raise ValueError(f"{where}: the Noise given as rng was made for n_agents="
+                             f"{rng.n_agents}, s={rng.s:g}, but this run has n_agents="
+                             f"{n_agents}, s={s:g}; make a Noise with the run's own")
+        return theta, n_timesteps, rng, k
+    return theta, n_timesteps, Noise(generator(where, rng), n_agents, s=s), k
