@@ -27,7 +27,7 @@ import importlib
 import math
 import os
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -457,13 +457,16 @@ class Kernels:
     Attributes:
         sigmoid: ``sigmoid(x)``, σ(x) = 1/(1 + e^{-x}) of a raw floating array.
         select: ``select(condition, x, y)``, bit for bit the library's ``where``.
-        writes_out: True when the library's elementwise functions take ``out=`` (NumPy's
-            ufuncs): ``minidiff.jit``'s replay then reuses buffers instead of allocating.
+        into: the library's elementwise functions that write into a given buffer,
+            ``into[name](*args, out=buffer)``, by the name of the minidiff op they compute
+            bit for bit (``"add"``, ``"exp"``, ``"sigmoid"``, ...). ``minidiff.jit``'s replay
+            executor uses them to reuse buffers instead of allocating; empty where the
+            library has no ``out=`` (array_api_strict).
     """
 
     sigmoid: Callable[[Any], Any]
     select: Callable[[Any, Any, Any], Any]
-    writes_out: bool = False
+    into: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
 
 
 def generic_kernels(xp: Any) -> Kernels:
@@ -487,7 +490,7 @@ def _as_xp(xp: Any, v: Any) -> Any:
 _SELECT_MIN_SIZE = 2048  # below this NumPy's where is as fast as the bit select
 
 
-def _numpy_sigmoid(x: Any) -> Any:
+def _numpy_sigmoid(x: Any, out: Any = None) -> Any:
     """1/(1 + e^{-x}) in four passes over one buffer (negate, exp, add, divide).
 
     e^{-x} overflows to inf for x < -709, where 1/(1 + inf) = 0 is the right limit, so the
@@ -495,7 +498,7 @@ def _numpy_sigmoid(x: Any) -> Any:
     cancellation: 1 + e^{-x} >= 1)."""
     if type(x) is not np.ndarray or x.ndim == 0 or x.dtype.kind != "f":
         return generic_kernels(np).sigmoid(x)
-    t = np.negative(x)
+    t = np.negative(x, out=out)
     with np.errstate(over="ignore"):
         np.exp(t, out=t)
     t += 1.0
@@ -546,7 +549,17 @@ def _in_place(ufunc: Any, a: np.ndarray, b: Any) -> np.ndarray:
     return ufunc(a, b, out=a if full == a.shape else None)
 
 
-NUMPY_KERNELS = Kernels(sigmoid=_numpy_sigmoid, select=_numpy_select, writes_out=True)
+_NUMPY_INTO = {
+    "add": np.add, "subtract": np.subtract, "multiply": np.multiply, "divide": np.divide,
+    "negative": np.negative, "maximum": np.maximum, "exp": np.exp, "log": np.log,
+    "log1p": np.log1p, "expm1": np.expm1, "sqrt": np.sqrt, "sin": np.sin, "cos": np.cos,
+    "tanh": np.tanh, "abs": np.abs, "sign": np.sign, "floor": np.floor, "equal": np.equal,
+    "not_equal": np.not_equal, "less": np.less, "less_equal": np.less_equal,
+    "greater": np.greater, "greater_equal": np.greater_equal, "logical_and": np.logical_and,
+    "logical_or": np.logical_or, "logical_not": np.logical_not, "sigmoid": _numpy_sigmoid,
+}
+
+NUMPY_KERNELS = Kernels(sigmoid=_numpy_sigmoid, select=_numpy_select, into=_NUMPY_INTO)
 
 
 # ---------------------------------------------------------------------------------------------

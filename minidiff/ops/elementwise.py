@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..backend import get_backend
-from ..core import Primitive, ndim_of, raw, register_ops, shape_of
-from .comparisons import sign
+from ..core import Primitive, ndim_of, raw, register_ops, shape_of, without_derivatives
+from .comparisons import equal, greater, sign
 from .constants import zeros
 from .linear import align_tangent, broadcast_to, unbroadcast
 
@@ -262,9 +262,10 @@ power = elementwise_primitive("power", lambda x, y: x ** y, partials=[_power_dx,
 
 
 def _maximum_dx(x: Any, y: Any) -> Any:
-    """∂max(x, y)/∂x: 1 where x > y, 0 where x < y, and 1/2 at ties (a subgradient)."""
-    rx, ry = raw(x), raw(y)
-    return float_mask(rx > ry) + 0.5 * float_mask(rx == ry)
+    """∂max(x, y)/∂x: 1 where x > y, 0 where x < y, and 1/2 at ties (a subgradient). A constant
+    (comparisons carry no derivative), built from ops so that md.jit records it."""
+    x, y = without_derivatives(x), without_derivatives(y)
+    return where(greater(x, y), 1.0, where(equal(x, y), 0.5, 0.0))
 
 
 maximum = elementwise_primitive(
@@ -345,7 +346,8 @@ cos = _unary("cos", lambda x: _xp().cos(x), lambda x: negative(sin(x)))
 tanh = _unary("tanh", lambda x: _xp().tanh(x), lambda out: 1.0 - out * out)  # 1 - tanh²
 
 
-sigmoid = _unary("sigmoid", lambda x: get_backend().sigmoid(x), lambda out: out * (1.0 - out))  # σ(1-σ)
+sigmoid = _unary("sigmoid", lambda x: get_backend().sigmoid(x),  # the backend's fast kernel
+                 lambda out: out * (1.0 - out))                    # σ' = σ(1-σ)
 
 
 def _softplus_impl(x: Any) -> Any:
