@@ -525,17 +525,22 @@ def _numpy_select(condition: Any, x: Any, y: Any) -> Any:
 
         where(c, x, y) = y ^ ((x ^ y) & m),    where(c, x, +0.0) = x & m,
 
-    which copies NaNs, infinities and signed zeros exactly as ``where`` does."""
+    which copies NaNs, infinities and signed zeros exactly as ``where`` does. It takes a few
+    passes, so it is used only when the branch would be mispredicted often: when between 15 %
+    and 85 % of the mask holds (counting costs a fraction of one pass)."""
     if (type(condition) is not np.ndarray or condition.dtype != np.bool_
             or condition.size < _SELECT_MIN_SIZE):
         return np.where(condition, x, y)
     bx, by = _float64_bits(x), _float64_bits(y)
     if bx is None or by is None:
         return np.where(condition, x, y)
+    if type(y) is float and y == 0.0 and type(x) is float and x == 1.0:
+        return condition.astype(np.float64)  # where(c, 1.0, 0.0): the mask as floats
+    share = np.count_nonzero(condition) / condition.size
+    if not 0.15 <= share <= 0.85:  # a predictable branch: where is the fastest
+        return np.where(condition, x, y)
     m = np.negative(condition, dtype=np.int64)  # 0 or -1
     if type(y) is float and y == 0.0 and math.copysign(1.0, y) > 0:
-        if type(x) is float and x == 1.0:
-            return condition.astype(np.float64)
         bits = _in_place(np.bitwise_and, m, bx)  # x & m
     else:
         bits = _in_place(np.bitwise_and, np.bitwise_xor(bx, by), m)  # (x ^ y) & m
@@ -549,6 +554,11 @@ def _in_place(ufunc: Any, a: np.ndarray, b: Any) -> np.ndarray:
     return ufunc(a, b, out=a if full == a.shape else None)
 
 
+def _quiet_exp(x: Any, out: Any = None) -> Any:
+    with np.errstate(over="ignore"):
+        return np.exp(x, out=out)
+
+
 _NUMPY_INTO = {
     "add": np.add, "subtract": np.subtract, "multiply": np.multiply, "divide": np.divide,
     "negative": np.negative, "maximum": np.maximum, "exp": np.exp, "log": np.log,
@@ -557,6 +567,7 @@ _NUMPY_INTO = {
     "not_equal": np.not_equal, "less": np.less, "less_equal": np.less_equal,
     "greater": np.greater, "greater_equal": np.greater_equal, "logical_and": np.logical_and,
     "logical_or": np.logical_or, "logical_not": np.logical_not, "sigmoid": _numpy_sigmoid,
+    "quiet_exp": _quiet_exp,  # exp whose overflow to inf is expected (inside a sigmoid)
 }
 
 NUMPY_KERNELS = Kernels(sigmoid=_numpy_sigmoid, select=_numpy_select, into=_NUMPY_INTO)

@@ -20,18 +20,21 @@ is dead:
 Scratch buffers are kept with the compiled program, one set per thread, and reused on every
 call, so a step replayed T times allocates its temporaries once (with glibc's default allocator
 fresh arrays of this size cost page faults on every call). Outputs are always fresh arrays:
-the caller (or the tape) keeps them. A view (reshape, getitem, ``straight_through``'s pass-through)
-shares its input's memory, so the input's buffer lives as long as the view.
+the caller (or the tape) keeps them. A view (reshape, getitem, ``straight_through``'s
+pass-through) shares its input's memory, so the input's buffer lives as long as the view.
 
 The results are the bits eager mode computes: the same raw implementations, or the library's
 own function behind the operator (``x + y`` is ``np.add``) writing into a buffer.
+
+The planning and the code writing work on *steps* (an equation here; the fusion executor adds
+steps that run a compiled kernel with several outputs), so both executors share them.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import backend as _backend
@@ -50,10 +53,12 @@ from ..ops import (
 from .executors import register_executor
 from .program import Const, Program, Var
 
-__all__ = ["compile_replay", "Plan", "plan"]
+__all__ = ["compile_replay", "Step", "Plan", "plan", "equation_step", "equation_steps",
+           "write_function", "assemble",
+           "FRESH", "INTO", "IDENTITY"]
 
 # minidiff's own primitives that always return a new array (never a view of an argument)
-_FRESH = {
+FRESH = {
     ops.add, ops.subtract, ops.multiply, ops.divide, ops.power, ops.negative, ops.maximum,
     ops.exp, ops.log, ops.log1p, ops.expm1, ops.sqrt, ops.sin, ops.cos, ops.tanh, ops.sigmoid,
     ops.softplus, ops.abs, elementwise._where_p, comparisons.equal, comparisons.not_equal,
@@ -65,7 +70,7 @@ _FRESH = {
     indexing._scatter_add_p,
 }
 # ... and those a backend may compute into a given buffer, by op name (Kernels.into)
-_INTO = {
+INTO = {
     ops.add: "add", ops.subtract: "subtract", ops.multiply: "multiply", ops.divide: "divide",
     ops.negative: "negative", ops.maximum: "maximum", ops.exp: "exp", ops.log: "log",
     ops.log1p: "log1p", ops.expm1: "expm1", ops.sqrt: "sqrt", ops.sin: "sin", ops.cos: "cos",
@@ -76,15 +81,37 @@ _INTO = {
     comparisons.logical_and: "logical_and", comparisons.logical_or: "logical_or",
     comparisons.logical_not: "logical_not",
 }
-_IDENTITY = {constants._stop_gradient_p}
+IDENTITY = {constants._stop_gradient_p}
+
+
+class Step:
+    """One line of the compiled function: an equation, or (fusion) a compiled kernel.
+
+    Attributes:
+        inputs: the atoms it reads.
+        outs: the variables it defines.
+        fresh: its outputs are new arrays (never views of its inputs).
+        into: for each output, whether it can be written into a given buffer.
+        write: ``write(args, outs, scratch_names, namespace) -> lines`` writes its code.
+    """
+
+    __slots__ = ("inputs", "outs", "fresh", "into", "write")
+
+    def __init__(self, inputs: Sequence[Any], outs: Sequence[Var], fresh: bool,
+                 into: Sequence[bool], write: Callable[..., list[str]]) -> None:
+        self.inputs = list(inputs)
+        self.outs = list(outs)
+        self.fresh = fresh
+        self.into = list(into)
+        self.write = write
 
 
 class Plan:
-    """What compiling a program decided: the last use of each value and its scratch buffer.
+    """What compiling decided: the last use of each value and the scratch buffers.
 
     Attributes:
-        last_use: for each equation index, the variables (by id) read for the last time there.
-        scratch: equation index -> scratch buffer number its output is written into.
+        last_use: step index -> variables (by id) read for the last time there.
+        scratch: variable id -> number of the scratch buffer it is written into.
         buffers: (shape, dtype) of each scratch buffer.
     """
 
@@ -94,37 +121,33 @@ class Plan:
         self.buffers: list[tuple[tuple[int, ...], Any]] = []
 
 
-def plan(program: Program, backend: _backend.Backend) -> Plan:
-    """Liveness analysis and scratch-buffer assignment for ``program`` on ``backend``."""
+def plan(steps: Sequence[Step], program: Program, reuse: bool) -> Plan:
+    """Liveness analysis and (with ``reuse``) scratch-buffer assignment over ``steps``."""
     result = Plan()
-    eqns = program.equations
     outputs = {id(a) for a in program.outputs if isinstance(a, Var)}
-    # last read of every variable (outputs live to the end)
     last_read: dict[int, int] = {}
-    for k, eqn in enumerate(eqns):
-        for a in eqn.inputs:
+    for k, step in enumerate(steps):
+        for a in step.inputs:
             if isinstance(a, Var):
                 last_read[id(a)] = k
-    for k, eqn in enumerate(eqns):
-        last_read.setdefault(id(eqn.out), k)
+    for k, step in enumerate(steps):
+        for v in step.outs:
+            last_read.setdefault(id(v), k)
     for v, k in last_read.items():
         if v not in outputs:
             result.last_use.setdefault(k, []).append(v)
-    into = backend.kernels.into
-    if not into:
+    if not reuse:
         return result
     # which buffers each value may share memory with (its "roots")
     roots: dict[int, frozenset] = {id(v): frozenset() for v in program.inputs}
-    for eqn in eqns:
-        out = id(eqn.out)
-        if eqn.primitive in _FRESH:
-            roots[out] = frozenset((out,))
-        else:
-            shared: set = set()
-            for a in eqn.inputs:
+    for step in steps:
+        shared: set = set()
+        if not step.fresh:
+            for a in step.inputs:
                 if isinstance(a, Var):
                     shared |= roots[id(a)]
-            roots[out] = frozenset(shared)
+        for v in step.outs:
+            roots[id(v)] = frozenset((id(v),)) if step.fresh else frozenset(shared)
     escaping: set = set()
     for a in program.outputs:
         if isinstance(a, Var):
@@ -135,27 +158,28 @@ def plan(program: Program, backend: _backend.Backend) -> Plan:
         for r in roots.get(v, ()):
             ends[r] = max(ends.get(r, -1), k)
     free: dict[tuple, list[int]] = {}
-    releasing: dict[int, list[tuple[tuple, int]]] = {}  # after this equation, free these
-    for k, eqn in enumerate(eqns):
-        for key_buffer in releasing.pop(k - 1, ()):
-            free.setdefault(key_buffer[0], []).append(key_buffer[1])
-        out = eqn.out
-        if not _writes_into(eqn, into) or id(out) in escaping or not out.shape:
-            continue
-        key = (out.shape, str(out.dtype))
-        pool = free.get(key)
-        if pool:
-            number = pool.pop()
-        else:
-            number = len(result.buffers)
-            result.buffers.append((out.shape, out.dtype))
-        result.scratch[k] = number
-        releasing.setdefault(ends.get(id(out), k), []).append((key, number))
+    releasing: dict[int, list[tuple[tuple, int]]] = {}  # after step k, free these
+    for k, step in enumerate(steps):
+        for key, number in releasing.pop(k - 1, ()):
+            free.setdefault(key, []).append(number)
+        for v, into in zip(step.outs, step.into):
+            if not into or id(v) in escaping or not v.shape:
+                continue
+            key = (v.shape, str(v.dtype))
+            pool = free.get(key)
+            if pool:
+                number = pool.pop()
+            else:
+                number = len(result.buffers)
+                result.buffers.append((v.shape, v.dtype))
+            result.scratch[id(v)] = number
+            releasing.setdefault(ends.get(id(v), k), []).append((key, number))
     return result
 
 
 def _writes_into(eqn: Any, into: Any) -> bool:
-    name = _INTO.get(eqn.primitive)
+    """Whether the backend's ``into`` kernel computes this equation bit for bit."""
+    name = INTO.get(eqn.primitive)
     if name is None or name not in into:
         return False
     dtypes = {str(a.dtype) if isinstance(a, Var) else str(a.value.dtype)
@@ -166,10 +190,33 @@ def _writes_into(eqn: Any, into: Any) -> bool:
                for a in eqn.inputs)
 
 
-def compile_replay(program: Program, backend: _backend.Backend) -> Any:
-    """``run(args) -> outputs`` for ``program`` on ``backend`` (see the module notes)."""
-    the_plan = plan(program, backend)
-    namespace: dict[str, Any] = {}
+def equation_step(eqn: Any, k: int, backend: _backend.Backend) -> Step:
+    """The step of one equation: its impl (or its ``into`` kernel, when it gets a buffer)."""
+    into = backend.kernels.into
+    writes = _writes_into(eqn, into)
+
+    def write(args: list[str], outs: list[str], buffers: list[str | None],
+              namespace: dict) -> list[str]:
+        if eqn.primitive in IDENTITY:
+            return [f"{outs[0]} = {args[0]}"]
+        if buffers[0] is not None:
+            namespace[f"g{k}"] = into[INTO[eqn.primitive]]
+            return [f"{outs[0]} = g{k}({', '.join(args)}, out={buffers[0]})"]
+        impl = eqn.primitive.impl
+        namespace[f"f{k}"] = functools.partial(impl, **eqn.params) if eqn.params else impl
+        return [f"{outs[0]} = f{k}({', '.join(args)})"]
+
+    return Step(eqn.inputs, [eqn.out], eqn.primitive in FRESH, [writes], write)
+
+
+def equation_steps(program: Program, backend: _backend.Backend) -> list[Step]:
+    return [equation_step(eqn, k, backend) for k, eqn in enumerate(program.equations)]
+
+
+def write_function(program: Program, steps: Sequence[Step], the_plan: Plan,
+                   namespace: dict) -> str:
+    """The source of ``run(args, s)``: the steps in order, each value deleted after its last
+    use, scratch buffers taken from the list ``s``."""
     names: dict[int, str] = {}
     for i, v in enumerate(program.inputs):
         names[id(v)] = f"a{i}"
@@ -184,40 +231,52 @@ def compile_replay(program: Program, backend: _backend.Backend) -> Any:
         namespace[key] = a.value
         return key
 
-    into = backend.kernels.into
-    for k, eqn in enumerate(program.equations):
-        out = f"v{k}"
-        names[id(eqn.out)] = out
-        args = [atom(a) for a in eqn.inputs]
-        if eqn.primitive in _IDENTITY:
-            lines.append(f"    {out} = {args[0]}")
-        elif k in the_plan.scratch:
-            namespace[f"g{k}"] = into[_INTO[eqn.primitive]]
-            lines.append(f"    {out} = g{k}({', '.join(args)}, out=s[{the_plan.scratch[k]}])")
-        else:
-            impl = eqn.primitive.impl
-            namespace[f"f{k}"] = functools.partial(impl, **eqn.params) if eqn.params else impl
-            lines.append(f"    {out} = f{k}({', '.join(args)})")
+    count = 0
+    for k, step in enumerate(steps):
+        outs = []
+        for v in step.outs:
+            count += 1
+            names[id(v)] = outs_name = f"v{count}"
+            outs.append(outs_name)
+        buffers = [f"s[{the_plan.scratch[id(v)]}]" if id(v) in the_plan.scratch else None
+                   for v in step.outs]
+        for line in step.write([atom(a) for a in step.inputs], outs, buffers, namespace):
+            lines.append(f"    {line}")
         dead = [names[v] for v in the_plan.last_use.get(k, ()) if names[v].startswith("v")]
         if dead:
             lines.append(f"    del {', '.join(dead)}")
     lines.append(f"    return ({''.join(atom(a) + ', ' for a in program.outputs)})")
-    source = "\n".join(lines)
-    exec(compile(source, f"<md.jit replay of {program.name}>", "exec"), namespace)
+    return "\n".join(lines)
+
+
+def assemble(program: Program, steps: Sequence[Step], backend: _backend.Backend,
+             namespace: dict | None = None) -> Callable[[Sequence[Any]], tuple]:
+    """Plan ``steps``, write their function and return ``run(args) -> outputs``."""
+    the_plan = plan(steps, program, reuse=bool(backend.kernels.into))
+    namespace = {} if namespace is None else namespace
+    source = write_function(program, steps, the_plan, namespace)
+    exec(compile(source, f"<md.jit {program.executor} of {program.name}>", "exec"), namespace)
     run = namespace["run"]
     if not the_plan.buffers:
-        return lambda args: run(args, None)
-    pool = _ScratchPool(the_plan.buffers, backend)
+        def execute(args: Sequence[Any]) -> tuple:
+            return run(args, None)
+    else:
+        pool = _ScratchPool(the_plan.buffers, backend)
 
-    def execute(args: Sequence[Any]) -> tuple:
-        scratch = pool.take()
-        try:
-            return run(args, scratch)
-        finally:
-            pool.give(scratch)
+        def execute(args: Sequence[Any]) -> tuple:
+            scratch = pool.take()
+            try:
+                return run(args, scratch)
+            finally:
+                pool.give(scratch)
 
     execute.source = source  # type: ignore[attr-defined]
     return execute
+
+
+def compile_replay(program: Program, backend: _backend.Backend) -> Any:
+    """``run(args) -> outputs`` for ``program`` on ``backend`` (see the module notes)."""
+    return assemble(program, equation_steps(program, backend), backend)
 
 
 class _ScratchPool:
