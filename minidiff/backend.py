@@ -528,14 +528,16 @@ def _numpy_select(condition: Any, x: Any, y: Any) -> Any:
     which copies NaNs, infinities and signed zeros exactly as ``where`` does. It takes a few
     passes, so it is used only when the branch would be mispredicted often: when between 15 %
     and 85 % of the mask holds (counting costs a fraction of one pass)."""
-    if (type(condition) is not np.ndarray or condition.dtype != np.bool_
-            or condition.size < _SELECT_MIN_SIZE):
+    if type(condition) is not np.ndarray or condition.dtype != np.bool_:
+        return np.where(condition, x, y)
+    if type(x) is float and type(y) is float and x == 1.0 and y == 0.0 \
+            and math.copysign(1.0, y) > 0:
+        return condition.astype(np.float64)  # where(c, 1.0, 0.0): the mask as floats
+    if condition.size < _SELECT_MIN_SIZE:
         return np.where(condition, x, y)
     bx, by = _float64_bits(x), _float64_bits(y)
     if bx is None or by is None:
         return np.where(condition, x, y)
-    if type(y) is float and y == 0.0 and type(x) is float and x == 1.0:
-        return condition.astype(np.float64)  # where(c, 1.0, 0.0): the mask as floats
     share = np.count_nonzero(condition) / condition.size
     if not 0.15 <= share <= 0.85:  # a predictable branch: where is the fastest
         return np.where(condition, x, y)

@@ -28,9 +28,10 @@ from typing import Any
 from .. import backend as _backend
 from ..core import Box, raw
 from .call import call_p
-from .derive import concrete, derived_programs, prune
+from .derive import concrete, derived_programs
 from .executors import check_executor, run_program
 from .program import Program
+from .simplify import prune
 from .tracing import JitError, compare_traces, trace
 
 __all__ = ["jit", "make_program", "Jitted", "JitCacheInfo"]
@@ -41,8 +42,13 @@ __all__ = ["jit", "make_program", "Jitted", "JitCacheInfo"]
 # ---------------------------------------------------------------------------------------------
 
 
+_CONTAINERS = (tuple, list, dict, type(None))
+
+
 def flatten(tree: Any) -> tuple[list[Any], Any]:
     """(leaves, structure) of nested tuples, lists and dicts; the structure is hashable."""
+    if type(tree) is list and not any(isinstance(x, _CONTAINERS) for x in tree):
+        return list(tree), ("list", ("*",) * len(tree))  # the common case: a list of arrays
     leaves: list[Any] = []
     return leaves, _flatten(tree, leaves)
 

@@ -33,6 +33,7 @@ from ..forward import Dual, ForwardEngine
 from ..ops import add
 from ..reverse import ReverseEngine, Tape, TapeValue
 from .program import Program, Var
+from .simplify import prune
 from .tracing import JitTracedValue, TraceEngine, trace
 
 __all__ = ["evaluate", "concrete", "jvp_program", "vjp_parts", "VjpParts", "prune",
@@ -244,18 +245,4 @@ def derived_programs(program: Program) -> list[Program]:
             found.append(d[0])
     return found
 
-
-def prune(program: Program) -> Program:
-    """``program`` without the equations no output depends on (every primitive is pure)."""
-    needed = {id(a) for a in program.outputs if isinstance(a, Var)}
-    kept = []
-    for eqn in reversed(program.equations):
-        if id(eqn.out) in needed:
-            kept.append(eqn)
-            needed.update(id(a) for a in eqn.inputs if isinstance(a, Var))
-    if len(kept) == len(program.equations):
-        return program
-    kept.reverse()
-    return Program(program.name, program.inputs, kept, program.outputs,
-                   executor=program.executor, backend=program.backend)
 

@@ -50,6 +50,7 @@ from ..ops import comparisons, constants, elementwise, surrogates
 from .executors import register_executor
 from .program import Const, Equation, Program, Var
 from .replay import FRESH, INTO, Step, assemble, equation_step
+from .simplify import simplify
 from .tracing import JitError
 
 __all__ = ["compile_fused", "numba_available", "kernel_cache_size"]
@@ -323,6 +324,7 @@ def _first_call_timed(kernel: Any, program: Program, namespace: dict, name: str,
 def compile_fused(program: Program, backend: _backend.Backend) -> Any:
     """``run(args) -> outputs`` with fused elementwise chains (NumPy only; other backends
     replay)."""
+    original, program = program, simplify(program)  # compile times go to the original
     eqns = _split_sigmoids(program, backend) if backend.kernels.into else []
     if not backend.kernels.into:  # not NumPy: numba cannot read these arrays
         from_replay = [equation_step(e, k, backend) for k, e in enumerate(program.equations)]
@@ -338,7 +340,7 @@ def compile_fused(program: Program, backend: _backend.Backend) -> Any:
     steps = []
     for k, n in enumerate(order):
         if n.fused:
-            steps.append(_kernel_step(n, used_outside, program, k))
+            steps.append(_kernel_step(n, used_outside, original, k))
         else:
             steps.extend(equation_step(e, 1000 * k + j, backend) for j, e in enumerate(n.eqns))
     return assemble(program, steps, backend)

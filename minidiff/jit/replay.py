@@ -52,6 +52,7 @@ from ..ops import (
 )
 from .executors import register_executor
 from .program import Const, Program, Var
+from .simplify import simplify
 
 __all__ = ["compile_replay", "Step", "Plan", "plan", "equation_step", "equation_steps",
            "write_function", "assemble",
@@ -202,6 +203,9 @@ def equation_step(eqn: Any, k: int, backend: _backend.Backend) -> Step:
         if buffers[0] is not None:
             namespace[f"g{k}"] = into[INTO[eqn.primitive]]
             return [f"{outs[0]} = g{k}({', '.join(args)}, out={buffers[0]})"]
+        if writes:  # the library function itself, without the impl's indirections
+            namespace[f"g{k}"] = into[INTO[eqn.primitive]]
+            return [f"{outs[0]} = g{k}({', '.join(args)})"]
         impl = eqn.primitive.impl
         namespace[f"f{k}"] = functools.partial(impl, **eqn.params) if eqn.params else impl
         return [f"{outs[0]} = f{k}({', '.join(args)})"]
@@ -276,6 +280,7 @@ def assemble(program: Program, steps: Sequence[Step], backend: _backend.Backend,
 
 def compile_replay(program: Program, backend: _backend.Backend) -> Any:
     """``run(args) -> outputs`` for ``program`` on ``backend`` (see the module notes)."""
+    program = simplify(program)
     return assemble(program, equation_steps(program, backend), backend)
 
 
