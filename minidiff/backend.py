@@ -527,7 +527,8 @@ def _numpy_select(condition: Any, x: Any, y: Any) -> Any:
 
     which copies NaNs, infinities and signed zeros exactly as ``where`` does. It takes a few
     passes, so it is used only when the branch would be mispredicted often: when between 15 %
-    and 85 % of the mask holds (counting costs a fraction of one pass)."""
+    and 85 % of the mask holds (counting costs a fraction of one pass). Outside that range
+    the few elements of one side are put into a copy of the other."""
     if type(condition) is not np.ndarray or condition.dtype != np.bool_:
         return np.where(condition, x, y)
     if type(x) is float and type(y) is float and x == 1.0 and y == 0.0 \
@@ -539,8 +540,10 @@ def _numpy_select(condition: Any, x: Any, y: Any) -> Any:
     if bx is None or by is None:
         return np.where(condition, x, y)
     share = np.count_nonzero(condition) / condition.size
-    if not 0.15 <= share <= 0.85:  # a predictable branch: where is the fastest
-        return np.where(condition, x, y)
+    if share < 0.15 or share > 0.85:  # few elements to take from one side: copy the other
+        rare, keep = (x, y) if share < 0.15 else (y, x)
+        out = _copy_and_put(condition if share < 0.15 else ~condition, rare, keep)
+        return np.where(condition, x, y) if out is None else out
     m = np.negative(condition, dtype=np.int64)  # 0 or -1
     if type(y) is float and y == 0.0 and math.copysign(1.0, y) > 0:
         bits = _in_place(np.bitwise_and, m, bx)  # x & m
@@ -548,6 +551,22 @@ def _numpy_select(condition: Any, x: Any, y: Any) -> Any:
         bits = _in_place(np.bitwise_and, np.bitwise_xor(bx, by), m)  # (x ^ y) & m
         np.bitwise_xor(bits, by, out=bits)  # y ^ ((x ^ y) & m)
     return bits.view(np.float64)
+
+
+def _copy_and_put(mask: np.ndarray, rare: Any, keep: Any) -> np.ndarray | None:
+    """A copy of ``keep`` with ``rare`` put where the 1-d ``mask`` (along the last axis)
+    holds: where(mask, rare, keep) when few elements hold, as a copy and a scatter (no
+    branches). None when the shapes do not allow it (``keep`` must have the result's shape)."""
+    if type(keep) is not np.ndarray or mask.ndim != 1 or keep.dtype != np.float64:
+        return None
+    if np.broadcast_shapes(mask.shape, np.shape(rare), keep.shape) != keep.shape:
+        return None
+    out = keep.copy()
+    at = np.flatnonzero(mask)
+    if np.ndim(rare) and np.shape(rare)[-1] != 1:
+        rare = rare[..., at]
+    out[..., at] = rare
+    return out
 
 
 def _in_place(ufunc: Any, a: np.ndarray, b: Any) -> np.ndarray:

@@ -7,7 +7,13 @@
 * **Negation before broadcasting**: ``negative(broadcast_to(u))`` becomes
   ``broadcast_to(negative(u))``. The backward pass of ``c − x`` for a scalar ``c`` negates a
   cotangent that was broadcast from a scalar: negating the scalar costs nothing, negating the
-  N copies a pass over memory. Negation is exact, so the values are the same.
+  N copies a pass over memory.
+* **Negations carried to where they cancel**: ``v = −u`` is not computed while its uses can
+  take the sign instead: (−u)·c = −(u·c), c/(−u) = −(c/u), (−u) − z = −(u + z), Σ(−u) = −Σu,
+  and the sign is absorbed by ``z − (−u) = z + u`` and ``z + (−u) = z − u``. The tangent of
+  ``−ν − ε`` times σ', subtracted from another, then needs no negation at all.
+
+Negation is exact and rounding is symmetric in sign, so each of these gives the same bits.
 
 Each rewrite keeps the order of the remaining equations, so the program still runs the
 operations eager mode runs, on the same values. Only pruning is applied to the programs that
@@ -30,7 +36,7 @@ __all__ = ["simplify", "prune"]
 def simplify(program: Program) -> Program:
     """``program`` pruned, with repeated equations merged and negations moved before
     broadcasts (see the module notes)."""
-    return prune(_negate_before_broadcast(_merge_repeats(prune(program))))
+    return prune(_carry_negations(_negate_before_broadcast(_merge_repeats(prune(program)))))
 
 
 def prune(program: Program) -> Program:
@@ -112,3 +118,75 @@ def _negate_before_broadcast(program: Program) -> Program:
             continue
         equations.append(eqn)
     return _like(program, equations, program.outputs) if changed else program
+
+
+def _carry_negations(program: Program) -> Program:
+    """Defer each ``negative`` to the uses that can absorb its sign (see the module notes).
+
+    ``negated[v] = u`` records a value v = −u that has not been computed; ``plain`` computes it
+    when a use cannot take the sign (an exp, a where, an output)."""
+    negated: dict[int, Var] = {}
+    computed: set[int] = set()
+    alias: dict[int, Var] = {}  # −(−u) is u
+    equations: list[Equation] = []
+    outputs = {id(a) for a in program.outputs if isinstance(a, Var)}
+
+    def plain(a: Any) -> Any:
+        if isinstance(a, Var) and id(a) in negated and id(a) not in computed:
+            equations.append(Equation(ops.negative, [negated[id(a)]], {}, a))
+            computed.add(id(a))
+        return a
+
+    def emit(primitive: Any, args: list[Any], params: dict, out: Var, flip: bool) -> None:
+        """out = primitive(*args), or out = −primitive(*args) when ``flip``: deferred when it
+        may be (a floating value the program does not return), else computed now."""
+        if not flip:
+            equations.append(Equation(primitive, args, params, out))
+            return
+        inner = Var(out.shape, out.dtype)
+        equations.append(Equation(primitive, args, params, inner))
+        negated[id(out)] = inner
+        if id(out) in outputs:
+            plain(out)
+
+    for eqn in program.equations:
+        p, out = eqn.primitive, eqn.out
+        ins = [alias.get(id(a), a) if isinstance(a, Var) else a for a in eqn.inputs]
+        signs = [isinstance(a, Var) and id(a) in negated and id(a) not in computed
+                 for a in ins]
+        inner = [negated[id(a)] if sign else a for a, sign in zip(ins, signs)]
+        floating = str(out.dtype).startswith("float")
+        if floating and p is ops.negative and isinstance(ins[0], Var):
+            if signs[0] and id(out) not in outputs:
+                alias[id(out)] = inner[0]          # −(−u) = u
+            elif not signs[0] and id(out) not in outputs:
+                negated[id(out)] = ins[0]          # deferred
+            else:
+                equations.append(Equation(p, [plain(ins[0])], eqn.params, out))
+            continue
+        if floating and any(signs) and (p is ops.multiply or p is ops.divide):
+            emit(p, inner, eqn.params, out, flip=sum(signs) % 2 == 1)  # (−a)·b = −(a·b)
+            continue
+        if floating and any(signs) and (p is ops.add or p is ops.subtract):
+            a, b = inner
+            sa, sb = signs[0], signs[1] != (p is ops.subtract)  # z − w = z + (−w)
+            if sa and sb:
+                emit(ops.add, [a, b], {}, out, flip=True)          # −a − b = −(a + b)
+            elif sa:
+                emit(ops.subtract, [b, a], {}, out, flip=False)    # −a + b = b − a
+            elif sb:
+                emit(ops.subtract, [a, b], {}, out, flip=False)    # a + (−b) = a − b
+            else:
+                emit(ops.add, [a, b], {}, out, flip=False)         # a − (−b) = a + b
+            continue
+        if floating and signs and signs[0] and len(ins) == 1 and (
+                p is linear._sum_p or p is linear._reshape_p or p is linear._broadcast_p):
+            emit(p, inner, eqn.params, out, flip=True)             # Σ(−u) = −Σu
+            continue
+        if any(signs) or any(isinstance(a, Var) and id(a) in alias for a in eqn.inputs):
+            eqn = Equation(p, [plain(a) for a in ins], eqn.params, out)
+        equations.append(eqn)
+    if not negated and not alias:
+        return program
+    results = [alias.get(id(a), a) if isinstance(a, Var) else a for a in program.outputs]
+    return _like(program, equations, results)
