@@ -462,11 +462,15 @@ class Kernels:
             bit for bit (``"add"``, ``"exp"``, ``"sigmoid"``, ...). ``minidiff.jit``'s replay
             executor uses them to reuse buffers instead of allocating; empty where the
             library has no ``out=`` (array_api_strict).
+        direct: functions that compute an op exactly as its implementation does, with fewer
+            indirections (``"sum"``: the reduction itself; ``"where"``: ``select``), for code
+            that calls them many times (md.jit's replay).
     """
 
     sigmoid: Callable[[Any], Any]
     select: Callable[[Any, Any, Any], Any]
     into: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    direct: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
 
 
 def generic_kernels(xp: Any) -> Kernels:
@@ -591,7 +595,12 @@ _NUMPY_INTO = {
     "quiet_exp": _quiet_exp,  # exp whose overflow to inf is expected (inside a sigmoid)
 }
 
-NUMPY_KERNELS = Kernels(sigmoid=_numpy_sigmoid, select=_numpy_select, into=_NUMPY_INTO)
+def _numpy_sum(x: Any, axis: Any, keepdims: bool) -> Any:
+    return np.add.reduce(x, axis=axis, keepdims=keepdims)  # what np.sum calls
+
+
+NUMPY_KERNELS = Kernels(sigmoid=_numpy_sigmoid, select=_numpy_select, into=_NUMPY_INTO,
+                        direct={"sum": _numpy_sum, "where": _numpy_select})
 
 
 # ---------------------------------------------------------------------------------------------

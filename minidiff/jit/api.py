@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import backend as _backend
-from ..core import Box, raw
+from ..core import Box
 from .call import call_p
 from .derive import concrete, derived_programs
 from .executors import check_executor, run_program
@@ -206,6 +206,25 @@ class Jitted:
     # -- internals ------------------------------------------------------------------------------
 
     def _signature(self, args: tuple) -> tuple[list[Any], Any, tuple, Any]:
+        if self.static_argnums:
+            statics = self._statics(args)
+            static = {i for i, _ in statics}
+            dynamic = [a for i, a in enumerate(args) if i not in static]
+        else:
+            statics, dynamic = (), list(args)
+        leaves, structure = flatten(dynamic)
+        backend = _backend.get_backend()
+        accepted = (Box, backend.array_type)
+        types = []
+        for position, leaf in enumerate(leaves):
+            if not isinstance(leaf, accepted):
+                leaf = leaves[position] = self._as_leaf(leaf, backend)
+            while isinstance(leaf, Box):
+                leaf = leaf.value
+            types.append((leaf.shape, leaf.dtype))  # a JitTracedValue has both too
+        return leaves, (structure, tuple(types), statics, backend.name), statics, structure
+
+    def _statics(self, args: tuple) -> tuple:
         n = len(args)
         static = set()
         for i in self.static_argnums:
@@ -220,16 +239,7 @@ class Jitted:
             except TypeError:
                 raise TypeError(f"md.jit({self.name}): static argument {i} must be hashable "
                                 f"(it keys the cache), got {type(v).__name__}") from None
-        dynamic = [a for i, a in enumerate(args) if i not in static]
-        leaves, structure = flatten(dynamic)
-        backend = _backend.get_backend()
-        types = []
-        for position, leaf in enumerate(leaves):
-            if not (isinstance(leaf, Box) or backend.is_array(leaf)):
-                leaf = leaves[position] = self._as_leaf(leaf, backend)
-            value = raw(leaf)
-            types.append((value.shape, value.dtype))  # a JitTracedValue has both too
-        return leaves, (structure, tuple(types), statics, backend.name), statics, structure
+        return statics
 
     def _as_leaf(self, x: Any, backend: _backend.Backend) -> Any:
         if isinstance(x, bool | int | float):

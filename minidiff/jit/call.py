@@ -79,22 +79,28 @@ class CallPrimitive(Primitive):
         level = engine.level
         primals, needs = [], []
         for a in args:
-            ours = isinstance(a, TapeValue) and a.level is level
-            primals.append(a.value if ours else a)
-            needs.append(ours)
+            if isinstance(a, TapeValue) and a.level is level:
+                primals.append(a.value)
+                needs.append(True)
+            else:
+                primals.append(a)
+                needs.append(False)
         needs = tuple(needs)
-        parts = vjp_parts(program, needs, primals)
+        parts = program.derived.get(("vjp", needs))
+        if parts is None:
+            parts = vjp_parts(program, needs, primals)
+            parts.rule = _CallRule(program.name, parts)
         results = self(*primals, program=parts.forward)
         m = len(program.outputs)
-        outs = list(results[:m])
-        residuals = tuple(results[m:])
         if not parts.differentiable:
-            return tuple(outs)
-        rule = _CallRule(program.name, parts)
+            return tuple(results[:m])
+        residuals = results[m:]
+        rule = parts.rule
         if m == 1:
-            return (engine.record(rule, args, (residuals, None), outs[0], {}, needs),)
+            return (engine.record(rule, args, (residuals, None), results[0], {}, needs),)
+        outs = list(results[:m])
         collector = _Collector(len(parts.differentiable))
-        call = engine.record(rule, args, (residuals, collector), collector.token, {}, needs)
+        call = engine.record(rule, args, (residuals, collector), _token(), {}, needs)
         for slot, j in enumerate(parts.differentiable):
             outs[j] = engine.record(_Output(program.name, j, slot, collector), (call,), None,
                                     outs[j], {}, (True,))
@@ -114,18 +120,29 @@ def call_program(program: Program, *args: Any) -> tuple:
 
 class _Collector:
     """Where the output nodes of one call put their cotangents during a backward pass, for
-    the call's node to read (a tape node has one cotangent; a call may have several outputs).
-    ``token`` is the cotangent the output nodes pass to the call's node to say "run"."""
+    the call's node to read (a tape node has one cotangent; a call may have several outputs)."""
 
-    __slots__ = ("gs", "token")
+    __slots__ = ("gs",)
 
     def __init__(self, n: int) -> None:
         self.gs: list[Any] = [None] * n
-        self.token = _backend.get_backend().xp.zeros(())
 
     def take(self) -> list[Any]:
         gs, self.gs = self.gs, [None] * len(self.gs)
         return gs
+
+
+_TOKENS: dict[str, Any] = {}
+
+
+def _token() -> Any:
+    """The cotangent output nodes pass to their call's node to say "run" (a 0-d zero of the
+    current backend; its value is never read), also the call node's own stand-in value."""
+    backend = _backend.get_backend()
+    token = _TOKENS.get(backend.name)
+    if token is None:
+        token = _TOKENS[backend.name] = backend.xp.zeros(())
+    return token
 
 
 class _Output:
@@ -141,7 +158,7 @@ class _Output:
 
     def vjp(self, g: Any, residuals: Any, needs: Sequence[bool]) -> list[Any]:
         self.collector.gs[self.slot] = g  # the tape has summed this output's cotangent
-        return [self.collector.token]
+        return [_token()]
 
 
 class _CallRule:

@@ -109,7 +109,7 @@ def jvp_program(program: Program, needs: tuple[bool, ...], primals: Sequence[Any
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class VjpParts:
     """The two parts of a program's VJP.
 
@@ -121,6 +121,7 @@ class VjpParts:
             ones that get a cotangent).
         n_residuals: how many residuals the forward part returns after the values.
         output_types: (shape, dtype) of every output, for zero cotangents.
+        rule: the tape rule of a call node that runs ``backward`` (set by the jitted call).
     """
 
     forward: Program
@@ -128,6 +129,7 @@ class VjpParts:
     differentiable: tuple[int, ...]
     n_residuals: int
     output_types: tuple[tuple[tuple[int, ...], Any], ...]
+    rule: Any = None
 
 
 class _SeededTape(Tape):

@@ -55,7 +55,7 @@ from .program import Const, Program, Var
 from .simplify import simplify
 
 __all__ = ["compile_replay", "Step", "Plan", "plan", "equation_step", "equation_steps",
-           "write_function", "assemble",
+           "write_function", "assemble", "DIRECT",
            "FRESH", "INTO", "IDENTITY"]
 
 # minidiff's own primitives that always return a new array (never a view of an argument)
@@ -83,6 +83,9 @@ INTO = {
     comparisons.logical_not: "logical_not",
 }
 IDENTITY = {constants._stop_gradient_p}
+# ... and those with a direct function (Kernels.direct): where's Python numbers are made floats
+# here once, as its implementation would on every call
+DIRECT = {elementwise._where_p: "where", linear._sum_p: "sum"}
 
 
 class Step:
@@ -206,6 +209,16 @@ def equation_step(eqn: Any, k: int, backend: _backend.Backend) -> Step:
         if writes:  # the library function itself, without the impl's indirections
             namespace[f"g{k}"] = into[INTO[eqn.primitive]]
             return [f"{outs[0]} = g{k}({', '.join(args)})"]
+        direct = backend.kernels.direct.get(DIRECT.get(eqn.primitive, ""))
+        if direct is not None:
+            namespace[f"f{k}"] = functools.partial(direct, **eqn.params) if eqn.params \
+                else direct
+            if eqn.primitive is elementwise._where_p:
+                for i, a in enumerate(eqn.inputs):
+                    if isinstance(a, Const) and not a.is_array:
+                        namespace[f"n{k}_{i}"] = elementwise._float_number(a.value)
+                        args = [*args[:i], f"n{k}_{i}", *args[i + 1:]]
+            return [f"{outs[0]} = f{k}({', '.join(args)})"]
         impl = eqn.primitive.impl
         namespace[f"f{k}"] = functools.partial(impl, **eqn.params) if eqn.params else impl
         return [f"{outs[0]} = f{k}({', '.join(args)})"]
