@@ -266,12 +266,11 @@ def _kernel_step(node: _Node, used_outside: set, program: Program, index: int) -
         lines.append(f"{'    ' * (d + 1)}for q{d} in range(o0.shape[{d}]):")
     source = "\n".join(lines + body)
     kernel = _compiled(source, constants_ns)
-    timing = {"first": True}
 
     def write(args: list[str], out_names: list[str], buffers: list[str | None],
               namespace: dict) -> list[str]:
         name = f"k{index}"
-        namespace[name] = _first_call_timed(kernel, program, namespace, name, timing)
+        namespace[name] = _timed(kernel, program)
         namespace.setdefault("empty", _backend.get_backend().xp.empty)
         lines_ = []
         for o, (v, buffer) in enumerate(zip(outs, buffers)):
@@ -303,22 +302,22 @@ def _compiled(source: str, constants_ns: dict) -> Any:
     return kernel
 
 
-def _first_call_timed(kernel: Any, program: Program, namespace: dict, name: str,
-                      timing: dict) -> Any:
-    """The kernel, timing its first call (numba compiles it then) into the program's
-    compile time; later calls go straight to the kernel."""
-    if not timing["first"]:
-        return kernel
+def _timed(kernel: Any, program: Program) -> Any:
+    """The kernel, with the time of every call that made numba compile a specialization
+    (the first call, and any call with new argument types) added to the program's compile
+    time."""
+    signatures = kernel.signatures
+    clock = time.perf_counter
 
-    def first(*args: Any) -> Any:
-        started = time.perf_counter()
+    def call(*args: Any) -> Any:
+        known = len(signatures)
+        started = clock()
         result = kernel(*args)
-        program.compile_seconds += time.perf_counter() - started
-        timing["first"] = False
-        namespace[name] = kernel
+        if len(signatures) != known:
+            program.compile_seconds += clock() - started
         return result
 
-    return first
+    return call
 
 
 def compile_fused(program: Program, backend: _backend.Backend) -> Any:
