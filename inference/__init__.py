@@ -18,6 +18,10 @@ module              what it holds
 ``losses``          mmd, energy_distance, gaussian_nll, mse
 ``objective``       the objective, pathwise (forward / reverse / triples) and score estimators
 ``optimizers``      sgd, adam, adamw, clip_by_global_norm, chain, constant, cosine
+``executors``       where the per-sample work runs: serial, processes, Dask
+``records``         History, its JSON-lines log, the progress bar, the NaN summary
+``run_state``       crash-safe checkpoints (atomic, no pickle) and exact resume
+``plots``           the loss by step, q against the prior, posterior-predictive bands
 ``calibrate``       ``calibrate`` and its result
 ==================  =================================================================
 
@@ -33,7 +37,7 @@ module              what it holds
 
 from .beta_family import BetaFamily
 from .bijections import Affine, Bijection, Compose, Exp, Inverse, Sigmoid
-from .calibrate import CalibrationResult, History, calibrate
+from .calibrate import CalibrationResult, History, calibrate, run_config
 from .distributions import (
     Beta,
     Distribution,
@@ -45,6 +49,7 @@ from .distributions import (
     Uniform,
 )
 from .divergence import analytic_kl, kl_divergence
+from .executors import DaskExecutor, Executor, ProcessExecutor, SerialExecutor, make_executor
 from .families import DiagonalGaussian, Family, FullRankGaussian
 from .flows import RealNVP
 from .losses import energy_distance, gaussian_nll, median_heuristic, mmd, mse
@@ -61,13 +66,18 @@ from .optimizers import (
     sgd,
 )
 from .pytree import ravel, tree_leaves, tree_map
+from .records import HistoryLog, ProgressBar, nan_summary
+from .run_state import CheckpointError, RunState, load_checkpoint, save_checkpoint
 
 __all__ = [
-    "Affine", "Beta", "BetaFamily", "Bijection", "CalibrationResult", "Compose",
-    "DiagonalGaussian", "Distribution", "Exp", "Family", "FullRankGaussian", "Gamma", "History",
-    "Independent", "Inverse", "LogNormal", "NonFiniteError", "Normal", "Objective", "Optimizer",
-    "RealNVP", "Sigmoid", "StepEstimate", "Transformed", "Uniform", "adam", "adamw",
-    "analytic_kl", "apply_updates", "calibrate", "chain", "clip_by_global_norm", "constant",
-    "cosine", "energy_distance", "evaluate_sample", "gaussian_nll", "kl_divergence",
-    "median_heuristic", "mmd", "mse", "ravel", "sgd", "tree_leaves", "tree_map",
+    "Affine", "Beta", "BetaFamily", "Bijection", "CalibrationResult", "CheckpointError",
+    "Compose", "DaskExecutor", "DiagonalGaussian", "Distribution", "Executor", "Exp", "Family",
+    "FullRankGaussian", "Gamma", "History", "HistoryLog", "Independent", "Inverse", "LogNormal",
+    "NonFiniteError", "Normal", "Objective", "Optimizer", "ProcessExecutor", "ProgressBar",
+    "RealNVP", "RunState", "SerialExecutor", "Sigmoid", "StepEstimate", "Transformed",
+    "Uniform", "adam", "adamw", "analytic_kl", "apply_updates", "calibrate", "chain",
+    "clip_by_global_norm", "constant", "cosine", "energy_distance", "evaluate_sample",
+    "gaussian_nll", "kl_divergence", "load_checkpoint", "make_executor", "median_heuristic",
+    "mmd", "mse", "nan_summary", "ravel", "run_config", "save_checkpoint", "sgd",
+    "tree_leaves", "tree_map",
 ]

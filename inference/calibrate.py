@@ -9,6 +9,25 @@ Each step draws n θ_i from q_φ, evaluates ``loss(θ_i, rng)`` on the stream ke
 the run's seed, estimates ∇_φ L (:mod:`.objective`) and applies one optimiser update
 (:mod:`.optimizers`). The whole run is a deterministic function of ``seed``.
 
+Where the samples run: ``executor="serial"`` (here), ``"processes"`` or ``"dask"``
+(:mod:`.executors`); the results are bit-identical whichever runs them.
+
+Run state: with ``checkpoint=DIR`` the run writes its whole state every ``checkpoint_every``
+steps and at the end, atomically and without pickle (:mod:`.run_state`), and the history as
+JSON lines (``DIR/history.jsonl``, or ``history_path``) as it goes. ``resume=True`` continues
+from the checkpoint and ends with the params and history an uninterrupted run would have had,
+bit for bit; it refuses a checkpoint of another configuration. The configuration is
+calibrate's own arguments (not the executor, progress or checkpoint settings, which do not
+change the result), the caller's ``config`` (a JSON-able description of what calibrate
+cannot see: the model, the data, the optimiser's settings), and fingerprints that catch a
+changed prior, family, optimiser or loss anyway: the prior's log density at fixed points, the
+family's initial params, the optimiser's first updates of a fixed gradient, and the loss at one
+fixed draw.
+
+Progress: ``progress=True`` shows a tqdm bar (the ``progress`` extra) with the step, loss, KL,
+total and best total; None (the default) shows it when tqdm is installed and standard error is
+a terminal.
+
 Early stopping: with ``patience=p`` the run stops once the step's total has not improved on
 the best so far (by more than ``min_delta``) for p steps. Whether or not it stops early, the
 parameters at the best step are kept as ``best_params`` (the total is a noisy estimate, so the
@@ -18,51 +37,31 @@ iterate, is the better answer when the learning rate decays to a small value).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import minidiff as md
 from minidiff.random import default_rng
 
+from .executors import Executor, make_executor
 from .objective import Objective, StepEstimate
-from .optimizers import Optimizer, apply_updates, global_norm
-from .pytree import tree_map
+from .optimizers import Optimizer, apply_updates
+from .pytree import tree_leaves, tree_map
+from .records import History, HistoryLog, ProgressBar, nan_summary
+from .run_state import (
+    HISTORY_LOG,
+    RunState,
+    load_checkpoint,
+    prepare_folder,
+    save_checkpoint,
+)
 
-__all__ = ["calibrate", "CalibrationResult", "History"]
-
-
-@dataclass
-class History:
-    """Per-step records: ``total`` = ``loss`` + w·``kl`` (estimates at the step's params),
-    ``dropped`` (samples dropped as non-finite), ``skipped`` (the reason a step made no update,
-    or None) and ``grad_norm`` (the global norm of the raw gradient estimate)."""
-
-    total: list[float] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    kl: list[float] = field(default_factory=list)
-    dropped: list[int] = field(default_factory=list)
-    skipped: list[str | None] = field(default_factory=list)
-    grad_norm: list[float] = field(default_factory=list)
-
-    def append(self, est: StepEstimate) -> None:
-        self.total.append(est.total)
-        self.loss.append(est.loss)
-        self.kl.append(est.kl)
-        self.dropped.append(len(est.dropped))
-        self.skipped.append(est.skipped)
-        self.grad_norm.append(math.nan if est.grad is None else global_norm(est.grad))
-
-    @property
-    def n_dropped(self) -> int:
-        """Samples dropped over the whole run."""
-        return sum(self.dropped)
-
-    @property
-    def n_skipped(self) -> int:
-        """Steps that made no update."""
-        return sum(s is not None for s in self.skipped)
+__all__ = ["calibrate", "CalibrationResult", "History", "run_config"]
 
 
 @dataclass
@@ -79,6 +78,8 @@ class CalibrationResult:
     n_steps: int
     stopped_early: bool
     seed: int
+    resumed_from: int | None = None
+    n_samples: int | None = None
 
     def sample(self, n: int, seed: int = 0, *, best: bool = False) -> Any:
         """n draws θ ~ q_φ, shape (n, d), from ``default_rng(seed)`` (φ = the final params, or
@@ -91,9 +92,58 @@ class CalibrationResult:
         """log q_φ(θ) for θ of shape (n, d)."""
         return self.family.log_prob(self.best_params if best else self.params, theta)
 
+    def nan_summary(self) -> str:
+        """What the NaN policy dropped or skipped (:func:`.records.nan_summary`)."""
+        return nan_summary(self.history, self.n_samples)
+
 
 def _copy(tree: Any) -> Any:
     return tree_map(lambda x: x, tree)
+
+
+def _digest(values: list[Any]) -> str:
+    """SHA-256 of the exact bytes of a list of arrays or numbers."""
+    h = hashlib.sha256()
+    b = md.get_backend()
+    for v in values:
+        h.update(b.to_host(md.stop_gradient(md.asarray(v))).tobytes() if not isinstance(
+            v, int | float | bool) else repr(v).encode())
+    return h.hexdigest()
+
+
+def _fingerprints(loss: Callable, prior: Any, family: Any, optimizer: Optimizer,
+                  params: Any, seed: int) -> dict[str, str]:
+    """Hashes of what the prior, family, optimiser and loss compute at fixed inputs."""
+    probe = default_rng(0).stream("fingerprint").normal(size=(4, family.dim))
+    out = {"prior": _digest([prior.log_prob(probe)]),
+           "family": _digest(tree_leaves(params))}
+    state, grads, updates = optimizer.init(params), tree_map(
+        lambda p: md.ones_like(md.asarray(p)) * 0.5, params), []
+    for _ in range(3):
+        step_updates, state = optimizer.update(grads, state, params)
+        updates += tree_leaves(step_updates)
+    out["optimizer"] = _digest(updates)
+    theta, _ = family.sample(params, 1, default_rng(seed).stream("fingerprint"))
+    try:
+        value = loss(md.getitem(theta, 0), default_rng(seed).stream("fingerprint"))
+        out["loss"] = _digest([value])
+    except Exception as exc:  # a loss that fails at this θ fails the same way again
+        out["loss"] = f"raised {type(exc).__name__}"
+    return out
+
+
+def run_config(*, w: float, n_samples: int, n_steps: int, gradient: str, mode: str,
+               seed: int, on_nan: str, kl: str, kl_samples: int, baseline: str,
+               patience: int | None, min_delta: float, family: Any, prior: Any,
+               fingerprints: dict[str, str], config: dict | None) -> dict:
+    """The configuration a checkpoint records and a resumed run must match."""
+    return {"calibrate": {"w": w, "n_samples": n_samples, "n_steps": n_steps,
+                          "gradient": gradient, "mode": mode, "seed": seed, "on_nan": on_nan,
+                          "kl": kl, "kl_samples": kl_samples, "baseline": baseline,
+                          "patience": patience, "min_delta": min_delta,
+                          "family": repr(family), "prior": type(prior).__name__,
+                          "dim": family.dim, "backend": md.get_backend().name},
+            "fingerprints": fingerprints, "user": config or {}}
 
 
 def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, w: float = 1.0,
@@ -103,6 +153,10 @@ def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, w: fl
               kl_samples: int = 100, baseline: str = "loo", patience: int | None = None,
               min_delta: float = 0.0,
               callback: Callable[[int, StepEstimate, Any], None] | None = None,
+              executor: str | Executor = "serial", workers: int | None = None,
+              scheduler: str | None = None, checkpoint: str | Path | None = None,
+              checkpoint_every: int = 10, resume: bool = False, config: dict | None = None,
+              history_path: str | Path | None = None, progress: bool | None = None,
               ) -> CalibrationResult:
     """Minimise L(φ) = E_{θ~q_φ}[ℓ(θ)] + w·KL(q_φ‖π) over the family's parameters φ.
 
@@ -122,13 +176,24 @@ def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, w: fl
         seed: the run's seed; the run is a deterministic function of it.
         on_nan: ``"raise"`` (default) or ``"skip"`` (drop non-finite samples, counted in the
             history; skip steps whose KL or gradient is non-finite; a RuntimeWarning at the
-            end says how many).
+            end says how many and at which steps).
         init: starting params (default ``family.init(seed)``).
         kl: ``"auto"``, ``"analytic"`` or ``"mc"`` (:func:`.divergence.kl_divergence`).
         kl_samples: draws for a Monte Carlo KL.
         baseline: ``"loo"`` (leave-one-out) or ``"none"``, for ``gradient="score"``.
         patience, min_delta: early stopping (see the module notes); None never stops early.
         callback: called as ``callback(step, estimate, params)`` after each update.
+        executor: ``"serial"``, ``"processes"``, ``"dask"`` or an :class:`~.executors.Executor`
+            (one given as an object is not closed here); ``workers`` and ``scheduler`` (a Dask
+            scheduler's address) configure one given by name.
+        checkpoint: a folder for the run state (see the module notes); None keeps none.
+        checkpoint_every: write the state every this many steps (and at the end).
+        resume: continue from the checkpoint in ``checkpoint``.
+        config: a JSON-able description of the run's inputs, recorded in the checkpoint and
+            compared on resume.
+        history_path: where to write the history as JSON lines (default
+            ``checkpoint/history.jsonl`` with a checkpoint, else nowhere).
+        progress: show a progress bar: True, False, or None (when on a terminal).
     """
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
         raise ValueError(f"calibrate: n_steps must be an integer ≥ 1, got {n_steps!r}")
@@ -136,36 +201,98 @@ def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, w: fl
                                  or patience < 1):
         raise ValueError(f"calibrate: patience must be None or an integer ≥ 1, got "
                          f"{patience!r}")
-    objective = Objective(loss, prior, family, w=w, n_samples=n_samples, gradient=gradient,
-                          mode=mode, seed=seed, kl=kl, kl_samples=kl_samples,
-                          baseline=baseline, on_nan=on_nan)
-    params = family.init(seed) if init is None else _copy(init)
-    state = optimizer.init(params)
-    history = History()
-    best_total, best_params, best_step, since_best = math.inf, _copy(params), -1, 0
-    stopped_early = False
-    for step in range(n_steps):
-        est = objective.estimate(params, step)
-        history.append(est)
-        if est.skipped is not None:
-            continue
-        if est.total < best_total - min_delta:
-            best_total, best_params, best_step, since_best = est.total, params, step, 0
-        else:
-            since_best += 1
-        updates, state = optimizer.update(est.grad, state, params)
-        params = apply_updates(params, updates)
-        if callback is not None:
-            callback(step, est, params)
-        if patience is not None and since_best >= patience:
-            stopped_early = True
-            break
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or (
+            checkpoint_every < 1):
+        raise ValueError(f"calibrate: checkpoint_every must be an integer ≥ 1, got "
+                         f"{checkpoint_every!r}")
+    if resume and checkpoint is None:
+        raise ValueError("calibrate: resume=True needs checkpoint=DIR, the folder to resume "
+                         "from")
+    runner = make_executor(executor, workers=workers, scheduler=scheduler)
+    owned = not isinstance(executor, Executor)
+    try:
+        objective = Objective(loss, prior, family, w=w, n_samples=n_samples, gradient=gradient,
+                              mode=mode, seed=seed, kl=kl, kl_samples=kl_samples,
+                              baseline=baseline, on_nan=on_nan,
+                              executor=None if runner.name == "serial" else runner)
+        params = family.init(seed) if init is None else _copy(init)
+        state = RunState(step=0, params=params, optimizer_state=optimizer.init(params),
+                         best_params=_copy(params), best_total=math.inf, best_step=-1,
+                         since_best=0, stopped_early=False, history=History())
+        folder = None if checkpoint is None else Path(checkpoint)
+        full_config = None
+        if folder is not None:
+            full_config = run_config(
+                w=w, n_samples=n_samples, n_steps=n_steps, gradient=gradient, mode=mode,
+                seed=seed, on_nan=on_nan, kl=kl, kl_samples=kl_samples, baseline=baseline,
+                patience=patience, min_delta=min_delta, family=family, prior=objective.prior,
+                config=config, fingerprints=_fingerprints(loss, objective.prior, family,
+                                                          optimizer, params, seed))
+            if resume:
+                state = load_checkpoint(folder, full_config)
+            else:
+                prepare_folder(folder)
+        resumed_from = state.step if resume else None
+        log_path = history_path if history_path is not None else (
+            None if folder is None else folder / HISTORY_LOG)
+        _run(objective, optimizer, state, n_steps, min_delta, patience, callback, folder,
+             checkpoint_every, full_config, log_path, progress)
+    finally:
+        if owned:
+            runner.close()
+    history = state.history
     if history.n_dropped or history.n_skipped:
         warnings.warn(f"calibrate: {history.n_dropped} sample(s) dropped and "
                       f"{history.n_skipped} step(s) skipped as non-finite over "
-                      f"{len(history.total)} steps (on_nan='skip'; see history.dropped and "
-                      f"history.skipped)", RuntimeWarning, stacklevel=2)
-    return CalibrationResult(params=params, family=family, prior=objective.prior,
-                             history=history, best_params=best_params, best_step=best_step,
-                             optimizer_state=state, n_steps=len(history.total),
-                             stopped_early=stopped_early, seed=seed)
+                      f"{len(history)} steps (on_nan='skip'; see history.dropped and "
+                      f"history.skipped): {nan_summary(history, n_samples)}", RuntimeWarning,
+                      stacklevel=2)
+    return CalibrationResult(params=state.params, family=family, prior=objective.prior,
+                             history=history, best_params=state.best_params,
+                             best_step=state.best_step, optimizer_state=state.optimizer_state,
+                             n_steps=len(history), stopped_early=state.stopped_early,
+                             seed=seed, resumed_from=resumed_from, n_samples=n_samples)
+
+
+def _run(objective: Objective, optimizer: Optimizer, state: RunState, n_steps: int,
+         min_delta: float, patience: int | None, callback: Callable | None,
+         folder: Path | None, every: int, config: dict | None,
+         log_path: str | Path | None, progress: bool | None) -> None:
+    """The loop: one step at a time from ``state.step``, updating ``state`` in place."""
+    log = None if log_path is None else HistoryLog(log_path)
+    bar = ProgressBar(n_steps, progress, initial=state.step)
+    saved = state.step if folder is not None and state.step > 0 else None
+    try:
+        if log is not None:
+            log.restart(state.history)
+        for step in range(state.step, n_steps):
+            if state.stopped_early:
+                break
+            est = objective.estimate(state.params, step)
+            state.history.append(est)
+            if est.skipped is None:
+                if est.total < state.best_total - min_delta:
+                    state.best_total, state.best_params = est.total, state.params
+                    state.best_step, state.since_best = step, 0
+                else:
+                    state.since_best += 1
+                updates, state.optimizer_state = optimizer.update(
+                    est.grad, state.optimizer_state, state.params)
+                state.params = apply_updates(state.params, updates)
+                if callback is not None:
+                    callback(step, est, state.params)
+                if patience is not None and state.since_best >= patience:
+                    state.stopped_early = True
+            state.step = step + 1
+            if log is not None:
+                log.append(state.history, step)
+            bar.update(step, est, state.best_total)
+            if folder is not None and state.step % every == 0:
+                save_checkpoint(folder, state, config)
+                saved = state.step
+        if folder is not None and saved != state.step:
+            save_checkpoint(folder, state, config)
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()

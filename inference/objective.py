@@ -36,7 +36,9 @@ Randomness: for run seed s₀, the simulation of sample i at step s uses the str
 (s, i) of ``default_rng(s₀)``; the family's draws at step s use the stream ("q", s), the KL's
 ("kl", s). A run is a deterministic function of its seed, and forward and reverse mode see the
 same draws. :func:`evaluate_sample` is the per-sample work as a pure function of
-(θ_i, step, i, seed), so an executor can map it over samples.
+(θ_i, step, i, seed), so an executor (:mod:`.executors`: serial, processes, Dask) can map it
+over samples; ``executor=None`` evaluates them here, in order. Reverse mode records every
+sample on the driver's tape, so it takes no executor.
 
 Non-finite values raise :class:`NonFiniteError` naming the step, the sample and θ; with
 ``on_nan="skip"`` the sample is dropped (and counted), the step fails if every sample is
@@ -114,6 +116,17 @@ def evaluate_sample(loss: Callable[[Any, Any], Any], theta: Any, step: int, i: i
     ``how`` is ``"value"`` (J is None), ``"forward"`` (J = ∂ℓ/∂θ by ``jacfwd``, one pass) or
     ``"triples"`` (J by stochastic triples). θ_i has shape (d,); J has shape (d,). A pure
     function of its arguments, so samples can be evaluated in any order or place."""
+    try:
+        return _evaluate(loss, theta, step, i, seed, how)
+    except Exception as exc:  # say where, keep the error (Python ≥ 3.11 shows the note)
+        if hasattr(exc, "add_note") and not isinstance(exc, NonFiniteError):
+            exc.add_note(f"(in the loss at step {step}, sample {i}, θ = "
+                         f"{md.to_host(md.stop_gradient(theta)).tolist()})")
+        raise
+
+
+def _evaluate(loss: Callable[[Any, Any], Any], theta: Any, step: int, i: int, seed: int,
+              how: str) -> tuple[Any, Any]:
     where = f"step {step}, sample {i}"
     rng = sample_rng(seed, step, i)
     if how == "value":
@@ -171,6 +184,7 @@ class Objective:
     kl_samples: int = 100
     baseline: str = "loo"
     on_nan: str = "raise"
+    executor: Any = None
 
     def __post_init__(self) -> None:
         self.prior = as_vector(self.prior)
@@ -187,6 +201,11 @@ class Objective:
             raise ValueError(f"n_samples must be an integer ≥ 1, got {self.n_samples!r}")
         if not self.w >= 0:
             raise ValueError(f"w must be ≥ 0, got {self.w!r}")
+        if self.executor is not None and self.resolved_mode == "reverse":
+            raise ValueError(f"mode='reverse' records every simulation on one tape on the "
+                             f"driver, so it cannot hand samples to {self.executor!r}; use "
+                             f"mode='forward' (mixed mode: each sample's Jacobian by forward "
+                             f"mode, on any executor)")
 
     # -- randomness ----------------------------------------------------------------------------
 
@@ -240,9 +259,13 @@ class Objective:
 
     def _per_sample(self, theta: Any, step: int, how: str) -> tuple[list, list, list[int]]:
         losses, jacs, dropped = [], [], []
-        for i in range(self.n_samples):
+        if self.executor is None:
+            results = [evaluate_sample(self.loss, md.getitem(theta, i), step, i, self.seed, how)
+                       for i in range(self.n_samples)]
+        else:
+            results = self.executor.map_samples(self.loss, theta, step, self.seed, how)
+        for i, (value, jac) in enumerate(results):
             th = md.getitem(theta, i)
-            value, jac = evaluate_sample(self.loss, th, step, i, self.seed, how)
             what = "loss" if not _finite(value) else (
                 "loss gradient" if jac is not None and not _finite(jac) else None)
             if what is not None:

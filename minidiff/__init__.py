@@ -8,7 +8,7 @@ chosen at run time.
 
 from __future__ import annotations
 
-from . import jit, random  # jit is a callable module: md.jit(f)
+from . import jit, pytree, random  # jit is a callable module: md.jit(f)
 from .backend import (
     Backend,
     BackendError,
@@ -18,7 +18,7 @@ from .backend import (
     use_backend,
 )
 from .checkpointing import checkpoint, checkpointed_loop
-from .core import ModeError, Primitive, ShapeError
+from .core import ModeError, Primitive, ShapeError, TracerConversionError
 from .custom import custom_jvp, custom_vjp
 from .forward import Dual
 from .jit import make_program
@@ -41,6 +41,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backend", "BackendError", "Dual", "ModeError", "Primitive", "ShapeError", "TapeValue",
+    "TracerConversionError", "pytree",
     "available_backends", "checkpoint", "checkpointed_loop", "custom_jvp", "custom_vjp",
     "get_backend", "grad", "hessian", "hvp", "jit", "make_program",
     "jacfwd", "jacrev", "jvp", "set_backend", "use_backend", "value_and_grad", "vjp", "wengert",

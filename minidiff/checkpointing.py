@@ -30,6 +30,7 @@ from . import backend as _backend
 from . import core
 from .core import Box, Level, raw, shape_of
 from .ops import concatenate, reshape, zeros
+from .pytree import PyTreeDef, _describe_value, tree_flatten
 from .reverse import ReverseEngine, Tape, TapeValue
 from .revolve import (
     ADVANCE,
@@ -170,26 +171,46 @@ def default_snapshots(n_steps: int) -> int:
     return max(1, math.isqrt(max(n_steps - 1, 0)) + 1)
 
 
-def _signature(state: tuple) -> tuple:
+def _state_leaves(state: Any, where: str) -> tuple[tuple, PyTreeDef]:
+    """The leaves of a state pytree as arrays (Python numbers become 0-d float64 arrays), and
+    its structure."""
+    leaves, tree = tree_flatten(state)
     b = _backend.get_backend()
-    return tuple((shape_of(s), str(raw(s).dtype) if hasattr(raw(s), "dtype")
-                  else str(b.float_dtype)) for s in state)
+    out = []
+    for leaf, path in zip(leaves, tree.paths()):
+        if isinstance(leaf, bool | int | float):
+            leaf = b.asarray(float(leaf))
+        elif not (isinstance(leaf, Box) or hasattr(leaf, "shape")):
+            raise TypeError(f"checkpointed_loop: {where}{' at ' + path if path else ''} is "
+                            f"{_describe_value(leaf)}; the state must be arrays or numbers, or "
+                            f"tuples, lists and dicts of them")
+        out.append(leaf)
+    return tuple(out), tree
 
 
-def _checked_step(step: Callable[[State, int], State], structure: Any,
+def _signature(state: tuple) -> tuple:
+    return tuple((shape_of(s), str(raw(s).dtype)) for s in state)
+
+
+def _checked_step(step: Callable[[State, int], State], tree: PyTreeDef,
                   signature: tuple) -> Callable[[tuple, int], tuple]:
-    """``step`` on tuples of arrays, refusing steps that change the state's shapes or dtypes."""
+    """``step`` on the tuple of the state's leaves, refusing steps that change the state's
+    structure, shapes or dtypes."""
 
     def run(state: tuple, t: int) -> tuple:
-        new = step(state if structure is tuple else list(state) if structure is list
-                   else state[0], t)
-        new = tuple(new) if isinstance(new, tuple | list) else (new,)
+        new, new_tree = _state_leaves(step(tree.unflatten(state), t), f"step {t}'s new state")
+        if new_tree != tree:
+            raise ValueError(f"checkpointed_loop: step {t} changed the state's structure from "
+                             f"{tree._describe()} to {new_tree._describe()}; the state must "
+                             f"keep its structure from step to step")
         got = _signature(new)
         if got != signature:
+            changed = [f"{'at ' + path + ' ' if path else ''}from {before} to {after}"
+                       for path, before, after in zip(tree.paths(), signature, got)
+                       if before != after]
             raise ValueError(
-                f"checkpointed_loop: step {t} changed the state from {list(signature)} to "
-                f"{list(got)} (shape, dtype per entry); the state must keep its shapes and "
-                f"dtypes from step to step"
+                f"checkpointed_loop: step {t} changed the state {'; '.join(changed)} (shape, "
+                f"dtype); the state must keep its shapes and dtypes from step to step"
             )
         return new
 
@@ -201,9 +222,10 @@ def checkpointed_loop(step: Callable[[State, int], State], state: State, n_steps
     """Run ``state = step(state, t)`` for t = 0..n_steps-1 and return the final state.
 
     Args:
-        step: maps a state (an array, or a tuple/list of arrays, as given) and the step index
-            to the next state of the same shapes and dtypes. It may close over parameters.
-        state: the initial state.
+        step: maps a state (an array, a number, or a pytree of them: tuples, lists and dicts)
+            and the step index to the next state of the same structure, shapes and dtypes.
+            It may close over parameters.
+        state: the initial state; Python numbers in it become 0-d float64 arrays.
         n_steps: number of steps (>= 0).
         snapshots: states stored at once under reverse mode (>= 1); default
             :func:`default_snapshots`, ⌈√n_steps⌉. One more state (the last but one) is kept
@@ -217,13 +239,12 @@ def checkpointed_loop(step: Callable[[State, int], State], state: State, n_steps
         raise ValueError(f"checkpointed_loop: n_steps must be an int >= 0, got {n_steps!r}")
     if snapshots is not None and (not isinstance(snapshots, int) or snapshots < 1):
         raise ValueError(f"checkpointed_loop: snapshots must be an int >= 1, got {snapshots!r}")
-    structure = type(state) if isinstance(state, tuple | list) else None
-    states = tuple(state) if structure else (state,)
+    states, tree = _state_leaves(state, "the initial state")
     signature = _signature(states)
-    run = _checked_step(step, structure, signature)
+    run = _checked_step(step, tree, signature)
 
     def repack(final: tuple) -> State:
-        return final if structure is tuple else list(final) if structure is list else final[0]
+        return tree.unflatten(final)
 
     level = _innermost_reverse_level()
     if level is None or n_steps == 0:

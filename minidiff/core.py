@@ -34,6 +34,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import backend as _backend
+from .escapes import (
+    UFUNC_OPERATORS,
+    TracerConversionError,
+    escape_message,
+    is_complex_dtype,
+    numpy_call_message,
+    ufunc_op_name,
+)
 
 __all__ = [
     "Box",
@@ -50,6 +58,11 @@ __all__ = [
     "without_derivatives",
     "ModeError",
     "ShapeError",
+    "TracerConversionError",
+    "holds_box",
+    "is_complex_dtype",
+    "is_traced",
+    "stacked",
 ]
 
 
@@ -205,11 +218,20 @@ class Box:
     operators and the usual array attributes, each routed through a minidiff op (from the ops
     table). Comparisons give plain boolean arrays (their derivative is zero), except under an
     engine that tracks jumps.
+
+    No escapes: while its transform runs, a box refuses to become a Python or NumPy value
+    (``float``, ``int``, ``complex``, ``np.asarray``, NumPy functions and ufuncs), because the
+    derivative of whatever is computed from that value would silently be zero. NumPy's binary
+    operators with an array on the left (``ndarray + box``) go to minidiff's ops, as Python's
+    reflected operators would. ``bool()`` stays allowed: eager control flow on values (``if x
+    > 0``) gives the derivative of the branch taken, which is right wherever the branch does
+    not change (stochastic triples, whose alternative world may take the other branch, refuse
+    it). A box whose transform has finished (a value that leaked out of a closure) converts to
+    its value as a plain array would.
     """
 
     __slots__ = ("value", "level")
-    __array_priority__ = 1000  # so that ndarray (op) Box defers to Box's reflected operator
-    __array_ufunc__ = None     # NumPy arrays defer to Box's reflected operators
+    __array_priority__ = 1000  # NumPy scalars and old-style operands defer to Box as well
     __hash__ = object.__hash__  # defining __eq__ would otherwise remove it
 
     # shape information comes from the innermost raw array
@@ -241,16 +263,62 @@ class Box:
         return bool(raw(self))
 
     def __float__(self) -> float:
+        if is_traced(self):
+            raise TracerConversionError(escape_message("float()", "a Python float"))
         return float(raw(self))
 
     def __int__(self) -> int:
+        if is_traced(self):
+            raise TracerConversionError(escape_message("int()", "a Python int"))
         return int(raw(self))
+
+    def __complex__(self) -> complex:
+        if is_traced(self):
+            raise TracerConversionError(
+                escape_message("complex()", "a Python complex") + " (minidiff is "
+                "real-valued: complex numbers have no derivative rules here)")
+        return complex(raw(self))
 
     def __index__(self) -> int:
         raise TypeError(
             "a traced (differentiated) value cannot be used as an index; "
             "wrap it in minidiff.stop_gradient() if its derivative is not wanted"
         )
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        if is_traced(self):
+            raise TracerConversionError(
+                "np.asarray (or np.array, or storing into a NumPy array) of a traced value "
+                "would drop its derivative; keep it traced with minidiff ops "
+                "(minidiff.asarray, minidiff.stack, minidiff.where), or convert "
+                "minidiff.stop_gradient(x) if no derivative is wanted")
+        value = raw(self)
+        host = (_backend.backend_of(value) or _backend.get_backend()).to_host(value)
+        return host if dtype is None else host.astype(dtype)
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        name = getattr(ufunc, "__name__", str(ufunc))
+        if not any(is_traced(x) for x in (*inputs, *kwargs.get("out", ()))):
+            # every box here belongs to a finished transform: NumPy on the values
+            return getattr(ufunc, method)(*map(raw, inputs), **kwargs)
+        op_name = UFUNC_OPERATORS.get(name)
+        if method == "__call__" and op_name is not None and not kwargs:
+            return _OPS[op_name](*inputs)  # what Python's reflected operator would do
+        call = f"np.{name}" if method == "__call__" else f"np.{name}.{method}"
+        if "out" in kwargs:
+            raise TracerConversionError(
+                f"{call} with out= on a traced value: a NumPy array cannot hold a traced "
+                f"value (in-place updates drop the derivative); compute a new value instead, "
+                f"e.g. a = a + x")
+        raise TracerConversionError(numpy_call_message(call, ufunc_op_name(name, method)))
+
+    def __array_function__(self, func: Any, types: Any, args: tuple, kwargs: dict) -> Any:
+        name = getattr(func, "__name__", str(func))
+        if name in _METADATA_FUNCTIONS:  # np.shape(x), np.ndim(x): no value escapes
+            return _METADATA_FUNCTIONS[name](args[0])
+        if not _holds_traced((args, kwargs)):
+            return func(*_strip_all(args), **_strip_all(kwargs))
+        raise TracerConversionError(numpy_call_message(f"np.{name}", name))
 
     def __setitem__(self, key: Any, value: Any) -> None:
         raise TypeError(
@@ -335,12 +403,47 @@ def without_derivatives(x: Any) -> Any:
     return x
 
 
+def is_traced(x: Any) -> bool:
+    """True when ``x`` is boxed at a level whose transform is still running (at any depth)."""
+    while isinstance(x, Box):
+        if x.level.active:
+            return True
+        x = x.value
+    return False
+
+
+def _holds_traced(x: Any) -> bool:
+    if isinstance(x, tuple | list):
+        return any(_holds_traced(v) for v in x)
+    if isinstance(x, dict):
+        return any(_holds_traced(v) for v in x.values())
+    return is_traced(x)
+
+
+def _strip_all(x: Any) -> Any:
+    if isinstance(x, tuple | list):
+        return type(x)(_strip_all(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _strip_all(v) for k, v in x.items()}
+    return raw(x)
+
+
+# np.shape(x), np.ndim(x) on a traced value: metadata, no value escapes
+_METADATA_FUNCTIONS: dict[str, Callable[[Any], Any]] = {
+    "shape": lambda x: shape_of(x), "ndim": lambda x: len(shape_of(x)),
+}
+
+
 def shape_of(x: Any) -> tuple[int, ...]:
     """The shape of an array, a boxed value or a Python number (``()``)."""
     while isinstance(x, Box):
         x = x.value
     shape = getattr(x, "shape", None)
-    return () if shape is None else shape if type(shape) is tuple else tuple(shape)
+    if shape is None:
+        if type(x) is list or type(x) is tuple:  # nested lists of numbers, as NumPy reads them
+            return (len(x), *shape_of(x[0])) if x else (0,)
+        return ()
+    return shape if type(shape) is tuple else tuple(shape)
 
 
 def ndim_of(x: Any) -> int:
@@ -366,14 +469,19 @@ def bind(primitive: Primitive, *args: Any, **params: Any) -> Any:
     primitive skips every level whose engine does not track jumps.
     """
     top: Level | None = None
+    constants = False
     for a in args:
         if isinstance(a, Box):
             if not a.level.active:  # boxed by a transform that has finished: unbox and retry
                 return bind(primitive, *map(strip_inactive, args), **params)
             if top is None or a.level.depth > top.depth:
                 top = a.level
+        elif type(a) is not float:
+            constants = True
     if top is None:
         return _apply_raw(primitive, args, params)
+    if constants:
+        _refuse_complex(primitive, args)
     if primitive.differentiable or top.tracks_jumps:
         return top.engine.process(primitive, args, params)
     # piecewise constant: unbox every level whose engine follows only derivatives (to them the
@@ -393,6 +501,19 @@ def bind(primitive: Primitive, *args: Any, **params: Any) -> Any:
 _PYTHON_SCALARS = (float, int, bool)
 
 
+def _refuse_complex(primitive: Primitive, args: Sequence[Any]) -> None:
+    """Constants meeting traced values must be real: complex ones have no rules here."""
+    for a in args:
+        if type(a) in _PYTHON_SCALARS or isinstance(a, Box):
+            continue
+        if type(a) is complex or is_complex_dtype(getattr(a, "dtype", None)):
+            raise TypeError(
+                f"{primitive.name}: a complex value meets a traced one, but minidiff "
+                f"differentiates real-valued functions only (a complex derivative needs "
+                f"conjugation rules it does not have); carry the real and imaginary parts as "
+                f"two real arrays")
+
+
 def _apply_raw(primitive: Primitive, args: Sequence[Any], params: dict) -> Any:
     backend = _backend.get_backend()
     array_type = backend.array_type
@@ -401,6 +522,9 @@ def _apply_raw(primitive: Primitive, args: Sequence[Any], params: dict) -> Any:
         if isinstance(a, array_type):
             has_array = True
         elif type(a) not in _PYTHON_SCALARS:  # slow path: lists, other numbers, strays
+            if any(isinstance(v, list | tuple) and holds_box(v) for v in args):
+                # a list of traced values means the array they make (as in NumPy)
+                return bind(primitive, *map(stacked, args), **params)
             args = _raw_arguments(primitive, args, backend)
             break
     else:
@@ -473,6 +597,21 @@ class Primitive:
 
     def __repr__(self) -> str:
         return f"<minidiff primitive {self.name}>"
+
+
+def holds_box(x: Any) -> bool:
+    """True when ``x`` is a box or a (nested) list or tuple holding one."""
+    if isinstance(x, list | tuple):
+        return any(holds_box(v) for v in x)
+    return isinstance(x, Box)
+
+
+def stacked(x: Any) -> Any:
+    """A (nested) list holding boxes as one array, stacked with minidiff ops (differentiable);
+    anything else unchanged."""
+    if isinstance(x, list | tuple) and holds_box(x):
+        return _OPS["stack"]([stacked(v) for v in x])
+    return x
 
 
 def _raw_arguments(primitive: Primitive, args: Sequence[Any], backend: Any) -> list[Any]:

@@ -21,29 +21,41 @@ from typing import Any
 from . import backend as _backend
 from .core import raw, shape_of
 from .ops import concatenate, reshape
+from .pytree import tree_leaves, tree_map
 from .transforms import jvp, vjp
 
 __all__ = ["check_grads"]
 
 
 def _inner(a: Any, b: Any) -> float:
+    """Σ over the leaves of two pytrees of the same structure of Σ aᵢbᵢ."""
     xp = _backend.get_backend().xp
-    return float(xp.sum(raw(a) * raw(b)))
+    return sum(float(xp.sum(raw(x) * raw(y))) for x, y in zip(tree_leaves(a), tree_leaves(b)))
 
 
 def _abs_inner(a: Any, b: Any) -> float:
     xp = _backend.get_backend().xp
-    return float(xp.sum(xp.abs(raw(a) * raw(b))))
+    return sum(float(xp.sum(xp.abs(raw(x) * raw(y))))
+               for x, y in zip(tree_leaves(a), tree_leaves(b)))
 
 
 def _max_abs(a: Any) -> float:
     xp = _backend.get_backend().xp
-    flat = xp.reshape(a, (-1,))
-    return float(xp.max(xp.abs(flat))) if flat.shape[0] else 0.0
+    best = 0.0
+    for leaf in tree_leaves(a):
+        flat = xp.reshape(raw(leaf), (-1,))
+        if flat.shape[0]:
+            best = max(best, float(xp.max(xp.abs(flat))))
+    return best
 
 
 def _close(actual: float, expected: float, rtol: float, atol: float) -> bool:
     return abs(actual - expected) <= atol + rtol * abs(expected)
+
+
+def _as_array(x: Any) -> Any:
+    b = _backend.get_backend()
+    return b.asarray(x) if not hasattr(x, "shape") else x
 
 
 def check_grads(
@@ -60,37 +72,51 @@ def check_grads(
     """Check the derivatives of ``f`` at ``args``; raise ``AssertionError`` on disagreement.
 
     Args:
-        f: a function of the arrays in ``args`` returning one array.
-        args: the point; every argument is differentiated (floats, float64 recommended).
+        f: a function of ``args`` returning an array or a pytree of arrays.
+        args: the point, a sequence of arguments, each an array or a pytree of arrays; every
+            leaf is differentiated (floats, float64 recommended).
         modes: any of ``"fwd"`` and ``"rev"``.
         order: 1 checks first derivatives; 2 also checks the derivatives of the derivatives.
         eps: finite-difference step.
         rtol, atol: tolerance of the finite-difference comparisons.
         ip_rtol: relative tolerance of the identity ⟨u, J v⟩ = ⟨Jᵀu, v⟩.
         seed: seed of the random directions.
+
+    For pytrees, v and u are pytrees of the arguments' and the output's structure, and the
+    inner products sum over their leaves.
     """
     unknown = set(modes) - {"fwd", "rev"}
     if unknown:
         raise ValueError(f"check_grads: unknown modes {sorted(unknown)}; use 'fwd' and 'rev'")
     if order < 1:
         raise ValueError("check_grads: order must be at least 1")
+    if not isinstance(args, tuple | list):
+        raise TypeError(f"check_grads: args must be a tuple (or list) of arguments, got "
+                        f"{type(args).__name__}; write check_grads(f, (x,))")
     b = _backend.get_backend()
-    args = tuple(b.asarray(a) if not hasattr(a, "shape") else a for a in args)
+    args = tuple(tree_map(_as_array, a) for a in args)
     rng = b.make_rng(seed)
-    directions = tuple(b.asarray(rng.standard_normal(shape_of(a))) for a in args)
+    directions = tuple(tree_map(lambda a: b.asarray(rng.standard_normal(shape_of(a))), a)
+                       for a in args)
     out = f(*args)
-    u = b.asarray(rng.standard_normal(shape_of(out)))
+    if out is None:
+        raise TypeError("check_grads: f returned None (did it forget a `return`?); it must "
+                        "return an array or a pytree of arrays")
+    u = tree_map(lambda o: b.asarray(rng.standard_normal(shape_of(o))), out)
 
-    plus = f(*[a + eps * v for a, v in zip(args, directions)])
-    minus = f(*[a - eps * v for a, v in zip(args, directions)])
-    numeric_jv = (raw(plus) - raw(minus)) / (2 * eps)
+    def moved(sign: float) -> tuple:
+        return tuple(tree_map(lambda a, v: a + sign * eps * v, a, d)
+                     for a, d in zip(args, directions))
+
+    plus, minus = f(*moved(1.0)), f(*moved(-1.0))
+    numeric_jv = tree_map(lambda p, m: (raw(p) - raw(m)) / (2 * eps), plus, minus)
     scale = _abs_inner(u, numeric_jv)
     numeric_ujv = _inner(u, numeric_jv)
 
     jv = None
     if "fwd" in modes:
         _, jv = jvp(f, args, directions)
-        err = _max_abs(raw(jv) - numeric_jv)
+        err = _max_abs(tree_map(lambda a, n: raw(a) - n, jv, numeric_jv))
         bound = atol + rtol * _max_abs(numeric_jv)
         assert err <= bound, (
             f"check_grads (order {order}): forward-mode J·v differs from central differences "
@@ -99,7 +125,7 @@ def check_grads(
     if "rev" in modes:
         _, pullback = vjp(f, *args)
         cotangents = pullback(u)
-        ujv_rev = sum(_inner(c, v) for c, v in zip(cotangents, directions))
+        ujv_rev = _inner(cotangents, directions)
         assert _close(ujv_rev, numeric_ujv, rtol, atol + rtol * scale), (
             f"check_grads (order {order}): reverse mode gives <J^T u, v> = {ujv_rev!r} but "
             f"central differences give <u, J v> = {numeric_ujv!r}"
@@ -120,6 +146,6 @@ def check_grads(
         if "rev" in modes:
             def pulled_back(*xs: Any) -> Any:
                 cots = vjp(f, *xs)[1](u)
-                return concatenate([reshape(c, (-1,)) for c in cots])
+                return concatenate([reshape(c, (-1,)) for c in tree_leaves(cots)])
 
             check_grads(pulled_back, args, **lower)

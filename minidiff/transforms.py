@@ -17,11 +17,20 @@ jacrev         J                                                          revers
 hessian        ∇²f = jacfwd(grad f)                                       forward-over-reverse
 hvp            ∇²f · v = jvp of grad f                                    forward-over-reverse
 =============  =========================================================  ==================
+
+Arguments and outputs are pytrees (:mod:`minidiff.pytree`): arrays, numbers, and tuples, lists
+and dicts of them. A gradient has its argument's structure; a Jacobian is the output's
+structure whose leaves are the input's structure of blocks, block (i, j) of shape
+``out_i.shape + in_j.shape`` (with a tuple ``argnums``, a tuple of those per output leaf).
+Anything else (None from a forgotten ``return``, strings, objects) is refused with a message
+naming the transform and where the value sits. Keyword arguments of the transformed function
+pass through to ``f`` and are not differentiated.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,80 +38,75 @@ from . import backend as _backend
 from .core import Box, ShapeError, close_level, open_level, raw, shape_of
 from .forward import Dual, ForwardEngine
 from .ops import reshape, stack, transpose, zeros
+from .pytree import PyTreeDef, tree_flatten
 from .reverse import ReverseEngine, Tape, TapeValue
+from .transform_io import (
+    ArgNums,
+    argnums_of,
+    as_output,
+    input_leaves,
+    jacobian_tree,
+    note_list_arguments,
+    output_leaves,
+    pack,
+    pieces,
+    regroup,
+    scalar_output,
+    split_aux,
+    unbox,
+)
+from .transform_io import as_input as _as_input  # noqa: F401 (wengert's import)
+from .transform_io import as_output as _as_output  # noqa: F401 (wengert's import)
 
 __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "hessian", "hvp"]
-
-ArgNums = int | Sequence[int]
-
-
-# ---------------------------------------------------------------------------------------------
-# Inputs and outputs
-# ---------------------------------------------------------------------------------------------
-
-
-def _argnums(argnums: ArgNums, n_args: int, name: str) -> tuple[tuple[int, ...], bool]:
-    multiple = not isinstance(argnums, int)
-    if multiple and not (isinstance(argnums, tuple | list)
-                         and all(isinstance(i, int) for i in argnums)):
-        raise TypeError(f"{name}: argnums must be an int or a tuple of ints, got {argnums!r}")
-    nums = tuple(argnums) if multiple else (argnums,)
-    if not nums:
-        raise ValueError(f"{name}: argnums must name at least one argument")
-    for i in nums:
-        if not isinstance(i, int) or not -n_args <= i < n_args:
-            raise ValueError(f"{name}: argnums {argnums!r} is out of range for {n_args} "
-                             f"positional argument(s)")
-    return tuple(i % n_args for i in nums), multiple
-
-
-def _as_input(x: Any, position: int, name: str) -> Any:
-    """A differentiable input: a backend float array (or a value boxed by an outer level)."""
-    if not isinstance(x, Box):
-        x = _backend.get_backend().asarray(x)
-    dtype = raw(x).dtype
-    if not _backend.get_backend().xp.isdtype(dtype, "real floating"):
-        raise TypeError(
-            f"{name}: argument {position} has dtype {dtype}, but only floating-point inputs can "
-            f"be differentiated (a derivative with respect to an integer or boolean is "
-            f"undefined); pass floats, e.g. 2.0 instead of 2, or convert the array to float64"
-        )
-    return x
-
-
-def _unbox(x: Any, level: Any) -> Any:
-    """Remove ``level``'s box from ``x`` and from tuples, lists and dicts of values."""
-    if isinstance(x, Box):
-        return x.value if x.level is level else x
-    if isinstance(x, tuple | list):
-        return type(x)(_unbox(v, level) for v in x)
-    if isinstance(x, dict):
-        return {k: _unbox(v, level) for k, v in x.items()}
-    return x
-
-
-def _as_output(x: Any) -> Any:
-    """A value as a transform hands it back: boxes of outer levels unchanged, Python numbers as
-    float64 arrays, and NumPy scalars (np.float64, from reductions) as 0-d arrays."""
-    if isinstance(x, Box):
-        return x
-    b = _backend.get_backend()
-    if isinstance(x, int | float):
-        return b.asarray(float(x))
-    return b.xp.asarray(x)
-
-
-def _split_aux(result: Any, has_aux: bool, name: str) -> tuple[Any, Any]:
-    if not has_aux:
-        return result, None
-    if not (isinstance(result, tuple | list) and len(result) == 2):
-        raise TypeError(f"{name}(has_aux=True): the function must return a pair (output, aux)")
-    return result[0], result[1]
-
 
 # ---------------------------------------------------------------------------------------------
 # Reverse mode
 # ---------------------------------------------------------------------------------------------
+
+
+class _Recording:
+    """What running ``f`` on a tape leaves: the engine and level, what ``finish`` made of the
+    result, the boxed input leaves (in argnums order) and each argument's structure."""
+
+    __slots__ = ("engine", "level", "result", "inputs", "in_trees")
+
+    def __init__(self, engine: ReverseEngine, level: Any, result: Any, inputs: list,
+                 in_trees: list[PyTreeDef]) -> None:
+        self.engine, self.level, self.result = engine, level, result
+        self.inputs, self.in_trees = inputs, in_trees
+
+
+def _record(f: Callable[..., Any], args: Sequence[Any], nums: Sequence[int], name: str,
+            kwargs: dict | None = None, tape: Tape | None = None,
+            finish: Callable[[Any], Any] | None = None) -> _Recording:
+    """Run ``f(*args)`` at a new reverse-mode level with the leaves of ``args[i]`` (i in
+    ``nums``) as inputs; ``finish(result)`` runs before the level closes (to pack outputs
+    into one recorded vector)."""
+    original, args = args, list(args)
+    leaves, trees = [], []
+    for i in nums:
+        leaves_i, tree = input_leaves(args[i], i, name)
+        leaves.append(leaves_i)
+        trees.append(tree)
+    engine = ReverseEngine(tape)
+    level = open_level(engine)
+    try:
+        inputs = []
+        for i, leaves_i, tree in zip(nums, leaves, trees):
+            boxes = [engine.tape.add_input(v, level) for v in leaves_i]
+            inputs.extend(boxes)
+            args[i] = tree.unflatten(boxes)
+        try:
+            result = f(*args, **(kwargs or {}))
+        except TypeError as exc:
+            note_list_arguments(exc, original, nums, name)
+            raise
+        if finish is not None:
+            result = finish(result)
+    finally:
+        close_level(level)
+    return _Recording(engine, level, result, inputs, trees)
 
 
 def record_on_tape(f: Callable[..., Any], args: Sequence[Any], nums: Sequence[int], name: str,
@@ -111,22 +115,12 @@ def record_on_tape(f: Callable[..., Any], args: Sequence[Any], nums: Sequence[in
     """Run ``f(*args)`` at a new reverse-mode level with ``args[i]`` (i in ``nums``) as inputs.
 
     Returns ``(engine, level, result, inputs)``; the level is closed again, and the tape holds
-    everything ``f`` recorded, ready for ``_backward``. ``tape`` is where the nodes go: a fresh
-    plain tape by default, or one given by an instrument (``memory.MeteredTape`` counts bytes).
+    everything ``f`` recorded, ready for ``_backward``. ``inputs`` are the boxed leaves of the
+    arguments, in order. ``tape`` is where the nodes go: a fresh plain tape by default, or one
+    given by an instrument (``memory.MeteredTape`` counts bytes).
     """
-    args = list(args)
-    for i in nums:
-        args[i] = _as_input(args[i], i, name)
-    engine = ReverseEngine(tape)
-    level = open_level(engine)
-    try:
-        inputs = [engine.tape.add_input(args[i], level) for i in nums]
-        for i, box in zip(nums, inputs):
-            args[i] = box
-        result = f(*args, **(kwargs or {}))
-    finally:
-        close_level(level)
-    return engine, level, result, inputs
+    rec = _record(f, args, nums, name, kwargs, tape)
+    return rec.engine, rec.level, rec.result, rec.inputs
 
 
 def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0,
@@ -134,28 +128,22 @@ def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0,
     """``f`` and its gradient, by one forward pass (recording a tape) and one backward sweep.
 
     ``f`` must return a scalar. With ``has_aux=True`` it returns ``(scalar, aux)`` and the
-    transformed function returns ``((value, aux), grad)``. With a tuple ``argnums`` the gradient
-    is a tuple, one entry per argument.
+    transformed function returns ``((value, aux), grad)``. The gradient has the structure of
+    the argument (a pytree); with a tuple ``argnums`` it is a tuple, one entry per argument.
     """
 
     @functools.wraps(f)
     def value_and_grad_f(*args: Any, **kwargs: Any) -> Any:
-        nums, multiple = _argnums(argnums, len(args), "grad")
-        engine, level, result, inputs = record_on_tape(f, args, nums, "grad", kwargs)
-        out, aux = _split_aux(result, has_aux, "grad")
-        out = _as_output(out)
-        if shape_of(out) != ():
-            raise TypeError(
-                f"grad: the function must return a scalar, but returned shape "
-                f"{shape_of(out)}; for non-scalar outputs use jacrev (the full Jacobian) "
-                f"or vjp (a vector-Jacobian product)"
-            )
-        grads = _backward(engine, level, out, inputs, seed=None, retain=False)
-        value = _as_output(_unbox(out, level))
-        grads = [_as_output(g) for g in grads]
+        nums, multiple = argnums_of(argnums, len(args), "grad")
+        rec = _record(f, args, nums, "grad", kwargs)
+        out, aux = split_aux(rec.result, has_aux, "grad")
+        out = scalar_output(out, "grad")
+        grads = _backward(rec.engine, rec.level, out, rec.inputs, seed=None, retain=False)
+        value = as_output(unbox(out, rec.level))
+        grads = regroup([as_output(g) for g in grads], rec.in_trees)
         grads = tuple(grads) if multiple else grads[0]
         if has_aux:
-            return (value, _unbox(aux, level)), grads
+            return (value, unbox(aux, rec.level)), grads
         return value, grads
 
     return value_and_grad_f
@@ -192,55 +180,82 @@ def _backward(engine: ReverseEngine, level: Any, out: Any, inputs: Sequence[Tape
             for x in inputs]
 
 
+def _packed_outputs(name: str) -> Callable[[Any], tuple]:
+    """A ``finish`` for ``_record``: the output leaves and their structure, packed into one
+    recorded vector (one backward sweep then pulls back every output's cotangent)."""
+
+    def finish(out: Any) -> tuple:
+        if out is None:
+            as_output(None, name)
+        leaves, tree = output_leaves(out, name)
+        return pack(leaves), leaves, tree
+
+    return finish
+
+
 def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], tuple]]:
     """``f(*primals)`` and the function u ↦ (Jᵀu for each primal).
 
-    The tape is kept until the returned function is garbage-collected, so it may be called
-    many times (``jacrev`` does, once per output element).
+    ``u`` has the structure and shapes of ``f``'s output; each Jᵀu has its primal's. The tape
+    is kept until the returned function is garbage-collected, so it may be called many times
+    (``jacrev`` does, once per output element).
     """
-    engine, level, out, inputs = record_on_tape(f, primals, range(len(primals)), "vjp")
-    out = _as_output(out)
-    out_shape = shape_of(out)
+    rec = _record(f, primals, range(len(primals)), "vjp", finish=_packed_outputs("vjp"))
+    packed, leaves, out_tree = rec.result
+    shapes = [shape_of(v) for v in leaves]
 
     def vjp_fn(cotangent: Any) -> tuple:
-        if not isinstance(cotangent, Box):
-            cotangent = _backend.get_backend().asarray(cotangent)
-        if shape_of(cotangent) != out_shape:
-            raise ShapeError(f"vjp: the cotangent has shape {shape_of(cotangent)} but the output "
-                             f"has shape {out_shape}")
-        return tuple(_backward(engine, level, out, inputs, cotangent, retain=True))
+        ct_leaves, ct_tree = tree_flatten(cotangent)
+        if ct_tree != out_tree:
+            raise ValueError(f"vjp: the cotangent has structure {ct_tree._describe()} but the "
+                             f"output has structure {out_tree._describe()}")
+        seeds = []
+        for c, shape, path in zip(ct_leaves, shapes, out_tree.paths()):
+            if not isinstance(c, Box):
+                c = _backend.get_backend().asarray(c)
+            if shape_of(c) != shape:
+                where = f" at {path}" if path else ""
+                raise ShapeError(f"vjp: the cotangent{where} has shape {shape_of(c)} but the "
+                                 f"output{where} has shape {shape}")
+            seeds.append(c)
+        grads = _backward(rec.engine, rec.level, packed, rec.inputs, pack(seeds), retain=True)
+        return tuple(regroup(grads, rec.in_trees))
 
-    return _as_output(_unbox(out, level)), vjp_fn
+    return out_tree.unflatten([as_output(unbox(v, rec.level)) for v in leaves]), vjp_fn
 
 
 def jacrev(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
     """The Jacobian by reverse mode: one backward sweep per output element.
 
-    Shape: ``out.shape + in.shape`` (a tuple of these for a tuple ``argnums``).
+    Shape: ``out.shape + in.shape`` for an array output and input; for pytrees, the output's
+    structure of the input's structure of such blocks (a tuple over ``argnums`` if it is a
+    tuple). Keyword arguments pass through to ``f``.
     """
 
     @functools.wraps(f)
-    def jacrev_f(*args: Any) -> Any:
-        nums, multiple = _argnums(argnums, len(args), "jacrev")
-        engine, level, out, inputs = record_on_tape(f, args, nums, "jacrev")
-        out = _as_output(out)
-        out_shape = shape_of(out)
-        n_out = 1
-        for d in out_shape:
-            n_out *= d
+    def jacrev_f(*args: Any, **kwargs: Any) -> Any:
+        nums, multiple = argnums_of(argnums, len(args), "jacrev")
+        rec = _record(f, args, nums, "jacrev", kwargs, finish=_packed_outputs("jacrev"))
+        packed, leaves, out_tree = rec.result
+        out_shapes = [shape_of(v) for v in leaves]
+        packed_shape = shape_of(packed)
+        n_out = math.prod(packed_shape)
         b = _backend.get_backend()
-        rows: list[list[Any]] = [[] for _ in inputs]
+        rows: list[list[Any]] = [[] for _ in rec.inputs]
         eye = b.xp.eye(n_out, dtype=b.float_dtype)
         for m in range(n_out):
-            seed = b.xp.reshape(eye[m, ...], out_shape)
-            for row, g in zip(rows, _backward(engine, level, out, inputs, seed, retain=True)):
+            seed = b.xp.reshape(eye[m, ...], packed_shape)
+            cotangents = _backward(rec.engine, rec.level, packed, rec.inputs, seed, retain=True)
+            for row, g in zip(rows, cotangents):
                 row.append(g)
-        jacobians = []
-        for x, row in zip(inputs, rows):
-            in_shape = shape_of(x)
-            jac = stack(row) if row else zeros((0, *in_shape))
-            jacobians.append(reshape(jac, (*out_shape, *in_shape)))
-        return tuple(jacobians) if multiple else jacobians[0]
+        in_shapes = [shape_of(x) for x in rec.inputs]
+        full = [stack(row) if row else zeros((0, *s)) for row, s in zip(rows, in_shapes)]
+        cut = [pieces(j, out_shapes) for j in full]  # cut[j][i]: rows of output leaf i
+
+        def block(i: int, j: int) -> Any:
+            return reshape(cut[j][i], (*out_shapes[i], *in_shapes[j]))
+
+        return jacobian_tree(out_tree, rec.in_trees, multiple, block)
 
     return jacrev_f
 
@@ -251,10 +266,9 @@ def jacrev(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
 
 
 def _tangent_parts(x: Any, level: Any, k: int) -> tuple[Any, Any]:
-    """The primal and the (K, *shape) tangent of an output (zero if it is constant)."""
+    """The primal and the (K, *shape) tangent of an output leaf (zero if it is constant)."""
     if isinstance(x, Dual) and x.level is level:
         return x.value, x.tangent
-    x = _as_output(x)
     return x, zeros((k, *shape_of(x)))
 
 
@@ -262,97 +276,101 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any],
         tangents: Sequence[Any]) -> tuple[Any, Any]:
     """``(f(*primals), J · tangents)`` in one forward pass.
 
-    ``primals`` and ``tangents`` are sequences of equal length and matching shapes. ``f`` may
-    return an array or a tuple/list of arrays (then both results are tuples/lists).
+    ``primals`` and ``tangents`` are sequences of equal length; each tangent has its primal's
+    structure and shapes. ``f`` may return any pytree; both results then have its structure.
     """
     if not isinstance(primals, tuple | list) or not isinstance(tangents, tuple | list):
         raise TypeError("jvp: primals and tangents must be tuples (or lists) of arguments")
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
-    args = [_as_input(p, i, "jvp") for i, p in enumerate(primals)]
-    ts = []
-    for i, (p, t) in enumerate(zip(args, tangents)):
-        t = t if isinstance(t, Box) else _backend.get_backend().asarray(t)
-        if shape_of(t) != shape_of(p):
-            raise ShapeError(f"jvp: tangent {i} has shape {shape_of(t)} but its primal has shape "
-                             f"{shape_of(p)}")
-        ts.append(reshape(t, (1, *shape_of(t))))
+    b = _backend.get_backend()
+    args, seeds, trees = [], [], []
+    for i, (p, t) in enumerate(zip(primals, tangents)):
+        leaves, tree = input_leaves(p, i, "jvp")
+        t_leaves, t_tree = tree_flatten(t)
+        if t_tree != tree:
+            raise ValueError(f"jvp: tangent {i} has structure {t_tree._describe()} but its "
+                             f"primal has structure {tree._describe()}")
+        for v, dv, path in zip(leaves, t_leaves, tree.paths()):
+            dv = dv if isinstance(dv, Box) else b.asarray(dv)
+            if shape_of(dv) != shape_of(v):
+                where = f" at {path}" if path else ""
+                raise ShapeError(f"jvp: tangent {i}{where} has shape {shape_of(dv)} but its "
+                                 f"primal has shape {shape_of(v)}")
+            seeds.append(reshape(dv, (1, *shape_of(dv))))
+        args.append(leaves)
+        trees.append(tree)
     engine = ForwardEngine(1)
     level = open_level(engine)
     try:
-        out = f(*[Dual(p, t, level) for p, t in zip(args, ts)])
+        duals = [Dual(v, s, level) for v, s in zip([v for a in args for v in a], seeds)]
+        boxed = regroup(duals, trees)
+        try:
+            out = f(*boxed)
+        except TypeError as exc:
+            note_list_arguments(exc, primals, range(len(primals)), "jvp")
+            raise
     finally:
         close_level(level)
-
-    def split(o: Any) -> tuple[Any, Any]:
+    leaves, out_tree = output_leaves(out, "jvp")
+    values, out_tangents = [], []
+    for o in leaves:
         value, tangent = _tangent_parts(o, level, 1)
-        return _as_output(value), _as_output(reshape(tangent, shape_of(value)))
-
-    if isinstance(out, tuple | list):
-        pairs = [split(o) for o in out]
-        return type(out)(p for p, _ in pairs), type(out)(t for _, t in pairs)
-    return split(out)
+        values.append(as_output(value))
+        out_tangents.append(as_output(reshape(tangent, shape_of(value))))
+    return out_tree.unflatten(values), out_tree.unflatten(out_tangents)
 
 
 def jacfwd(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
     """The Jacobian by forward mode, in one pass carrying K = (total input size) directions.
 
-    The primal (and any random draws in it) is evaluated once. Shape: ``out.shape + in.shape``
-    (a tuple over ``argnums`` if it is a tuple; a tuple/list over outputs if ``f`` returns one).
+    The primal (and any random draws in it) is evaluated once. Shape: ``out.shape +
+    in.shape`` for arrays; for pytrees, the output's structure of the input's structure of
+    such blocks (a tuple over ``argnums`` if it is a tuple). Keyword arguments pass through.
     """
 
     @functools.wraps(f)
-    def jacfwd_f(*args: Any) -> Any:
-        nums, multiple = _argnums(argnums, len(args), "jacfwd")
-        args = list(args)
+    def jacfwd_f(*args: Any, **kwargs: Any) -> Any:
+        nums, multiple = argnums_of(argnums, len(args), "jacfwd")
+        original, args = args, list(args)
+        leaves, trees = [], []
         for i in nums:
-            args[i] = _as_input(args[i], i, "jacfwd")
-        sizes = []
-        for i in nums:
-            n = 1
-            for d in shape_of(args[i]):
-                n *= d
-            sizes.append(n)
+            leaves_i, tree = input_leaves(args[i], i, "jacfwd")
+            leaves.extend(leaves_i)
+            trees.append(tree)
+        in_shapes = [shape_of(v) for v in leaves]
+        sizes = [math.prod(s) for s in in_shapes]
         k = sum(sizes)
         b = _backend.get_backend()
         engine = ForwardEngine(k)
         level = open_level(engine)
         try:
-            offset = 0
-            for i, n in zip(nums, sizes):
+            duals, offset = [], 0
+            for v, n, shape in zip(leaves, sizes, in_shapes):
                 seed = b.xp.eye(k, n, k=-offset, dtype=b.float_dtype)  # rows offset..offset+n
-                args[i] = Dual(args[i], b.xp.reshape(seed, (k, *shape_of(args[i]))), level)
+                duals.append(Dual(v, b.xp.reshape(seed, (k, *shape)), level))
                 offset += n
-            out = f(*args)
+            for i, boxed in zip(nums, regroup(duals, trees)):
+                args[i] = boxed
+            try:
+                out = f(*args, **kwargs)
+            except TypeError as exc:
+                note_list_arguments(exc, original, nums, "jacfwd")
+                raise
         finally:
             close_level(level)
-        in_shapes = [shape_of(raw(args[i])) for i in nums]
+        out_leaves, out_tree = output_leaves(out, "jacfwd")
+        parts = [_tangent_parts(o, level, k) for o in out_leaves]
+        out_shapes = [shape_of(value) for value, _ in parts]
+        cut = [pieces(tangent, in_shapes) for _, tangent in parts]  # cut[i][j]: (n_j, *out_i)
 
-        def jacobians(o: Any) -> Any:
-            value, tangent = _tangent_parts(o, level, k)
-            out_shape = shape_of(value)
-            blocks = []
-            offset = 0
-            for n, in_shape in zip(sizes, in_shapes):
-                block = tangent[offset:offset + n, ...] if len(sizes) > 1 else tangent
-                block = reshape(block, (n, _size(out_shape)))
-                block = reshape(transpose(block), (*out_shape, *in_shape))
-                blocks.append(block)
-                offset += n
-            return tuple(blocks) if multiple else blocks[0]
+        def block(i: int, j: int) -> Any:
+            t = reshape(cut[i][j], (sizes[j], math.prod(out_shapes[i])))
+            return reshape(transpose(t), (*out_shapes[i], *in_shapes[j]))
 
-        if isinstance(out, tuple | list):
-            return type(out)(jacobians(o) for o in out)
-        return jacobians(out)
+        return jacobian_tree(out_tree, trees, multiple, block)
 
     return jacfwd_f
-
-
-def _size(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 # ---------------------------------------------------------------------------------------------
@@ -363,12 +381,13 @@ def _size(shape: tuple[int, ...]) -> int:
 def hessian(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
     """∇²f by forward-over-reverse: ``jacfwd(grad(f))``, one forward pass over one tape.
 
-    Shape ``in.shape + in.shape``; for a tuple ``argnums``, nested tuples of blocks.
+    Shape ``in.shape + in.shape``; for a pytree argument the input's structure of the input's
+    structure of blocks; for a tuple ``argnums``, nested tuples of blocks.
     """
     return jacfwd(grad(f, argnums=argnums), argnums=argnums)
 
 
 def hvp(f: Callable[..., Any], x: Any, v: Any) -> Any:
-    """The Hessian-vector product ∇²f(x) · v, by a forward pass through ``grad(f)``."""
+    """The Hessian-vector product ∇²f(x) · v, by a forward pass through ``grad(f)``; ``v`` has
+    the structure and shapes of ``x``."""
     return jvp(grad(f), (x,), (v,))[1]
-

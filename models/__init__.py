@@ -11,7 +11,10 @@ Every model module keeps one contract:
 * ``DEFAULT_PARAMS`` and ``PARAM_NAMES``, of the same length;
 * ``loss(simulated, observed)``: a scalar discrepancy between two observed series, documented
   in the module, 0 when they are equal and differentiable in the simulated one;
-* a module docstring with the equations, parameters, defaults and estimators.
+* a module docstring with the equations, parameters, defaults and estimators;
+* for ``minidiff calibrate``, in one marked block at the end: ``default_prior()`` (loc and scale
+  of a Normal prior on the unconstrained space) and ``TO_NATURAL`` (per parameter, the map
+  from that space to the natural one: ``"identity"``, ``"exp"``, ``"sigmoid"`` or ``"pow10"``).
 
 Wrong arguments are refused before anything runs, by the checks of ``models/_checks.py``, with
 errors that name the model, the argument and what is allowed.

@@ -147,3 +147,21 @@ def loss(simulated: Any, observed: Any) -> Any:
         raise ValueError(f"brock_hommes.loss: simulated and observed must both be series of "
                          f"shape (T,), got {shape_of(sim)} and {shape_of(obs)}")
     return md.mean(md.square(md.subtract(sim, obs)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration (``minidiff calibrate``): the default prior and the map to natural parameters
+# ---------------------------------------------------------------------------------------------
+
+__all__ += ["TO_NATURAL", "default_prior"]
+
+TO_NATURAL = ("identity", "identity", "identity", "identity")
+"""How each coordinate x_j of the unconstrained space (where inference runs) maps to the
+natural parameter, one of ``"identity"``, ``"exp"``, ``"sigmoid"``, ``"pow10"`` (10^x):
+(g2, g3, b2, b3) = x (all four are real)."""
+
+
+def default_prior() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(loc, scale) of the default prior x_j ~ N(loc_j, scale_j²) on the unconstrained x:
+    g2, g3 ~ N(0.5, 0.5²) (trends well inside |g| < R) and b2, b3 ~ N(0, 0.5²)."""
+    return (0.5, 0.5, 0.0, 0.0), (0.5, 0.5, 0.5, 0.5)

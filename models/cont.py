@@ -310,3 +310,22 @@ def _arguments(where: str, params: Any, n_timesteps: Any, n_agents: Any, rng: An
                              f"{n_agents}, s={s:g}; make a Noise with the run's own")
         return theta, n_timesteps, rng, k
     return theta, n_timesteps, Noise(generator(where, rng), n_agents, s=s), k
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration (``minidiff calibrate``): the default prior and the map to natural parameters
+# ---------------------------------------------------------------------------------------------
+
+__all__ += ["TO_NATURAL", "default_prior"]
+
+TO_NATURAL = ("identity", "pow10", "pow10", "pow10")
+"""How each coordinate x_j of the unconstrained space (where inference runs) maps to the
+natural parameter, one of ``"identity"``, ``"exp"``, ``"sigmoid"``, ``"pow10"`` (10^x):
+mu = x_0 (real), and sigma_nu, sigma, eta = 10**x_j (their log10)."""
+
+
+def default_prior() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(loc, scale) of the default prior x_j ~ N(loc_j, scale_j²) on the unconstrained x:
+    mu ~ N(-3, 1); log10 sigma_nu ~ N(0, 0.5²); log10 sigma ~ N(-2, 0.5²) (a signal of about
+    1%); log10 eta ~ N(0, 0.5²)."""
+    return (-3.0, 0.0, -2.0, 0.0), (1.0, 0.5, 0.5, 0.5)

@@ -35,6 +35,7 @@ and emits stochastic-triple jumps (unbiased for any function of the path).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import minidiff as md
@@ -98,3 +99,22 @@ def loss(simulated: Any, observed: Any) -> Any:
 def mean_final_position(path: Any) -> Any:
     """x̄(T), the walkers' mean final position (expectation T (2θ − 1))."""
     return md.mean(md.getitem(_mean_path(path, "path"), -1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration (``minidiff calibrate``): the default prior and the map to natural parameters
+# ---------------------------------------------------------------------------------------------
+
+__all__ += ["TO_NATURAL", "default_prior"]
+
+TO_NATURAL = ("sigmoid",)
+"""How each coordinate x_j of the unconstrained space (where inference runs) maps to the
+natural parameter, one of ``"identity"``, ``"exp"``, ``"sigmoid"``, ``"pow10"`` (10^x):
+theta = sigmoid(x) (x = logit theta)."""
+
+
+def default_prior() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(loc, scale) of the default prior x_j ~ N(loc_j, scale_j²) on the unconstrained x:
+    the tutorial's N(logit 0.9, 1): a prior that leans towards walks that mostly go up, so a fit
+    to a symmetric walk has to move away from it."""
+    return (math.log(9.0),), (1.0,)

@@ -80,6 +80,7 @@ instead (unbiased). The graph's draws carry no parameter.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import minidiff as md
@@ -240,3 +241,22 @@ def loss(simulated: Any, observed: Any) -> Any:
 def attack_rate(series: Any) -> Any:
     """Σ_t y(t, 0): the fraction of agents newly infected over the run."""
     return md.sum(md.getitem(series, (slice(None), 0)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration (``minidiff calibrate``): the default prior and the map to natural parameters
+# ---------------------------------------------------------------------------------------------
+
+__all__ += ["TO_NATURAL", "default_prior"]
+
+TO_NATURAL = ("exp", "exp", "sigmoid")
+"""How each coordinate x_j of the unconstrained space (where inference runs) maps to the
+natural parameter, one of ``"identity"``, ``"exp"``, ``"sigmoid"``, ``"pow10"`` (10^x):
+beta = exp(x_0), gamma = exp(x_1), initial_infected = sigmoid(x_2)."""
+
+
+def default_prior() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(loc, scale) of the default prior x_j ~ N(loc_j, scale_j²) on the unconstrained x:
+    log beta ~ N(log 0.25, 0.75²), log gamma ~ N(log 0.125, 0.75²) (a mean infectious period
+    of about a week, within a factor of two or so) and logit i0 ~ N(logit 0.02, 1)."""
+    return (math.log(0.25), math.log(0.125), math.log(0.02 / 0.98)), (0.75, 0.75, 1.0)

@@ -93,6 +93,19 @@ def test_pytrees_of_arguments_and_results_keep_their_structure(backend, to_array
         state = got[0]
 
 
+def test_none_in_the_arguments_is_structure_not_an_input(backend, to_array):
+    def scaled(x, options):
+        return x * 2.0 if options["scale"] is None else x * options["scale"]
+
+    jitted = md.jit(scaled)
+    x = to_array([1.0, 2.0])
+    assert_same_bits(jitted(x, {"scale": None}), x * 2.0)
+    assert_same_bits(jitted(x, {"scale": to_array(3.0)}), x * 3.0)
+    assert jitted.cache_info().misses == 2
+    assert jitted.lower(x, {"scale": None}).inputs[0].shape == (2,)
+    assert len(jitted.lower(x, {"scale": None}).inputs) == 1
+
+
 TRANSFORMS = {
     "grad": lambda f: md.grad(f, argnums=(0, 1)),
     "jacfwd": lambda f: md.jacfwd(f, argnums=(0, 1)),

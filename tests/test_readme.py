@@ -30,3 +30,26 @@ def test_readme_main_job_command_names_a_real_example():
     command = re.search(r"minidiff (trace --example \w+)", text)
     assert command is not None
     assert main(command.group(1).split()) == 0
+
+
+def test_readme_first_command_is_minidiff_calibrate_and_its_truth_lies_in_the_interval(
+        tmp_path, capsys):
+    """The main job exactly as the README's first command runs it (the embedded default; the
+    figure and JSON go to a temporary folder): every true value inside its 90% interval."""
+    import json
+
+    from minidiff.cli import main
+
+    first_block = re.search(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    command = re.search(r"\.venv/bin/minidiff (calibrate[^\n&]*)", first_block.group(1))
+    assert command is not None, "the README's first command must run minidiff calibrate"
+    out = tmp_path / "out.json"
+    figure = tmp_path / "calibrate.png"
+    argv = [*command.group(1).split(), "--plot", str(figure), "--json", str(out), "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    for p in json.loads(out.read_text())["parameters"]:
+        assert p["q05"] <= p["true"] <= p["q95"], p
+        assert any(line.split()[:2] == [p["name"], f"{p['true']:.4g}"]
+                   for line in printed.splitlines())
+    assert figure.read_bytes()[:4] == b"\x89PNG"

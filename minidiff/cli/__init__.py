@@ -1,5 +1,7 @@
 """The ``minidiff`` command: one module per subcommand, dispatched here.
 
+* ``minidiff calibrate`` (:mod:`minidiff.cli.calibrate`): calibrate an agent-based model by
+  generalised variational inference: a table of the posterior, a plot, checkpoints, Dask.
 * ``minidiff trace --example NAME`` (:mod:`minidiff.cli.trace`): the Wengert list of one of the
   tutorial's examples, once per sweep, and which mode of AD is cheaper for it and why.
 * ``minidiff memory --agents N --steps 10,100,1000`` (:mod:`minidiff.cli.memory`): peak memory
@@ -17,11 +19,12 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import memory, trace
+from . import calibrate, memory, trace
 
 __all__ = ["main", "build_parser"]
 
 SUBCOMMANDS = {
+    "calibrate": (calibrate, "fit a posterior over a model's parameters (GVI), with plots"),
     "trace": (trace, "print a tutorial example's Wengert list with both sweeps"),
     "memory": (memory, "how each mode's memory grows with the number of time steps"),
 }

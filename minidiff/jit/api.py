@@ -27,6 +27,7 @@ from typing import Any
 
 from .. import backend as _backend
 from ..core import Box
+from ..pytree import PyTreeDef, tree_flatten, tree_unflatten
 from .call import call_p
 from .derive import concrete, derived_programs
 from .executors import check_executor, run_program
@@ -38,53 +39,25 @@ __all__ = ["jit", "make_program", "Jitted", "JitCacheInfo"]
 
 
 # ---------------------------------------------------------------------------------------------
-# Pytrees: nested tuples, lists and dicts of leaves
+# Pytrees (minidiff.pytree), with a fast path for the common flat list of arrays
 # ---------------------------------------------------------------------------------------------
 
+_CONTAINERS = (tuple, list, dict)
+_FLAT: dict[int, PyTreeDef] = {}
 
-_CONTAINERS = (tuple, list, dict, type(None))
 
-
-def flatten(tree: Any) -> tuple[list[Any], Any]:
-    """(leaves, structure) of nested tuples, lists and dicts; the structure is hashable."""
+def flatten(tree: Any) -> tuple[list[Any], PyTreeDef]:
+    """(leaves, structure) of a pytree (see :mod:`minidiff.pytree`)."""
     if type(tree) is list and not any(isinstance(x, _CONTAINERS) for x in tree):
-        return list(tree), ("list", ("*",) * len(tree))  # the common case: a list of arrays
-    leaves: list[Any] = []
-    return leaves, _flatten(tree, leaves)
+        structure = _FLAT.get(len(tree))
+        if structure is None:
+            structure = _FLAT[len(tree)] = tree_flatten([None] * len(tree))[1]
+        return list(tree), structure
+    return tree_flatten(tree)
 
 
-def _flatten(x: Any, leaves: list[Any]) -> Any:
-    if x is None:
-        return None
-    if type(x) is tuple or type(x) is list:
-        return (type(x).__name__, tuple(_flatten(v, leaves) for v in x))
-    if isinstance(x, tuple) and hasattr(x, "_fields"):  # a namedtuple
-        return (type(x), tuple(_flatten(v, leaves) for v in x))
-    if type(x) is dict:
-        keys = sorted(x, key=repr)
-        return ("dict", tuple(keys), tuple(_flatten(x[k], leaves) for k in keys))
-    leaves.append(x)
-    return "*"
-
-
-def unflatten(structure: Any, leaves: Sequence[Any]) -> Any:
-    """The inverse of :func:`flatten`."""
-    it = iter(leaves)
-    return _unflatten(structure, it)
-
-
-def _unflatten(s: Any, it: Any) -> Any:
-    if s is None:
-        return None
-    if s == "*":
-        return next(it)
-    if s[0] == "tuple":
-        return tuple(_unflatten(c, it) for c in s[1])
-    if s[0] == "list":
-        return [_unflatten(c, it) for c in s[1]]
-    if s[0] == "dict":
-        return {k: _unflatten(c, it) for k, c in zip(s[1], s[2])}
-    return s[0](*(_unflatten(c, it) for c in s[1]))  # namedtuple
+def unflatten(structure: PyTreeDef, leaves: Sequence[Any]) -> Any:
+    return tree_unflatten(structure, leaves)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,10 +191,15 @@ class Jitted:
         types = []
         for position, leaf in enumerate(leaves):
             if not isinstance(leaf, accepted):
+                if leaf is None:  # structure, like an empty subtree: not traced
+                    types.append(None)
+                    continue
                 leaf = leaves[position] = self._as_leaf(leaf, backend)
             while isinstance(leaf, Box):
                 leaf = leaf.value
             types.append((leaf.shape, leaf.dtype))  # a JitTracedValue has both too
+        if None in types:
+            leaves = [x for x in leaves if x is not None]
         return leaves, (structure, tuple(types), statics, backend.name), statics, structure
 
     def _statics(self, args: tuple) -> tuple:
@@ -254,7 +232,12 @@ class Jitted:
         backend = _backend.get_backend()
         out_structures: list[Any] = []
 
+        holes = [t is None for t in key[1]]  # None leaves: structure, not inputs
+
         def flat(engine: Any, *tracers: Any) -> list[Any]:
+            if any(holes):
+                given = iter(tracers)
+                tracers = [None if hole else next(given) for hole in holes]
             args = list(unflatten(structure, tracers))
             for i, v in statics:
                 args.insert(i, v)

@@ -28,14 +28,16 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..core import Box, Level, Primitive, bind, close_level, open_level
+from ..core import Box, Level, Primitive, TracerConversionError, bind, close_level, open_level
 from .program import Const, Equation, Program, Var
 
 __all__ = ["JitError", "JitTracedValue", "Tracer", "TraceEngine", "trace", "compare_traces"]
 
 
-class JitError(TypeError):
-    """Something ``md.jit`` cannot trace honestly (the message says what to do instead)."""
+class JitError(TracerConversionError):
+    """Something ``md.jit`` cannot trace honestly (the message says what to do instead): a
+    traced value that would become a Python or NumPy value, or a program that could not
+    repeat what the function did."""
 
 
 _BRANCH_HELP = (
@@ -161,11 +163,24 @@ class Tracer(Box):
     def __repr__(self) -> str:
         return f"Tracer({self.var.type_text})"
 
+    # conversions ask the traced value, which explains what md.jit needs instead
     def __bool__(self) -> bool:
         return bool(self.value)
 
     def __index__(self) -> int:
         return operator.index(self.value)
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+    def __int__(self) -> int:
+        return int(self.value)
+
+    def __complex__(self) -> complex:
+        return complex(self.value)
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.value.__array__(*args, **kwargs)
 
 
 class TraceEngine:

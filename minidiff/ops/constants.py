@@ -10,21 +10,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..backend import get_backend
-from ..core import Box, Primitive, raw, shape_of, without_derivatives
+from ..core import Box, Primitive, holds_box, raw, shape_of, stacked, without_derivatives
 
 __all__ = ["zeros", "ones", "zeros_like", "ones_like", "asarray", "to_host", "stop_gradient"]
 
 
-def zeros(shape: Sequence[int]) -> Any:
-    """A float64 array of zeros on the current backend."""
+def zeros(shape: int | Sequence[int]) -> Any:
+    """A float64 array of zeros on the current backend (``shape`` an int or a tuple)."""
     b = get_backend()
-    return b.xp.zeros(tuple(shape), dtype=b.float_dtype)
+    return b.xp.zeros((shape,) if isinstance(shape, int) else tuple(shape), dtype=b.float_dtype)
 
 
-def ones(shape: Sequence[int]) -> Any:
-    """A float64 array of ones on the current backend."""
+def ones(shape: int | Sequence[int]) -> Any:
+    """A float64 array of ones on the current backend (``shape`` an int or a tuple)."""
     b = get_backend()
-    return b.xp.ones(tuple(shape), dtype=b.float_dtype)
+    return b.xp.ones((shape,) if isinstance(shape, int) else tuple(shape), dtype=b.float_dtype)
 
 
 def zeros_like(x: Any) -> Any:
@@ -40,6 +40,8 @@ def asarray(x: Any, dtype: Any = None) -> Any:
     Traced values are returned unchanged."""
     if isinstance(x, Box):
         return x
+    if isinstance(x, list | tuple) and holds_box(x):  # traced entries: the array they make
+        return stacked(x)
     return get_backend().asarray(x, dtype=dtype)
 
 

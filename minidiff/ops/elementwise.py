@@ -241,15 +241,25 @@ negative = elementwise_primitive("negative", lambda x: -x, partials=[NEGATE])
 
 
 def _power_dx(x: Any, y: Any) -> Any:
-    """∂(x^y)/∂x = y · x^(y-1), with the common constant exponents made cheap."""
+    """∂(x^y)/∂x = y · x^(y-1), and exactly 0 where y = 0 (x⁰ = 1 is constant, even at x = 0,
+    where the formula would give 0 · 0⁻¹ = NaN), with the common constant exponents made cheap.
+
+    For an array exponent the zero-exponent entries also get a safe base of 1 inside the
+    formula, so that no NaN or infinity arises there for a derivative of this partial to
+    multiply by zero (NaN · 0 is NaN: masking only the result would not keep it out).
+    """
     if isinstance(y, numbers.Number):
+        if y == 0:
+            return 0.0
         if y == 2:
             return 2.0 * x
         if y == 1:
             return None
         return y * x ** (y - 1)
+    zero = _xp().asarray(raw(y) == 0)
+    safe_x = where(zero, 1.0, x)
     # named ops: a raw array operator (array_api_strict) rejects a traced right operand
-    return multiply(y, power(x, subtract(y, 1.0)))
+    return where(zero, 0.0, multiply(y, power(safe_x, subtract(y, 1.0))))
 
 
 def _power_dy(out: Any, x: Any) -> Any:

@@ -170,4 +170,4 @@ def stack(arrays: Sequence[Any], axis: int = 0) -> Any:
     return concatenate([expand_dims(a, axis) for a in arrays], axis=axis)
 
 
-register_ops(getitem=getitem)
+register_ops(getitem=getitem, stack=stack)

@@ -12,15 +12,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..backend import get_backend
-from ..core import Primitive, ndim_of, raw, register_ops, shape_of, without_derivatives
+from ..core import Primitive, ndim_of, register_ops, shape_of, without_derivatives
 from .comparisons import equal
-from .elementwise import divide, float_mask, multiply, negative, subtract, where
+from .constants import ones
+from .elementwise import divide, multiply, negative, subtract, where
+from .indexing import concatenate, getitem
 from .linear import (
     expand_reduced,
     keepdims_shape,
     normalize_axis,
     reshape,
     tangent_axes,
+    transpose,
 )
 from .linear import sum as _sum
 
@@ -41,6 +44,9 @@ def mean(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False
     n = 1
     for a in axes:
         n *= shape_of(x)[a]
+    if n == 0:
+        raise ValueError(f"mean: the array of shape {shape_of(x)} is empty along axis "
+                         f"{axis!r}, and the mean of no elements is undefined")
     return _sum(x, axis=axes, keepdims=keepdims) / float(n)
 
 
@@ -97,24 +103,58 @@ def min(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False)
 
 
 # ---------------------------------------------------------------------------------------------
-# prod: ∂(Π x)/∂x_i = Π_{j≠i} x_j, computed without dividing by zero
+# prod: ∂(Π x)/∂x_i = Π_{j≠i} x_j, the product of the other factors (never Π x / x_i)
 # ---------------------------------------------------------------------------------------------
 
 
-def _product_of_others(x: Any, axes: tuple) -> Any:
-    """Π_{j≠i} x_j for each i, along ``axes`` (shape of x).
+def _exclusive_cumprod(y: Any) -> Any:
+    """p_i = Π_{j<i} y_j along the last axis (p_0 = 1), shape of ``y``.
 
-    With no zero in a slice it is Π x / x_i. With one zero it is the product of the non-zeros
-    at the zero and 0 elsewhere; with two or more zeros it is 0 everywhere. (At exact zeros the
-    second derivative of ``prod`` is therefore not exact.)
+    A doubling scan (Hillis and Steele): shift the factors right by one, then ⌈log₂ n⌉ times
+    multiply each entry by the one d places before it (d = 1, 2, 4, ...), which doubles the
+    run of factors it holds. Only ``multiply``, ``concatenate`` and slices, so derivatives of
+    every order are exact products too, zeros included.
     """
-    xp = _xp()
-    is_zero = raw(x) == 0
-    n_zero = xp.sum(float_mask(is_zero), axis=axes, keepdims=True)
-    nonzero = where(is_zero, 1.0, x)
-    p = _prod_p(nonzero, axis=axes, keepdims=True)
-    at_lone_zero = xp.logical_and(is_zero, n_zero == 1)
-    return where(n_zero == 0, p / nonzero, where(at_lone_zero, p, 0.0))
+    shape = shape_of(y)
+    n = shape[-1]
+    lead = shape[:-1]
+    if n <= 1:
+        return ones(shape)
+    p = concatenate([ones((*lead, 1)), getitem(y, (Ellipsis, slice(0, n - 1)))], axis=-1)
+    d = 1
+    while d < n:
+        p = multiply(p, concatenate([ones((*lead, d)), getitem(p, (Ellipsis, slice(0, n - d)))],
+                                    axis=-1))
+        d *= 2
+    return p
+
+
+def _product_of_others(x: Any, axes: tuple) -> Any:
+    """Π_{j≠i} x_j over the reduced ``axes``, for each i (shape of x).
+
+    The reduced axes are moved last and flattened into one of length n; then the product of
+    the others is (product of those before) · (product of those after): two exclusive scans,
+    one of them run backwards. No division, so it is exact where x has zeros (one zero: the
+    product of the rest at the zero and 0 elsewhere; two: 0 everywhere), and so are its own
+    derivatives: ∂²(Π x)/∂x_i∂x_k = Π_{j≠i,k} x_j.
+    """
+    shape = shape_of(x)
+    kept = tuple(a for a in range(len(shape)) if a not in axes)
+    order = (*kept, *axes)
+    kept_shape = tuple(shape[a] for a in kept)
+    reduced_shape = tuple(shape[a] for a in axes)
+    n = 1
+    for d in reduced_shape:
+        n *= d
+    y = reshape(transpose(x, order), (*kept_shape, n))
+    backwards = (Ellipsis, slice(None, None, -1))
+    before = _exclusive_cumprod(y)
+    after = getitem(_exclusive_cumprod(getitem(y, backwards)), backwards)
+    others = reshape(multiply(before, after), (*kept_shape, *reduced_shape))
+    inverse = [0] * len(order)
+    for position, a in enumerate(order):
+        inverse[a] = position
+    return transpose(others, tuple(inverse))
 
 
 def _prod_jvp(ts: Sequence[Any], args: Sequence[Any], out: Any, axis: tuple,

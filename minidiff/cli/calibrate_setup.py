@@ -1,0 +1,275 @@
+"""What ``minidiff calibrate`` calibrates: the model, the observations, the loss and the prior.
+
+* :func:`load_model`: a built-in model (``SETUPS`` holds each one's run defaults) or a user's
+  ``module:function``, as a :class:`Model`;
+* :func:`read_csv`: observations from a CSV file, checked (rectangular, finite, two rows at
+  least);
+* :func:`build_problem`: the observations (read, or simulated at the true parameters), the map
+  x ↦ params from the model's ``TO_NATURAL``, and the loss ℓ(x, rng) = distance(simulate(
+  params(x), rng)) on the unconstrained x, as a :class:`Problem`.
+
+Losses: ``model`` (the model's own ``loss(simulated, observed)``), ``mmd``, ``energy``
+(distances between the distributions of the observed points: each time step is a point; for
+the random walk its increments are, since a path's positions are not exchangeable) and
+``mse``. Bad input raises :class:`UsageError`, which the command reports as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import importlib
+import math
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .. import inference as inf
+from ..models import brock_hommes, cont, random_walk, sir
+from ..ops import asarray, exp, getitem, power, sigmoid, stack, stop_gradient
+from ..random import default_rng
+
+__all__ = ["MODELS", "LOSSES", "NATURAL", "SETUPS", "Setup", "Model", "Problem", "UsageError",
+           "load_model", "natural_map", "read_csv", "build_problem"]
+
+MODELS = {"random_walk": random_walk, "sir": sir, "cont": cont, "brock_hommes": brock_hommes}
+LOSSES = ("model", "mmd", "energy", "mse")
+NATURAL = {"identity": lambda x: x, "exp": exp, "sigmoid": sigmoid,
+           "pow10": lambda x: power(10.0, x)}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The run's defaults for one model (each is a flag)."""
+
+    settings: dict = field(default_factory=dict)   # keywords of simulate
+    loss: str = "model"
+    w: float = 1.0
+    samples: int = 10
+    steps: int = 200
+    lr: float = 0.05
+    mode: str = "auto"
+    features: str = "series"                        # or "increments"
+
+
+SETUPS = {
+    # the embedded default: 100 steps of one walker, the energy distance of the increments,
+    # w = 0.05, stochastic triples (unbiased through the Bernoulli draws); about 10 s
+    "random_walk": Setup({"n_timesteps": 100}, "energy", 0.05, 5, 150, 0.1, "triples",
+                         "increments"),
+    "sir": Setup({"n_timesteps": 50, "n_agents": 1000}, "model", 1e-5, 8, 200, 0.05),
+    "cont": Setup({"n_timesteps": 100, "n_agents": 1000}, "mmd", 0.001, 10, 100, 0.05),
+    "brock_hommes": Setup({"n_timesteps": 50}, "model", 0.01, 10, 200, 0.05),
+}
+
+
+@dataclass(frozen=True)
+class Model:
+    """A simulator with what calibration needs to know about it."""
+
+    name: str
+    simulate: Callable[..., Any]
+    param_names: tuple[str, ...]
+    default_params: tuple[float, ...] | None
+    to_natural: tuple[str, ...]
+    prior: tuple[tuple[float, ...], tuple[float, ...]]
+    loss: Callable[[Any, Any], Any] | None
+    setup: Setup
+
+
+class UsageError(ValueError):
+    """A bad flag or bad data: reported as one argparse-style line."""
+
+
+def load_model(spec: str) -> Model:
+    """A built-in model by name, or ``module:function`` (the module may define
+    ``PARAM_NAMES``, ``DEFAULT_PARAMS``, ``TO_NATURAL``, ``default_prior()`` and ``loss`` as the
+    built-in models do; without them, parameters are named p0, p1, ... by ``--true-params``,
+    the prior is N(0, 1) on each and the map the identity)."""
+    if spec in MODELS:
+        m = MODELS[spec]
+        return Model(spec, m.simulate, tuple(m.PARAM_NAMES), tuple(m.DEFAULT_PARAMS),
+                     tuple(m.TO_NATURAL), m.default_prior(), m.loss, SETUPS[spec])
+    if ":" not in spec:
+        raise UsageError(f"--model: unknown model {spec!r}; choose one of "
+                         f"{', '.join(MODELS)}, or give module:function")
+    module_name, function = spec.split(":", 1)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # a user's module in the current folder
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"--model {spec}: cannot import module {module_name!r} ({exc})") \
+            from exc
+    simulate = getattr(module, function, None)
+    if not callable(simulate):
+        raise UsageError(f"--model {spec}: module {module_name!r} has no function "
+                         f"{function!r}")
+    names = tuple(getattr(module, "PARAM_NAMES", ()))
+    defaults = getattr(module, "DEFAULT_PARAMS", None)
+    d = len(names)  # 0: set by --true-params (build_problem)
+    prior = module.default_prior() if hasattr(module, "default_prior") else (
+        (0.0,) * d, (1.0,) * d)
+    return Model(spec, simulate, names, None if defaults is None else tuple(defaults),
+                 tuple(getattr(module, "TO_NATURAL", ("identity",) * d)), prior,
+                 getattr(module, "loss", None), Setup(loss="model" if hasattr(module, "loss")
+                                                      else "mse"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The problem: data, loss, prior, map to natural parameters
+# ---------------------------------------------------------------------------------------------
+
+
+def natural_map(to_natural: tuple[str, ...]) -> Callable[[Any], Any]:
+    """x ↦ params along the last axis (x of shape (d,) or (n, d))."""
+    unknown = [t for t in to_natural if t not in NATURAL]
+    if unknown:
+        raise UsageError(f"TO_NATURAL names {unknown}; allowed: {', '.join(NATURAL)}")
+    maps = [NATURAL[t] for t in to_natural]
+
+    def natural(x: Any) -> Any:
+        return stack([f(getitem(x, (Ellipsis, j))) for j, f in enumerate(maps)], axis=-1)
+
+    return natural
+
+
+def _features(kind: str) -> Callable[[Any], Any]:
+    if kind == "increments":
+        return lambda s: getitem(s, slice(1, None)) - getitem(s, slice(0, -1))
+    return lambda s: s
+
+
+@dataclass
+class Problem:
+    """Everything ``calibrate`` needs, plus what the report shows."""
+
+    model: Model
+    observed: Any
+    truth: list[float] | None
+    natural: Callable[[Any], Any]
+    loss: Callable[[Any, Any], Any]
+    simulate: Callable[[Any, Any], Any]
+    config: dict
+
+
+def read_csv(path: str) -> Any:
+    """The numbers of a CSV file: (T,) for one column, (T, k) for k; a header line allowed."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--data: no such file {path!r}")
+    rows = []
+    with p.open(newline="", encoding="utf-8") as f:
+        for n, row in enumerate(csv.reader(f), start=1):
+            cells = [c.strip() for c in row if c.strip()]
+            if not cells:
+                continue
+            try:
+                values = [float(c) for c in cells]
+            except ValueError:
+                if n == 1 and not rows:
+                    continue  # a header line
+                raise UsageError(f"--data {path}: line {n} holds something that is not a "
+                                 f"number: {row}") from None
+            if rows and len(values) != len(rows[0]):
+                raise UsageError(f"--data {path}: line {n} has {len(values)} values, the "
+                                 f"first data line {len(rows[0])}")
+            bad = [c for c, v in zip(cells, values) if not math.isfinite(v)]
+            if bad:
+                raise UsageError(f"--data {path}: line {n} holds a non-finite value "
+                                 f"({bad[0]}); observations must be finite numbers")
+            rows.append(values)
+    if len(rows) < 2:
+        raise UsageError(f"--data {path}: needs at least two rows of numbers, found "
+                         f"{len(rows)}")
+    data = asarray(rows)
+    return getitem(data, (slice(None), 0)) if len(rows[0]) == 1 else data
+
+
+def _distance(kind: str, model: Model, observed: Any, features: Callable) -> Callable:
+    if kind == "model":
+        if model.loss is None:
+            raise UsageError(f"--loss model: {model.name} has no loss; use --loss mmd, "
+                             f"energy or mse")
+        return lambda simulated: model.loss(simulated, observed)
+    target = features(observed)
+    make = {"mmd": inf.mmd, "energy": inf.energy_distance, "mse": inf.mse}[kind]
+    distance = make(target)
+    return lambda simulated: distance(features(simulated))
+
+
+def build_problem(model: Model, args: argparse.Namespace) -> Problem:
+    """The observations, the loss ℓ(θ, rng) on the unconstrained θ, and the configuration."""
+    if not model.to_natural:  # a user's model that does not say how many parameters it has
+        if args.true_params is None:
+            raise UsageError(f"--model {model.name}: the module defines no PARAM_NAMES, so "
+                             f"give --true-params (their number sets the dimension)")
+        d = len(args.true_params.split(","))
+        model = replace(model, param_names=tuple(f"p{j}" for j in range(d)),
+                        to_natural=("identity",) * d, prior=((0.0,) * d, (1.0,) * d))
+    settings = dict(model.setup.settings)
+    if args.timesteps is not None:
+        settings["n_timesteps"] = args.timesteps
+    if args.agents is not None:
+        settings["n_agents"] = args.agents
+    natural = natural_map(model.to_natural)
+    simulate = model.simulate
+
+    def run(params: Any, rng: Any) -> Any:
+        return simulate(params, rng=rng, **settings)
+
+    truth = None
+    if args.data is not None:
+        observed = read_csv(args.data)
+        probe = run(natural(asarray(list(model.prior[0]))), default_rng(0))
+        if tuple(observed.shape) != tuple(probe.shape):
+            raise UsageError(f"--data {args.data}: the data have shape "
+                             f"{tuple(observed.shape)} but {model.name} simulates "
+                             f"{tuple(probe.shape)} with {settings}; set --timesteps (and "
+                             f"--agents) so that they match")
+        source = {"data_sha256": hashlib.sha256(
+            Path(args.data).read_bytes()).hexdigest()}
+    else:
+        truth = _true_params(model, args.true_params)
+        observed = stop_gradient(run(asarray(truth), default_rng(args.data_seed)))
+        source = {"true_params": truth, "data_seed": args.data_seed}
+    d = len(model.to_natural)
+    if len(model.prior[0]) != d or len(model.prior[1]) != d:
+        raise UsageError(f"{model.name}: default_prior() gives {len(model.prior[0])} "
+                         f"locations for {d} parameters")
+    features = _features(model.setup.features)
+    distance = _distance(args.loss, model, observed, features)
+
+    def loss(theta: Any, rng: Any) -> Any:
+        return distance(run(natural(theta), rng))
+
+    config = {"model": model.name, "settings": settings, **source, "loss": args.loss,
+              "features": model.setup.features, "family": args.family, "lr": args.lr,
+              "prior": [list(model.prior[0]), list(model.prior[1])],
+              "to_natural": list(model.to_natural)}
+    return Problem(model, observed, truth, natural, loss, run, config)
+
+
+def _true_params(model: Model, text: str | None) -> list[float]:
+    if text is None:
+        if model.default_params is None:
+            raise UsageError(f"--model {model.name} has no DEFAULT_PARAMS; give "
+                             f"--true-params or --data")
+        return [float(v) for v in model.default_params]
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--true-params: expected comma-separated numbers, got "
+                         f"{text!r}") from None
+    d = len(model.to_natural)
+    if len(values) != d:
+        names = ", ".join(model.param_names) or f"{d} values"
+        raise UsageError(f"--true-params: {model.name} has {d} parameter(s) ({names}), got "
+                         f"{len(values)} value(s)")
+    if not all(math.isfinite(v) for v in values):
+        raise UsageError(f"--true-params: values must be finite, got {text!r}")
+    return values
