@@ -395,6 +395,14 @@ def test_keyword_arguments_and_bad_options_are_refused(backend, to_array):
         md.jit(lambda x: x, static_argnums=3)(to_array([1.0]))
 
 
+def test_the_numba_executor_without_numba_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "numba", None)  # as if numba were not installed
+    with pytest.raises(ImportError, match=r"'jit' extra"):
+        md.jit(lambda x: x, executor="numba")
+
+
 def test_jit_under_stochastic_triples_says_it_is_unsupported(backend, to_array):
     from minidiff.stochastic import derivative_estimate
 
