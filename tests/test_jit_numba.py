@@ -79,7 +79,7 @@ def test_chains_become_kernels_cached_by_source_and_compile_time_is_reported():
     program = f.lower(x)
     source = program.compiled[("numba", "numpy")].source
     assert "k0(" in source or "k1(" in source  # the chain runs as one kernel
-    assert f.cache_info().compile_seconds > 0.0
+    assert f.cache_info().compile_seconds > 0.02  # numba compiled a kernel for this chain
     kernels = fusion.kernel_cache_size()
     g = md.jit(lambda v: md.sum(md.where(v > 0.0, v * 2.0 + 1.0, v * v - 3.0)),
                executor="numba")

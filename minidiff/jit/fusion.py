@@ -306,14 +306,14 @@ def _timed(kernel: Any, program: Program) -> Any:
     """The kernel, with the time of every call that made numba compile a specialization
     (the first call, and any call with new argument types) added to the program's compile
     time."""
-    signatures = kernel.signatures
+    compiled = kernel.overloads  # numba's live table of specializations
     clock = time.perf_counter
 
     def call(*args: Any) -> Any:
-        known = len(signatures)
+        known = len(compiled)
         started = clock()
         result = kernel(*args)
-        if len(signatures) != known:
+        if len(compiled) != known:
             program.compile_seconds += clock() - started
         return result
 
