@@ -14,6 +14,8 @@ program            the program as data: typed variables, one equation per primit
 tracing            the tracing level: records every primitive bound on its tracers, honestly
 derive             programs derived from a program: its JVP; its VJP split into a forward part
                    (values and residuals) and a backward part
+simplify           exact rewrites of the copy an executor compiles (repeats merged, negations
+                   carried to where they cancel, dead equations pruned)
 executors          the executor registry: compile a program for a backend, run it
 replay             the default executor: straight-line Python over raw implementations, with
                    buffers reused by liveness analysis

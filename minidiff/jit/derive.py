@@ -73,7 +73,7 @@ def jvp_program(program: Program, needs: tuple[bool, ...], primals: Sequence[Any
     have a tangent. Inputs: the primals, then the tangents (shape ``(K, *shape)``) of the
     arguments in ``needs``; outputs: the values, then the tangents of the flagged outputs."""
     k = shape_of(tangents[0])[0]
-    key = ("jvp", needs, k, tuple(str(raw(t).dtype) for t in tangents))
+    key = ("jvp", needs, k, tuple(raw(t).dtype for t in tangents))
     found = program.derived.get(key)
     if found is not None:
         return found
