@@ -17,9 +17,10 @@ into one loop written for numba:
             m0 = (t0 - t1); m1 = (m0 * 5.0); m2 = (m1 * t2)
             o0[q0, q1] = m2
 
-so the chain costs one pass. A group is closed by nothing but a cycle: an equation joins the
-group of its shape unless one of its inputs depends on that group through something outside
-it; the groups and the remaining equations are then run in a topological order.
+so the chain costs one pass. An equation joins the oldest open group of its shape that it can
+join without making a cycle (none of its inputs may depend on that group through something
+outside it), so that values needed early, such as the arguments of two ``exp``\ s, are computed
+together; the groups and the remaining equations then run in a topological order.
 
 What is fused: arithmetic, comparisons, logical ops, ``where``, ``abs``, ``sqrt``, the step of
 ``soft_step``, ``stop_gradient`` and ``straight_through``: operations a compiled loop does
@@ -71,6 +72,7 @@ EXPRESSIONS = {
     constants._stop_gradient_p: "{0}",
 }
 _MAX_RANK = 3
+_OPEN_GROUPS = 4  # groups of one shape an equation may still join (the latest ones)
 _KERNELS: dict[str, Any] = {}  # kernel source -> numba dispatcher
 
 
@@ -156,7 +158,7 @@ def _group(eqns: Sequence[Equation]) -> list[_Node]:
     forbids it (see the module notes)."""
     nodes: dict[int, _Node] = {}
     producer: dict[int, _Node] = {}
-    open_group: dict[tuple, _Node] = {}
+    open_groups: dict[tuple, list[_Node]] = {}
 
     def depends_on(node: _Node, target: _Node) -> bool:
         stack, seen = [node], set()
@@ -175,13 +177,16 @@ def _group(eqns: Sequence[Equation]) -> list[_Node]:
                    if isinstance(a, Var) and id(a) in producer]
         node = None
         if _fusable(eqn):
-            group = open_group.get(eqn.out.shape)
-            if group is not None and not any(s is not group and depends_on(s, group)
-                                             for s in sources):
-                node = group
-                node.eqns.append(eqn)
+            groups = open_groups.setdefault(eqn.out.shape, [])
+            for group in groups:  # the oldest group it can join: values computed early
+                if not any(s is not group and depends_on(s, group) for s in sources):
+                    node = group
+                    node.eqns.append(eqn)
+                    break
             else:
-                node = open_group[eqn.out.shape] = _Node(eqn, k, fused=True)
+                node = _Node(eqn, k, fused=True)
+                groups.append(node)
+                del groups[:-_OPEN_GROUPS]
         else:
             node = _Node(eqn, k, fused=False)
         nodes[id(node)] = node

@@ -301,8 +301,9 @@ def _where_jvp(tangents: Sequence[Any], args: Sequence[Any], out: Any) -> Any:
     cond, x, y = args
     rank = len(shape_of(out))
     t_cond, t_x, t_y = tangents
-    if t_x is None and t_y is None:  # only the (never differentiated) condition is traced
-        return zeros((shape_of(t_cond)[0], *shape_of(out)))
+    if t_x is None and t_y is None:  # only the (never differentiated) condition is traced:
+        # a zero tangent, as a broadcast view of one zero (no K×N array is written)
+        return broadcast_to(zeros(()), (shape_of(t_cond)[0], *shape_of(out)))
     k = shape_of(t_x if t_x is not None else t_y)[0]
     t_x = 0.0 if t_x is None else align_tangent(t_x, ndim_of(x), rank)
     t_y = 0.0 if t_y is None else align_tangent(t_y, ndim_of(y), rank)
