@@ -19,7 +19,7 @@ into one loop written for numba:
 
 so the chain costs one pass. An equation joins the oldest open group of its shape that it can
 join without making a cycle (none of its inputs may depend on that group through something
-outside it), so that values needed early, such as the arguments of two ``exp``\ s, are computed
+outside it), so that values needed early, such as the arguments of two exponentials, are computed
 together; the groups and the remaining equations then run in a topological order.
 
 What is fused: arithmetic, comparisons, logical ops, ``where``, ``abs``, ``sqrt``, the step of
