@@ -46,11 +46,10 @@ from typing import Any
 
 from .. import backend as _backend
 from .. import ops
-from ..core import Primitive
 from ..ops import comparisons, constants, elementwise, surrogates
 from .executors import register_executor
-from .program import Const, Equation, Program, Var
-from .replay import FRESH, INTO, Step, assemble, equation_step
+from .program import Equation, Program, Var
+from .replay import Step, assemble, equation_step
 from .simplify import simplify
 from .tracing import JitError
 
@@ -89,36 +88,6 @@ def numba_available() -> None:
 def kernel_cache_size() -> int:
     """Compiled kernels kept in this process (shared by every program)."""
     return len(_KERNELS)
-
-
-# ---------------------------------------------------------------------------------------------
-# sigmoid, split so that its exp leaves the loop
-# ---------------------------------------------------------------------------------------------
-
-_quiet_exp = Primitive("exp", lambda x: _backend.get_backend().kernels.into["quiet_exp"](x))
-FRESH.add(_quiet_exp)
-INTO[_quiet_exp] = "quiet_exp"
-
-
-def _split_sigmoids(program: Program, backend: _backend.Backend) -> list[Equation]:
-    """The equations, with each sigmoid of an array as the backend computes it: negate, exp
-    (overflow to inf is its right limit), add 1, divide 1 by it (NumPy's four passes)."""
-    if "quiet_exp" not in backend.kernels.into:
-        return list(program.equations)
-    out: list[Equation] = []
-    for eqn in program.equations:
-        x = eqn.inputs[0] if eqn.inputs else None
-        if (eqn.primitive is ops.sigmoid and isinstance(x, Var) and x.shape
-                and str(x.dtype) == "float64"):
-            t = Var(x.shape, x.dtype)
-            e = Var(x.shape, x.dtype)
-            d = Var(x.shape, x.dtype)
-            out += [Equation(ops.negative, [x], {}, t), Equation(_quiet_exp, [t], {}, e),
-                    Equation(ops.add, [e, Const(1.0)], {}, d),
-                    Equation(ops.divide, [Const(1.0), d], {}, eqn.out)]
-        else:
-            out.append(eqn)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,8 +297,8 @@ def _timed(kernel: Any, program: Program) -> Any:
 def compile_fused(program: Program, backend: _backend.Backend) -> Any:
     """``run(args) -> outputs`` with fused elementwise chains (NumPy only; other backends
     replay)."""
-    original, program = program, simplify(program)  # compile times go to the original
-    eqns = _split_sigmoids(program, backend) if backend.kernels.into else []
+    original, program = program, simplify(program, backend)  # compile times: the original
+    eqns = program.equations
     if not backend.kernels.into:  # not NumPy: numba cannot read these arrays
         from_replay = [equation_step(e, k, backend) for k, e in enumerate(program.equations)]
         return assemble(program, from_replay, backend)

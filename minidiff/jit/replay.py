@@ -52,7 +52,7 @@ from ..ops import (
 )
 from .executors import register_executor
 from .program import Const, Program, Var
-from .simplify import simplify
+from .simplify import quiet_exp, simplify
 
 __all__ = ["compile_replay", "Step", "Plan", "plan", "equation_step", "equation_steps",
            "write_function", "assemble", "DIRECT",
@@ -68,7 +68,7 @@ FRESH = {
     comparisons.sign, comparisons.floor, surrogates._soft_step_p, special.erf,
     special.gammaln, special.polygamma_p, linear._sum_p, reductions._max_p,
     reductions._prod_p, reductions._cumsum_p, linalg._matmul_p, indexing._concat_p,
-    indexing._scatter_add_p,
+    indexing._scatter_add_p, quiet_exp,
 }
 # ... and those a backend may compute into a given buffer, by op name (Kernels.into)
 INTO = {
@@ -80,7 +80,7 @@ INTO = {
     comparisons.less: "less", comparisons.less_equal: "less_equal",
     comparisons.greater: "greater", comparisons.greater_equal: "greater_equal",
     comparisons.logical_and: "logical_and", comparisons.logical_or: "logical_or",
-    comparisons.logical_not: "logical_not",
+    comparisons.logical_not: "logical_not", quiet_exp: "quiet_exp",
 }
 IDENTITY = {constants._stop_gradient_p}
 # ... and those with a direct function (Kernels.direct): where's Python numbers are made floats
@@ -293,7 +293,7 @@ def assemble(program: Program, steps: Sequence[Step], backend: _backend.Backend,
 
 def compile_replay(program: Program, backend: _backend.Backend) -> Any:
     """``run(args) -> outputs`` for ``program`` on ``backend`` (see the module notes)."""
-    program = simplify(program)
+    program = simplify(program, backend)
     return assemble(program, equation_steps(program, backend), backend)
 
 

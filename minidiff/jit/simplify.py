@@ -8,6 +8,10 @@
   ``broadcast_to(negative(u))``. The backward pass of ``c − x`` for a scalar ``c`` negates a
   cotangent that was broadcast from a scalar: negating the scalar costs nothing, negating the
   N copies a pass over memory.
+* **Sigmoids split** (NumPy): σ(x) as the backend computes it, four passes (negate, exp,
+  add 1, divide), so that its negation merges with a scale before it: σ(5x) computes −5x in
+  one pass, and the fusion executor keeps all but the exp in its loops.
+* **Negated scales**: ``negative(multiply(c, x))`` for a number c becomes ``multiply(−c, x)``.
 * **Negations carried to where they cancel**: ``v = −u`` is not computed while its uses can
   take the sign instead: (−u)·c = −(u·c), c/(−u) = −(c/u), (−u) − z = −(u + z), Σ(−u) = −Σu,
   and the sign is absorbed by ``z − (−u) = z + u`` and ``z + (−u) = z − u``. The tangent of
@@ -26,17 +30,82 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import backend as _backend
 from .. import ops
+from ..core import Primitive
 from ..ops import linear
 from .program import Const, Equation, Program, Var
 
-__all__ = ["simplify", "prune"]
+__all__ = ["simplify", "prune", "quiet_exp"]
+
+# exp whose overflow to inf is expected (inside a split sigmoid, where 1/(1 + inf) = 0)
+quiet_exp = Primitive("exp", lambda x: _backend.get_backend().kernels.into["quiet_exp"](x))
 
 
-def simplify(program: Program) -> Program:
-    """``program`` pruned, with repeated equations merged and negations moved before
-    broadcasts (see the module notes)."""
-    return prune(_carry_negations(_negate_before_broadcast(_merge_repeats(prune(program)))))
+def simplify(program: Program, backend: _backend.Backend | None = None) -> Program:
+    """``program`` pruned, with repeated equations merged and negations moved to where they
+    cost nothing (see the module notes); given the backend it runs on, with each sigmoid
+    split into the passes the backend makes, so that its first one can merge with a scale."""
+    if backend is not None:
+        program = _split_sigmoids(program, backend)
+    program = _merge_repeats(prune(program))
+    program = _fold_negated_scales(_negate_before_broadcast(program))
+    return prune(_carry_negations(program))
+
+
+def _split_sigmoids(program: Program, backend: _backend.Backend) -> Program:
+    """Each sigmoid of a float64 array as the backend computes it, NumPy's four passes:
+    negate, exp, add 1, divide 1 by it (the same operations, so the same bits)."""
+    if "quiet_exp" not in backend.kernels.into:
+        return program
+    out: list[Equation] = []
+    for eqn in program.equations:
+        x = eqn.inputs[0] if eqn.inputs else None
+        if (eqn.primitive is ops.sigmoid and isinstance(x, Var) and x.shape
+                and str(x.dtype) == "float64"):
+            t, e, d = (Var(x.shape, x.dtype) for _ in range(3))
+            out += [Equation(ops.negative, [x], {}, t), Equation(quiet_exp, [t], {}, e),
+                    Equation(ops.add, [e, Const(1.0)], {}, d),
+                    Equation(ops.divide, [Const(1.0), d], {}, eqn.out)]
+        else:
+            out.append(eqn)
+    return _like(program, out, program.outputs) if len(out) != len(program.equations) \
+        else program
+
+
+def _fold_negated_scales(program: Program) -> Program:
+    """``negative(multiply(c, x))`` for a number c, the product used nowhere else, becomes
+    ``multiply(−c, x)``: one pass instead of two ((−c)·x = −(c·x) exactly)."""
+    uses: dict[int, int] = {}
+    for eqn in program.equations:
+        for a in eqn.inputs:
+            if isinstance(a, Var):
+                uses[id(a)] = uses.get(id(a), 0) + 1
+    for a in program.outputs:
+        if isinstance(a, Var):
+            uses[id(a)] = uses.get(id(a), 0) + 1
+    scale_of: dict[int, tuple[int, int]] = {}  # product var -> (its equation, the number's slot)
+    equations = list(program.equations)
+    dropped: set[int] = set()
+    for k, eqn in enumerate(equations):
+        if eqn.primitive is ops.multiply:
+            for slot, a in enumerate(eqn.inputs):
+                if isinstance(a, Const) and type(a.value) is float:
+                    scale_of[id(eqn.out)] = (k, slot)
+                    break
+        elif eqn.primitive is ops.negative and isinstance(eqn.inputs[0], Var):
+            found = scale_of.get(id(eqn.inputs[0]))
+            if found is not None and uses.get(id(eqn.inputs[0])) == 1:
+                j, slot = found
+                product = equations[j]
+                inputs = list(product.inputs)
+                inputs[slot] = Const(-product.inputs[slot].value)
+                equations[k] = Equation(ops.multiply, inputs, {}, eqn.out)
+                dropped.add(j)
+    if not dropped:
+        return program
+    return _like(program, [e for k, e in enumerate(equations) if k not in dropped],
+                 program.outputs)
 
 
 def prune(program: Program) -> Program:
