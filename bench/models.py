@@ -3,7 +3,8 @@
 For each registered model and each N (default 1e3, 1e5, 1e6 agents; T = 100 steps) one run
 times, on the same seed:
 
-* ``primal``: ``simulate(params, ...)`` on plain arrays (seconds);
+* ``primal``: ``simulate(params, ...)`` on plain arrays (seconds), and N·T per second of it
+  (agent-steps; for the limit-order book, books × steps per second);
 * ``jacfwd``: the Jacobian of the observed series in all K parameters, one forward pass with K
   tangents, as a ratio to the primal;
 * ``grad``: ``md.grad`` of the model's ``loss(simulated, observed)`` (one tape, one backward
@@ -48,9 +49,12 @@ _MODULES: list[tuple[str, str, dict]] = [
     ("sir_erdos_renyi", "minidiff.models.sir", {"network": "erdos_renyi", "mean_degree": 10}),
     ("cont", "minidiff.models.cont", {}),
     ("brock_hommes", "minidiff.models.brock_hommes", {}),
+    ("lob", "minidiff.models.lob", {}),            # N = books
+    ("housing", "minidiff.models.housing", {}),    # N = households
 ]
 
 _PARAMS_OVERRIDE = {"sir_erdos_renyi": (0.05, 0.1, 0.01)}  # β is a per-contact probability
+_MAX_AGENTS = {"lob": 10_000, "housing": 100_000}  # larger N take minutes per pass: skipped
 
 
 def register(name: str, simulate: Callable[..., Any], default_params: Any,
@@ -94,12 +98,16 @@ def bench_model(name: str, sizes: list[int], steps: int, seed: int) -> list[str]
     run(theta, 10)  # warm-up (imports, caches)
     lines = []
     for n in sizes:
+        if n > _MAX_AGENTS.get(name, n):
+            print(f"{name:<18}{n:>10,d}  skipped (above {_MAX_AGENTS[name]:,d} for this model)")
+            continue
         observed = run(theta, n, seed + 1)
         primal = min(_time(lambda: b.to_host(run(theta, n))) for _ in range(2))  # 1st: pages
         forward = _time(lambda: b.to_host(md.jacfwd(lambda p: run(p, n))(theta)))
         reverse = _time(lambda: b.to_host(md.grad(lambda p: loss(run(p, n), observed))(theta)))
         lines.append(f"{name:<18}{n:>10,d}{int(theta.shape[0]):>4d}{primal:>12.4f}"
-                     f"{forward / primal:>10.2f}{reverse / primal:>10.2f}")
+                     f"{n * steps / primal:>12.3g}{forward / primal:>10.2f}"
+                     f"{reverse / primal:>10.2f}")
         print(lines[-1], flush=True)
     return lines
 
@@ -126,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown model(s) {unknown}; registered: {list(MODELS)}")
     print(f"T = {args.steps}, seed {args.seed}; primal in seconds, jacfwd and grad as ratios "
           f"to the primal (single run each)\n")
-    print(f"{'model':<18}{'N':>10}{'K':>4}{'primal s':>12}{'jacfwd×':>10}{'grad×':>10}")
+    print(f"{'model':<18}{'N':>10}{'K':>4}{'primal s':>12}{'N·T/s':>12}{'jacfwd×':>10}"
+          f"{'grad×':>10}")
     for name in names:
         bench_model(name, args.sizes, args.steps, args.seed)
     return 0

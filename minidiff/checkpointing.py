@@ -16,12 +16,24 @@ Both work with values the function closes over (model parameters, say): those ar
 on the enclosing tape as usual, and the sub-tapes hand their cotangents back to it. Under
 forward mode, or with no transform at all, both are the plain computation. Gradients are exact:
 the recomputation repeats the same floating-point operations.
+
+Random numbers must repeat too. A step that draws from a generator made *outside* it would
+see new numbers each time it is recomputed (the generator has advanced), and the gradient would
+silently be that of another path. So under reverse mode every run of a step (or of a
+checkpointed function) is a *replayed region*, and :mod:`minidiff.random` asks
+:func:`check_draw` before it advances a generator: one made before the region opened raises
+:class:`ReplayError`, and so does a generator made inside from fresh entropy
+(:func:`check_entropy`). Generators made inside the step from a seed, or as a keyed stream
+``rng.stream(("step", t))`` of an outer ``rng`` (which does not advance it), are recreated
+identically by every run and may draw.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
+import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -43,9 +55,77 @@ from .revolve import (
 )
 
 __all__ = ["checkpoint", "checkpointed_loop", "revolve_schedule", "default_snapshots",
-           "Recomputation"]
+           "Recomputation", "ReplayError", "birth_mark", "check_draw", "check_entropy"]
 
 State = Any
+
+
+# ---------------------------------------------------------------------------------------------
+# Replayed regions: a recomputed step must draw the same random numbers
+# ---------------------------------------------------------------------------------------------
+
+
+class ReplayError(RuntimeError):
+    """A step that checkpointing will run again drew from a generator made outside it."""
+
+
+_marks = itertools.count(1)  # each region's own number
+# the replayed regions open in this thread, innermost last: (number, what is replayed)
+_regions: contextvars.ContextVar[tuple[tuple[int, str], ...]] = contextvars.ContextVar(
+    "minidiff_replayed_regions", default=())
+
+
+def birth_mark() -> tuple[tuple[int, str], ...]:
+    """The replayed regions open now in this thread: ``minidiff.random`` stamps every generator
+    it makes with them, for :func:`check_draw`."""
+    return _regions.get()
+
+
+def check_draw(born: tuple[tuple[int, str], ...], what: str) -> None:
+    """Refuse a draw (by the sampler ``what``) that advances a generator stamped ``born``
+    unless it was made inside the innermost replayed region open now (in this thread): any
+    other generator would be found advanced by the region's recomputation, which would draw
+    other numbers."""
+    regions = _regions.get()
+    if regions and regions[-1] not in born:
+        region = regions[-1][1]
+        raise ReplayError(
+            f"{what}: a {region} step drew from a random generator made outside the step. The "
+            f"backward pass runs the step again, the generator would have moved on, and the "
+            f"gradient would be that of other random numbers. Draw from a keyed stream made "
+            f"inside the step instead, e.g. rng.stream(('step', t)).normal(...), which gives "
+            f"the same numbers every time it is made (or draw them before the loop and index "
+            f"them by step)")
+
+
+def check_entropy(what: str) -> None:
+    """Refuse fresh entropy (a generator seeded from the operating system, by ``what``) inside
+    a replayed region: every run of the region would draw other numbers."""
+    regions = _regions.get()
+    if regions:
+        raise ReplayError(
+            f"{what}: a {regions[-1][1]} step made a generator from fresh entropy (seed None). "
+            f"The backward pass runs the step again and would draw other numbers, so the "
+            f"gradient would be wrong. Pass a seed, or a keyed stream of a generator made "
+            f"before the loop, e.g. rng.stream(('step', t))")
+
+
+@contextlib.contextmanager
+def _replayed(what: str) -> Iterator[None]:
+    token = _regions.set(_regions.get() + ((next(_marks), what),))
+    try:
+        yield
+    finally:
+        _regions.reset(token)
+
+
+def _replayable(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
+    """``fn`` run as a replayed region (see :func:`check_draw`)."""
+    def run(*args: Any) -> Any:
+        with _replayed(what):
+            return fn(*args)
+
+    return run
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,13 +225,14 @@ def checkpoint(f: Callable[..., Any]) -> Callable[..., Any]:
         level = _innermost_reverse_level()
         if level is None:
             return f(*args)
+        replayed = _replayable(f, "checkpoint")
         primals = [_unbox(a, level) for a in args]
         with _level_active(level, False):
-            out = f(*primals)
+            out = replayed(*primals)
         outer = level.engine.tape
 
         def pull_back(g: Any, residuals: Any) -> list[Any]:
-            return _pull_back(level, f, residuals, g, outer)
+            return _pull_back(level, replayed, residuals, g, outer)
 
         rule = Recomputation(f"checkpoint({getattr(f, '__name__', 'f')})", pull_back)
         return level.engine.record(rule, args, tuple(primals), out)
@@ -254,6 +335,7 @@ def checkpointed_loop(step: Callable[[State, int], State], state: State, n_steps
 
     snapshots = default_snapshots(n_steps) if snapshots is None else snapshots
     schedule = revolve_schedule(n_steps, snapshots)
+    run = _replayable(run, "checkpointed_loop")  # every run may be run again: same draws
     primals = tuple(_unbox(s, level) for s in states)
     stored, held, first_turn = _forward_sweep(run, primals, schedule, level)
     final = _advance(run, held, n_steps - 1, n_steps, level)  # the last step, unrecorded

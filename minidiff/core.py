@@ -28,6 +28,7 @@ call (:func:`register_ops`), and :func:`op` hands them out by name (``op("add")`
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import numbers
 from collections.abc import Callable, Sequence
@@ -114,27 +115,36 @@ class Level:
         return f"Level(depth={self.depth}, engine={type(self.engine).__name__})"
 
 
-_level_stack: list[Level] = []
+# The open levels, outermost first, per thread (and per asyncio task): a context variable
+# holding a tuple, so a new thread starts with none and two threads can differentiate at once.
+_open_levels: contextvars.ContextVar[tuple[Level, ...]] = contextvars.ContextVar(
+    "minidiff_open_levels", default=())
 
 
 def open_level(engine: Any) -> Level:
-    """Push a new, deepest level run by ``engine``, and tell the engine its level."""
-    level = Level(engine, len(_level_stack) + 1)
+    """Push a new, deepest level run by ``engine`` in this thread, and tell the engine its
+    level."""
+    stack = _open_levels.get()
+    level = Level(engine, len(stack) + 1)
     engine.level = level
-    _level_stack.append(level)
+    _open_levels.set(stack + (level,))
     return level
 
 
 def close_level(level: Level) -> None:
-    """Pop ``level``; values still boxed with it become inert."""
+    """Pop ``level`` (this thread's deepest); values still boxed with it become inert."""
     level.active = False
-    popped = _level_stack.pop()
-    assert popped is level, "levels must close in the order they opened"
+    stack = _open_levels.get()
+    if not stack or stack[-1] is not level:
+        raise RuntimeError(f"close_level: {level!r} is not this thread's deepest open level "
+                           f"(open: {list(stack)}); levels must close in the order they opened, "
+                           f"in the thread that opened them")
+    _open_levels.set(stack[:-1])
 
 
 def active_levels() -> tuple[Level, ...]:
-    """The levels open now, outermost first (the last one is the deepest)."""
-    return tuple(_level_stack)
+    """The levels open now in this thread, outermost first (the last one is the deepest)."""
+    return _open_levels.get()
 
 
 def deepest_level(*args: Any) -> Level | None:

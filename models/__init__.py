@@ -25,4 +25,7 @@ errors that name the model, the argument and what is allowed.
 * :mod:`minidiff.models.cont`: Cont's (2007) threshold model of volatility clustering, also the
   long-horizon workload of the benchmarks and ``minidiff memory``.
 * :mod:`minidiff.models.brock_hommes`: Brock and Hommes' (1998) heterogeneous-beliefs market.
+* :mod:`minidiff.models.lob`: a zero-intelligence limit-order book, vectorised over many books.
+* :mod:`minidiff.models.housing`: a housing market with LTV, LTI and affordability limits as
+  parameters (after the Bank of England's Staff Working Paper 976).
 """

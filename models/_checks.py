@@ -9,7 +9,8 @@ and what it got, and raises before any simulation runs:
 * :func:`check_count`: an integer ≥ a least value (agents, steps);
 * :func:`check_estimator`: a name from :data:`minidiff.random.ESTIMATORS`;
 * :func:`generator`: the ``rng`` of the model contract, an int seed, a
-  :class:`minidiff.random.Generator` or None (fresh entropy from the operating system).
+  :class:`minidiff.random.Generator` or None (fresh entropy from the operating system), turned
+  into the run's own child generator.
 
 Wrong types raise ``TypeError``, wrong values ``ValueError``.
 """
@@ -113,10 +114,18 @@ def check_estimator(where: str, estimator: Any, *, optional: bool = False) -> No
 
 
 def generator(where: str, rng: Any) -> Generator:
-    """The ``rng`` argument as a Generator: an int seed ≥ 0, a Generator (used as it is), or
-    None (a fresh seed from the operating system, as ``numpy.random.default_rng(None)``)."""
+    """The run's generator: a new child (``Generator.child()``) of ``rng``, which is an int
+    seed ≥ 0, a Generator, or None (a fresh seed from the operating system, as
+    ``numpy.random.default_rng(None)``).
+
+    A model keys all its draws under this child, once per ``simulate``, so one run's draws
+    never depend on θ (common random numbers within a run, replayable checkpointed steps),
+    while reusing a Generator gives every run fresh draws, as NumPy's does. The same int seed
+    gives the same run every time; for common random numbers between runs at different θ,
+    pass the same seed, or the same keyed stream of a Generator, e.g. ``rng.stream("crn")``
+    (each such stream starts afresh, so each hands out the same first child)."""
     if rng is None or isinstance(rng, Generator):
-        return default_rng(rng)
+        return default_rng(rng).child()
     allowed = "an integer seed ≥ 0, a minidiff.random.Generator, or None (fresh entropy)"
     try:
         seed = None if isinstance(rng, bool) else operator.index(rng)
@@ -126,4 +135,4 @@ def generator(where: str, rng: Any) -> Generator:
         raise TypeError(f"{where}: rng must be {allowed}, got {rng!r} ({type(rng).__name__})")
     if seed < 0:
         raise ValueError(f"{where}: rng must be {allowed}, got the negative seed {seed}")
-    return default_rng(seed)
+    return default_rng(seed).child()

@@ -39,9 +39,10 @@ comparable point by point).
 
 Randomness and derivatives
 --------------------------
-The only randomness is z_1..z_T, drawn in one call from ``rng.stream("shock")``: the draws
-depend only on the seed, never on the parameters, so two runs at different θ with the same seed
-share them (common random numbers), and a shorter run's shocks are a prefix of a longer one's.
+The only randomness is z_1..z_T, drawn in one call from the stream ``"shock"`` of the run's own
+child generator ``rng.child()``: the draws depend only on the seed, never on the parameters, so
+two runs at different θ with the same seed share them (common random numbers), a shorter run's
+shocks are a prefix of a longer one's, and a reused Generator gives each run fresh ones.
 Every operation is smooth in θ (the softmax is shifted by its maximum, so β = 120 cannot
 overflow), so derivatives are plain pathwise derivatives in every mode, with no surrogate and no
 discrete-sample estimator. The model has no agent array (the four types are fractions, not
@@ -98,8 +99,9 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int | None = None, rng:
             (possibly traced) scalars.
         n_timesteps: T ≥ 1, the length of the observed series.
         n_agents: ignored (the model has no agents); None or an integer ≥ 1.
-        rng: an int seed, a ``minidiff.random`` Generator, or None (fresh entropy); the shocks
-            come from its ``stream("shock")``.
+        rng: an int seed (the same run each time), a ``minidiff.random`` Generator (the run
+            takes its next child, so reusing it gives fresh shocks), or None (fresh entropy);
+            the shocks come from the child's ``stream("shock")``.
         estimator: ignored (no discrete randomness); None or one of ``minidiff.random.ESTIMATORS``.
         R: gross risk-free return, > 0.
         beta: intensity of choice, ≥ 0.
@@ -118,7 +120,7 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int | None = None, rng:
     check_number(_WHERE, "R (gross risk-free return)", R, 0.0, open_low=True)
     check_number(_WHERE, "beta (intensity of choice)", beta, 0.0)
     check_number(_WHERE, "sigma (noise scale)", sigma, 0.0)
-    rng = generator(_WHERE, rng)
+    rng = generator(_WHERE, rng)  # this run's child: the shocks are keyed under it
 
     g = md.stack([md.asarray(FIXED_TYPES["g1"]), g2, g3, md.asarray(FIXED_TYPES["g4"])])
     b = md.stack([md.asarray(FIXED_TYPES["b1"]), b2, b3, md.asarray(FIXED_TYPES["b4"])])

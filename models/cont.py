@@ -43,15 +43,16 @@ Settings (keywords, not differentiated)
 
 Random numbers: keyed by what they are for
 ------------------------------------------
-The z_i come from ``rng.stream("thresholds")``; step t's ζ_t and then its N uniforms U_i(t)
-from ``rng.stream(("step", t))``. A draw therefore depends only on the seed and on what it is
-for, never on θ or on what was drawn before it. So runs at different θ with the same seed use
-common random numbers, a shorter run's draws are those of a longer one's first steps, and a step
-run again by :func:`minidiff.checkpointed_loop` during the backward pass sees the same draws it
-saw in the forward pass (which is what makes checkpointed gradients exact here). A
-:class:`Noise` holds these draws: made on demand (memory flat in T) or all at once with
-:meth:`Noise.predraw` (for benchmarks that time the model and not the random numbers); the
-values are the same.
+Each run takes its own child generator c = ``rng.child()`` (a reused Generator therefore gives
+fresh runs). The z_i come from ``c.stream("thresholds")``; step t's ζ_t and then its N uniforms
+U_i(t) from ``c.stream(("step", t))``. A draw therefore depends only on the seed and on what it
+is for, never on θ or on what was drawn before it. So runs at different θ with the same seed (or
+the same :class:`Noise`) use common random numbers, a shorter run's draws are those of a longer
+one's first steps, and a step run again by :func:`minidiff.checkpointed_loop` during the
+backward pass sees the same draws it saw in the forward pass (which is what makes checkpointed
+gradients exact here). A :class:`Noise` holds these draws: made on demand (memory flat in T) or
+all at once with :meth:`Noise.predraw` (for benchmarks that time the model and not the random
+numbers); the values are the same.
 
 Estimators: who handles which random choice
 -------------------------------------------
@@ -140,17 +141,19 @@ _LABELS = {"mu": "mu (log-scale of the initial thresholds)",
 class Noise:
     """The random numbers of runs with N agents and update probability s, from one generator.
 
+    A Noise takes one child of ``rng`` (an int seed, a Generator, or None) and keys every draw
+    under it, so runs given the same Noise share their random numbers draw for draw.
     ``z`` (N,) are the initial thresholds' standard normals (stream ``"thresholds"``);
     ``step(t)`` gives step t's (ζ_t, u_t): a 0-d standard normal and a boolean (N,) mask
     1[U < s] (stream ``("step", t)``), the same values every time it is asked. ``predraw(T)``
     draws steps 0..T−1 now and keeps them (memory ∝ T N); otherwise each is drawn when asked.
     """
 
-    def __init__(self, rng: Any, n_agents: int, *, s: float = DEFAULT_S) -> None:
-        where = "cont.Noise"
-        self.n_agents = check_count(where, "n_agents", n_agents, 1)
-        self.s = check_number(where, "s (update probability)", s, 0.0, 1.0, traced=False)
-        self.rng = generator(where, rng)
+    def __init__(self, rng: Any, n_agents: int, *, s: float = DEFAULT_S,
+                 _where: str = "cont.Noise") -> None:
+        self.n_agents = check_count(_where, "n_agents", n_agents, 1)
+        self.s = check_number(_where, "s (update probability)", s, 0.0, 1.0, traced=False)
+        self.rng = generator(_where, rng)  # a new child of rng: its draws are this Noise's
         self.z = self.rng.stream("thresholds").normal(size=(self.n_agents,))
         self._kept: list[tuple[Any, Any]] = []
 
@@ -183,8 +186,9 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_N_AGENTS,
             jacfwd, stochastic triples).
         n_timesteps: T ≥ 0.
         n_agents: N ≥ 1.
-        rng: an int seed, a :class:`minidiff.random.Generator`, None (fresh entropy), or a
-            :class:`Noise` made with the same ``n_agents`` and ``s``.
+        rng: an int seed (the same run each time), a :class:`minidiff.random.Generator` (the
+            run takes its next child: reusing it gives fresh runs), None (fresh entropy), or a
+            :class:`Noise` made with the same ``n_agents`` and ``s`` (its draws, every time).
         estimator: checked and otherwise unused (the update draws have no derivative; see the
             module notes).
         s: probability in [0, 1] that an agent updates its threshold in a step.
@@ -309,7 +313,7 @@ def _arguments(where: str, params: Any, n_timesteps: Any, n_agents: Any, rng: An
                              f"{rng.n_agents}, s={rng.s:g}, but this run has n_agents="
                              f"{n_agents}, s={s:g}; make a Noise with the run's own")
         return theta, n_timesteps, rng, k
-    return theta, n_timesteps, Noise(generator(where, rng), n_agents, s=s), k
+    return theta, n_timesteps, Noise(rng, n_agents, s=s, _where=where), k
 
 
 # ---------------------------------------------------------------------------------------------

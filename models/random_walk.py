@@ -26,11 +26,13 @@ mean path is compared; the two runs may have different numbers of walkers).
 
 Estimators
 ----------
-The one random choice, ξ_t, is drawn by ``rng.bernoulli(θ, estimator=...)`` on the keyed stream
-``rng.stream(("step", t))`` (so runs at θ and θ + h share their uniforms: common random
-numbers). ``estimator="smoothed"`` (the default) is unbiased here because x_t is linear in the
-draws; under :func:`minidiff.stochastic.derivative_estimate` the sampler ignores ``estimator``
-and emits stochastic-triple jumps (unbiased for any function of the path).
+The one random choice, ξ_t, is drawn by ``bernoulli(θ, estimator=...)`` on the keyed stream
+``("step", t)`` of the run's own child generator ``rng.child()`` (so within a run the draws
+never depend on θ; runs with the same seed, or the same stream, share their uniforms: common
+random numbers; a reused Generator gives each run fresh ones). ``estimator="smoothed"`` (the
+default) is unbiased here because x_t is linear in the draws; under
+:func:`minidiff.stochastic.derivative_estimate` the sampler ignores ``estimator`` and emits
+stochastic-triple jumps (unbiased for any function of the path).
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = 1, rng: Any,
         params: θ, or ``(θ,)``.
         n_timesteps: T ≥ 1.
         n_agents: independent walkers, ≥ 1.
-        rng: an int seed, a :class:`minidiff.random.Generator` (its keyed streams are used),
-            or None (fresh entropy).
+        rng: an int seed (the same run each time), a :class:`minidiff.random.Generator` (the
+            run takes its next child: reusing it gives fresh paths), or None (fresh entropy).
         estimator: the Bernoulli sampler's estimator (``"smoothed"``, ``"straight_through"``,
             ``"gumbel_softmax"``, ``"score"``, ``"none"``).
     """
@@ -68,7 +70,7 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = 1, rng: Any,
     n_timesteps = check_count(_WHERE, "n_timesteps", n_timesteps, 1)
     n_agents = check_count(_WHERE, "n_agents", n_agents, 1)
     check_estimator(_WHERE, estimator)
-    rng = generator(_WHERE, rng)
+    rng = generator(_WHERE, rng)  # this run's child: every draw below is keyed under it
     x = md.zeros((n_agents,))
     path = [x]
     for t in range(n_timesteps):

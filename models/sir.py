@@ -31,7 +31,7 @@ of agent a:
     p_inf,a(t) = 1 − (1 − β)^{k_a(t)},
 
 i.e. each infected neighbour transmits independently with probability β per step (``dt`` is not
-used there). The graph is built once, from the stream ``rng.stream("graph")``, with the backend's
+used there). The graph is built once, from the stream ``"graph"``, with the backend's
 array-API integer operations (no NumPy or SciPy here; on a GPU it is built there):
 Erdős–Rényi as G(N, M) with M = round(N·``mean_degree``/2) uniformly drawn pairs (self-loops and
 repeated pairs dropped, so the mean degree is slightly below ``mean_degree``); Watts–Strogatz as
@@ -68,12 +68,13 @@ during the run.
 
 Estimators
 ----------
-Three kinds of random choice, all drawn with ``rng.bernoulli(..., estimator=estimator)`` on keyed
-streams (``"initial"``, ``("infect", t)``, ``("recover", t)``), so runs at nearby parameters
-share uniforms (common random numbers): the initial infections (derivative in i₀), the
-infections (in β, and through I(t) in everything), the recoveries (in γ). The default
-``"smoothed"`` works in both modes but is biased, since the observed series is not linear in the
-draws (infections feed back through I(t)); under
+Three kinds of random choice, all drawn with ``bernoulli(..., estimator=estimator)`` on keyed
+streams (``"initial"``, ``("infect", t)``, ``("recover", t)``) of the run's own child generator
+``rng.child()``, so runs with the same seed (or stream) at nearby parameters share uniforms
+(common random numbers) and a reused Generator gives each run fresh ones: the initial infections
+(derivative in i₀), the infections (in β, and through I(t) in everything), the recoveries (in
+γ). The default ``"smoothed"`` works in both modes but is biased, since the observed series is
+not linear in the draws (infections feed back through I(t)); under
 :func:`minidiff.stochastic.derivative_estimate` every sampler emits stochastic-triple jumps
 instead (unbiased). The graph's draws carry no parameter.
 """
@@ -121,7 +122,8 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = 1000, rng: Any,
         params: (β, γ, i₀) as a tuple or a vector of 3.
         n_timesteps: T ≥ 1 steps.
         n_agents: N ≥ 1 agents.
-        rng: an int seed, a :class:`minidiff.random.Generator`, or None (fresh entropy).
+        rng: an int seed (the same run each time), a :class:`minidiff.random.Generator` (the
+            run takes its next child: reusing it gives fresh runs), or None (fresh entropy).
         estimator: the Bernoulli samplers' estimator.
         dt: step length Δt > 0 (well mixed only).
         network: None (well mixed), ``"erdos_renyi"``, ``"watts_strogatz"``, a
@@ -141,7 +143,7 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = 1000, rng: Any,
     check_number(_WHERE, "initial_infected (probability)", i0, 0.0, 1.0)
     check_number(_WHERE, "dt (step length)", dt, 0.0, open_low=True, traced=False)
     check_estimator(_WHERE, estimator)
-    rng = generator(_WHERE, rng)
+    rng = generator(_WHERE, rng)  # this run's child: every draw below is keyed under it
     graph = None if network is None else build_graph(network, n_agents, rng.stream("graph"),
                                                      mean_degree, rewire_prob)
     if graph is not None:

@@ -154,3 +154,21 @@ def test_a_non_empty_checkpoint_folder_is_not_overwritten(capsys, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     assert "files this run did not write: notes.txt" in fails(
         capsys, "--checkpoint", str(tmp_path), *TINY)
+
+
+@pytest.mark.parametrize("model", ["lob", "housing"])
+def test_the_finance_models_are_registered_and_run(capsys, model):
+    """lob and housing declare a prior and a map to natural units the command can use: a tiny
+    run prints one finite row per parameter, with the truth (their DEFAULT_PARAMS)."""
+    from minidiff.cli.calibrate_setup import MODELS
+
+    module = MODELS[model]
+    assert len(module.TO_NATURAL) == len(module.PARAM_NAMES)
+    loc, scale = module.default_prior()
+    assert len(loc) == len(scale) == len(module.PARAM_NAMES) and min(scale) > 0
+    code, out, _ = run(capsys, "--model", model, *TINY)
+    assert code == 0
+    for name, true in zip(module.PARAM_NAMES, module.DEFAULT_PARAMS):
+        (row,) = [line for line in out.splitlines() if line.startswith(name + " ")]
+        assert float(row.split()[1]) == pytest.approx(true)
+        assert "nan" not in row

@@ -21,8 +21,9 @@ THETA = np.array(bh.DEFAULT_PARAMS)
 
 
 def shocks(seed, n_timesteps):
-    """z_1..z_T as the model draws them: ``stream("shock")`` of the seed's generator."""
-    return md.to_host(default_rng(seed).stream("shock").normal(0.0, 1.0, size=(n_timesteps,)))
+    """z_1..z_T as the model draws them: ``stream("shock")`` of the run's child generator."""
+    return md.to_host(default_rng(seed).child().stream("shock").normal(0.0, 1.0,
+                                                                       size=(n_timesteps,)))
 
 
 def transcription(theta, z, R=1.01, beta=120.0, sigma=0.04):  # noqa: N803 (the paper's names)
@@ -189,7 +190,10 @@ def test_finite_difference_means_agree_with_the_pathwise_mean():
                                        common_random_numbers=False))
     assert np.all(np.abs(z_scores(crn)) < 4.0)
     assert np.all(np.abs(z_scores(ind)) < 4.0)
-    assert np.all(ind.std(axis=0) > 3.0 * crn.std(axis=0))
+    # common random numbers cut the spread by a factor measured (seeds 9..14, with the draws
+    # before and after models drew under a child generator) at 7–12 for g2, 33–55 for g3,
+    # 2.5–3.3 for b2 and 3.9–5.4 for b3: more than 2 for every parameter
+    assert np.all(ind.std(axis=0) > 2.0 * crn.std(axis=0))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The model contract, checked on every model in ``minidiff.models``:
 
 * ``simulate(params, *, n_timesteps, n_agents, rng, ...)`` with ``rng`` an int seed, a
-  ``minidiff.random.Generator`` or None (fresh entropy); the same seed gives the same path;
+  ``minidiff.random.Generator`` or None (fresh entropy); the same seed gives the same path, a
+  reused Generator fresh paths (one child per run), a keyed stream common random numbers;
 * ``DEFAULT_PARAMS``, ``PARAM_NAMES`` (of the same length) and ``loss(simulated, observed)``,
   a differentiable scalar that is 0 when the two series are equal;
 * wrong counts, parameters and generators raise errors that name the model, the argument and
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 
 import minidiff as md
-from minidiff.models import brock_hommes, cont, random_walk, sir
+from minidiff.models import brock_hommes, cont, housing, lob, random_walk, sir
 from minidiff.random import Generator, default_rng
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,12 @@ MODELS = {
     "cont": (cont, {"n_timesteps": 8, "n_agents": 60},
              [(1, -0.5, r"\[0, inf\)"), (2, -0.01, r"\[0, inf\)"), (3, 0.0, r"\(0, inf\)")]),
     "brock_hommes": (brock_hommes, {"n_timesteps": 7}, []),
+    "lob": (lob, {"n_timesteps": 5, "n_agents": 3, "n_levels": 4},
+            [(0, -1.0, r"\[0, inf\)"), (1, -0.5, r"\[0, inf\)"), (2, 0.0, r"\(0, inf\)"),
+             (3, -1.0, r"\[0, inf\)")]),
+    "housing": (housing, {"n_timesteps": 4, "n_agents": 60},
+                [(0, 1.0, r"\(0, 1\)"), (1, 0.0, r"\(0, inf\)"), (2, 1.5, r"\[0, 1\]"),
+                 (3, -0.1, r"\(0, inf\)"), (5, -0.5, r"\[0, inf\)")]),
 }
 NAMES = list(MODELS)
 
@@ -81,6 +88,40 @@ def test_rng_may_be_a_seed_a_generator_or_none(name):
 def test_the_same_seed_gives_the_same_path_and_another_seed_another(name):
     np.testing.assert_array_equal(host(run(name, 11)), host(run(name, 11)))
     assert not np.array_equal(host(run(name, 11)), host(run(name, 12)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_reused_generator_gives_fresh_paths_and_the_same_seed_the_same_sequence(name):
+    # [simulate(θ, rng=rng) for _ in range(5)] used to give five identical paths: every draw
+    # came from rng.stream(key), which restarts from (seed, key). Now each run takes the next
+    # child, as numpy.random.Generator advances.
+    rng = default_rng(21)
+    paths = [host(run(name, rng)) for _ in range(5)]
+    assert len({p.tobytes() for p in paths}) == 5
+    again = default_rng(21)  # a second generator from the same seed: the same five runs
+    for path in paths:
+        np.testing.assert_array_equal(host(run(name, again)), path)
+    # the first run of a reused generator is the run of its seed
+    np.testing.assert_array_equal(paths[0], host(run(name, 21)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_common_random_numbers_on_request_with_a_keyed_stream(name):
+    # the same stream, asked for twice, hands out the same first child: runs at two
+    # parameter values share their random numbers (their difference is then the effect of
+    # θ alone); two different streams do not
+    module = MODELS[name][0]
+    rng = default_rng(22)
+    theta = np.asarray(module.DEFAULT_PARAMS, dtype=np.float64)
+    moved = theta * 1.01 if name != "sir" else theta * np.array([1.01, 1.0, 1.0])
+    a = host(run(name, rng.stream("crn"), params=moved))
+    b = host(run(name, rng.stream("crn"), params=moved))
+    np.testing.assert_array_equal(a, b)
+    at_theta = host(run(name, rng.stream("crn"), params=theta))
+    other_stream = host(run(name, rng.stream("other"), params=theta))
+    assert not np.array_equal(at_theta, other_stream)
+    # making streams never advanced rng: its first child is still the seed's
+    np.testing.assert_array_equal(host(run(name, rng)), host(run(name, 22)))
 
 
 @pytest.mark.parametrize("name", NAMES)

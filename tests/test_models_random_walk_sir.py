@@ -195,18 +195,21 @@ def test_mean_field_sir_follows_the_sir_ode_at_large_n():
 
     Tolerance, as a fraction of the ODE's peak infected fraction (≈ 0.3):
     * against the discrete-time mean-field map (the chain's own law of large numbers), 2%:
-      the remaining error is sampling noise (early-phase timing, ~1/√(N·i₀) per run), measured
-      ≤ 1% over 18 seeds;
+      the remaining error is sampling noise (early-phase timing, ~1/√(N·i₀) per run, which
+      the epidemic's growth amplifies). i₀ = 0.1 keeps it well inside: the mean of 4 runs
+      deviated by at most 1.4% over 8 groups of 4 seeds (with i₀ = 0.02, 3 of 8 groups went
+      past 2%, under the old draws as under the new);
     * against the ODE, 5%: the map's O(Δt) time-discretisation error (≈ 2.7% at Δt = 0.2,
       computed below) plus that noise."""
-    beta, gamma, i0 = 0.3, 0.1, 0.02
+    beta, gamma, i0 = 0.3, 0.1, 0.1
     n, dt, steps = 100_000, 0.2, 400
     runs = []
     for seed in range(4):
         y = md.to_host(sir.simulate((beta, gamma, i0), n_timesteps=steps, n_agents=n,
                                     rng=default_rng(seed), dt=dt, estimator="none"))
-        start = float(np.mean(md.to_host(default_rng(seed).stream("initial").bernoulli(
-            i0 * np.ones(n)))))  # the model's own initial draw (same keyed stream)
+        start = float(np.mean(md.to_host(default_rng(seed).child().stream(
+            "initial").bernoulli(i0 * np.ones(n)))))  # the run's own initial draw: the same
+        # keyed stream of the child that simulate takes from default_rng(seed)
         infected = start + np.concatenate([[0.0], np.cumsum(y[:, 0] - y[:, 1])])
         recovered = np.concatenate([[0.0], np.cumsum(y[:, 1])])
         runs.append(np.stack([1.0 - infected - recovered, infected, recovered]))

@@ -1,4 +1,5 @@
-"""minidiff.random: keyed streams, sampler moments, pathwise and discrete-sample derivatives.
+"""minidiff.random: fresh draws, children and keyed streams, sampler moments, pathwise and
+discrete-sample derivatives (large parameters: test_samplers_large.py).
 
 Statistical checks are z-tests with fixed seeds: |mean − exact| < 4 standard errors."""
 
@@ -82,6 +83,42 @@ def test_making_a_stream_leaves_the_parent_and_numpy_seeding_unchanged(backend):
     np.testing.assert_array_equal(host(unseeded.stream(1).random(3)),
                                   host(mr.default_rng(unseeded.seed).stream(1).random(3)))
     assert mr.default_rng(rng) is rng
+
+
+def test_draws_advance_the_generator_as_numpy_does(backend):
+    rng = mr.default_rng(4)
+    first, second = host(rng.normal(size=3)), host(rng.normal(size=3))
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(first, np.random.default_rng(4).normal(size=3))
+    again = mr.default_rng(4)
+    np.testing.assert_array_equal(host(again.normal(size=3)), first)
+    np.testing.assert_array_equal(host(again.normal(size=3)), second)
+
+
+def test_children_are_handed_out_in_order_and_advance_only_the_child_counter(backend):
+    rng = mr.default_rng(6)
+    plain = host(mr.default_rng(6).random(4))
+    kids = [rng.child() for _ in range(3)]
+    np.testing.assert_array_equal(host(rng.random(4)), plain)  # draws are untouched
+    spawned = mr.default_rng(6).spawn(3)
+    assert [repr(k) for k in kids] == [repr(k) for k in spawned] == [
+        f"default_rng(6).spawn()[{i}]" for i in range(3)]
+    values = [tuple(host(k.random(4))) for k in kids]
+    assert values == [tuple(host(k.random(4))) for k in spawned]
+    assert len(set(values)) == 3
+    # children of streams and streams of children are paths like any other
+    assert repr(rng.stream("a").child().stream(2)) == "default_rng(6).stream('a').spawn()[0]" \
+        ".stream(2)"
+    assert mr.default_rng(6).spawn(0) == []
+
+
+def test_children_share_the_score_ledger(backend):
+    rng = mr.default_rng(7)
+    child = rng.child()
+    child.bernoulli(0.25, size=3, estimator="score")
+    assert float(host(rng.log_prob)) == float(host(child.log_prob)) != 0.0
+    rng.reset_log_prob()
+    assert float(host(child.log_prob)) == 0.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,8 +458,10 @@ ERRORS = [
     (lambda r: r.bernoulli(1.2), ValueError, "bernoulli: probability p must lie in [0, 1]"),
     (lambda r: r.bernoulli([0.5, -0.1]), ValueError, "bernoulli: probability p"),
     (lambda r: r.binomial(3, 1.5), ValueError, "binomial: probability p"),
-    (lambda r: r.binomial(-1, 0.5), ValueError, "binomial: n must be a non-negative integer"),
-    (lambda r: r.binomial(2.5, 0.5), ValueError, "binomial: n must be a non-negative integer"),
+    (lambda r: r.binomial(-1, 0.5), ValueError,
+     "binomial: n must be a finite non-negative integer"),
+    (lambda r: r.binomial(2.5, 0.5), ValueError,
+     "binomial: n must be a finite non-negative integer"),
     (lambda r: r.poisson(-1.0), ValueError, "poisson: lam must be finite and ≥ 0"),
     (lambda r: r.geometric(0.0), ValueError, "geometric: probability p must lie in (0, 1]"),
     (lambda r: r.geometric(2.0), ValueError, "geometric: probability p"),
@@ -437,7 +476,7 @@ ERRORS = [
      "categorical: temperature tau"),
     (lambda r: r.categorical([0.5, 0.6]), ValueError, "categorical: probs must sum to 1"),
     (lambda r: r.categorical([0.5, 0.5 + 1e-8]), ValueError, "categorical: probs must sum"),
-    (lambda r: r.categorical([1.5, -0.5]), ValueError, "categorical: probs must be non-negative"),
+    (lambda r: r.categorical([1.5, -0.5]), ValueError, "categorical: probs must be finite and ≥ 0"),
     (lambda r: r.categorical(0.5), ValueError, "categorical: probs needs a last axis"),
     (lambda r: r.categorical([0.5, 0.5], estimator="smoothed"), ValueError,
      "categorical: estimator 'smoothed' needs one continuous parameter"),

@@ -29,14 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from .. import inference as inf
-from ..models import brock_hommes, cont, random_walk, sir
+from ..models import brock_hommes, cont, housing, lob, random_walk, sir
 from ..ops import asarray, exp, getitem, power, sigmoid, stack, stop_gradient
 from ..random import default_rng
 
 __all__ = ["MODELS", "LOSSES", "NATURAL", "SETUPS", "Setup", "Model", "Problem", "UsageError",
            "load_model", "natural_map", "read_csv", "build_problem"]
 
-MODELS = {"random_walk": random_walk, "sir": sir, "cont": cont, "brock_hommes": brock_hommes}
+MODELS = {"random_walk": random_walk, "sir": sir, "cont": cont, "brock_hommes": brock_hommes,
+          "lob": lob, "housing": housing}
 LOSSES = ("model", "mmd", "energy", "mse")
 NATURAL = {"identity": lambda x: x, "exp": exp, "sigmoid": sigmoid,
            "pow10": lambda x: power(10.0, x)}
@@ -64,6 +65,8 @@ SETUPS = {
     "sir": Setup({"n_timesteps": 50, "n_agents": 1000}, "model", 1e-5, 8, 200, 0.05),
     "cont": Setup({"n_timesteps": 100, "n_agents": 1000}, "mmd", 0.001, 10, 100, 0.05),
     "brock_hommes": Setup({"n_timesteps": 50}, "model", 0.01, 10, 200, 0.05),
+    "lob": Setup({"n_timesteps": 50, "n_agents": 20}, "model", 0.01, 8, 100, 0.05),
+    "housing": Setup({"n_timesteps": 24, "n_agents": 500}, "model", 0.01, 8, 100, 0.05),
 }
 
 

@@ -347,6 +347,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed must be an integer >= 0, got {value}")
+    return value
+
+
 def _step_list(text: str) -> list[int]:
     """``10,100,1000`` as a sorted list of distinct positive step counts."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
@@ -372,7 +382,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated numbers of time steps (default 10,100,1000)")
     parser.add_argument("--snapshots", type=_positive_int, default=None, metavar="S",
                         help="states checkpointed reverse mode keeps (default ⌈√T⌉ per T)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=_seed, default=0, metavar="SEED",
+                        help="random seed, an integer >= 0 (default 0)")
     parser.add_argument("--backend", choices=list(_backend.available_backends()),
                         help="array backend (default: the current one)")
     parser.add_argument("--plot", metavar="FILE.png",
@@ -381,10 +392,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="no progress bar (shown on a terminal when tqdm is installed)")
 
 
-def _backend_context(name: str | None) -> contextlib.AbstractContextManager[Any]:
+def _backend_context(name: str | None, parser: argparse.ArgumentParser
+                     ) -> contextlib.AbstractContextManager[Any]:
+    """The chosen backend as a ``with`` context; one that cannot start (CuPy without a GPU,
+    say) is a usage error, reported in one line by ``parser.error``."""
     if name is None:
         return contextlib.nullcontext(_backend.get_backend())
-    return _backend.use_backend(name)
+    try:
+        with _backend.use_backend(name) as backend:  # loads it, or says why it cannot
+            pass
+    except _backend.BackendError as exc:
+        parser.error(f"argument --backend: {exc}")
+    return _backend.use_backend(backend)
 
 
 def command(args: argparse.Namespace, parser: argparse.ArgumentParser,
@@ -397,7 +416,7 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser,
             parser.error("--plot needs matplotlib, which is not installed: "
                          "pip install matplotlib (or minidiff[plot])")
     workload = WORKLOADS[args.workload]
-    with _backend_context(args.backend) as b:
+    with _backend_context(args.backend, parser) as b:
         emit(f"minidiff memory: {workload.title}; N = {args.agents} agents, T in "
               f"{', '.join(map(str, args.steps))}, seed {args.seed}, backend {b.name}; "
               f"snapshots {args.snapshots or '⌈√T⌉'}")

@@ -4,18 +4,42 @@
 backend's random numbers (draws are backend float64 arrays, or traced values when a parameter is
 traced).
 
-Keyed streams (common random numbers)
--------------------------------------
-To compare a stochastic program at θ and θ + h (finite differences, paired comparisons), both
-runs must see the *same* random numbers. Fixing the seed is not enough: a seed fixes a
-*sequence*, and a draw is the n-th number of that sequence. As soon as the two runs draw a
-different number of values (one more arrival, an agent that dies earlier, a branch taken), every
-later draw is shifted, and from there on the runs are independent. ``rng.stream(key)`` returns a
-child generator whose draws depend only on (seed, key), through an integer derived from
-SHA-256 of the key's canonical form (never Python's ``hash``, which is salted per process). A
-draw keyed by *what it is for*, e.g. ``rng.stream(("shock", t))``, is the same in every run,
-whatever else was drawn before. Making a stream does not advance its parent, and the same key
-always restarts the same sequence: make it once and keep it, or key each use.
+The rules of randomness
+-----------------------
+1. **A draw advances its generator**, as ``numpy.random.Generator``'s does: calling
+   ``rng.normal()`` twice, or a model twice with the same ``rng``, gives fresh numbers. A Monte
+   Carlo loop ``[simulate(θ, rng=rng) for _ in range(n)]`` therefore averages n independent
+   runs.
+2. **The same seed gives the same numbers.** Two generators made by ``default_rng(seed)`` give
+   the same draws when asked the same things in the same order; an int seed passed to a model
+   gives the same run every time.
+3. **Children.** ``rng.child()`` (or NumPy's ``rng.spawn(n)``) hands out a new, independent
+   generator and advances ``rng``: the i-th child depends only on the parent's path and i.
+   Every model takes one child per ``simulate`` and keys all its draws under it, so one run's
+   draws never depend on θ or on the order things were drawn in, while the next run gets the
+   next child.
+4. **Keyed streams (common random numbers).** To compare a stochastic program at θ and θ + h,
+   both runs must see the *same* random numbers. Fixing the seed is not enough: a seed fixes a
+   *sequence*, and as soon as the two runs draw a different number of values (one more arrival,
+   an agent that dies earlier) every later draw is shifted. ``rng.stream(key)`` returns the
+   child whose draws depend only on (seed, path of keys, key), through an integer derived from
+   SHA-256 of the key's canonical form (never Python's ``hash``, which is salted per process).
+   Making a stream does not advance its parent, and asking again gives a generator with the
+   same draws. Key a draw by what it is for, e.g. ``rng.stream(("shock", t))``, and it is the
+   same in every run whatever else was drawn. For common random numbers between two model runs,
+   pass the same seed, or the same stream: ``simulate(θ, rng=rng.stream("crn"))`` and
+   ``simulate(θ + h, rng=rng.stream("crn"))`` take the same first child.
+5. **Replayable steps.** :func:`minidiff.checkpointed_loop` (and ``checkpoint``) run a step
+   again during the backward pass, so the step must draw the same numbers every time. Inside a
+   step, draw from keyed streams made there (``rng.stream(("step", t))``: made afresh each run,
+   the same numbers each time). Drawing from a generator made outside the step, or asking it
+   for a child, would advance it, and a generator made in the step from fresh entropy
+   (``default_rng(None)``) would differ in every run: under reverse mode both raise
+   :class:`minidiff.checkpointing.ReplayError` instead of returning the gradient of other
+   random numbers.
+6. **Threads.** The transforms and the current backend are per thread, so threads may
+   differentiate at once. Give each thread its own generator (a child or a stream): one shared
+   by threads advances in whatever order they happen to run.
 
 Reparameterised samplers
 ------------------------
@@ -55,8 +79,11 @@ silent zero derivative: pass ``estimator="none"`` or ``"score"``, or ask for ``o
 
 Modules
 -------
-* :mod:`.generator`: ``Generator`` and ``default_rng``, keyed streams and every sampler;
-* :mod:`.distributions`: the discrete distributions, drawn by inversion, with their jump rules;
+* :mod:`.generator`: ``Generator`` and ``default_rng``, children, keyed streams and every
+  sampler;
+* :mod:`.distributions`: the discrete distributions, drawn by inversion, with their jump rules
+  (the Poisson and binomial quantiles are exact for every finite parameter, with bounded work
+  per draw: :func:`minidiff.backend.poisson_quantile`);
 * :mod:`.discrete_gradients`: the gradients ``estimator=`` attaches to a discrete sample
   (``DISCRETE_GRADIENTS`` lists their names).
 

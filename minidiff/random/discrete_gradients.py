@@ -95,7 +95,13 @@ def attach(dist: Any, x: Any, u: Any, params: tuple, shape: tuple, estimator: st
     if estimator == "smoothed":
         theta = params[-1]
         slope = dist.smoothed_slope(x, *(raw(p) for p in params))
-        return add(x, multiply(slope, subtract(theta, stop_gradient(theta))))  # x, slope·δθ
+        x = add(x, multiply(slope, subtract(theta, stop_gradient(theta))))  # x, slope·δθ
+        if dist.name == "binomial" and isinstance(params[0], Box):
+            # a traced count n (e.g. a smoothed Poisson draw): one more trial adds p successes
+            # on average, d E[X]/dn = p, so the smoothed derivative in n is p·δn
+            n = params[0]
+            x = add(x, multiply(broadcast_to(theta, shape), subtract(n, stop_gradient(n))))
+        return x
     if estimator == "straight_through":
         mean = multiply(*params) if dist.name == "binomial" else dist.mean(*params)  # n·p, with
         return straight_through(x, broadcast_to(mean, shape))  # a raw n never the left operand

@@ -31,7 +31,6 @@ over the two one-sided rules so that it is linear in δ (usable in reverse mode)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +39,6 @@ from ..backend import get_backend
 from ..core import raw, shape_of
 from ..ops import gammaln, log, log1p, where
 from ..ops import sum as _sum
-from ..ops.linear import broadcast_shapes
 
 __all__ = ["DISTRIBUTIONS", "Bernoulli", "Binomial", "Poisson", "Geometric", "Categorical",
            "Event", "check_probability"]
@@ -133,31 +131,6 @@ class Bernoulli:
 # ---------------------------------------------------------------------------------------------
 
 
-def _binomial_icdf(u: Any, n: Any, p: Any) -> Any:
-    """Inverse CDF of Binomial(n, p) at u, by accumulating the pmf (n moderate)."""
-    xp = _xp()
-    n = xp.asarray(n, dtype=u.dtype) if not hasattr(n, "dtype") else _float(n)
-    p = xp.asarray(p, dtype=u.dtype) if not hasattr(p, "dtype") else p
-    shape = _broadcast_shape(u, n, p)
-    u, n, p = (xp.broadcast_to(v, shape) for v in (u, n, p))
-    n_max = int(xp.max(n)) if n.size else 0
-    x = xp.zeros(shape, dtype=u.dtype)
-    q = 1.0 - p
-    pmf = xp.where(n > 0, q ** n, xp.ones_like(p))
-    cdf = pmf
-    for k in range(n_max):
-        still = xp.logical_and(u >= cdf, k < n)
-        x = x + _float(still)
-        ratio = _safe_divide((n - k) * p, (k + 1.0) * q)
-        pmf = pmf * ratio
-        cdf = cdf + pmf
-    return x
-
-
-def _broadcast_shape(*arrays: Any) -> tuple[int, ...]:
-    return broadcast_shapes(*(shape_of(a) for a in arrays))
-
-
 class Binomial:
     """X = number of successes in n trials of probability p, by inversion."""
 
@@ -165,7 +138,8 @@ class Binomial:
 
     @staticmethod
     def sample(u: Any, n: Any, p: Any) -> Any:
-        return _binomial_icdf(u, n, p)
+        """F⁻¹(u), by the backend's exact quantile search (bounded work for any n)."""
+        return get_backend().binomial_quantile(u, n, p)
 
     @staticmethod
     def events(x: Any, n: Any, p: Any, dp: Any) -> list[Event]:
@@ -194,30 +168,6 @@ class Binomial:
 # ---------------------------------------------------------------------------------------------
 
 
-def _poisson_icdf(u: Any, lam: Any) -> Any:
-    """Inverse CDF of Poisson(λ) at u, accumulating the pmf until every u is covered."""
-    xp = _xp()
-    lam = xp.asarray(lam, dtype=u.dtype) if not hasattr(lam, "dtype") else lam
-    shape = _broadcast_shape(u, lam)
-    u, lam = xp.broadcast_to(u, shape), xp.broadcast_to(lam, shape)
-    x = xp.zeros(shape, dtype=u.dtype)
-    pmf = xp.exp(-lam)
-    cdf = pmf
-    k = 0
-    # the tail below 1e-16 is below u's resolution; cap the loop generously
-    limit = int(float(xp.max(lam)) + 40.0 * math.sqrt(float(xp.max(lam)) + 1.0) + 40.0) \
-        if lam.size else 0
-    while k < limit:
-        still = u >= cdf
-        if not bool(xp.any(still)):
-            break
-        x = x + _float(still)
-        pmf = pmf * lam / (k + 1.0)
-        cdf = cdf + pmf
-        k += 1
-    return x
-
-
 class Poisson:
     """X ~ Poisson(λ), by inversion."""
 
@@ -225,7 +175,8 @@ class Poisson:
 
     @staticmethod
     def sample(u: Any, lam: Any) -> Any:
-        return _poisson_icdf(u, lam)
+        """F⁻¹(u), by the backend's exact quantile search (bounded work for any λ)."""
+        return get_backend().poisson_quantile(u, lam)
 
     @staticmethod
     def events(x: Any, lam: Any, dlam: Any) -> list[Event]:

@@ -1,14 +1,16 @@
-"""The generator: NumPy-style draws on the current backend, keyed child streams, and the
-samplers (the package notes, :mod:`minidiff.random`, explain each kind)."""
+"""The generator: NumPy-style draws on the current backend, children and keyed streams, and
+the samplers (the package notes, :mod:`minidiff.random`, explain the rules and each kind)."""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import operator
 import secrets
 from typing import Any
 
 from .. import backend as _backend
+from ..checkpointing import birth_mark, check_draw, check_entropy
 from ..core import Box, deepest_level, raw, shape_of, strip_inactive
 from ..ops import add, exp, multiply, stop_gradient, subtract
 from ..ops import sum as _sum
@@ -48,6 +50,19 @@ def _canonical_key(key: Any) -> Any:
                         f"{key!r} ({type(key).__name__})") from None
 
 
+class _Child:
+    """The path element of the i-th child handed out by ``spawn``/``child``: its repr can
+    never be that of a stream key (a str, an int or a tuple), so the two never collide."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"<child {self.index}>"
+
+
 def _derived_seed(path: tuple) -> int:
     digest = hashlib.sha256(repr(path).encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "little") >> 1  # 63 bits: every backend accepts it
@@ -63,16 +78,21 @@ class _Ledger:
 
 
 class Generator:
-    """NumPy-style random numbers on the current backend, with keyed child streams.
+    """NumPy-style random numbers on the current backend, with children and keyed streams.
 
-    Made by :func:`default_rng`; ``stream(key)`` makes children. Methods take NumPy's names and
-    defaults; discrete samplers add ``estimator=`` (see :mod:`minidiff.random`).
+    Made by :func:`default_rng`. Every draw advances the generator, as NumPy's does: reusing
+    it gives fresh numbers. ``child()`` (or NumPy's ``spawn(n)``) hands out independent
+    children and advances this generator; ``stream(key)`` gives the child keyed by ``key``,
+    the same one every time, without advancing anything (common random numbers, replayable
+    steps). Methods take NumPy's names and defaults; discrete samplers add ``estimator=``
+    (see :mod:`minidiff.random`).
     """
 
     def __init__(self, seed: Any = None, *, _path: tuple | None = None,
                  _ledger: _Ledger | None = None) -> None:
         if _path is None:
             if seed is None:
+                check_entropy("default_rng")
                 seed = secrets.randbits(63)
             if isinstance(seed, bool) or not isinstance(seed, int) and not hasattr(
                     seed, "__index__"):
@@ -86,9 +106,12 @@ class Generator:
         self._backend = _backend.get_backend()
         self._rng = self._backend.make_rng(_path[0] if len(_path) == 1 else _derived_seed(_path))
         self._ledger = _ledger if _ledger is not None else _Ledger()
+        self._children = itertools.count()  # next() is atomic: two threads never share a child
+        self._born = birth_mark()  # see checkpointing.check_draw
 
     def __repr__(self) -> str:
-        keys = "".join(f".stream({k!r})" for k in self._path[1:])
+        keys = "".join(f".spawn()[{k.index}]" if isinstance(k, _Child) else f".stream({k!r})"
+                       for k in self._path[1:])
         return f"default_rng({self._path[0]}){keys}"
 
     @property
@@ -99,9 +122,34 @@ class Generator:
     def stream(self, key: Any) -> Generator:
         """A child generator whose draws depend only on (seed, path of keys, ``key``).
 
-        ``key`` is a str, an int or a tuple of them. This generator's own state is untouched,
-        and the child shares its score ledger (``log_prob``)."""
+        ``key`` is a str, an int or a tuple of them. This generator's own state is untouched
+        (asking twice gives two generators with the same draws), and the child shares its score
+        ledger (``log_prob``)."""
         return Generator(_path=self._path + (_canonical_key(key),), _ledger=self._ledger)
+
+    def child(self) -> Generator:
+        """A new, independent child generator; this generator advances, so the next call
+        gives another one. The i-th child of a generator depends only on its path and i:
+        generators made from the same seed hand out the same children in the same order.
+        The child shares the score ledger (``log_prob``)."""
+        check_draw(self._born, "Generator.child")
+        index = next(self._children)
+        return Generator(_path=self._path + (_Child(index),), _ledger=self._ledger)
+
+    def spawn(self, n_children: int) -> list[Generator]:
+        """``n_children`` new children (NumPy's ``Generator.spawn``): ``child()`` n times."""
+        try:
+            n = None if isinstance(n_children, bool) else operator.index(n_children)
+        except TypeError:
+            n = None
+        if n is None or n < 0:
+            raise ValueError(f"spawn: n_children must be an integer ≥ 0, got {n_children!r}")
+        return [self.child() for _ in range(n)]
+
+    def _state(self, what: str) -> Any:
+        """The backend generator, about to advance for the sampler ``what``."""
+        check_draw(self._born, what)
+        return self._rng
 
     # -- score-function bookkeeping ---------------------------------------------------------
 
@@ -134,13 +182,14 @@ class Generator:
 
     def random(self, size: Any = None) -> Any:
         """Uniforms in [0, 1) (no parameters, so no derivative)."""
-        return self._backend.asarray(self._rng.random(_size("random", size) or ()))
+        shape = _size("random", size) or ()
+        return self._backend.asarray(self._state("random").random(shape))
 
-    def _standard_normal(self, shape: tuple) -> Any:
-        return self._backend.asarray(self._rng.standard_normal(shape))
+    def _standard_normal(self, what: str, shape: tuple) -> Any:
+        return self._backend.asarray(self._state(what).standard_normal(shape))
 
-    def _open_uniform(self, shape: tuple) -> Any:
-        return uniform_like(self._rng, shape)  # strictly inside (0, 1)
+    def _open_uniform(self, what: str, shape: tuple) -> Any:
+        return uniform_like(self._state(what), shape)  # strictly inside (0, 1)
 
     # -- reparameterised samplers --------------------------------------------------------------
 
@@ -149,20 +198,20 @@ class Generator:
         loc, scale = _param(loc), _param(scale)
         shape = _out_shape("normal", size, loc, scale)
         _check_nonnegative("normal", "scale", scale)
-        return add(loc, multiply(scale, self._standard_normal(shape)))
+        return add(loc, multiply(scale, self._standard_normal("normal", shape)))
 
     def lognormal(self, mean: Any = 0.0, sigma: Any = 1.0, size: Any = None) -> Any:
         """exp(mean + sigma·z), z ~ N(0, 1)."""
         mean, sigma = _param(mean), _param(sigma)
         shape = _out_shape("lognormal", size, mean, sigma)
         _check_nonnegative("lognormal", "sigma", sigma)
-        return exp(add(mean, multiply(sigma, self._standard_normal(shape))))
+        return exp(add(mean, multiply(sigma, self._standard_normal("lognormal", shape))))
 
     def uniform(self, low: Any = 0.0, high: Any = 1.0, size: Any = None) -> Any:
         """low + (high − low)·U, U ~ U[0, 1)."""
         low, high = _param(low), _param(high)
         shape = _out_shape("uniform", size, low, high)
-        u = self._backend.asarray(self._rng.random(shape))
+        u = self._backend.asarray(self._state("uniform").random(shape))
         return add(low, multiply(subtract(high, low), u))
 
     def exponential(self, scale: Any = 1.0, size: Any = None) -> Any:
@@ -170,14 +219,14 @@ class Generator:
         scale = _param(scale)
         shape = _out_shape("exponential", size, scale)
         _check_nonnegative("exponential", "scale", scale)
-        return multiply(scale, -self._backend.xp.log(self._open_uniform(shape)))
+        return multiply(scale, -self._backend.xp.log(self._open_uniform("exponential", shape)))
 
     def gumbel(self, loc: Any = 0.0, scale: Any = 1.0, size: Any = None) -> Any:
         """loc − scale·log(−log U), U strictly inside (0, 1), so never infinite or NaN."""
         loc, scale = _param(loc), _param(scale)
         shape = _out_shape("gumbel", size, loc, scale)
         _check_nonnegative("gumbel", "scale", scale)
-        return add(loc, multiply(scale, gumbel_noise(self._open_uniform(shape))))
+        return add(loc, multiply(scale, gumbel_noise(self._open_uniform("gumbel", shape))))
 
     def logistic(self, loc: Any = 0.0, scale: Any = 1.0, size: Any = None) -> Any:
         """loc + scale·log(U / (1 − U)), U strictly inside (0, 1)."""
@@ -185,7 +234,7 @@ class Generator:
         shape = _out_shape("logistic", size, loc, scale)
         _check_nonnegative("logistic", "scale", scale)
         xp = self._backend.xp
-        u = self._open_uniform(shape)
+        u = self._open_uniform("logistic", shape)
         return add(loc, multiply(scale, xp.log(u) - xp.log1p(-u)))
 
     # -- discrete samplers ------------------------------------------------------------------
@@ -206,8 +255,9 @@ class Generator:
         n, p = _param(n), _param(p)
         check_probability(p, "binomial")
         xp, nr = _backend.get_backend().xp, raw(n)
-        if not bool(xp.all(xp.logical_and(nr >= 0, xp.floor(nr) == nr))):
-            raise ValueError(f"binomial: n must be a non-negative integer, got {nr!r}")
+        if not bool(xp.all(xp.logical_and(xp.isfinite(nr), xp.logical_and(
+                nr >= 0, xp.floor(nr) == nr)))):
+            raise ValueError(f"binomial: n must be a finite non-negative integer, got {nr!r}")
         return self._discrete(Binomial, (n, p), _out_shape("binomial", size, n, p), estimator)
 
     def poisson(self, lam: Any = 1.0, size: Any = None, estimator: str = "smoothed") -> Any:
@@ -242,7 +292,7 @@ class Generator:
         _check_probs(probs)
         n_cat = shape_of(probs)[-1]
         batch = _out_shape(name, size, shape_of(probs)[:-1])
-        u = self._open_uniform(batch)
+        u = self._open_uniform(name, batch)
         engine_sampler = _engine_sampler((probs,))
         if engine_sampler is not None:
             if one_hot:
@@ -263,19 +313,26 @@ class Generator:
             return value
         if not one_hot:
             return x
-        v = self._open_uniform((*batch, n_cat)) if estimator == "gumbel_softmax" else None
+        v = self._open_uniform(name, (*batch, n_cat)) if estimator == "gumbel_softmax" \
+            else None
         return attach_categorical(vec, probs, v, estimator, tau, hard)
 
     def _discrete(self, dist: Any, params: tuple, shape: tuple, estimator: str,
                   tau: float = 1.0, hard: bool = True) -> Any:
         """Invert one uniform per sample, then apply ``estimator`` (unless the parameters'
         engine samples by itself)."""
-        u = self._open_uniform(shape)
+        u = self._open_uniform(dist.name, shape)
         engine_sampler = _engine_sampler(params)
         if engine_sampler is not None:
             return engine_sampler(dist, u, params)
         x = dist.sample(u, *(raw(p) for p in params))
         if estimator == "score":
+            if dist.name == "binomial" and isinstance(params[0], Box):
+                raise ValueError(
+                    "binomial(estimator='score'): the number of trials n is traced, but the "
+                    "score function has no derivative in an integer parameter; use "
+                    "estimator='smoothed' (d E[X]/dn = p) or stochastic triples, or pass "
+                    "minidiff.stop_gradient(n)")
             self._add_log_prob(_sum(dist.log_prob(x, *params)))
             return x
         return attach(dist, x, u, params, shape, estimator, tau, hard)
@@ -350,8 +407,8 @@ def _check_probs(probs: Any) -> None:
     if len(shape_of(v)) < 1 or shape_of(v)[-1] < 1:
         raise ValueError(f"categorical: probs needs a last axis of at least one class, got "
                          f"shape {shape_of(v)}")
-    if not bool(xp.all(v >= 0)):
-        raise ValueError(f"categorical: probs must be non-negative, got {v!r}")
+    if not bool(xp.all(xp.logical_and(xp.isfinite(v), v >= 0))):
+        raise ValueError(f"categorical: probs must be finite and ≥ 0, got {v!r}")
     if not bool(xp.all(xp.abs(xp.sum(v, axis=-1) - 1.0) <= 1e-9)):
         raise ValueError(f"categorical: probs must sum to 1 along the last axis (within "
                          f"1e-9), got sums {xp.sum(v, axis=-1)!r}")
