@@ -815,6 +815,27 @@ def _in_place(ufunc: Any, a: np.ndarray, b: Any) -> np.ndarray:
     return ufunc(a, b, out=a if full == a.shape else None)
 
 
+def _numpy_select_into(condition: Any, x: Any, y: Any, out: Any = None) -> Any:
+    """``select`` written into ``out`` (float64, the result's shape): the side that holds
+    less often is copied in, then the other put where it holds (no fresh array, no branches).
+    Exactly ``where``'s bits, as :func:`_numpy_select`."""
+    if (out is None or type(condition) is not np.ndarray or condition.dtype != np.bool_
+            or condition.ndim != 1 or out.dtype != np.float64 or not out.shape
+            or out.shape[-1] != condition.shape[0] or _float64_bits(x) is None
+            or _float64_bits(y) is None):
+        result = _numpy_select(condition, x, y)
+        if out is None:
+            return result
+        np.copyto(out, result)
+        return out
+    share = np.count_nonzero(condition) / condition.size
+    rare, keep, mask = (x, y, condition) if share < 0.5 else (y, x, ~condition)
+    np.copyto(out, keep)
+    at = np.flatnonzero(mask)
+    out[..., at] = rare[..., at] if np.ndim(rare) and np.shape(rare)[-1] != 1 else rare
+    return out
+
+
 def _quiet_exp(x: Any, out: Any = None) -> Any:
     with np.errstate(over="ignore"):
         return np.exp(x, out=out)
@@ -829,6 +850,7 @@ _NUMPY_INTO = {
     "greater": np.greater, "greater_equal": np.greater_equal, "logical_and": np.logical_and,
     "logical_or": np.logical_or, "logical_not": np.logical_not, "sigmoid": _numpy_sigmoid,
     "quiet_exp": _quiet_exp,  # exp whose overflow to inf is expected (inside a sigmoid)
+    "where": _numpy_select_into,
 }
 
 def _numpy_sum(x: Any, axis: Any, keepdims: bool) -> Any:

@@ -36,6 +36,9 @@ def test_select_is_where_bit_for_bit(share, shape):
         got, want = NUMPY_KERNELS.select(mask, a, b), np.where(mask, a, b)
         assert got.shape == want.shape and got.dtype == want.dtype
         assert bits(got) == bits(want)
+        out = np.full(want.shape, 7.0)  # the replay's scratch buffer
+        assert NUMPY_KERNELS.into["where"](mask, a, b, out=out) is out
+        assert bits(out) == bits(want)
 
 
 def test_select_leaves_other_dtypes_and_small_masks_to_where():

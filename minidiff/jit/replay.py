@@ -81,6 +81,7 @@ INTO = {
     comparisons.greater: "greater", comparisons.greater_equal: "greater_equal",
     comparisons.logical_and: "logical_and", comparisons.logical_or: "logical_or",
     comparisons.logical_not: "logical_not", quiet_exp: "quiet_exp",
+    elementwise._where_p: "where",
 }
 IDENTITY = {constants._stop_gradient_p}
 # ... and those with a direct function (Kernels.direct): where's Python numbers are made floats
@@ -186,12 +187,17 @@ def _writes_into(eqn: Any, into: Any) -> bool:
     name = INTO.get(eqn.primitive)
     if name is None or name not in into:
         return False
+    inputs = eqn.inputs
+    if eqn.primitive is elementwise._where_p:  # the condition is boolean; the branches decide
+        if str(eqn.out.dtype) != "float64":
+            return False
+        inputs = inputs[1:]
     dtypes = {str(a.dtype) if isinstance(a, Var) else str(a.value.dtype)
-              for a in eqn.inputs if isinstance(a, Var) or (isinstance(a, Const) and a.is_array)}
+              for a in inputs if isinstance(a, Var) or (isinstance(a, Const) and a.is_array)}
     if len(dtypes) != 1:  # mixed dtypes: leave type promotion to the implementation
         return False
     return all(isinstance(a, Var) or a.is_array or type(a.value) in (float, int, bool)
-               for a in eqn.inputs)
+               for a in inputs)
 
 
 def equation_step(eqn: Any, k: int, backend: _backend.Backend) -> Step:
@@ -203,6 +209,11 @@ def equation_step(eqn: Any, k: int, backend: _backend.Backend) -> Step:
               namespace: dict) -> list[str]:
         if eqn.primitive in IDENTITY:
             return [f"{outs[0]} = {args[0]}"]
+        if eqn.primitive is elementwise._where_p:  # its numbers as floats, once, as its impl
+            for i, a in enumerate(eqn.inputs):     # would make them on every call
+                if isinstance(a, Const) and not a.is_array:
+                    namespace[f"n{k}_{i}"] = elementwise._float_number(a.value)
+                    args = [*args[:i], f"n{k}_{i}", *args[i + 1:]]
         if buffers[0] is not None:
             namespace[f"g{k}"] = into[INTO[eqn.primitive]]
             return [f"{outs[0]} = g{k}({', '.join(args)}, out={buffers[0]})"]
@@ -213,11 +224,6 @@ def equation_step(eqn: Any, k: int, backend: _backend.Backend) -> Step:
         if direct is not None:
             namespace[f"f{k}"] = functools.partial(direct, **eqn.params) if eqn.params \
                 else direct
-            if eqn.primitive is elementwise._where_p:
-                for i, a in enumerate(eqn.inputs):
-                    if isinstance(a, Const) and not a.is_array:
-                        namespace[f"n{k}_{i}"] = elementwise._float_number(a.value)
-                        args = [*args[:i], f"n{k}_{i}", *args[i + 1:]]
             return [f"{outs[0]} = f{k}({', '.join(args)})"]
         impl = eqn.primitive.impl
         namespace[f"f{k}"] = functools.partial(impl, **eqn.params) if eqn.params else impl
