@@ -818,7 +818,10 @@ def _in_place(ufunc: Any, a: np.ndarray, b: Any) -> np.ndarray:
 def _numpy_select_into(condition: Any, x: Any, y: Any, out: Any = None) -> Any:
     """``select`` written into ``out`` (float64, the result's shape): the side that holds
     less often is copied in, then the other put where it holds (no fresh array, no branches).
-    Exactly ``where``'s bits, as :func:`_numpy_select`."""
+    Exactly ``where``'s bits, as :func:`_numpy_select`. A small select returns a fresh
+    array instead (one call beats four there; the caller uses what is returned)."""
+    if type(condition) is np.ndarray and condition.size < _SELECT_MIN_SIZE:
+        return np.where(condition, x, y)
     if (out is None or type(condition) is not np.ndarray or condition.dtype != np.bool_
             or condition.ndim != 1 or out.dtype != np.float64 or not out.shape
             or out.shape[-1] != condition.shape[0] or _float64_bits(x) is None
