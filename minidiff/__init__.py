@@ -8,7 +8,7 @@ chosen at run time.
 
 from __future__ import annotations
 
-from . import pytree, random
+from . import jit, pytree, random  # jit is a callable module: md.jit(f)
 from .backend import (
     Backend,
     BackendError,
@@ -21,6 +21,7 @@ from .checkpointing import checkpoint, checkpointed_loop
 from .core import ModeError, Primitive, ShapeError, TracerConversionError
 from .custom import custom_jvp, custom_vjp
 from .forward import Dual
+from .jit import make_program
 from .ops import *  # noqa: F403
 from .ops import __all__ as _ops_all
 from .reverse import TapeValue
@@ -42,7 +43,7 @@ __all__ = [
     "Backend", "BackendError", "Dual", "ModeError", "Primitive", "ShapeError", "TapeValue",
     "TracerConversionError", "pytree",
     "available_backends", "checkpoint", "checkpointed_loop", "custom_jvp", "custom_vjp",
-    "get_backend", "grad", "hessian", "hvp",
+    "get_backend", "grad", "hessian", "hvp", "jit", "make_program",
     "jacfwd", "jacrev", "jvp", "set_backend", "use_backend", "value_and_grad", "vjp", "wengert",
     *_ops_all,
 ]

@@ -56,6 +56,7 @@ __all__ = [
     "register_ops",
     "shape_of",
     "ndim_of",
+    "without_derivatives",
     "ModeError",
     "ShapeError",
     "TracerConversionError",
@@ -392,6 +393,22 @@ def raw(x: Any) -> Any:
 def strip_inactive(x: Any) -> Any:
     """Unbox levels whose transform has finished (values that leaked out of a closure)."""
     while isinstance(x, Box) and not x.level.active:
+        x = x.value
+    return x
+
+
+def without_derivatives(x: Any) -> Any:
+    """``x`` as a constant to every derivative: what ``stop_gradient`` returns.
+
+    The boxes of every level that follows derivatives (forward, reverse, triples) are removed.
+    A level whose engine *stages* a program (``stages = True``: ``minidiff.jit``'s tracing)
+    follows values, not derivatives, so its box is kept (with everything outside it removed):
+    the program then records the cut instead of baking the traced value in as a constant.
+    With no staging level open this is :func:`raw`.
+    """
+    while isinstance(x, Box):
+        if x.level.active and getattr(x.level.engine, "stages", False):
+            return x
         x = x.value
     return x
 

@@ -204,6 +204,9 @@ class ReverseEngine:
 
     def process(self, primitive: Primitive, args: tuple, params: dict) -> TapeValue:
         """Compute ``primitive`` on the primals of ``args`` and record one node for it."""
+        own = getattr(primitive, "process_reverse", None)
+        if own is not None:  # a primitive that computes its value with its residuals and
+            return own(self, args, params)  # records its own nodes (md.jit's call)
         level = self.level
         if primitive.vjp is None:
             raise ModeError(

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..backend import get_backend
 from ..core import ShapeError, ndim_of, raw, shape_of
-from .comparisons import greater, less
+from .comparisons import equal, greater, less
 from .constants import stop_gradient
 from .elementwise import cos, exp, log, maximum, negative, sin, where
 from .indexing import getitem
@@ -55,9 +55,8 @@ def logsumexp(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = 
 
     Its derivative is ``softmax(x)``."""
     axes = normalize_axis(axis, ndim_of(x), "logsumexp")
-    m = raw(_max(stop_gradient(x), axis=axes, keepdims=True))
-    xp = get_backend().xp
-    m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+    m = _max(stop_gradient(x), axis=axes, keepdims=True)
+    m = where(equal(m - m, 0.0), m, 0.0)  # m − m = 0 exactly when m is finite
     out = log(_sum(exp(x - m), axis=axes, keepdims=True)) + m
     return out if keepdims else squeeze(out, axes) if axes else out
 

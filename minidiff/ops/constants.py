@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..backend import get_backend
-from ..core import Box, holds_box, raw, shape_of, stacked
+from ..core import Box, Primitive, holds_box, raw, shape_of, stacked, without_derivatives
 
 __all__ = ["zeros", "ones", "zeros_like", "ones_like", "asarray", "to_host", "stop_gradient"]
 
@@ -50,6 +50,12 @@ def to_host(x: Any) -> Any:
     return get_backend().to_host(raw(x))
 
 
+# the identity, recorded when md.jit traces a stop_gradient (so a derived program keeps the cut)
+_stop_gradient_p = Primitive("stop_gradient", lambda x: x, elementwise=True,
+                             differentiable=False)
+
+
 def stop_gradient(x: Any) -> Any:
     """The value of ``x`` as a constant: no derivative flows through it, in any transform."""
-    return raw(x)
+    x = without_derivatives(x)
+    return _stop_gradient_p(x) if isinstance(x, Box) else x

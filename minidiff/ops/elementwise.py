@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..backend import get_backend
-from ..core import Primitive, ndim_of, raw, register_ops, shape_of
-from .comparisons import sign
+from ..core import Primitive, ndim_of, raw, register_ops, shape_of, without_derivatives
+from .comparisons import equal, greater, sign
 from .constants import zeros
 from .linear import align_tangent, broadcast_to, unbroadcast
 
@@ -206,8 +206,9 @@ def elementwise_primitive(name: str, impl: Callable[..., Any],
             reader = readers[i]
             if reader is None:
                 gi = g
-            elif reader is NEGATE:
-                gi = negative(g)
+            elif reader is NEGATE:  # negate after summing: -Σg = Σ(-g) exactly, on fewer
+                grads.append(negative(unbroadcast(g, shapes[i])))
+                continue
             else:
                 p = reader(values, params)
                 gi = g if p is None else multiply(g, p)
@@ -271,9 +272,10 @@ power = elementwise_primitive("power", lambda x, y: x ** y, partials=[_power_dx,
 
 
 def _maximum_dx(x: Any, y: Any) -> Any:
-    """∂max(x, y)/∂x: 1 where x > y, 0 where x < y, and 1/2 at ties (a subgradient)."""
-    rx, ry = raw(x), raw(y)
-    return float_mask(rx > ry) + 0.5 * float_mask(rx == ry)
+    """∂max(x, y)/∂x: 1 where x > y, 0 where x < y, and 1/2 at ties (a subgradient). A constant
+    (comparisons carry no derivative), built from ops so that md.jit records it."""
+    x, y = without_derivatives(x), without_derivatives(y)
+    return where(greater(x, y), 1.0, where(equal(x, y), 0.5, 0.0))
 
 
 maximum = elementwise_primitive(
@@ -287,15 +289,21 @@ maximum = elementwise_primitive(
 
 
 def _where_impl(cond: Any, x: Any, y: Any) -> Any:
-    return _xp().where(cond, as_array(x), as_array(y))
+    # Python numbers stay numbers (floats): the backend's select has fast paths for them
+    return get_backend().select(cond, _float_number(x), _float_number(y))
+
+
+def _float_number(v: Any) -> Any:
+    return float(v) if isinstance(v, numbers.Number) and type(v) is not float else v
 
 
 def _where_jvp(tangents: Sequence[Any], args: Sequence[Any], out: Any) -> Any:
     cond, x, y = args
     rank = len(shape_of(out))
     t_cond, t_x, t_y = tangents
-    if t_x is None and t_y is None:  # only the (never differentiated) condition is traced
-        return zeros((shape_of(t_cond)[0], *shape_of(out)))
+    if t_x is None and t_y is None:  # only the (never differentiated) condition is traced:
+        # a zero tangent, as a broadcast view of one zero (no K×N array is written)
+        return broadcast_to(zeros(()), (shape_of(t_cond)[0], *shape_of(out)))
     k = shape_of(t_x if t_x is not None else t_y)[0]
     t_x = 0.0 if t_x is None else align_tangent(t_x, ndim_of(x), rank)
     t_y = 0.0 if t_y is None else align_tangent(t_y, ndim_of(y), rank)
@@ -349,15 +357,8 @@ cos = _unary("cos", lambda x: _xp().cos(x), lambda x: negative(sin(x)))
 tanh = _unary("tanh", lambda x: _xp().tanh(x), lambda out: 1.0 - out * out)  # 1 - tanh²
 
 
-def _sigmoid_impl(x: Any) -> Any:
-    """σ(x) = 1/(1+e^{-x}), evaluated without overflow for large |x|."""
-    xp = _xp()
-    e = xp.exp(-xp.abs(x))
-    # numerator e^{-|x|} for x < 0 and 1 for x >= 0 (where e <= 1): no branch, no overflow
-    return xp.maximum(e, xp.astype(x >= 0, e.dtype)) / (1.0 + e)
-
-
-sigmoid = _unary("sigmoid", _sigmoid_impl, lambda out: out * (1.0 - out))  # σ(1-σ)
+sigmoid = _unary("sigmoid", lambda x: get_backend().sigmoid(x),  # the backend's fast kernel
+                 lambda out: out * (1.0 - out))                    # σ' = σ(1-σ)
 
 
 def _softplus_impl(x: Any) -> Any:

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..backend import get_backend
-from ..core import Primitive, ndim_of, raw, register_ops, shape_of
+from ..core import Primitive, ndim_of, register_ops, shape_of, without_derivatives
+from .comparisons import equal
 from .constants import ones
-from .elementwise import float_mask, multiply, negative, subtract
+from .elementwise import divide, multiply, negative, subtract, where
 from .indexing import concatenate, getitem
 from .linear import (
     expand_reduced,
@@ -54,30 +55,35 @@ def mean(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = False
 # ---------------------------------------------------------------------------------------------
 
 
-def _max_weights(x_raw: Any, out_raw: Any, axes: tuple, keepdims: bool) -> Any:
-    """w = 1[x = max] / #ties, so that ∂max/∂x = w (a subgradient at ties). A constant."""
-    mask = float_mask(x_raw == _expand_raw(out_raw, x_raw.shape, axes, keepdims))
-    return mask / _xp().sum(mask, axis=axes, keepdims=True)
+def _max_weights(x: Any, out: Any, axes: tuple, keepdims: bool) -> Any:
+    """w = 1[x = max] / #ties, so that ∂max/∂x = w (a subgradient at ties). A constant, built
+    from ops on the values without their derivatives (so md.jit records it)."""
+    x, out = without_derivatives(x), without_derivatives(out)
+    if not keepdims:
+        out = reshape(out, keepdims_shape(shape_of(x), axes))
+    mask = where(equal(x, out), 1.0, 0.0)
+    return divide(mask, _sum(mask, axis=axes, keepdims=True))
 
 
 def _max_jvp(ts: Sequence[Any], args: Sequence[Any], out: Any, axis: tuple,
              keepdims: bool) -> Any:
-    w = _max_weights(raw(args[0]), raw(out), axis, keepdims)
+    w = _max_weights(args[0], out, axis, keepdims)
     return _sum(multiply(ts[0], w), axis=tangent_axes(axis), keepdims=keepdims)
 
 
 def _max_vjp(g: Any, residuals: Any, needs: Sequence[bool], axis: tuple,
              keepdims: bool) -> list[Any]:
-    x_raw, out_raw = residuals
-    w = _max_weights(x_raw, out_raw, axis, keepdims)
-    return [multiply(expand_reduced(g, x_raw.shape, axis, keepdims), w)]
+    x, out = residuals
+    w = _max_weights(x, out, axis, keepdims)
+    return [multiply(expand_reduced(g, shape_of(x), axis, keepdims), w)]
 
 
 _max_p = Primitive(
     "max",
     lambda x, axis, keepdims: _xp().max(x, axis=axis, keepdims=keepdims),
     jvp=_max_jvp,
-    save=lambda args, out, needs, axis, keepdims: (raw(args[0]), raw(out)),
+    save=lambda args, out, needs, axis, keepdims: (without_derivatives(args[0]),
+                                                   without_derivatives(out)),
     vjp=_max_vjp,
 )
 

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..backend import get_backend
-from ..core import Primitive, ShapeError, raw, shape_of
-from .elementwise import elementwise_primitive, multiply, tanh
+from ..core import Primitive, ShapeError, shape_of, without_derivatives
+from .elementwise import add, elementwise_primitive, multiply, tanh
 from .linear import align_tangent, unbroadcast
 
 __all__ = ["soft_step", "straight_through"]
@@ -43,8 +43,8 @@ def _sigmoid_slope(x: Any, k: float) -> Any:
         t *= -0.25 * k
         t += 0.25 * k
         return t
-    t = tanh(multiply(x, 0.5 * k))
-    return (0.25 * k) * (1.0 - t * t)
+    t = tanh(multiply(x, 0.5 * k))  # the same operations as above, so both give the same bits
+    return add(multiply(multiply(t, t), -0.25 * k), 0.25 * k)
 
 
 _soft_step_p = elementwise_primitive("soft_step", _step, partials=[_sigmoid_slope])
@@ -81,7 +81,7 @@ def straight_through(hard: Any, soft: Any) -> Any:
     ``hard`` is a constant (its own derivative is ignored); the two must have the same shape.
     Unlike ``soft + stop_gradient(hard - soft)``, the value carries no rounding error.
     """
-    hard = raw(hard)
+    hard = without_derivatives(hard)
     if shape_of(hard) != shape_of(soft):
         raise ShapeError(f"straight_through: hard has shape {shape_of(hard)} but soft has shape "
                          f"{shape_of(soft)}; they must match")
