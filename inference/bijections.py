@@ -29,6 +29,7 @@ For the tutorial's Cont model, parameters on a log₁₀ scale are
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import minidiff as md
@@ -36,18 +37,21 @@ import minidiff as md
 __all__ = ["Bijection", "Exp", "Sigmoid", "Affine", "Inverse", "Compose"]
 
 
-class Bijection:
-    """An elementwise invertible map; subclasses define the three methods below."""
+class Bijection(abc.ABC):
+    """An elementwise invertible map: an abstract base, each subclass defines the three
+    abstract methods (a class that forgets one cannot be instantiated)."""
 
+    @abc.abstractmethod
     def forward(self, x: Any) -> Any:
-        raise NotImplementedError
+        """y = f(x), elementwise."""
 
+    @abc.abstractmethod
     def inverse(self, y: Any) -> Any:
-        raise NotImplementedError
+        """x = f⁻¹(y), elementwise."""
 
+    @abc.abstractmethod
     def log_det_jacobian(self, x: Any) -> Any:
         """log |f′(x)|, elementwise (the shape of x)."""
-        raise NotImplementedError
 
     def __call__(self, x: Any) -> Any:
         return self.forward(x)

@@ -29,6 +29,7 @@ Vector distributions over θ ∈ ℝ^d, which priors and families are, take ``th
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
@@ -70,24 +71,30 @@ def _on_support(x: Any, mask: Any, safe: float, density: Any) -> Any:
     return md.where(mask, inside, -math.inf)
 
 
-class Distribution:
-    """A scalar distribution with parameters broadcast to ``batch_shape``."""
+class Distribution(abc.ABC):
+    """A scalar distribution with parameters broadcast to ``batch_shape``: an abstract base,
+    each subclass defines the four abstract members (a class that forgets one cannot be
+    instantiated)."""
 
     batch_shape: tuple[int, ...] = ()
 
+    @abc.abstractmethod
     def log_prob(self, x: Any) -> Any:
-        raise NotImplementedError
+        """log p(x), elementwise over ``batch_shape``."""
 
+    @abc.abstractmethod
     def sample(self, rng: Any, shape: tuple[int, ...] = ()) -> Any:
-        raise NotImplementedError
+        """Reparameterised draws of shape ``shape + batch_shape``."""
 
     @property
+    @abc.abstractmethod
     def mean(self) -> Any:
-        raise NotImplementedError
+        """E[X], shape ``batch_shape``."""
 
     @property
+    @abc.abstractmethod
     def std(self) -> Any:
-        raise NotImplementedError
+        """sd(X), shape ``batch_shape``."""
 
     def _draw_shape(self, shape: Any) -> tuple[int, ...]:
         shape = (shape,) if isinstance(shape, int) else tuple(shape)

@@ -132,8 +132,14 @@ _WORKER_LOSS: dict[str, Any] = {}
 
 
 def _install_loss(payload: bytes, backend: str) -> None:
-    """Process-pool initializer: unpickle the run's loss once per worker."""
-    _WORKER_LOSS["loss"] = pickle.loads(payload)  # our own bytes, from the driver
+    """Process-pool initializer: unpickle the run's loss once per worker.
+
+    ``payload`` is only ever the bytes :func:`_pickled` made in the driver process a moment
+    before, handed to the worker through the pool's initializer arguments (the same channel
+    ``concurrent.futures`` uses for every task): never bytes read from a file or a socket, so
+    nothing a user hands us is unpickled (checkpoints are ``.npz`` with ``allow_pickle=False``
+    plus JSON)."""
+    _WORKER_LOSS["loss"] = pickle.loads(payload)
     md.set_backend(backend)
 
 
