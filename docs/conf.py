@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import minidiff
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # for source_pages, beside this file
 
 project = "minidiff"
 author = "the minidiff developers"
@@ -16,6 +21,7 @@ extensions = [
     "sphinx.ext.napoleon",   # docstrings with "Args:" / "Returns:" sections
     "sphinx.ext.mathjax",
     "sphinx-mathjax-offline",  # MathJax 3 copied into _static/mathjax: no CDN, works offline
+    "source_pages",          # links into the code go to line-anchored pages (source_pages.py)
 ]
 
 # The bundled copy (the package sphinx-mathjax-offline, in the docs extra), never a CDN, so the
@@ -25,8 +31,12 @@ mathjax_path = "mathjax/tex-chtml.js"
 # The tutorials are rendered from their committed outputs (python docs/build.py refreshes them);
 # the site build never runs them. Their percent-format .py sources are not pages.
 nb_execution_mode = "off"
-exclude_patterns = ["_build", "tutorials/*.py", "build.py", "tutorials/figures"]
+exclude_patterns = ["_build", "tutorials/*.py", "build.py", "source_pages.py",
+                    "tutorials/figures"]
 myst_enable_extensions = ["dollarmath", "amsmath"]
+# source_pages rewrites links into the code to this scheme (a link relative to the page)
+myst_url_schemes = {"http": None, "https": None, "mailto": None,
+                    "minidiff-source": "{{path}}.html#{{fragment}}"}
 myst_heading_anchors = 3
 
 autodoc_default_options = {"members": True, "member-order": "bysource"}

@@ -129,3 +129,12 @@ def test_site_typesets_maths_from_its_own_copy_and_hides_setup_cells(site):
         page = (out / "tutorials" / f"{name}.html").read_text(encoding="utf-8")
         assert "_static/mathjax/tex-chtml.js" in page
         assert "QUICK = os.environ" not in page, f"the setup cell of {name} is shown"
+    # links into the code land on line-anchored pages of the code, not downloads
+    source = (build.TUTORIALS / "00-minidiff-from-scratch.py").read_text(encoding="utf-8")
+    n = re.search(r"\[`bind`\]\(\.\./\.\./minidiff/core\.py#L(\d+)\)", source).group(1)
+    walkthrough = (out / "tutorials" / "00-minidiff-from-scratch.html").read_text("utf-8")
+    assert f'href="../_code/minidiff/core.py.html#L{n}"' in walkthrough
+    assert "_downloads" not in walkthrough
+    code = (out / "_code" / "minidiff" / "core.py.html").read_text(encoding="utf-8")
+    line = re.search(rf'<span class="line" id="L{n}">(.*?)(?=<span class="line")', code)
+    assert line and re.sub(r"<[^>]+>", "", line.group(1)).startswith(f"{n}def bind(")

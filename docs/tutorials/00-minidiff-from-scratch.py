@@ -424,9 +424,9 @@ print("exactness: checks passed")
 # %% [markdown]
 # ## 6. The toy engine, mapped onto minidiff
 #
-# Every piece above has a counterpart in minidiff, at the lines linked (the links work on
-# GitHub and in a local checkout; on this site they download the file), and each adds what
-# arrays and real programs need.
+# Every piece above has a counterpart in minidiff, at the lines linked (on GitHub, in a
+# checkout and on this site, each link opens the file at that line), and each adds what arrays
+# and real programs need.
 #
 # * `Primitive(name, impl, jvp, vjp)` is [`Primitive`](../../minidiff/core.py#L555). It adds
 #   a `save` rule naming the residuals the VJP reads, so the tape keeps only those, and flags
