@@ -18,6 +18,12 @@ primal and tangent together. The tape lists exactly the primitives that ran: com
 (``mean``, ``tan``, ``stack``, ...) appear as the primitives they are made of. A backward pass
 over that tape then gives every row's adjoint.
 
+Each row also shows the rules applied to it (:mod:`minidiff.wengert_text`): ``v3 = v2 · v2``,
+its tangent ``v̇3 = v̇2 · v2 + v̇2 · v2`` and its adjoint rule ``v̄2 += v̄3 · v2`` (twice, once per
+factor). The sum over j above is the lesson of the reverse sweep: a value used k times gets k
+contributions, and each row keeps them (:attr:`Row.contributions`, shown as
+``v̄2 = 16 (v3) + 16 (v3) = 32``), so the adjoint column is their visible sum.
+
 The bytes column counts the residuals a plain ``grad`` tape keeps for each row (the tangents
 that ride along here are left out): the tape is a :class:`minidiff.memory.MeteredTape`, which
 charges each buffer once, to the first row that keeps it.

@@ -149,6 +149,18 @@ def test_tangent_column_equals_jvp(xy, to_array):
     np.testing.assert_array_equal(host(tr.rows[0].tangent), host(tx))
 
 
+def test_every_rows_contributions_sum_to_its_adjoint(xy):
+    # arrays, broadcasting (x / 3.0), where, sum and mean: each adjoint is the sum of the terms
+    # its uses sent (rounding: the same additions in the same order, so 1e-15 is ample)
+    tr = md.wengert(mixed, *xy)
+    assert sum(len(r.contributions) > 1 for r in tr.rows) >= 2  # x and y are used repeatedly
+    for row in tr.rows:
+        total = sum(host(g) for _, g in row.contributions)
+        np.testing.assert_allclose(total, host(row.adjoint), rtol=1e-15, atol=1e-15,
+                                   err_msg=row.name)
+        assert len(row.rule.adjoint) == sum(row.traced)  # one adjoint rule per traced argument
+
+
 def test_input_adjoints_equal_grad(xy):
     tr = md.wengert(mixed, *xy)
     gx, gy = md.grad(mixed, argnums=(0, 1))(*xy)
