@@ -358,7 +358,7 @@ class _ListingEngine(ReverseEngine):
                    else xp.zeros_like(primal))
         self._by_id[id(primal)] = name  # records hold the primal, so the id stays unique
         # after naming: exp keeps its own output; a buffer kept for two partials is one buffer
-        kept = tuple(dict.fromkeys(self._kept(node.residuals)))
+        kept = tuple(dict(self._kept(node.residuals)).values())
         traced = tuple(p is not None for p in node.parents)
         shape = shape_of(primal)
         broadcast = tuple(t and self._shapes[p.index] != shape
@@ -371,16 +371,18 @@ class _ListingEngine(ReverseEngine):
                                 rule=rule_texts(name, node.name, labels, traced,
                                                 dict(node.params), broadcast)))
 
-    def _kept(self, residuals: Any) -> list[str]:
-        """Name each array among the residuals: the row it is the value of, if any (an array
-        that is no row's value as ``array(shape)#k``, k counting distinct buffers)."""
+    def _kept(self, residuals: Any) -> list[tuple[int, str]]:
+        """Each array among the residuals as (its id, a label): the row it is the value of, or
+        ``array(shape)`` for one that is no row's value. Listed by id, a buffer kept twice (for
+        both factors of ``x * x``) appears once, and two buffers of one shape twice."""
         if residuals is None or type(residuals) in (int, float, bool):
             return []
         if isinstance(residuals, tuple | list):
-            return [name for r in residuals for name in self._kept(r)]
+            return [pair for r in residuals for pair in self._kept(r)]
         if id(residuals) in self._by_id:
-            return [self._by_id[id(residuals)]]
-        return [f"array{shape_of(residuals)}"] if hasattr(residuals, "dtype") else []
+            return [(id(residuals), self._by_id[id(residuals)])]
+        return ([(id(residuals), f"array{shape_of(residuals)}")]
+                if hasattr(residuals, "dtype") else [])
 
     def _label(self, a: Any) -> str:
         if isinstance(a, TapeValue) and a.level is self.level:
