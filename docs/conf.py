@@ -87,10 +87,10 @@ def _as_written(app, what, name, obj, options, lines):  # noqa: ARG001 (Sphinx's
     if not text.strip() or not _problems(text, app.env):
         return
     escaped = text.replace("\\|", "|").replace("|", "\\|")
-    if not _problems(escaped, app.env):
+    problems = _problems(escaped, app.env)
+    if not problems:
         lines[:] = escaped.splitlines()
         return
-    problems = _problems(escaped, app.env)
     _logger.warning("the docstring of %s %s is not valid reStructuredText (%s), so it shows as a "
                     "raw block: put formulas and code after '::' and keep table text inside its "
                     "columns", what, name, "; ".join(problems[:2]), type="minidiff",
