@@ -138,3 +138,23 @@ def test_site_typesets_maths_from_its_own_copy_and_hides_setup_cells(site):
     code = (out / "_code" / "minidiff" / "core.py.html").read_text(encoding="utf-8")
     line = re.search(rf'<span class="line" id="L{n}">(.*?)(?=<span class="line")', code)
     assert line and re.sub(r"<[^>]+>", "", line.group(1)).startswith(f"{n}def bind(")
+
+
+def test_a_docstring_that_would_show_as_a_raw_block_is_named_in_a_warning(caplog):
+    """docs/conf.py renders docstrings as reStructuredText; one that does not parse falls back
+    to a raw block and says so in a warning (which fails the -W site build)."""
+    spec = importlib.util.spec_from_file_location("docs_conf", ROOT / "docs" / "conf.py")
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+
+    class App:
+        env = None
+
+    good = ["One line.", "", "A formula::", "", "    y = |x|", ""]
+    conf._as_written(App(), "module", "good", None, {}, lines := list(good))
+    assert lines == good
+    bad = ["One line.", "", "    an indented formula, no '::' before it", "  then less", ""]
+    with caplog.at_level("WARNING"):
+        conf._as_written(App(), "module", "bad.module", None, {}, lines := list(bad))
+    assert lines[0] == "::"
+    assert "bad.module" in caplog.text and "not valid reStructuredText" in caplog.text
