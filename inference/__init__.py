@@ -25,6 +25,8 @@ module              what it holds
 ``calibrate``       ``calibrate`` and its result
 ==================  =================================================================
 
+Example (a Gaussian mean, by GVI with the negative log-likelihood)::
+
     import minidiff as md
     from minidiff import inference as inf
 

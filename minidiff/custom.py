@@ -2,7 +2,8 @@
 
 ``custom_jvp`` and ``custom_vjp`` turn a function into a primitive of its own. The function
 body computes the value (with minidiff ops or anything else that works on arrays); the rules
-you attach say how to differentiate it, and minidiff never looks inside the body.
+you attach say how to differentiate it, and minidiff never looks inside the body. For
+example::
 
     @minidiff.custom_jvp
     def log1pexp(x):

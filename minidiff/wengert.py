@@ -18,6 +18,12 @@ primal and tangent together. The tape lists exactly the primitives that ran: com
 (``mean``, ``tan``, ``stack``, ...) appear as the primitives they are made of. A backward pass
 over that tape then gives every row's adjoint.
 
+Each row also shows the rules applied to it (:mod:`minidiff.wengert_text`): ``v3 = v2 · v2``,
+its tangent ``v̇3 = v̇2 · v2 + v̇2 · v2`` and its adjoint rule ``v̄2 += v̄3 · v2`` (twice, once per
+factor). The sum over j above is the lesson of the reverse sweep: a value used k times gets k
+contributions, and each row keeps them (:attr:`Row.contributions`, shown as
+``v̄2 = 16 (v3) + 16 (v3) = 32``), so the adjoint column is their visible sum.
+
 The bytes column counts the residuals a plain ``grad`` tape keeps for each row (the tangents
 that ride along here are left out): the tape is a :class:`minidiff.memory.MeteredTape`, which
 charges each buffer once, to the first row that keeps it.
@@ -29,6 +35,7 @@ single reverse sweep seeded with all the cotangents at once, ȳ = (ȳ_1, ..., ȳ
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -39,6 +46,8 @@ from .forward import Dual, ForwardEngine
 from .memory import MeteredTape
 from .reverse import Node, ReverseEngine, TapeValue
 from .transforms import _as_input, _as_output
+from .wengert_text import RuleText, bar, format_value, param_text, rule_texts, to_python
+from .wengert_uses import Uses
 
 __all__ = ["wengert", "WengertList", "Row"]
 
@@ -58,9 +67,15 @@ class Row:
         tangent: v̇_i, the directional derivative along the seed ẋ (same shape as v_i).
         adjoint: v̄_i = ∂(ȳ·y)/∂v_i (same shape; zero where no path leads to an output).
         nbytes: bytes of the residuals the tape keeps for this row's VJP rule.
-        kept: what those residuals are: row names (``x1, x1`` for ``x1 * x1``, which keeps
-            each factor for the other's partial) or ``array(shape)`` for other arrays.
+        kept: the buffers those residuals are, each once: row names (``x1`` for ``x1 * x1``,
+            whose one kept buffer serves both factors' partials) or ``array(shape)`` for
+            arrays that are no row's value.
         outputs: labels (``y1``, ...) of the outputs this row is.
+        traced: for each argument, whether it is a row (else a constant, with no derivative).
+        rule: the row's value, tangent and adjoint rules as text (:class:`RuleText`).
+        contributions: the terms whose sum is the adjoint, one per use of this row in the
+            reverse sweep, as ``(source, value)``: ``source`` is the row whose adjoint rule
+            sent it (``v3`` twice for v2 in ``v3 = v2 · v2``) or ``y``/``y1``... for the seed.
     """
 
     index: int
@@ -75,24 +90,42 @@ class Row:
     nbytes: int
     kept: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+    traced: tuple[bool, ...] = ()
+    rule: RuleText | None = None
+    contributions: tuple[tuple[str, Any], ...] = ()
 
     @property
     def definition(self) -> str:
         """``multiply(x1, x1)``, or ``input`` for an input row."""
         if self.op == "input":
             return "input"
-        params = "".join(f", {k}={_param_text(v)}" for k, v in self.params.items())
+        params = "".join(f", {k}={param_text(v)}" for k, v in self.params.items())
         return f"{self.op}({', '.join(self.args)}{params})"
+
+    @property
+    def accumulation(self) -> str:
+        """How the adjoint adds up over the uses: ``v̄2 = 16 (v3) + 16 (v3) = 32``."""
+        total = format_value(self.adjoint)
+        if not self.contributions:
+            return f"{bar(self.name)} = {total} (no use reaches an output)"
+        terms = " + ".join(f"{format_value(v)} ({src})" for src, v in self.contributions)
+        return f"{bar(self.name)} = {terms}" + (
+            f" = {total}" if len(self.contributions) > 1 else "")
 
     def to_dict(self) -> dict[str, Any]:
         """The row with its arrays as (nested) Python lists or floats."""
         return {
             "index": self.index, "name": self.name, "op": self.op, "args": list(self.args),
-            "params": {k: _param_text(v) for k, v in self.params.items()},
+            "params": {k: param_text(v) for k, v in self.params.items()},
             "shape": list(self.shape),
-            "primal": _to_python(self.primal), "tangent": _to_python(self.tangent),
-            "adjoint": _to_python(self.adjoint), "nbytes": self.nbytes,
+            "primal": to_python(self.primal), "tangent": to_python(self.tangent),
+            "adjoint": to_python(self.adjoint), "nbytes": self.nbytes,
             "kept": list(self.kept), "outputs": list(self.outputs),
+            "traced": list(self.traced),
+            "rule": None if self.rule is None else {
+                "value": self.rule.value, "tangent": self.rule.tangent,
+                "adjoint": list(self.rule.adjoint)},
+            "contributions": [[src, to_python(v)] for src, v in self.contributions],
         }
 
 
@@ -139,21 +172,27 @@ class WengertList:
     def table(self, sweep: str = "both") -> str:
         """An aligned table of the rows.
 
-        ``sweep="forward"`` lists rows top to bottom with primal and tangent, the order in
-        which forward mode computes them; ``"reverse"`` lists them bottom to top with adjoint
-        and tape bytes, the order of the backward pass; ``"both"`` shows every column.
+        ``sweep="forward"`` lists rows top to bottom with each row's value and tangent rule,
+        primal and tangent, the order in which forward mode computes them; ``"reverse"`` lists
+        them bottom to top, the order of the backward pass, with each row's adjoint rule (what
+        it adds to its arguments' adjoints), its own adjoint as the sum of what its uses sent
+        it, and the residuals the tape kept for it; ``"both"`` shows the values of both sweeps.
         """
         columns = {
-            "forward": ["row", "definition", "shape", "primal", "tangent", "out"],
-            "reverse": ["row", "definition", "adjoint", "tape keeps", "tape bytes", "out"],
-            "both": ["row", "definition", "shape", "primal", "tangent", "adjoint",
+            "forward": ["row", "value rule", "tangent rule", "primal", "tangent", "out"],
+            "reverse": ["row", "adjoint rule", "adjoint = sum over uses", "tape keeps",
+                        "tape bytes", "out"],
+            "both": ["row", "value rule", "shape", "primal", "tangent", "adjoint",
                      "tape keeps", "tape bytes", "out"],
         }
         if sweep not in columns:
             raise ValueError(f"sweep must be one of {sorted(columns)}, got {sweep!r}")
         rows = self.rows[::-1] if sweep == "reverse" else self.rows
         cells = {
-            "row": lambda r: r.name, "definition": lambda r: r.definition,
+            "row": lambda r: r.name, "value rule": lambda r: r.rule.value,
+            "tangent rule": lambda r: r.rule.tangent,
+            "adjoint rule": lambda r: "; ".join(r.rule.adjoint),
+            "adjoint = sum over uses": lambda r: r.accumulation,
             "shape": lambda r: str(r.shape), "primal": lambda r: format_value(r.primal),
             "tangent": lambda r: format_value(r.tangent),
             "adjoint": lambda r: format_value(r.adjoint), "tape bytes": lambda r: str(r.nbytes),
@@ -161,11 +200,11 @@ class WengertList:
         }
         header = columns[sweep]
         body = [[cells[c](r) for c in header] for r in rows]
-        widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+        widths = [max(_width(line[i]) for line in [header, *body]) for i in range(len(header))]
         right = {"tape bytes"}
 
         def line(values: Sequence[str]) -> str:
-            parts = [v.rjust(w) if c in right else v.ljust(w)
+            parts = [" " * (w - _width(v)) + v if c in right else v + " " * (w - _width(v))
                      for c, v, w in zip(header, values, widths)]
             return "  ".join(parts).rstrip()
 
@@ -189,8 +228,8 @@ class WengertList:
             "rows": [r.to_dict() for r in self.rows],
             "inputs": list(self.inputs),
             "outputs": list(self.outputs),
-            "tangents": [_to_python(t) for t in self.tangents],
-            "cotangents": [_to_python(c) for c in self.cotangents],
+            "tangents": [to_python(t) for t in self.tangents],
+            "cotangents": [to_python(c) for c in self.cotangents],
             "tape_bytes": self.tape_bytes,
             "returns_sequence": self.returns_sequence,
         }
@@ -243,22 +282,28 @@ def wengert(f: Callable[..., Any], *args: Any, tangents: Sequence[Any] | None = 
     seeds_out = _seeds(None if cotangent is None else (cotangent if many else [cotangent]),
                        out_shapes, "cotangent")
 
-    # Reverse sweep(s): one per output on the same tape, adjoints summed (linearity). With
-    # retain=True the backward pass keeps every row's cotangent: that is the adjoint column.
-    adjoints: dict[int, Any] = {}
-    for out, index, seed in zip(outs, on_tape, seeds_out):
-        if index is None:
-            continue
-        for i, g in enumerate(engine.tape.backward(out, seed, retain=True)):
-            if g is not None:
-                adjoints[i] = raw(g) if i not in adjoints else adjoints[i] + raw(g)
-
     labels: dict[int, list[str]] = {}
     for k, index in enumerate(on_tape):
         if index is not None:
             labels.setdefault(index, []).append(f"y{k + 1}" if many else "y")
+
+    # Reverse sweep(s): one per output on the same tape, adjoints summed (linearity). With
+    # retain=True the backward pass keeps every row's cotangent: that is the adjoint column.
+    # Each rule's output is also written down per argument (the contributions).
+    adjoints: dict[int, Any] = {}
+    uses = Uses(engine.tape, engine._names)
+    with uses:
+        for k, (out, index, seed) in enumerate(zip(outs, on_tape, seeds_out)):
+            if index is None:
+                continue
+            uses.add(index, (bar(f"y{k + 1}" if many else "y"), -1), raw(seed))
+            for i, g in enumerate(engine.tape.backward(out, seed, retain=True)):
+                if g is not None:
+                    adjoints[i] = raw(g) if i not in adjoints else adjoints[i] + raw(g)
+
     rows = [replace(rec, outputs=tuple(labels.get(rec.index, ())),
-                    adjoint=adjoints.get(rec.index, xp.zeros_like(rec.primal)))
+                    adjoint=adjoints.get(rec.index, xp.zeros_like(rec.primal)),
+                    contributions=uses.of(rec.index))
             for rec in engine.records]
     return WengertList(rows=rows, inputs=list(range(len(inputs))), outputs=on_tape,
                        tangents=seeds_in, cotangents=seeds_out, returns_sequence=many)
@@ -286,6 +331,7 @@ class _ListingEngine(ReverseEngine):
         self._names: dict[int, str] = {}       # node index -> row name
         self._by_id: dict[int, str] = {}       # id of a row's primal -> row name
         self._counts = [0, 0]                  # inputs and primitives named so far
+        self._shapes: dict[int, tuple] = {}    # node index -> shape of its value
 
     def add_input(self, value: Any) -> TapeValue:
         box = self.tape.add_input(value, self.level)
@@ -311,21 +357,32 @@ class _ListingEngine(ReverseEngine):
         tangent = (xp.reshape(raw(out.tangent), shape_of(primal)) if ours
                    else xp.zeros_like(primal))
         self._by_id[id(primal)] = name  # records hold the primal, so the id stays unique
-        kept = tuple(self._kept(node.residuals))  # after naming: exp keeps its own output
+        # after naming: exp keeps its own output; a buffer kept for two partials is one buffer
+        kept = tuple(dict(self._kept(node.residuals)).values())
+        traced = tuple(p is not None for p in node.parents)
+        shape = shape_of(primal)
+        broadcast = tuple(t and self._shapes[p.index] != shape
+                          for t, p in zip(traced, node.parents))
+        self._shapes[node.index] = shape
         self.records.append(Row(index=node.index, name=name, op=node.name, args=labels,
-                                params=dict(node.params), shape=shape_of(primal),
+                                params=dict(node.params), shape=shape,
                                 primal=primal, tangent=tangent, adjoint=None,
-                                nbytes=node.nbytes, kept=kept))
+                                nbytes=node.nbytes, kept=kept, traced=traced,
+                                rule=rule_texts(name, node.name, labels, traced,
+                                                dict(node.params), broadcast)))
 
-    def _kept(self, residuals: Any) -> list[str]:
-        """Name each array among the residuals: the row it is the value of, if any."""
+    def _kept(self, residuals: Any) -> list[tuple[int, str]]:
+        """Each array among the residuals as (its id, a label): the row it is the value of, or
+        ``array(shape)`` for one that is no row's value. Listed by id, a buffer kept twice (for
+        both factors of ``x * x``) appears once, and two buffers of one shape twice."""
         if residuals is None or type(residuals) in (int, float, bool):
             return []
         if isinstance(residuals, tuple | list):
-            return [name for r in residuals for name in self._kept(r)]
+            return [pair for r in residuals for pair in self._kept(r)]
         if id(residuals) in self._by_id:
-            return [self._by_id[id(residuals)]]
-        return [f"array{shape_of(residuals)}"] if hasattr(residuals, "dtype") else []
+            return [(id(residuals), self._by_id[id(residuals)])]
+        return ([(id(residuals), f"array{shape_of(residuals)}")]
+                if hasattr(residuals, "dtype") else [])
 
     def _label(self, a: Any) -> str:
         if isinstance(a, TapeValue) and a.level is self.level:
@@ -336,6 +393,11 @@ class _ListingEngine(ReverseEngine):
         if shape_of(value) == ():
             return f"{float(value):g}"
         return f"const{shape_of(value)}"
+
+
+def _width(text: str) -> int:
+    """Columns ``text`` takes: combining marks (the bar of v̄, the dot of v̇) take none."""
+    return sum(not unicodedata.combining(c) for c in text)
 
 
 def _primals_only(residuals: Any, level: Any) -> Any:
@@ -365,45 +427,3 @@ def _seeds(given: Sequence[Any] | None, shapes: list[tuple[int, ...]], what: str
             raise ShapeError(f"wengert: {what}[{i}] has shape {shape_of(g)}, but needs {s}")
         seeds.append(b.xp.astype(g, b.float_dtype))
     return seeds
-
-
-# ---------------------------------------------------------------------------------------------
-# Showing values
-# ---------------------------------------------------------------------------------------------
-
-
-def _to_python(x: Any) -> Any:
-    return _backend.get_backend().to_host(raw(x)).tolist()
-
-
-def format_value(x: Any, max_size: int = 6) -> str:
-    """A value in a table cell: up to ``max_size`` entries in full (``[1, 2, 3]``), larger
-    arrays summarised by their range and mean (``0..0.9 mean 0.45``)."""
-    host = _backend.get_backend().to_host(raw(x))
-    if host.size <= max_size:
-        return _nested(host.tolist())
-    flat = host.reshape(-1)
-    return f"{float(flat.min()):.4g}..{float(flat.max()):.4g} mean {float(flat.mean()):.4g}"
-
-
-def _param_text(v: Any) -> str:
-    """A static parameter as text; an index (``getitem``'s) as ``[1:, ..., [0, 0]]``."""
-    items = getattr(v, "items", None)
-    if not isinstance(items, tuple):
-        return repr(v)
-
-    def one(item: Any) -> str:
-        if isinstance(item, slice):
-            parts = ["" if p is None else str(p) for p in (item.start, item.stop, item.step)]
-            return ":".join(parts[:2] if item.step is None else parts)
-        if item is Ellipsis:
-            return "..."
-        return format_value(item) if hasattr(item, "dtype") else repr(item)
-
-    return "[" + ", ".join(one(i) for i in items) + "]"
-
-
-def _nested(v: Any) -> str:
-    if isinstance(v, list):
-        return "[" + ", ".join(_nested(e) for e in v) + "]"
-    return f"{v:.6g}"

@@ -7,6 +7,8 @@ one used in the calibration literature (Brock & Hommes 1998, eqs. 39–40 of Que
 
 Equations (t = 1, ..., T; x_{−2} = x_{−1} = x_0 = 0)
 ----------------------------------------------------
+::
+
     forecast of type h        f_{h,t} = g_h x_{t−1} + b_h
     realised fitness          U_{h,t−1} = (x_{t−1} − R x_{t−2}) (g_h x_{t−3} + b_h − R x_{t−2})
     fractions (discrete       n_{h,t} = exp(β U_{h,t−1}) / Σ_k exp(β U_{k,t−1})

@@ -12,7 +12,7 @@ The limits are parameters, so one ``jacfwd`` pass gives the response of the HPI,
 approvals and arrears to each of them.
 
 Households i = 1..N (monthly steps; prices in £ thousands, x = log price)
------------------------------------------------------------------------
+-------------------------------------------------------------------------
 Incomes y_i = ȳ e^{σ_y z_i} (annual, log-normal), savings w_i = κ_w y_i e^{σ_w z'_i} (the deposit
 they can put down), a taste η_i ~ N(0, 1), and o_i ∈ [0, 1], the probability that household i
 owns its home (o_i(0) = σ(logit o₀ + 1.5 log(y_i/ȳ))). Each household's discrete choices (to buy,

@@ -21,7 +21,10 @@ def test_square3_prints_both_sweeps_and_prefers_forward_for_memory(capsys):
     code, out = run(capsys, "trace", "--example", "square3")
     assert code == 0
     assert "Forward sweep 1 of 1" in out and "Reverse sweep 1 of 1" in out
-    assert "multiply(v2, v2)" in out
+    assert "v3 = v2 · v2" in out                  # each row's rule, in both sweeps
+    # v̄2 += v̄3·v2, once per factor
+    assert "v\u03042 += v\u03043 · v2; v\u03042 += v\u03043 · v2" in out
+    assert "v\u03042 = 16 (v3) + 16 (v3) = 32" in out  # v2's two uses, summed
     assert "[[1024]]" in out                      # d(x⁸)/dx = 8·2⁷ by either mode
     assert "24 bytes" in out                      # 3 products x·x, each keeping x once
     assert "Cheaper: forward mode, on memory" in out
@@ -43,7 +46,7 @@ def test_f2_needs_three_forward_sweeps_and_one_reverse(capsys):
     code, out = run(capsys, "trace", "--example", "f2")
     assert code == 0
     assert "Forward sweep 1 of 3" in out and "Reverse sweep 1 of 1" in out
-    assert "power(v2, 2)" in out
+    assert "v3 = v2^2" in out
     assert out.count("[[72, 36, 24]]") == 2       # both modes assemble the same gradient
     assert "Cheaper: reverse mode." in out
     assert "40 bytes" in out

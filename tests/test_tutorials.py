@@ -16,6 +16,7 @@ skipped, saying so.
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -44,8 +45,9 @@ TUTORIALS = [p.stem for p in SOURCES]
 
 
 def test_there_are_tutorials():
-    assert len(SOURCES) >= 3
-    assert [p.stem[:2] for p in SOURCES] == [f"{i:02d}" for i in range(1, len(SOURCES) + 1)]
+    assert len(SOURCES) >= 4
+    # 00 is the engine walkthrough, then the tutorial's notebooks 01, 02, ...
+    assert [p.stem[:2] for p in SOURCES] == [f"{i:02d}" for i in range(len(SOURCES))]
 
 
 @pytest.mark.parametrize("name", TUTORIALS)
@@ -55,6 +57,12 @@ def test_tutorial_runs_in_quick_mode_and_its_checks_pass(name):
                       for out in cell.get("outputs", []))
     assert "quick mode" in printed
     assert "checks passed" in printed  # the check cells ran (a failed assert raises above)
+    exercises = re.findall(r"\*\*Exercise (\d+)", "".join(
+        c.source for c in notebook.cells if c.cell_type == "markdown"))
+    for n in exercises:  # every exercise's check cell ran and passed on the shipped solution
+        assert f"exercise {n}: checks passed" in printed, f"{name}: exercise {n} was not checked"
+    if name.startswith("00"):
+        assert len(exercises) >= 3
 
 
 @pytest.mark.parametrize("name", TUTORIALS)
@@ -78,15 +86,75 @@ def test_committed_notebook_matches_its_source_and_has_outputs(name):
     assert "full run" in printed, f"{ipynb.name} holds a quick run's outputs"
 
 
-# Sphinx's own napoleon uses an autodoc interface that Sphinx 9 deprecates (not ours to fix)
-@pytest.mark.filterwarnings("ignore:The mapping interface for autodoc options")
-def test_site_builds_with_warnings_as_errors(tmp_path):
-    out = tmp_path / "html"
-    assert build.build_site(out, warnings_as_errors=True) == 0
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The site, built once for the tests below, with warnings as errors (its exit status)."""
+    import warnings
+
+    out = tmp_path_factory.mktemp("site") / "html"
+    with warnings.catch_warnings():
+        # Sphinx's own napoleon uses an autodoc interface that Sphinx 9 deprecates (not ours)
+        warnings.filterwarnings("ignore", "The mapping interface for autodoc options")
+        status = build.build_site(out, warnings_as_errors=True)
+    return out, status
+
+
+def test_site_builds_with_warnings_as_errors(site):
+    out, status = site
+    assert status == 0
     for name in TUTORIALS:
         page = (out / "tutorials" / f"{name}.html").read_text(encoding="utf-8")
         assert "<img" in page, f"the page of {name} shows no figure"
     api = (out / "api" / "minidiff.html").read_text(encoding="utf-8")
     assert "minidiff.grad" in api and "minidiff.jacfwd" in api
+    assert 'id="minidiff.make_program"' in api and 'id="minidiff.jit.api.jit"' in api
     for module in ("random", "stochastic", "models"):
         assert (out / "api" / f"{module}.html").exists()
+    models = (out / "api" / "models.html").read_text(encoding="utf-8")
+    for model in ("random_walk", "sir", "cont", "brock_hommes", "lob", "housing"):
+        assert f'id="minidiff.models.{model}.simulate"' in models, f"{model} is not in the API"
+
+
+def test_site_typesets_maths_from_its_own_copy_and_hides_setup_cells(site):
+    out, status = site
+    assert status == 0
+    assert (out / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    assert (out / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
+    for page in out.rglob("*.html"):
+        html = page.read_text(encoding="utf-8")
+        scripts = re.findall(r"<script[^>]*src=\"([^\"]*)\"", html)
+        assert not [s for s in scripts if "://" in s or s.startswith("//")], (
+            f"{page.name} loads a script from the network")
+    for name in TUTORIALS:
+        page = (out / "tutorials" / f"{name}.html").read_text(encoding="utf-8")
+        assert "_static/mathjax/tex-chtml.js" in page
+        assert "QUICK = os.environ" not in page, f"the setup cell of {name} is shown"
+    # links into the code land on line-anchored pages of the code, not downloads
+    source = (build.TUTORIALS / "00-minidiff-from-scratch.py").read_text(encoding="utf-8")
+    n = re.search(r"\[`bind`\]\(\.\./\.\./minidiff/core\.py#L(\d+)\)", source).group(1)
+    walkthrough = (out / "tutorials" / "00-minidiff-from-scratch.html").read_text("utf-8")
+    assert f'href="../_code/minidiff/core.py.html#L{n}"' in walkthrough
+    assert "_downloads" not in walkthrough
+    code = (out / "_code" / "minidiff" / "core.py.html").read_text(encoding="utf-8")
+    line = re.search(rf'<span class="line" id="L{n}">(.*?)(?=<span class="line")', code)
+    assert line and re.sub(r"<[^>]+>", "", line.group(1)).startswith(f"{n}def bind(")
+
+
+def test_a_docstring_that_would_show_as_a_raw_block_is_named_in_a_warning(caplog):
+    """docs/conf.py renders docstrings as reStructuredText; one that does not parse falls back
+    to a raw block and says so in a warning (which fails the -W site build)."""
+    spec = importlib.util.spec_from_file_location("docs_conf", ROOT / "docs" / "conf.py")
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+
+    class App:
+        env = None
+
+    good = ["One line.", "", "A formula::", "", "    y = |x|", ""]
+    conf._as_written(App(), "module", "good", None, {}, lines := list(good))
+    assert lines == good
+    bad = ["One line.", "", "    an indented formula, no '::' before it", "  then less", ""]
+    with caplog.at_level("WARNING"):
+        conf._as_written(App(), "module", "bad.module", None, {}, lines := list(bad))
+    assert lines[0] == "::"
+    assert "bad.module" in caplog.text and "not valid reStructuredText" in caplog.text

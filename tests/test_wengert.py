@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 
 import numpy as np
 import pytest
@@ -62,9 +63,25 @@ def test_square3_rows_match_hand_computed_sweeps():
     assert column(tr, "tangent") == [1, 4, 32, 1024]         # 1, 2x, 4x³, 8x⁷
     assert column(tr, "adjoint") == [1024, 256, 32, 1]       # ∂y/∂v: 8x⁷, 4v1³, 2v2, 1
     assert [r.nbytes for r in tr.rows] == [0, 8, 8, 8]       # x·x keeps x (once) for both factors
-    assert [r.kept for r in tr.rows] == [(), ("x1", "x1"), ("v1", "v1"), ("v2", "v2")]
+    assert [r.kept for r in tr.rows] == [(), ("x1",), ("v1",), ("v2",)]  # one buffer each
     assert tr.tape_bytes == 24
     assert tr.outputs == [3] and tr.rows[3].outputs == ("y",)
+
+
+def test_square3_rules_and_adjoints_summed_over_both_uses():
+    tr = md.wengert(square3, 2.0)
+    v3 = tr["v3"].rule
+    assert v3.value == "v3 = v2 · v2"
+    assert v3.tangent == "v\u03073 = v\u03072 · v2 + v\u03072 · v2"       # v̇3 = v̇2·v2 + v̇2·v2
+    assert v3.adjoint == ("v\u03042 += v\u03043 · v2",) * 2          # v̄2 += v̄3·v2, once per factor
+    assert tr["x1"].rule.value == "x1 = input" and tr["x1"].rule.adjoint == ()
+    # v2 is used twice by v3 (v̄3 = 1, v2 = 16): two contributions of 16 that sum to v̄2 = 32
+    assert [(src, float(g)) for src, g in tr["v2"].contributions] == [("v3", 16.0), ("v3", 16.0)]
+    assert [(src, float(g)) for src, g in tr["x1"].contributions] == [("v1", 512.0)] * 2
+    assert [src for src, _ in tr["v3"].contributions] == ["y\u0304"]   # the seed ȳ
+    for row in tr.rows:
+        assert sum(float(g) for _, g in row.contributions) == float(row.adjoint)
+    assert tr["v2"].accumulation == "v\u03042 = 16 (v3) + 16 (v3) = 32"
 
 
 def test_f1_one_forward_sweep_gives_all_three_outputs():
@@ -91,6 +108,20 @@ def test_f2_rows_match_hand_computed_sweeps():
     assert [r.nbytes for r in tr.rows] == [0, 0, 0, 16, 16, 8]
     assert tr["v3"].kept == ("v2",)
     assert tr.inputs == [0, 1, 2]
+    assert tr["v2"].rule.adjoint == ("v\u03041 += v\u03042 · x3", "x\u03043 += v\u03042 · v1")
+    assert [(src, float(g)) for src, g in tr["x3"].contributions] == [("v2", 24.0)]
+
+
+def test_contributions_of_a_value_used_by_several_rows_sum_to_its_adjoint():
+    # x feeds sin, the product and exp: three uses, three terms (in the order the reverse sweep
+    # reaches them), one adjoint
+    tr = md.wengert(lambda x: md.sin(x) * x + md.exp(x), 0.5)
+    assert [src for src, _ in tr["x1"].contributions] == ["v3", "v2", "v1"]
+    terms = [float(g) for _, g in tr["x1"].contributions]
+    # exp: v̄3·exp(x); product v2 = v1·x: v̄2·v1 = sin x; sin: v̄1·cos x with v̄1 = v̄2·x = x
+    np.testing.assert_allclose(terms, [np.exp(0.5), np.sin(0.5), 0.5 * np.cos(0.5)], rtol=1e-15)
+    assert sum(terms) == pytest.approx(float(tr["x1"].adjoint), rel=1e-15)
+    assert "(v3) + " in tr["x1"].accumulation and tr["x1"].accumulation.endswith("= 2.56694")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,6 +149,18 @@ def test_tangent_column_equals_jvp(xy, to_array):
     np.testing.assert_array_equal(host(tr.rows[0].tangent), host(tx))
 
 
+def test_every_rows_contributions_sum_to_its_adjoint(xy):
+    # arrays, broadcasting (x / 3.0), where, sum and mean: each adjoint is the sum of the terms
+    # its uses sent (rounding: the same additions in the same order, so 1e-15 is ample)
+    tr = md.wengert(mixed, *xy)
+    assert sum(len(r.contributions) > 1 for r in tr.rows) >= 2  # x and y are used repeatedly
+    for row in tr.rows:
+        total = sum(host(g) for _, g in row.contributions)
+        np.testing.assert_allclose(total, host(row.adjoint), rtol=1e-15, atol=1e-15,
+                                   err_msg=row.name)
+        assert len(row.rule.adjoint) == sum(row.traced)  # one adjoint rule per traced argument
+
+
 def test_input_adjoints_equal_grad(xy):
     tr = md.wengert(mixed, *xy)
     gx, gy = md.grad(mixed, argnums=(0, 1))(*xy)
@@ -143,7 +186,8 @@ def test_sweeps_agree_on_every_backend(backend, example):
     tr = md.wengert(example, 2.0)
     assert column(tr, "tangent")[-1] == 32 * (example is f1) + 1024 * (example is square3)
     assert float(tr.rows[0].adjoint) == 96 * (example is f1) + 1024 * (example is square3)
-    assert tr["v1"].kept == ("x1", "x1")
+    assert tr["v1"].kept == ("x1",)
+    assert sum(float(g) for _, g in tr["x1"].contributions) == float(tr.rows[0].adjoint)
 
 
 def test_bytes_column_equals_what_a_plain_tape_keeps(xy):
@@ -194,10 +238,24 @@ def test_str_is_an_aligned_table_with_every_column():
     text = str(md.wengert(square3, 2.0))
     lines = text.splitlines()
     assert "the tape keeps 24 bytes" in lines[0]
-    for header in ("row", "definition", "primal", "tangent", "adjoint", "tape bytes"):
+    for header in ("row", "value rule", "primal", "tangent", "adjoint", "tape bytes"):
         assert header in lines[1]
     assert len({len(line.rstrip()) for line in lines[1:3]}) == 1  # header over its rule
-    assert "multiply(v2, v2)" in text and "1024" in text
+    assert "v3 = v2 · v2" in text and "1024" in text
+
+
+def test_tables_stay_aligned_with_combining_marks():
+    # v̄ and v̇ are a letter and a combining mark: two characters, one column
+    for sweep in ("forward", "reverse"):
+        lines = md.wengert(f2, 1.0, 2.0, 3.0).table(sweep).splitlines()
+        assert len(lines) == 8
+        rule = lines[1]
+        for line in lines[2:]:
+            visible = "".join(c for c in line if not unicodedata.combining(c))
+            # every column starts where its dashes start
+            for k, ch in enumerate(rule):
+                if k > 0 and ch == "-" and rule[k - 1] == " " and k - 1 < len(visible):
+                    assert visible[k - 1] == " ", (sweep, line)
 
 
 def test_sweep_tables_run_in_their_own_direction():
@@ -207,6 +265,8 @@ def test_sweep_tables_run_in_their_own_direction():
     assert [line.split()[0] for line in forward] == ["x1", "v1", "v2", "v3"]
     assert [line.split()[0] for line in reverse] == ["v3", "v2", "v1", "x1"]
     assert "adjoint" not in tr.table("forward") and "tangent" not in tr.table("reverse")
+    assert "v\u03072 = v\u03071 · v1 + v\u03071 · v1" in tr.table("forward")
+    assert "v\u03042 = 16 (v3) + 16 (v3) = 32" in tr.table("reverse")
     with pytest.raises(ValueError, match="sweep"):
         tr.table("sideways")
 

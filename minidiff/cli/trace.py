@@ -181,9 +181,10 @@ def _list_examples() -> str:
 
 
 DESCRIPTION = (
-    "Print the Wengert list of one of the tutorial's examples, its forward sweep (primal and "
-    "tangent per row) and its reverse sweep (adjoint and tape bytes per row), and say which "
-    "mode is cheaper and why.")
+    "Print the Wengert list of one of the tutorial's examples, its forward sweep (each row's "
+    "value and tangent rule, primal and tangent) and its reverse sweep (each row's adjoint "
+    "rule, its adjoint as the sum over its uses, and the tape's bytes), and say which mode is "
+    "cheaper and why.")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

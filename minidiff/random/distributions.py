@@ -12,17 +12,18 @@ of the parameter), and
 
 The rules (derived from the inversion coupling; ``rate`` is per unit |δ|):
 
-============  ======================  =============================  =============================
-distribution  parameter               δ > 0                          δ < 0
-============  ======================  =============================  =============================
-Bernoulli(p)  p                       X=0 → 1 at rate 1/(1−p)        X=1 → 0 at rate 1/p
-Binomial(n,p) p                       X → X+1 at rate (n−X)/(1−p)    X → X−1 at rate X/p
-Poisson(λ)    λ                       X → X+1 at rate 1              X → X−1 at rate X/λ
-Geometric(p)  p (failures before      X → X−1 at rate X/(p(1−p))     X → X+1 at rate (X+1)/p
-              the first success)
-Categorical   cumulative F_c          boundary c moves: c → c+1 at rate (−δF_c)⁺/p_c,
-                                      c → c−1 at rate (δF_{c−1})⁺/p_c (both signs at once)
-============  ======================  =============================  =============================
+=============  ======================  =============================  =============================
+distribution   parameter               δ > 0                          δ < 0
+=============  ======================  =============================  =============================
+Bernoulli(p)   p                       X=0 → 1 at rate 1/(1−p)        X=1 → 0 at rate 1/p
+Binomial(n,p)  p                       X → X+1 at rate (n−X)/(1−p)    X → X−1 at rate X/p
+Poisson(λ)     λ                       X → X+1 at rate 1              X → X−1 at rate X/λ
+Geometric(p)   p (failures before      X → X−1 at rate X/(p(1−p))     X → X+1 at rate (X+1)/p
+               the first success)
+=============  ======================  =============================  =============================
+
+Categorical, whose parameters are the cumulative probabilities F_c: each boundary c moves, with
+both signs at once, c → c+1 at rate (−δF_c)⁺/p_c and c → c−1 at rate (δF_{c−1})⁺/p_c.
 
 The *smoothed* (two-sided) estimator replaces each jump by its expected effect on X, averaged
 over the two one-sided rules so that it is linear in δ (usable in reverse mode):
