@@ -338,6 +338,15 @@ def _read_manifest(folder: Path) -> dict:
     for key in ("config", "config_hash", "step", "files"):
         if key not in manifest:
             raise CheckpointError(f"cannot resume: {path} lacks {key!r}: edited")
+    step, files = manifest["step"], manifest["files"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"cannot resume: {path} records step {step!r}, not an integer "
+                              f"≥ 0: edited")
+    if not isinstance(files, dict) or not all(
+            isinstance(e, dict) and isinstance(e.get("bytes"), int)
+            and isinstance(e.get("sha256"), str) for e in files.values()):
+        raise CheckpointError(f"cannot resume: {path} lists its state files in a form this "
+                              f"minidiff did not write (each needs bytes and sha256): edited")
     if config_hash(manifest["config"]) != manifest["config_hash"]:
         raise CheckpointError(f"cannot resume: the configuration in {path} does not match its "
                               f"recorded hash: the manifest was edited")

@@ -189,10 +189,10 @@ def parse_csv(text: str, name: str) -> tuple[list[str] | None, list[list[float]]
     """(header or None, rows of numbers) of CSV ``text`` (commas, ``"``-quoting).
 
     The first non-blank line is a header when none of its cells is a number, data when all
-    are, and refused when it mixes the two. Every later cell must be a finite decimal number,
-    every row as long as the first; an empty or non-numeric cell is refused naming its line
-    and column (and the column's header), so no value is ever dropped or shifted. Blank lines
-    are allowed only at the end."""
+    its non-empty cells are, and refused when it mixes numbers and text. Every later cell must
+    be a finite decimal number, every row as long as the first; an empty or non-numeric cell
+    is refused naming its line and column (and the column's header), so no value is ever
+    dropped or shifted. Blank lines are allowed only at the end."""
     where = f"--data {name}"
     header: list[str] | None = None
     rows: list[list[float]] = []
@@ -208,12 +208,13 @@ def parse_csv(text: str, name: str) -> tuple[list[str] | None, list[list[float]]
                 raise UsageError(f"{where}: line {blank_at} is blank but data follow it (a "
                                  f"missing time step?); remove it or fill it in")
             if header is None and not rows:
-                numeric = [_is_number(c) for c in row]
-                if not any(numeric):
+                filled = [j for j, c in enumerate(row) if c.strip()]
+                numeric = {j: _is_number(row[j]) for j in filled}
+                if not any(numeric.values()):
                     header = [c.strip() for c in row]
                     continue
-                if not all(numeric):
-                    j = numeric.index(False)
+                if not all(numeric.values()):
+                    j = min(j for j, is_number in numeric.items() if not is_number)
                     raise UsageError(f"{where}: line {line} mixes numbers and text (column "
                                      f"{j + 1} is {row[j]!r}): a header line must hold only "
                                      f"names, a data line only numbers")
