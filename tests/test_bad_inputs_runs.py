@@ -283,11 +283,25 @@ def test_a_scheduler_that_does_not_answer_fails_within_the_connect_timeout(capsy
     (["--checkpoint-every", "0"], "expected an integer ≥ 1, got 0"),
     (["--timesteps", "2.5"], "expected an integer ≥ 1, got '2.5'"),
     (["--true-params", "nan"], "--true-params: values must be finite"),
+    (["--seed", "-1"], "argument --seed: expected an integer seed ≥ 0, got -1"),
+    (["--data-seed", "-2"], "argument --data-seed: expected an integer seed ≥ 0, got -2"),
+    (["--json", "no_such_folder_here/out.json"], "--json no_such_folder_here/out.json: the "
+     "folder 'no_such_folder_here' does not exist; create it first"),
+    (["--plot", "."], "--plot . is a folder; give a file name"),
+    (["--data", "."], "--data: no such file '.'"),
 ], ids=["timeout-without-scheduler", "timeout-0", "timeout-nan", "timeout-negative",
         "timeout-text", "w-inf", "lr-nan", "checkpoint-every-0", "timesteps-float",
-        "true-params-nan"])
+        "true-params-nan", "seed-negative", "data-seed-negative", "json-missing-folder",
+        "plot-folder", "data-folder"])
 def test_numeric_flags_are_refused_in_one_line(capsys, argv, says):
     assert says in fails(capsys, *argv)
+
+
+def test_a_checkpoint_path_that_is_a_file_is_refused_before_the_run(capsys, tmp_path):
+    (tmp_path / "state").write_text("mine")
+    assert f"checkpoint path {tmp_path / 'state'} exists and is not a folder" in fails(
+        capsys, "--checkpoint", str(tmp_path / "state"), "--steps", "1", "--no-plot")
+    assert (tmp_path / "state").read_text() == "mine"
 
 
 def test_make_executor_refuses_a_bad_connect_timeout():

@@ -64,6 +64,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed ≥ 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer seed ≥ 0, got {value}")
+    return value
+
+
 def _number(low: float, strict: bool) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
@@ -87,7 +97,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         f"installed packages, then the current folder)")
     g.add_argument("--true-params", metavar="V,V,...",
                    help="natural parameters of the synthetic data (default DEFAULT_PARAMS)")
-    g.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic data (0)")
+    g.add_argument("--data-seed", type=_seed, default=0, help="seed of the synthetic data (0)")
     g.add_argument("--data", metavar="FILE.csv", help="observed series instead (rows: time)")
     g.add_argument("--timesteps", type=_positive_int, metavar="T", help="n_timesteps of the "
                    "model (default per model)")
@@ -105,7 +115,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--mode", choices=objective.MODES, help="auto, forward, reverse, "
                    "triples (default per model)")
     g.add_argument("--gradient", choices=objective.GRADIENTS, default="pathwise")
-    g.add_argument("--seed", type=int, default=0, help="the run's seed (default 0)")
+    g.add_argument("--seed", type=_seed, default=0, help="the run's seed (default 0)")
     g = parser.add_argument_group("scale-out")
     g.add_argument("--executor", choices=executors.EXECUTORS, default="serial")
     g.add_argument("--workers", type=_positive_int, help="processes or Dask workers")
@@ -152,7 +162,19 @@ def _validate(args: argparse.Namespace, model: Model) -> argparse.Namespace:
                          "with --executor")
     if args.plot is None and not args.no_plot:
         args.plot = "calibrate.png"
+    for flag, path in (("--plot", args.plot), ("--json", args.json)):
+        if path is not None:  # written at the end: refuse a bad path before the run
+            _check_output_path(flag, path)
     return args
+
+
+def _check_output_path(flag: str, path: str) -> None:
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give a file name")
+    if not p.parent.is_dir():
+        raise UsageError(f"{flag} {path}: the folder {str(p.parent)!r} does not exist; create "
+                         f"it first (the file is written at the end of the run)")
 
 
 def _family(kind: str, loc: Any, scale: Any) -> Any:
