@@ -136,6 +136,18 @@ def test_calibrate_refuses_a_folder_another_calibrate_holds(tmp_path):
     assert (tmp_path / "manifest.json").exists()
 
 
+def test_a_run_that_raises_releases_its_folder(tmp_path):
+    def broken(theta, rng):  # raises in the first step, after the folder was locked
+        raise RuntimeError("the simulator broke")
+
+    with pytest.raises(RuntimeError, match="the simulator broke"):
+        inf.calibrate(broken, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1), n_steps=3,
+                      n_samples=1, optimizer=inf.adam(0.1), checkpoint=tmp_path)
+    assert (tmp_path / "run.lock").exists()  # it was taken ...
+    with FolderLock(tmp_path) as again:       # ... and released
+        assert again.held
+
+
 def test_a_lock_whose_details_are_unreadable_still_refuses_and_says_so(tmp_path):
     with FolderLock(tmp_path) as held:
         held.path.write_text("not json")  # as if read between the holder's open and write
