@@ -22,7 +22,6 @@ prior).
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 from typing import Any
@@ -67,21 +66,25 @@ def count(where: str, name: str, value: Any, least: int = 1) -> int:
     return int(value)
 
 
-def _first_non_json(value: Any, path: str) -> str | None:
-    """The path of the first entry JSON cannot hold exactly, or None."""
+def _first_non_json(value: Any, path: str, open_: tuple[int, ...] = ()) -> str | None:
+    """The path of the first entry JSON cannot hold exactly, or None (``open_``: the ids of
+    the containers being walked, so a container inside itself is found, not recursed into)."""
     if value is None or isinstance(value, str | bool | int | float):
         return None
+    if isinstance(value, dict | list | tuple) and id(value) in open_:
+        return f"{path} (a {type(value).__name__} that contains itself)"
+    inner = (*open_, id(value))
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 return f"{path}[{key!r}] (a {type(key).__name__} key: JSON keys are strings)"
-            found = _first_non_json(item, f"{path}[{key!r}]")
+            found = _first_non_json(item, f"{path}[{key!r}]", inner)
             if found:
                 return found
         return None
     if isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            found = _first_non_json(item, f"{path}[{i}]")
+            found = _first_non_json(item, f"{path}[{i}]", inner)
             if found:
                 return found
         return None
@@ -101,7 +104,6 @@ def json_config(where: str, config: Any) -> dict | None:
         raise TypeError(f"{where}: config must hold only JSON values (dicts with string keys, "
                         f"lists, strings, numbers, booleans, None); {bad} is not. Convert it "
                         f"(arrays with .tolist(), objects with str())")
-    json.dumps(config, allow_nan=True)  # cannot fail now; kept as the definition of "JSON"
     return config
 
 

@@ -362,10 +362,13 @@ def calls_counted():
     ({"config": {"run": {1: "x"}}}, TypeError, r"config\['run'\]\[1\] \(a int key"),
     ({"config": {"f": square}}, TypeError, r"config\['f'\] \(a function\)"),
     ({"config": [1, 2]}, TypeError, "config must be a dict"),
+    ({"config": (loop := {"a": []}, loop["a"].append(loop))[0]}, TypeError,
+     r"config\['a'\]\[0\] \(a dict that contains itself\)"),
 ], ids=["w-inf", "w-nan", "w-negative", "w-str", "w-bool", "n_samples-0", "n_samples-float",
         "kl_samples-0", "seed-negative", "seed-float", "min_delta-nan", "min_delta-negative",
         "patience-0", "checkpoint_every-0", "n_steps-0", "optimizer-number", "config-array",
-        "config-set", "config-int-key", "config-function", "config-list"])
+        "config-set", "config-int-key", "config-function", "config-list",
+        "config-circular"])
 def test_bad_calibrate_settings_are_refused_before_any_step(backend, kwargs, error, says):
     loss, calls = calls_counted()
     settings = {"n_steps": 2, "optimizer": inf.adam(0.1), **kwargs}
