@@ -48,11 +48,13 @@ from typing import Any
 import minidiff as md
 from minidiff.random import default_rng
 
-from .executors import Executor, make_executor
-from .objective import Objective, StepEstimate
+from . import settings
+from .executors import CONNECT_TIMEOUT, Executor, make_executor
+from .objective import NonFiniteError, Objective, StepEstimate
 from .optimizers import Optimizer, apply_updates
 from .pytree import tree_leaves, tree_map
 from .records import History, HistoryLog, ProgressBar, nan_summary
+from .run_lock import FolderLock
 from .run_state import (
     HISTORY_LOG,
     RunState,
@@ -154,7 +156,8 @@ def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, w: fl
               min_delta: float = 0.0,
               callback: Callable[[int, StepEstimate, Any], None] | None = None,
               executor: str | Executor = "serial", workers: int | None = None,
-              scheduler: str | None = None, checkpoint: str | Path | None = None,
+              scheduler: str | None = None, connect_timeout: float = CONNECT_TIMEOUT,
+              checkpoint: str | Path | None = None,
               checkpoint_every: int = 10, resume: bool = False, config: dict | None = None,
               history_path: str | Path | None = None, progress: bool | None = None,
               ) -> CalibrationResult:
@@ -184,8 +187,9 @@ def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, w: fl
         patience, min_delta: early stopping (see the module notes); None never stops early.
         callback: called as ``callback(step, estimate, params)`` after each update.
         executor: ``"serial"``, ``"processes"``, ``"dask"`` or an :class:`~.executors.Executor`
-            (one given as an object is not closed here); ``workers`` and ``scheduler`` (a Dask
-            scheduler's address) configure one given by name.
+            (one given as an object is not closed here); ``workers``, ``scheduler`` (a Dask
+            scheduler's address) and ``connect_timeout`` (seconds to wait for that scheduler)
+            configure one given by name.
         checkpoint: a folder for the run state (see the module notes); None keeps none.
         checkpoint_every: write the state every this many steps (and at the end).
         resume: continue from the checkpoint in ``checkpoint``.
@@ -195,27 +199,37 @@ def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, w: fl
             ``checkpoint/history.jsonl`` with a checkpoint, else nowhere).
         progress: show a progress bar: True, False, or None (when on a terminal).
     """
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"calibrate: n_steps must be an integer ≥ 1, got {n_steps!r}")
-    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int)
-                                 or patience < 1):
-        raise ValueError(f"calibrate: patience must be None or an integer ≥ 1, got "
-                         f"{patience!r}")
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or (
-            checkpoint_every < 1):
-        raise ValueError(f"calibrate: checkpoint_every must be an integer ≥ 1, got "
-                         f"{checkpoint_every!r}")
+    where = "calibrate"
+    if not callable(loss):
+        raise TypeError(f"calibrate: loss must be a function loss(theta, rng), got "
+                        f"{type(loss).__name__}")
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"calibrate: optimizer must be an Optimizer (adam(1e-2), "
+                        f"chain(...)), got {type(optimizer).__name__}")
+    n_steps = settings.count(where, "n_steps", n_steps)
+    w = settings.real(where, "w (the weight of the KL)", w, 0.0)
+    settings.count(where, "n_samples", n_samples)
+    settings.count(where, "kl_samples", kl_samples)
+    settings.count(where, "seed", seed, 0)
+    min_delta = settings.real(where, "min_delta", min_delta, 0.0)
+    if patience is not None:
+        settings.count(where, "patience", patience)
+    settings.count(where, "checkpoint_every", checkpoint_every)
+    config = settings.json_config(where, config)
     if resume and checkpoint is None:
         raise ValueError("calibrate: resume=True needs checkpoint=DIR, the folder to resume "
                          "from")
-    runner = make_executor(executor, workers=workers, scheduler=scheduler)
+    runner = make_executor(executor, workers=workers, scheduler=scheduler,
+                           connect_timeout=connect_timeout)
     owned = not isinstance(executor, Executor)
+    lock = None
     try:
         objective = Objective(loss, prior, family, w=w, n_samples=n_samples, gradient=gradient,
                               mode=mode, seed=seed, kl=kl, kl_samples=kl_samples,
                               baseline=baseline, on_nan=on_nan,
                               executor=None if runner.name == "serial" else runner)
         params = family.init(seed) if init is None else _copy(init)
+        settings.support(where, objective.prior, family, params, seed)
         state = RunState(step=0, params=params, optimizer_state=optimizer.init(params),
                          best_params=_copy(params), best_total=math.inf, best_step=-1,
                          since_best=0, stopped_early=False, history=History())
@@ -228,6 +242,7 @@ def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, w: fl
                 patience=patience, min_delta=min_delta, family=family, prior=objective.prior,
                 config=config, fingerprints=_fingerprints(loss, objective.prior, family,
                                                           optimizer, params, seed))
+            lock = FolderLock(folder, create=not resume).acquire()  # released in finally
             if resume:
                 state = load_checkpoint(folder, full_config)
             else:
@@ -238,9 +253,18 @@ def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, w: fl
         _run(objective, optimizer, state, n_steps, min_delta, patience, callback, folder,
              checkpoint_every, full_config, log_path, progress)
     finally:
+        if lock is not None:
+            lock.release()
         if owned:
             runner.close()
     history = state.history
+    if len(history) and history.n_skipped == len(history):
+        raise NonFiniteError(f"calibrate: every one of the {len(history)} steps was skipped as "
+                             f"non-finite ({history.skipped[-1]}), so no update was made and "
+                             f"the result would be the initial params; on_nan='skip' cannot "
+                             f"make such a run succeed. Fix the loss, prior or settings (run "
+                             f"with on_nan='raise' to see the first failure)",
+                             step=len(history) - 1, what="every step")
     if history.n_dropped or history.n_skipped:
         warnings.warn(f"calibrate: {history.n_dropped} sample(s) dropped and "
                       f"{history.n_skipped} step(s) skipped as non-finite over "

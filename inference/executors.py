@@ -36,6 +36,7 @@ Dask pickles with cloudpickle itself.
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import multiprocessing
 import os
 import pickle
@@ -47,9 +48,10 @@ import minidiff as md
 from .objective import evaluate_sample
 
 __all__ = ["Executor", "SerialExecutor", "ProcessExecutor", "DaskExecutor", "make_executor",
-           "EXECUTORS", "run_sample"]
+           "EXECUTORS", "CONNECT_TIMEOUT", "run_sample"]
 
 EXECUTORS = ("serial", "processes", "dask")
+CONNECT_TIMEOUT = 10.0  # seconds to wait for a Dask scheduler at a given address
 
 Result = tuple[Any, Any]
 
@@ -206,14 +208,17 @@ class DaskExecutor(Executor):
         address: the address of a running scheduler (``"tcp://host:8786"``) instead of a
             ``LocalCluster``.
         client: an existing ``dask.distributed.Client`` to use (not closed by :meth:`close`).
+        connect_timeout: seconds to wait for the scheduler at ``address`` before giving up
+            with an error that names it (default 10; Dask's own default is 30).
     """
 
     name = "dask"
 
     def __init__(self, workers: int | None = None, address: str | None = None,
-                 client: Any = None) -> None:
+                 client: Any = None, connect_timeout: float = CONNECT_TIMEOUT) -> None:
         self.distributed = _import_distributed()
         self.workers = _check_workers(workers)
+        self.connect_timeout = _check_timeout(connect_timeout)
         if address is not None and client is not None:
             raise ValueError("DaskExecutor: give a scheduler address or a client, not both")
         self.address = address
@@ -228,13 +233,23 @@ class DaskExecutor(Executor):
         if self._client is None:
             d = self.distributed
             if self.address is not None:
-                self._client = d.Client(self.address)
+                self._client = self._connect()
             else:
                 self._cluster = d.LocalCluster(n_workers=self.workers or os.cpu_count() or 1,
                                                threads_per_worker=1, processes=True,
                                                dashboard_address=None)
                 self._client = d.Client(self._cluster)
         return self._client
+
+    def _connect(self) -> Any:
+        try:
+            return self.distributed.Client(self.address, timeout=self.connect_timeout)
+        except OSError as exc:  # Dask's "Timed out trying to connect", a refused connection
+            raise ConnectionError(
+                f"executor='dask': no Dask scheduler answered at {self.address!r} within "
+                f"{self.connect_timeout:g} s ({exc}); start one there (dask scheduler), fix "
+                f"the address, or allow longer with connect_timeout (--connect-timeout)"
+            ) from exc
 
     def map_samples(self, loss: Callable[[Any, Any], Any], theta: Any, step: int, seed: int,
                     how: str) -> list[Result]:
@@ -263,6 +278,14 @@ class DaskExecutor(Executor):
         return f"DaskExecutor({where})"
 
 
+def _check_timeout(seconds: Any) -> float:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not (
+            math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"connect_timeout must be a finite number of seconds > 0, got "
+                         f"{seconds!r}")
+    return float(seconds)
+
+
 def _check_workers(workers: Any) -> int | None:
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):
@@ -271,10 +294,12 @@ def _check_workers(workers: Any) -> int | None:
 
 
 def make_executor(executor: str | Executor = "serial", *, workers: int | None = None,
-                  scheduler: str | None = None) -> Executor:
+                  scheduler: str | None = None,
+                  connect_timeout: float = CONNECT_TIMEOUT) -> Executor:
     """An :class:`Executor` from its name (``"serial"``, ``"processes"``, ``"dask"``); an
     Executor passes through. ``workers`` sizes the pool or the ``LocalCluster``; ``scheduler``
-    is a Dask scheduler's address."""
+    is a Dask scheduler's address, waited for at most ``connect_timeout`` seconds."""
+    _check_timeout(connect_timeout)
     if isinstance(executor, Executor):
         return executor
     if executor not in EXECUTORS:
@@ -289,4 +314,4 @@ def make_executor(executor: str | Executor = "serial", *, workers: int | None = 
         return SerialExecutor()
     if executor == "processes":
         return ProcessExecutor(workers)
-    return DaskExecutor(workers, address=scheduler)
+    return DaskExecutor(workers, address=scheduler, connect_timeout=connect_timeout)

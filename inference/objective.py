@@ -49,6 +49,8 @@ the step skipped, without a sample number); mixed mode names the sample.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -199,8 +201,10 @@ class Objective:
         if isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or (
                 self.n_samples < 1):
             raise ValueError(f"n_samples must be an integer ≥ 1, got {self.n_samples!r}")
-        if not self.w >= 0:
-            raise ValueError(f"w must be ≥ 0, got {self.w!r}")
+        if isinstance(self.w, bool) or not isinstance(self.w, numbers.Real) or not (
+                math.isfinite(self.w) and self.w >= 0):
+            raise ValueError(f"w (the weight of the KL) must be a finite number ≥ 0, got "
+                             f"{self.w!r}")
         if self.executor is not None and self.resolved_mode == "reverse":
             raise ValueError(f"mode='reverse' records every simulation on one tape on the "
                              f"driver, so it cannot hand samples to {self.executor!r}; use "

@@ -23,6 +23,7 @@ With g the gradient and t counting from 1 inside the formulas:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,12 @@ def cosine(lr: float, n_steps: int, final: float = 0.0) -> Schedule:
     lr = _positive("cosine", "lr", lr)
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
         raise ValueError(f"cosine: n_steps must be an integer ≥ 1, got {n_steps!r}")
+    if isinstance(final, bool) or not isinstance(final, numbers.Real) or not (
+            0.0 <= final <= lr):
+        raise ValueError(f"cosine: final (the last rate) must be a number in [0, lr] = "
+                         f"[0, {lr:g}], got {final!r}; a negative rate would climb the "
+                         f"objective")
+    final = float(final)
 
     def schedule(t: int) -> float:
         if t >= n_steps:
@@ -76,8 +83,16 @@ def _schedule(lr: float | Schedule) -> Schedule:
 
 
 def _positive(name: str, what: str, x: Any) -> float:
-    if isinstance(x, bool) or not isinstance(x, int | float) or not x > 0:
-        raise ValueError(f"{name}: {what} must be a number > 0, got {x!r}")
+    if isinstance(x, bool) or not isinstance(x, numbers.Real) or not (
+            x > 0 and math.isfinite(x)):
+        raise ValueError(f"{name}: {what} must be a number > 0, finite, got {x!r}")
+    return float(x)
+
+
+def _fraction(name: str, what: str, x: Any) -> float:
+    """A number in [0, 1) (a momentum or a decay rate of a moment)."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Real) or not 0.0 <= x < 1.0:
+        raise ValueError(f"{name}: {what} must lie in [0, 1), got {x!r}")
     return float(x)
 
 
@@ -108,8 +123,7 @@ def global_norm(tree: Any) -> float:
 def sgd(lr: float | Schedule, momentum: float = 0.0) -> Optimizer:
     """Stochastic gradient descent with (heavy-ball) momentum μ ∈ [0, 1)."""
     schedule = _schedule(lr)
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"sgd: momentum must lie in [0, 1), got {momentum!r}")
+    momentum = _fraction("sgd", "momentum", momentum)
 
     def init(params: Any) -> dict:
         return {"count": 0, "momentum": _zeros_like(params)}
@@ -125,9 +139,8 @@ def sgd(lr: float | Schedule, momentum: float = 0.0) -> Optimizer:
 
 def _adam_core(schedule: Schedule, b1: float, b2: float, eps: float,
                weight_decay: float) -> Optimizer:
-    for name, beta in (("b1", b1), ("b2", b2)):
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"adam: {name} must lie in [0, 1), got {beta!r}")
+    b1, b2 = _fraction("adam", "b1", b1), _fraction("adam", "b2", b2)
+    eps = _positive("adam", "eps", eps)
 
     def init(params: Any) -> dict:
         return {"count": 0, "mu": _zeros_like(params), "nu": _zeros_like(params)}
@@ -157,8 +170,10 @@ def adam(lr: float | Schedule, b1: float = 0.9, b2: float = 0.999,
 def adamw(lr: float | Schedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
           weight_decay: float = 1e-2) -> Optimizer:
     """AdamW: Adam with decoupled weight decay λ = ``weight_decay`` (PyTorch's default 0.01)."""
-    if not weight_decay >= 0:
-        raise ValueError(f"adamw: weight_decay must be ≥ 0, got {weight_decay!r}")
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, numbers.Real) or not (
+            math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"adamw: weight_decay must be a finite number ≥ 0, got "
+                         f"{weight_decay!r}")
     return _adam_core(_schedule(lr), b1, b2, eps, float(weight_decay))
 
 

@@ -18,6 +18,8 @@ A checkpoint folder ``DIR`` holds
                       reasons steps were skipped and the samples dropped
 ``history.jsonl``     one JSON line per step, appended as the run goes (:mod:`.records`); not
                       part of the checkpoint: a resumed run rewrites it from the checkpoint
+``run.lock``          the lock a run holds on the folder while it runs, with the holder's pid,
+                      host and start time (:mod:`.run_lock`); not part of the checkpoint
 ====================  ======================================================================
 
 Writing: every file is written atomically (to a temporary file in ``DIR``, flushed and
@@ -56,11 +58,13 @@ from minidiff.pytree import LEAF, PyTreeDef, tree_leaves, tree_structure, tree_u
 from .records import History
 
 __all__ = ["RunState", "CheckpointError", "save_checkpoint", "load_checkpoint",
-           "prepare_folder", "config_hash", "FORMAT_VERSION", "MANIFEST", "HISTORY_LOG"]
+           "prepare_folder", "config_hash", "FORMAT_VERSION", "MANIFEST", "HISTORY_LOG",
+           "LOCK_FILE"]
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 HISTORY_LOG = "history.jsonl"
+LOCK_FILE = "run.lock"
 _STATE = re.compile(r"state-\d{6}\.(npz|json)")
 _TEMPORARY = re.compile(r"\..+\.tmp(-\d+)?")
 
@@ -251,7 +255,7 @@ def _digest(data: bytes) -> str:
 
 
 def _foreign_files(folder: Path) -> list[str]:
-    ours = {MANIFEST, HISTORY_LOG, f".{HISTORY_LOG}.tmp"}
+    ours = {MANIFEST, HISTORY_LOG, f".{HISTORY_LOG}.tmp", LOCK_FILE}
     return sorted(p.name for p in folder.iterdir()
                   if p.name not in ours and not _STATE.fullmatch(p.name)
                   and not _TEMPORARY.fullmatch(p.name))
@@ -279,7 +283,8 @@ def prepare_folder(directory: str | Path) -> Path:
                               f"folder")
     _refuse_foreign(folder)
     for p in folder.iterdir():  # leftovers of a run killed before its first checkpoint
-        p.unlink()
+        if p.name != LOCK_FILE:  # the lock this run holds (run_lock.py)
+            p.unlink()
     return folder
 
 
@@ -333,6 +338,15 @@ def _read_manifest(folder: Path) -> dict:
     for key in ("config", "config_hash", "step", "files"):
         if key not in manifest:
             raise CheckpointError(f"cannot resume: {path} lacks {key!r}: edited")
+    step, files = manifest["step"], manifest["files"]
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"cannot resume: {path} records step {step!r}, not an integer "
+                              f"≥ 0: edited")
+    if not isinstance(files, dict) or not all(
+            isinstance(e, dict) and isinstance(e.get("bytes"), int)
+            and isinstance(e.get("sha256"), str) for e in files.values()):
+        raise CheckpointError(f"cannot resume: {path} lists its state files in a form this "
+                              f"minidiff did not write (each needs bytes and sha256): edited")
     if config_hash(manifest["config"]) != manifest["config_hash"]:
         raise CheckpointError(f"cannot resume: the configuration in {path} does not match its "
                               f"recorded hash: the manifest was edited")

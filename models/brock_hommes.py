@@ -27,7 +27,10 @@ fundamentalist (g1 = b1 = 0) and type 4 the pure trend follower (g4 = 1.01, b4 =
 fixed. Coefficients g are O(1) (|g| < R keeps a single type's dynamics stable), biases b are of
 the order of the observed deviations (≈ 0.1–1).
 
-Settings (keywords): ``R`` = 1 + r, the gross risk-free return (1.01; must be > 0), ``beta``, the
+Settings (keywords): ``R`` = 1 + r, the gross risk-free return (1.01; must be > 1, since the
+risk-free rate r is positive: the fundamental price ȳ/r exists only for r > 0, and with R ≤ 1
+even the fundamentalists' x_t = (Σ_h n_h f_h)/R amplifies every deviation, so a tiny R
+overflows within a few steps), ``beta``, the
 intensity of choice (120; ≥ 0; β = 0 splits traders evenly, large β sends nearly all to the best
 rule), ``sigma``, the noise scale of the price (0.04; ≥ 0). They may be traced too (the noise is
 reparameterised as σ·z, so d/dσ is pathwise).
@@ -105,7 +108,7 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int | None = None, rng:
             takes its next child, so reusing it gives fresh shocks), or None (fresh entropy);
             the shocks come from the child's ``stream("shock")``.
         estimator: ignored (no discrete randomness); None or one of ``minidiff.random.ESTIMATORS``.
-        R: gross risk-free return, > 0.
+        R: gross risk-free return 1 + r, > 1 (a positive risk-free rate r).
         beta: intensity of choice, ≥ 0.
         sigma: noise scale of the price, ≥ 0.
 
@@ -119,7 +122,8 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int | None = None, rng:
     if n_agents is not None:
         check_count(_WHERE, "n_agents", n_agents, 1)
     check_estimator(_WHERE, estimator, optional=True)
-    check_number(_WHERE, "R (gross risk-free return)", R, 0.0, open_low=True)
+    check_number(_WHERE, "R (gross risk-free return 1 + r, with the rate r > 0)", R, 1.0,
+                 open_low=True)
     check_number(_WHERE, "beta (intensity of choice)", beta, 0.0)
     check_number(_WHERE, "sigma (noise scale)", sigma, 0.0)
     rng = generator(_WHERE, rng)  # this run's child: the shocks are keyed under it

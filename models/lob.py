@@ -80,8 +80,13 @@ Loss
 ----
 ``loss(simulated, observed)`` compares summary statistics, averaged over books and steps (books
 are exchangeable, so the two runs may hold different numbers of books, but the same number of
-steps and levels): m = (½ log mean r², log mean spread, log(1 + mean depth at distance i) for
-i = 1..L, both sides pooled); loss = Σ_j (m_j(sim) − m_j(obs))². ``summary_statistics`` gives m.
+steps and levels): m = (½ log(r₀² + mean r²), log mean spread, log(1 + mean depth at distance i)
+for i = 1..L, both sides pooled); loss = Σ_j (m_j(sim) − m_j(obs))². ``summary_statistics`` gives
+m. The volatility term has a floor r₀ = ½ tick, the price grid's resolution (the mid-price moves
+in half ticks, so a non-zero r² is at least ¼): a deep book with few market orders (large λ₀/θ,
+small μ) can keep its mid-price still for the whole run, and ½ log mean r² would be −∞ there,
+an infinite loss with a NaN gradient. With the floor every statistic is finite (the spread is at
+least one tick), and the loss is finite for every valid parameter.
 
 Estimators, and who sees what
 -----------------------------
@@ -125,12 +130,13 @@ from minidiff.stochastic.triples import perturbed
 from ._checks import check_count, check_estimator, check_number, generator, unpack
 
 __all__ = ["simulate", "loss", "summary_statistics", "window_size", "DEFAULT_PARAMS",
-           "PARAM_NAMES", "DEFAULT_N_LEVELS", "DEFAULT_N_BOOKS"]
+           "PARAM_NAMES", "DEFAULT_N_LEVELS", "DEFAULT_N_BOOKS", "RETURN_FLOOR"]
 
 PARAM_NAMES = ("lam0", "alpha", "theta", "mu")
 DEFAULT_PARAMS = (1.0, 0.5, 0.2, 1.0)
 DEFAULT_N_LEVELS = 10
 DEFAULT_N_BOOKS = 100
+RETURN_FLOOR = 0.5  # r₀: the smallest move of the mid-price, in ticks (the volatility's floor)
 _WHERE = "lob.simulate"
 _LABELS = {"lam0": "lam0 (limit-order rate at one tick)",
            "alpha": "alpha (decay of the placement profile)",
@@ -343,7 +349,9 @@ def _levels_of(series: Any, what: str) -> int:
 
 
 def summary_statistics(series: Any) -> Any:
-    """m = (½ log mean r², log mean spread, log(1 + mean depth at i), i = 1..L), shape (L + 2,).
+    """m = (½ log(r₀² + mean r²), log mean spread, log(1 + mean depth at i), i = 1..L), shape
+    (L + 2,), with r₀ = ½ tick (``RETURN_FLOOR``; see the module notes: finite for a book whose
+    mid-price never moves).
 
     Means over steps and books; the depth at distance i pools the bid and ask sides."""
     series = md.asarray(series)
@@ -352,7 +360,7 @@ def summary_statistics(series: Any) -> Any:
     r2 = md.mean(md.square(md.getitem(series, (slice(None), slice(None), 0))))
     depth = 0.5 * (md.getitem(means, slice(2, 2 + levels))
                    + md.getitem(means, slice(2 + levels, None)))
-    head = md.stack([0.5 * md.log(r2), md.log(md.getitem(means, 1))])
+    head = md.stack([0.5 * md.log(RETURN_FLOOR**2 + r2), md.log(md.getitem(means, 1))])
     return md.concatenate([head, md.log1p(depth)])
 
 

@@ -138,10 +138,10 @@ def test_bad_flags_are_one_line_errors(capsys, argv, says):
 
 
 @pytest.mark.parametrize("content,says", [
-    ("1\n2\nnan\n4\n", "line 3 holds a non-finite value (nan)"),
-    ("1,2\n3\n", "line 2 has 1 values, the first data line 2"),
+    ("1\n2\nnan\n4\n", "line 3, column 1 holds 'nan', not a finite decimal number"),
+    ("1,2\n3\n", "line 2 has 1 cells, the first line 2"),
     ("1\n2\n3\n", "the data have shape (3,) but brock_hommes simulates (10,)"),
-    ("a\nb\n", "line 2 holds something that is not a number"),
+    ("a\nb\n", "line 2, column 1 ('a') holds 'b', not a finite decimal number"),
     ("", "needs at least two rows of numbers"),
 ])
 def test_bad_data_files_are_one_line_errors(capsys, tmp_path, content, says):

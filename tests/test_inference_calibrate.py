@@ -268,16 +268,34 @@ def test_a_non_finite_jacobian_is_caught_in_mixed_mode():
                       n_steps=1, optimizer=inf.adam(0.01), mode="reverse")
 
 
-def test_a_non_finite_kl_raises_and_skip_skips_the_step():
-    prior = inf.Uniform(-1.0, 1.0)  # KL = ∞ for a Gaussian q (its draws leave the support)
-    args = dict(n_samples=2, n_steps=3, optimizer=inf.adam(0.01))
-    with pytest.raises(inf.NonFiniteError, match="step 0: the KL is not finite"):
-        inf.calibrate(lambda th, rng: md.sum(th * th), prior, inf.DiagonalGaussian(1), **args)
-    with pytest.warns(RuntimeWarning, match="3 step"):
-        result = inf.calibrate(lambda th, rng: md.sum(th * th), prior,
-                               inf.DiagonalGaussian(1), on_nan="skip", **args)
-    assert result.history.n_skipped == 3
-    assert "KL" in result.history.skipped[0]
+def test_a_prior_narrower_than_the_family_is_refused_at_the_call():
+    # KL(q‖π) = ∞ for a Gaussian q against a prior on [−1, 1]: refused before any step runs
+    args = dict(n_samples=2, n_steps=3, optimizer=inf.adam(0.01), on_nan="skip")
+    with pytest.raises(ValueError, match=r"calibrate: the prior's coordinate 0 \(Uniform\) "
+                       r"has support \(-1, 1\).*Transformed"):
+        inf.calibrate(lambda th, rng: md.sum(th * th), inf.Uniform(-1.0, 1.0),
+                      inf.DiagonalGaussian(1), **args)
+
+
+def flaky_gradient(theta, rng):
+    """x² with a NaN derivative (√|0·x| at 0) when the sample's own uniform is below 0.3."""
+    x = md.getitem(theta, 0)
+    if float(md.to_host(rng.random())) < 0.3:
+        return x * x + md.sqrt(md.abs(x) * 0.0)
+    return x * x
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero", "ignore:invalid value")
+def test_skip_skips_steps_with_a_non_finite_gradient_and_refuses_a_run_that_skips_all():
+    args = dict(n_samples=2, optimizer=inf.adam(0.01), mode="reverse", on_nan="skip")
+    with pytest.warns(RuntimeWarning, match=r"step\(s\) skipped"):
+        result = inf.calibrate(flaky_gradient, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1),
+                               n_steps=8, **args)
+    assert 0 < result.history.n_skipped < 8  # seed 0: some steps skipped, not all
+    assert all("gradient" in s for s in result.history.skipped if s is not None)
+    with pytest.raises(inf.NonFiniteError, match="every one of the 3 steps was skipped"):
+        inf.calibrate(lambda th, rng: md.sqrt(md.abs(md.getitem(th, 0)) * 0.0),
+                      inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1), n_steps=3, **args)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -238,9 +238,10 @@ def test_bad_params_raise_a_clear_error(params, match):
 @pytest.mark.parametrize("settings, match", [
     ({"sigma": -0.01}, r"sigma \(noise scale\) must lie in \[0, inf\)"),
     ({"beta": -1.0}, r"beta \(intensity of choice\) must lie in \[0, inf\)"),
-    ({"R": 0.0}, r"R \(gross risk-free return\) must lie in \(0, inf\)"),
-    ({"R": -1.01}, r"R \(gross risk-free return\) must lie in \(0, inf\)"),
-    ({"R": math.inf}, r"R \(gross risk-free return\) must be finite"),
+    ({"R": 0.0}, r"R \(gross risk-free return 1 \+ r, .*\) must lie in \(1, inf\)"),
+    ({"R": -1.01}, r"R \(gross risk-free return.*\) must lie in \(1, inf\)"),
+    ({"R": 1e-9}, r"R \(gross risk-free return.*\) must lie in \(1, inf\)"),
+    ({"R": math.inf}, r"R \(gross risk-free return.*\) must be finite"),
     ({"beta": np.ones(2)}, r"beta \(intensity of choice\) must be a scalar"),
     ({"n_timesteps": 0}, "n_timesteps must be an integer ≥ 1"),
     ({"n_agents": 0}, "n_agents must be an integer ≥ 1"),

@@ -5,9 +5,12 @@
     minidiff calibrate --model mypackage.abm:simulate --true-params 0.2,1.5 --data obs.csv
 
 The pieces: the model (a built-in one, or ``module:function`` with the models' contract
-``simulate(params, *, rng, ...)``), the observations (simulated at ``--true-params`` with
-``--data-seed``, or read from ``--data FILE.csv``: one row per time step, one column per
-observed variable, a header line allowed), the model's default prior on the unconstrained
+``simulate(params, *, rng, ...)``; naming a module imports it, which runs its code, so name
+only modules you trust: it is looked up among the installed packages first, then in the
+current folder, which is on the import path only while that module is imported), the
+observations (simulated at ``--true-params`` with ``--data-seed``, or read from ``--data
+FILE.csv``: one row per time step, one column per observed variable, a header line allowed
+when it is not numeric), the model's default prior on the unconstrained
 space and its map ``TO_NATURAL`` to natural parameters, a loss between the simulated and
 observed series, and ``minidiff.inference.calibrate`` (executors, checkpoints, progress).
 At the end it prints, per parameter in natural units, the true value where known, the
@@ -61,6 +64,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed ≥ 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer seed ≥ 0, got {value}")
+    return value
+
+
 def _number(low: float, strict: bool) -> Callable[[str], float]:
     def parse(text: str) -> float:
         try:
@@ -79,10 +92,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """The options of ``minidiff calibrate`` (defaults per model: see ``SETUPS``)."""
     g = parser.add_argument_group("model and data")
     g.add_argument("--model", default="random_walk", metavar="NAME|module:function",
-                   help=f"{', '.join(MODELS)} (default random_walk), or module:function")
+                   help=f"{', '.join(MODELS)} (default random_walk), or module:function "
+                        f"(imports that module, which runs its code; looked up in the "
+                        f"installed packages, then the current folder)")
     g.add_argument("--true-params", metavar="V,V,...",
                    help="natural parameters of the synthetic data (default DEFAULT_PARAMS)")
-    g.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic data (0)")
+    g.add_argument("--data-seed", type=_seed, default=0, help="seed of the synthetic data (0)")
     g.add_argument("--data", metavar="FILE.csv", help="observed series instead (rows: time)")
     g.add_argument("--timesteps", type=_positive_int, metavar="T", help="n_timesteps of the "
                    "model (default per model)")
@@ -100,11 +115,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--mode", choices=objective.MODES, help="auto, forward, reverse, "
                    "triples (default per model)")
     g.add_argument("--gradient", choices=objective.GRADIENTS, default="pathwise")
-    g.add_argument("--seed", type=int, default=0, help="the run's seed (default 0)")
+    g.add_argument("--seed", type=_seed, default=0, help="the run's seed (default 0)")
     g = parser.add_argument_group("scale-out")
     g.add_argument("--executor", choices=executors.EXECUTORS, default="serial")
     g.add_argument("--workers", type=_positive_int, help="processes or Dask workers")
     g.add_argument("--scheduler", metavar="ADDRESS", help="a running Dask scheduler's address")
+    g.add_argument("--connect-timeout", type=_number(0.0, True), metavar="SECONDS",
+                   help=f"how long to wait for the scheduler at --scheduler (default "
+                        f"{executors.CONNECT_TIMEOUT:g})")
     g = parser.add_argument_group("run state and output")
     g.add_argument("--checkpoint", metavar="DIR", help="write the run state to DIR")
     g.add_argument("--checkpoint-every", type=_positive_int, default=10, metavar="K")
@@ -132,6 +150,11 @@ def _validate(args: argparse.Namespace, model: Model) -> argparse.Namespace:
         raise UsageError("--resume needs --checkpoint DIR, the folder to resume from")
     if args.scheduler is not None and args.executor != "dask":
         raise UsageError("--scheduler is the address of a Dask scheduler: add --executor dask")
+    if args.connect_timeout is not None and args.scheduler is None:
+        raise UsageError("--connect-timeout is how long to wait for the scheduler at "
+                         "--scheduler ADDRESS: add --executor dask --scheduler ADDRESS")
+    if args.connect_timeout is None:
+        args.connect_timeout = executors.CONNECT_TIMEOUT
     if args.workers is not None and args.executor == "serial":
         raise UsageError("--workers needs --executor processes or dask")
     if args.executor != "serial" and args.mode == "reverse":
@@ -139,7 +162,19 @@ def _validate(args: argparse.Namespace, model: Model) -> argparse.Namespace:
                          "with --executor")
     if args.plot is None and not args.no_plot:
         args.plot = "calibrate.png"
+    for flag, path in (("--plot", args.plot), ("--json", args.json)):
+        if path is not None:  # written at the end: refuse a bad path before the run
+            _check_output_path(flag, path)
     return args
+
+
+def _check_output_path(flag: str, path: str) -> None:
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give a file name")
+    if not p.parent.is_dir():
+        raise UsageError(f"{flag} {path}: the folder {str(p.parent)!r} does not exist; create "
+                         f"it first (the file is written at the end of the run)")
 
 
 def _family(kind: str, loc: Any, scale: Any) -> Any:
@@ -225,7 +260,8 @@ def _run(problem: Problem, args: argparse.Namespace, can_plot: bool,
         problem.loss, prior, family, w=args.w, n_samples=args.samples, n_steps=args.steps,
         optimizer=inf.adam(inf.cosine(args.lr, args.steps)), gradient=args.gradient,
         mode=args.mode, seed=args.seed, on_nan="skip", executor=args.executor,
-        workers=args.workers, scheduler=args.scheduler, checkpoint=args.checkpoint,
+        workers=args.workers, scheduler=args.scheduler, connect_timeout=args.connect_timeout,
+        checkpoint=args.checkpoint,
         checkpoint_every=args.checkpoint_every, resume=args.resume, config=problem.config,
         progress=False if args.quiet else None)
     seconds = time.perf_counter() - start

@@ -2,8 +2,9 @@
 
 * :func:`load_model`: a built-in model (``SETUPS`` holds each one's run defaults) or a user's
   ``module:function``, as a :class:`Model`;
-* :func:`read_csv`: observations from a CSV file, checked (rectangular, finite, two rows at
-  least);
+* :func:`read_csv`: observations from a CSV file (UTF-8, a byte-order mark allowed, a
+  non-numeric header allowed), checked cell by cell: an empty or non-numeric cell is refused
+  naming its line and column, never dropped, so no column shifts; two rows at least;
 * :func:`build_problem`: the observations (read, or simulated at the true parameters), the map
   x ↦ params from the model's ``TO_NATURAL``, and the loss ℓ(x, rng) = distance(simulate(
   params(x), rng)) on the unconstrained x, as a :class:`Problem`.
@@ -20,8 +21,10 @@ import argparse
 import csv
 import hashlib
 import importlib
+import io
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -34,7 +37,7 @@ from ..ops import asarray, exp, getitem, power, sigmoid, stack, stop_gradient
 from ..random import default_rng
 
 __all__ = ["MODELS", "LOSSES", "NATURAL", "SETUPS", "Setup", "Model", "Problem", "UsageError",
-           "load_model", "natural_map", "read_csv", "build_problem"]
+           "load_model", "natural_map", "read_csv", "parse_csv", "build_problem"]
 
 MODELS = {"random_walk": random_walk, "sir": sir, "cont": cont, "brock_hommes": brock_hommes,
           "lob": lob, "housing": housing}
@@ -101,13 +104,7 @@ def load_model(spec: str) -> Model:
         raise UsageError(f"--model: unknown model {spec!r}; choose one of "
                          f"{', '.join(MODELS)}, or give module:function")
     module_name, function = spec.split(":", 1)
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # a user's module in the current folder
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UsageError(f"--model {spec}: cannot import module {module_name!r} ({exc})") \
-            from exc
+    module = _import_user_module(spec, module_name)
     simulate = getattr(module, function, None)
     if not callable(simulate):
         raise UsageError(f"--model {spec}: module {module_name!r} has no function "
@@ -121,6 +118,25 @@ def load_model(spec: str) -> Model:
                  tuple(getattr(module, "TO_NATURAL", ("identity",) * d)), prior,
                  getattr(module, "loss", None), Setup(loss="model" if hasattr(module, "loss")
                                                       else "mse"))
+
+
+def _import_user_module(spec: str, module_name: str) -> Any:
+    """Import the user's module: importing runs its code. The current folder joins the import
+    path only while this import runs, and after the installed packages, so a stray file there
+    (a ``matplotlib.py``, say) never stands in for a package that minidiff or the module
+    imports later, and an installed module of the same name wins over a local file."""
+    folder = os.getcwd()
+    added = folder not in sys.path and "" not in sys.path
+    if added:
+        sys.path.append(folder)
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"--model {spec}: cannot import module {module_name!r} ({exc})") \
+            from exc
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,32 +176,95 @@ class Problem:
     config: dict
 
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _is_number(cell: str) -> bool:
+    """A plain decimal number (digits, one point, an exponent): not ``nan``, ``inf``, ``1_000``
+    or ``0x1f``, which Python's float() would also take."""
+    return _NUMBER.fullmatch(cell.strip()) is not None
+
+
+def parse_csv(text: str, name: str) -> tuple[list[str] | None, list[list[float]]]:
+    """(header or None, rows of numbers) of CSV ``text`` (commas, ``"``-quoting).
+
+    The first non-blank line is a header when none of its cells is a number, data when all
+    its non-empty cells are, and refused when it mixes numbers and text. Every later cell must
+    be a finite decimal number, every row as long as the first; an empty or non-numeric cell
+    is refused naming its line and column (and the column's header), so no value is ever
+    dropped or shifted. Blank lines are allowed only at the end."""
+    where = f"--data {name}"
+    header: list[str] | None = None
+    rows: list[list[float]] = []
+    blank_at: int | None = None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not any(c.strip() for c in row):
+                blank_at = blank_at or line
+                continue
+            if blank_at is not None:
+                raise UsageError(f"{where}: line {blank_at} is blank but data follow it (a "
+                                 f"missing time step?); remove it or fill it in")
+            if header is None and not rows:
+                filled = [j for j, c in enumerate(row) if c.strip()]
+                numeric = {j: _is_number(row[j]) for j in filled}
+                if not any(numeric.values()):
+                    header = [c.strip() for c in row]
+                    continue
+                if not all(numeric.values()):
+                    j = min(j for j, is_number in numeric.items() if not is_number)
+                    raise UsageError(f"{where}: line {line} mixes numbers and text (column "
+                                     f"{j + 1} is {row[j]!r}): a header line must hold only "
+                                     f"names, a data line only numbers")
+            width = len(header) if header is not None else (len(rows[0]) if rows else len(row))
+            if len(row) != width:
+                raise UsageError(f"{where}: line {line} has {len(row)} cells, the "
+                                 f"{'header' if header is not None else 'first line'} "
+                                 f"{width}; every line needs one value per column")
+            values = []
+            for j, cell in enumerate(row):
+                column = f"column {j + 1}" + (f" ({header[j]!r})" if header and header[j]
+                                              else "")
+                if not cell.strip():
+                    raise UsageError(f"{where}: line {line}, {column} is empty; every "
+                                     f"observation must be a number (missing values are not "
+                                     f"supported: fill them in or cut the series)")
+                if not _is_number(cell):
+                    raise UsageError(f"{where}: line {line}, {column} holds {cell.strip()!r}, "
+                                     f"not a finite decimal number")
+                values.append(float(cell))
+            if not all(math.isfinite(v) for v in values):  # 1e999 overflows to inf
+                j = [math.isfinite(v) for v in values].index(False)
+                raise UsageError(f"{where}: line {line}, column {j + 1} holds {row[j].strip()!r},"
+                                 f" which overflows a float64")
+            rows.append(values)
+    except csv.Error as exc:
+        raise UsageError(f"{where}: line {reader.line_num} is not valid CSV ({exc})") from None
+    return header, rows
+
+
 def read_csv(path: str) -> Any:
-    """The numbers of a CSV file: (T,) for one column, (T, k) for k; a header line allowed."""
+    """The numbers of a CSV file: (T,) for one column, (T, k) for k; UTF-8 (a byte-order mark
+    allowed), a header line allowed when it is not numeric (see :func:`parse_csv`)."""
+    return _observations(_read_data_file(path), path)
+
+
+def _read_data_file(path: str) -> bytes:
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"--data: no such file {path!r}")
-    rows = []
-    with p.open(newline="", encoding="utf-8") as f:
-        for n, row in enumerate(csv.reader(f), start=1):
-            cells = [c.strip() for c in row if c.strip()]
-            if not cells:
-                continue
-            try:
-                values = [float(c) for c in cells]
-            except ValueError:
-                if n == 1 and not rows:
-                    continue  # a header line
-                raise UsageError(f"--data {path}: line {n} holds something that is not a "
-                                 f"number: {row}") from None
-            if rows and len(values) != len(rows[0]):
-                raise UsageError(f"--data {path}: line {n} has {len(values)} values, the "
-                                 f"first data line {len(rows[0])}")
-            bad = [c for c, v in zip(cells, values) if not math.isfinite(v)]
-            if bad:
-                raise UsageError(f"--data {path}: line {n} holds a non-finite value "
-                                 f"({bad[0]}); observations must be finite numbers")
-            rows.append(values)
+    return p.read_bytes()
+
+
+def _observations(raw: bytes, path: str) -> Any:
+    try:
+        text = raw.decode("utf-8-sig")  # a UTF-8 byte-order mark is not part of the data
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--data {path}: not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                         f"save it as UTF-8 CSV") from None
+    _, rows = parse_csv(text, path)
     if len(rows) < 2:
         raise UsageError(f"--data {path}: needs at least two rows of numbers, found "
                          f"{len(rows)}")
@@ -227,15 +306,15 @@ def build_problem(model: Model, args: argparse.Namespace) -> Problem:
 
     truth = None
     if args.data is not None:
-        observed = read_csv(args.data)
+        raw = _read_data_file(args.data)  # read once: the hash is of the bytes parsed
+        observed = _observations(raw, args.data)
         probe = run(natural(asarray(list(model.prior[0]))), default_rng(0))
         if tuple(observed.shape) != tuple(probe.shape):
             raise UsageError(f"--data {args.data}: the data have shape "
                              f"{tuple(observed.shape)} but {model.name} simulates "
                              f"{tuple(probe.shape)} with {settings}; set --timesteps (and "
                              f"--agents) so that they match")
-        source = {"data_sha256": hashlib.sha256(
-            Path(args.data).read_bytes()).hexdigest()}
+        source = {"data_sha256": hashlib.sha256(raw).hexdigest()}
     else:
         truth = _true_params(model, args.true_params)
         observed = stop_gradient(run(asarray(truth), default_rng(args.data_seed)))
