@@ -38,6 +38,7 @@ from . import backend as _backend
 from .escapes import (
     UFUNC_OPERATORS,
     TracerConversionError,
+    batched_escape_message,
     escape_message,
     is_complex_dtype,
     numpy_call_message,
@@ -97,6 +98,9 @@ class Level:
       follows only derivatives, to which those primitives are constants: :func:`bind` gives
       them the unboxed values and returns the constant unboxed. (Read once, into
       ``Level.tracks_jumps``.)
+    * ``batch_axes`` on its boxes (a class attribute of ``Box``, 0 by default): leading axes of
+      the box's value that are a batch (``vmap``), left out of the shape every op sees
+      (:func:`shape_of`).
     * ``sample_discrete(dist, u, params)``: draw a discrete sample by inverting the uniforms
       ``u`` at parameters boxed at this level (``minidiff.random``'s samplers ask the
       parameters' deepest level, :func:`deepest_level`, before any ``estimator=``).
@@ -243,11 +247,14 @@ class Box:
     __slots__ = ("value", "level")
     __array_priority__ = 1000  # NumPy scalars and old-style operands defer to Box as well
     __hash__ = object.__hash__  # defining __eq__ would otherwise remove it
+    # How many leading axes of ``value`` are a batch rather than the value's own: 0 for the AD
+    # boxes, 1 for ``vmap``'s (see :func:`shape_of`).
+    batch_axes = 0
 
-    # shape information comes from the innermost raw array
+    # shape information comes from the innermost raw array, less the batch axes on the way
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(raw(self).shape)
+        return shape_of(self)
 
     @property
     def ndim(self) -> int:
@@ -270,7 +277,13 @@ class Box:
         return self.shape[0]
 
     def __bool__(self) -> bool:
-        return bool(raw(self))
+        x: Any = self
+        while isinstance(x, Box):
+            if x.batch_axes and x.level.active:  # one truth value per batch element
+                raise TracerConversionError(batched_escape_message("bool() (an if, while, and, "
+                                                                   "or) of"))
+            x = x.value
+        return bool(x)
 
     def __float__(self) -> float:
         if is_traced(self):
@@ -404,11 +417,16 @@ def without_derivatives(x: Any) -> Any:
     A level whose engine *stages* a program (``stages = True``: ``minidiff.jit``'s tracing)
     follows values, not derivatives, so its box is kept (with everything outside it removed):
     the program then records the cut instead of baking the traced value in as a constant.
-    With no staging level open this is :func:`raw`.
+    A batching box (``batch_axes`` > 0, ``vmap``) is a value too, one per batch element: it is
+    kept, around its value without derivatives. With neither open this is :func:`raw`.
     """
     while isinstance(x, Box):
-        if x.level.active and getattr(x.level.engine, "stages", False):
-            return x
+        if x.level.active:
+            if x.batch_axes:
+                inner = without_derivatives(x.value)
+                return x if inner is x.value else type(x)(inner, x.level)
+            if getattr(x.level.engine, "stages", False):
+                return x
         x = x.value
     return x
 
@@ -445,15 +463,24 @@ _METADATA_FUNCTIONS: dict[str, Callable[[Any], Any]] = {
 
 
 def shape_of(x: Any) -> tuple[int, ...]:
-    """The shape of an array, a boxed value or a Python number (``()``)."""
+    """The shape of an array, a boxed value or a Python number (``()``).
+
+    A boxed value's shape is that of the raw array inside, less the leading batch axes of the
+    active batching boxes on the way (``Box.batch_axes``): under ``vmap`` a value reports the
+    shape of one batch element, whichever levels box it inside or outside, so every rule and
+    op sees per-example shapes."""
+    drop = 0
     while isinstance(x, Box):
+        if x.batch_axes and x.level.active:
+            drop += x.batch_axes
         x = x.value
     shape = getattr(x, "shape", None)
     if shape is None:
         if type(x) is list or type(x) is tuple:  # nested lists of numbers, as NumPy reads them
             return (len(x), *shape_of(x[0])) if x else (0,)
         return ()
-    return shape if type(shape) is tuple else tuple(shape)
+    shape = shape if type(shape) is tuple else tuple(shape)
+    return shape[drop:] if drop else shape
 
 
 def ndim_of(x: Any) -> int:
@@ -575,10 +602,18 @@ class Primitive:
         differentiable: False for a piecewise-constant op (a comparison, ``sign``, ``floor``):
             it takes no rules, and engines that follow derivatives never see it (see
             :class:`Level`).
+        batch: the batching rule (``vmap``), ``batch(size, args, batched, **params)``. Each
+            ``args[i]`` with ``batched[i]`` True carries a leading batch axis of length
+            ``size`` before its own shape; the others are shared by every batch element. The
+            rule returns the output (or a tuple of outputs) with the batch axis leading,
+            written with minidiff ops (so levels further out see it). None means: the
+            elementwise rule for ``elementwise`` primitives (line the batch axes up with
+            NumPy's right-aligned broadcasting), else a loop over the batch that stacks one
+            call per element (exact, slow; ``docs/vmap.md`` lists who uses it).
     """
 
     __slots__ = ("name", "impl", "jvp", "vjp", "save", "broadcasts", "elementwise",
-                 "differentiable")
+                 "differentiable", "batch")
 
     def __init__(
         self,
@@ -591,6 +626,7 @@ class Primitive:
         broadcasts: bool = False,
         elementwise: bool = False,
         differentiable: bool = True,
+        batch: Callable[..., Any] | None = None,
     ) -> None:
         if not differentiable and (jvp is not None or vjp is not None):
             raise ValueError(f"{name}: a non-differentiable primitive takes no jvp or vjp rule")
@@ -602,6 +638,7 @@ class Primitive:
         self.broadcasts = broadcasts
         self.elementwise = elementwise
         self.differentiable = differentiable
+        self.batch = batch
 
     __call__ = bind  # calling a primitive binds it, with no wrapper in between
 
