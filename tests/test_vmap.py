@@ -243,6 +243,8 @@ def test_python_control_flow_on_a_batched_value_points_to_where(backend, to_arra
         md.vmap(lambda a: a if md.sum(a) > 0 else -a)(x)
     with pytest.raises(BatchingError, match="float"):
         md.vmap(lambda a: float(md.sum(a)))(x)
+    with pytest.raises(md.TracerConversionError, match="to_host of a value batched"):
+        md.vmap(lambda a: md.to_host(a))(x)
     # under grad too: the comparison is batched inside the tape's value
     with pytest.raises(md.TracerConversionError, match="minidiff.where"):
         md.vmap(md.grad(lambda a: md.sum(a) if md.sum(a) > 0 else -md.sum(a)))(x)

@@ -21,7 +21,7 @@ from ..batching import BatchingError, BatchTracer, batch_levels, register_batche
 from ..checkpointing import birth_mark
 from ..core import Level
 from .distributions import uniform_like
-from .generator import Generator, _Ledger, _size
+from .generator import Generator, _canonical_key, _Ledger, _size
 
 __all__ = ["BatchedGenerator"]
 
@@ -51,7 +51,9 @@ class BatchedGenerator(Generator):
         return BatchedGenerator(members, self._level, self._ledger)
 
     def stream(self, key: Any) -> Generator:
-        return self._same([g.stream(key) for g in self._members])
+        key = _canonical_key(key)  # once for every member (g.stream(key) for each g)
+        return self._same([Generator(_path=g._path + (key,), _ledger=g._ledger)
+                           for g in self._members])
 
     def _next_child(self) -> Generator:
         return self._same([g._next_child() for g in self._members])
