@@ -51,16 +51,17 @@ def _plan(x: Any, spec: Any, where: str, found: list) -> None:
     if spec is None:
         return
     if isinstance(spec, _CONTAINERS):
-        same = (type(spec) is type(x) if not isinstance(spec, dict)
-                else isinstance(x, dict) and set(spec) == set(x))
-        if not same or (not isinstance(spec, dict) and len(spec) != len(x)):
+        if isinstance(spec, dict):
+            same = isinstance(x, dict) and set(spec) == set(x)
+        else:
+            same = isinstance(x, tuple | list) and len(spec) == len(x)
+        if not same:
             raise ValueError(
                 f"vmap: in_axes for {where} is {spec!r}, a {type(spec).__name__} of "
                 f"{len(spec)}, but the value there is {_describe(x)}; in_axes must be a "
                 f"prefix of the argument's structure (or one int/None for all of it)")
-        for (key, child), (_, child_spec) in zip(_children(x), _children(spec) if not
-                                                 isinstance(spec, dict) else
-                                                 [(k, spec[k]) for k in x]):
+        child_specs = [spec[k] for k in x] if isinstance(spec, dict) else list(spec)
+        for (key, child), child_spec in zip(_children(x), child_specs):
             _plan(child, child_spec, where + key, found)
         return
     _check_axis(spec, f"in_axes for {where}")
@@ -149,8 +150,9 @@ def _unbatch(x: Any, spec: Any, level: Any, size: int, where: str) -> Any:
 
 def _outputs(out: Any, spec: Any, level: Any, size: int, where: str = "") -> Any:
     if isinstance(spec, _CONTAINERS):
-        if not isinstance(out, type(spec)) or len(out) != len(spec) or (
-                isinstance(spec, dict) and set(out) != set(spec)):
+        if (isinstance(spec, dict) and not (isinstance(out, dict) and set(out) == set(spec))) \
+                or (not isinstance(spec, dict) and not (isinstance(out, tuple | list)
+                                                        and len(out) == len(spec))):
             raise ValueError(f"vmap: out_axes{where and ' at ' + where} is {spec!r}, but the "
                              f"output there is {_describe(out)}; out_axes must be a prefix of "
                              f"the output's structure (or one int/None for all of it)")

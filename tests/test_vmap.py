@@ -13,7 +13,7 @@ import pytest
 
 import minidiff as md
 from minidiff.batching import BatchingError
-from models import cont, random_walk
+from models import brock_hommes, cont, random_walk, sir
 
 RTOL = 1e-12
 
@@ -123,6 +123,9 @@ def test_vmap_of_jit_and_jit_of_vmap(backend, to_array):
     close(md.vmap(jf)(x), loop(f_scalar, X))
     close(md.jit(md.vmap(f_scalar))(x), loop(f_scalar, X))
     close(md.vmap(md.grad(jf))(x), loop(md.grad(f_scalar), X))
+    close(md.grad(lambda v: md.sum(md.vmap(jf)(v)))(x), loop(md.grad(f_scalar), X))
+    close(md.jacfwd(lambda v: md.vmap(jf)(v))(md.reshape(md.getitem(x, 0), (1, 3))),
+          host(md.grad(f_scalar)(md.getitem(x, 0)))[None, None])
 
 
 def test_checkpointed_loop_inside_vmap(backend, to_array):
@@ -174,6 +177,20 @@ def test_cont_under_vmap_equals_the_loop_with_its_jacobian(backend, to_array):
     jac = md.vmap(md.jacfwd(sim))(thetas, md.random.default_rng(11).spawn(3))
     close(jac, [host(md.jacfwd(sim)(t, g))
                 for t, g in zip(rows, md.random.default_rng(11).spawn(3))])
+
+
+@pytest.mark.parametrize("model", [sir, brock_hommes], ids=["sir", "brock_hommes"])
+def test_other_models_under_vmap_equal_the_loop(backend, to_array, model):
+    base = np.asarray(model.DEFAULT_PARAMS, dtype=float)
+    thetas = to_array(np.stack([base, base * 1.01]))
+
+    def sim(theta, rng):
+        return model.simulate(theta, n_timesteps=5, rng=rng)
+
+    got = md.vmap(sim)(thetas, md.random.default_rng(2).spawn(2))
+    want = [host(sim(md.getitem(thetas, b), g))
+            for b, g in enumerate(md.random.default_rng(2).spawn(2))]
+    close(got, want)
 
 
 def test_every_sampler_draws_per_element(backend):
