@@ -121,6 +121,7 @@ def test_vmap_of_jit_and_jit_of_vmap(backend, to_array):
     x = to_array(X)
     jf = md.jit(f_scalar)
     close(md.vmap(jf)(x), loop(f_scalar, X))
+    assert jf.cache_info().misses == 1  # the batched program is the jitted call's own
     close(md.jit(md.vmap(f_scalar))(x), loop(f_scalar, X))
     close(md.vmap(md.grad(jf))(x), loop(md.grad(f_scalar), X))
     close(md.grad(lambda v: md.sum(md.vmap(jf)(v)))(x), loop(md.grad(f_scalar), X))

@@ -250,8 +250,9 @@ def derived_programs(program: Program) -> list[Program]:
     for d in program.derived.values():
         if isinstance(d, VjpParts):
             found += [d.forward, d.backward]
-        else:
+        elif isinstance(d, tuple):
             found.append(d[0])
+        # else: the jitted function batching the program under vmap (its own cache)
     return found
 
 
