@@ -100,6 +100,7 @@ class BatchEngine:
     """Processes primitives at one batching level, whose batch axis has length ``size``."""
 
     tracks_jumps = True  # comparisons, sign, floor: their values differ per element
+    batches = True       # its boxes carry a batch axis (see minidiff.core.shape_of)
 
     def __init__(self, size: int) -> None:
         self.size = size

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import numbers
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -98,9 +99,9 @@ class Level:
       follows only derivatives, to which those primitives are constants: :func:`bind` gives
       them the unboxed values and returns the constant unboxed. (Read once, into
       ``Level.tracks_jumps``.)
-    * ``batch_axes`` on its boxes (a class attribute of ``Box``, 0 by default): leading axes of
-      the box's value that are a batch (``vmap``), left out of the shape every op sees
-      (:func:`shape_of`).
+    * ``batches = True`` (``vmap``'s engine) with ``batch_axes`` on its boxes (a class
+      attribute of ``Box``, 0 by default): leading axes of the box's value that are a batch,
+      left out of the shape every op sees (:func:`shape_of`).
     * ``sample_discrete(dist, u, params)``: draw a discrete sample by inverting the uniforms
       ``u`` at parameters boxed at this level (``minidiff.random``'s samplers ask the
       parameters' deepest level, :func:`deepest_level`, before any ``estimator=``).
@@ -125,18 +126,28 @@ _open_levels: contextvars.ContextVar[tuple[Level, ...]] = contextvars.ContextVar
     "minidiff_open_levels", default=())
 
 
+# How many batching levels (engines with ``batches = True``: vmap) are open, in all threads: while
+# none is, shape_of need not look for batch axes. A list, so the hot path reads one item.
+_batching_levels = [0]
+_batching_lock = threading.Lock()
+
+
 def open_level(engine: Any) -> Level:
     """Push a new, deepest level run by ``engine`` in this thread, and tell the engine its
     level."""
     stack = _open_levels.get()
     level = Level(engine, len(stack) + 1)
     engine.level = level
+    if getattr(engine, "batches", False):
+        with _batching_lock:
+            _batching_levels[0] += 1
     _open_levels.set(stack + (level,))
     return level
 
 
 def close_level(level: Level) -> None:
     """Pop ``level`` (this thread's deepest); values still boxed with it become inert."""
+    was_active = level.active
     level.active = False
     stack = _open_levels.get()
     if not stack or stack[-1] is not level:
@@ -144,6 +155,9 @@ def close_level(level: Level) -> None:
                            f"(open: {list(stack)}); levels must close in the order they opened, "
                            f"in the thread that opened them")
     _open_levels.set(stack[:-1])
+    if was_active and getattr(level.engine, "batches", False):
+        with _batching_lock:
+            _batching_levels[0] -= 1
 
 
 def active_levels() -> tuple[Level, ...]:
@@ -468,7 +482,21 @@ def shape_of(x: Any) -> tuple[int, ...]:
     A boxed value's shape is that of the raw array inside, less the leading batch axes of the
     active batching boxes on the way (``Box.batch_axes``): under ``vmap`` a value reports the
     shape of one batch element, whichever levels box it inside or outside, so every rule and
-    op sees per-example shapes."""
+    op sees per-example shapes. (While no batching level is open in any thread, no box has
+    batch axes to drop, and the walk skips the question.)"""
+    if _batching_levels[0]:
+        return _batched_shape_of(x)
+    while isinstance(x, Box):
+        x = x.value
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        if type(x) is list or type(x) is tuple:  # nested lists of numbers, as NumPy reads them
+            return (len(x), *shape_of(x[0])) if x else (0,)
+        return ()
+    return shape if type(shape) is tuple else tuple(shape)
+
+
+def _batched_shape_of(x: Any) -> tuple[int, ...]:
     drop = 0
     while isinstance(x, Box):
         if x.batch_axes and x.level.active:
@@ -476,7 +504,7 @@ def shape_of(x: Any) -> tuple[int, ...]:
         x = x.value
     shape = getattr(x, "shape", None)
     if shape is None:
-        if type(x) is list or type(x) is tuple:  # nested lists of numbers, as NumPy reads them
+        if type(x) is list or type(x) is tuple:
             return (len(x), *shape_of(x[0])) if x else (0,)
         return ()
     shape = shape if type(shape) is tuple else tuple(shape)
