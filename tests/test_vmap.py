@@ -218,6 +218,10 @@ def test_a_generator_from_outside_refuses_to_draw_inside_vmap(backend, to_array)
         md.vmap(lambda v: v * rng.child().normal())(x)
     with pytest.raises(BatchingError, match="fresh entropy"):
         md.vmap(lambda v: v * md.random.default_rng().normal())(x)
+    # a batched generator drawn inside an inner vmap would share its draws there
+    gs = md.random.default_rng(0).spawn(4)
+    with pytest.raises(BatchingError, match="made outside minidiff.vmap"):
+        md.vmap(lambda v, g: md.vmap(lambda e: e * g.normal())(v))(x, gs)
     # a generator made inside from a seed gives the loop's answer: the same draws each time
     seeded = md.vmap(lambda v: v * md.random.default_rng(3).normal())(x)
     close(seeded, loop(lambda v: v * md.random.default_rng(3).normal(), X))

@@ -17,7 +17,13 @@ import itertools
 from typing import Any
 
 from .. import backend as _backend
-from ..batching import BatchingError, BatchTracer, batch_levels, register_batched_type
+from ..batching import (
+    BatchingError,
+    BatchTracer,
+    batch_levels,
+    check_batched_draw,
+    register_batched_type,
+)
 from ..checkpointing import birth_mark
 from ..core import Level
 from .distributions import uniform_like
@@ -31,6 +37,10 @@ class BatchedGenerator(Generator):
 
     def __init__(self, members: list[Generator], level: Level,
                  _ledger: _Ledger | None = None) -> None:
+        if any(isinstance(g, BatchedGenerator) for g in members):
+            raise BatchingError("vmap: a list of generators already batched by an outer vmap "
+                                "cannot be batched again; flatten the two batch axes into one "
+                                "and give one generator per element")
         self._members = list(members)
         self._level = level
         self._backend = _backend.get_backend()
@@ -62,6 +72,7 @@ class BatchedGenerator(Generator):
         if not self._level.active:
             raise BatchingError(f"{what}: a batched generator was used after its vmap "
                                 f"finished; draw inside the vmapped function")
+        check_batched_draw(self._batch_born, what)  # an inner vmap would share the draws
         b = self._backend
         return BatchTracer(b.xp.stack([b.asarray(draw(g._member_state(what)))
                                        for g in self._members]), self._level)
