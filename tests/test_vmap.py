@@ -139,6 +139,7 @@ def test_checkpointed_loop_inside_vmap(backend, to_array):
 
     close(md.vmap(run)(x), loop(run, X))
     close(md.vmap(md.grad(run))(x), loop(md.grad(run), X))
+    close(md.grad(lambda v: md.sum(md.vmap(run)(v)))(x), loop(md.grad(run), X))
 
 
 # ---------------------------------------------------------------------------------------------
