@@ -25,7 +25,7 @@ import math
 from typing import Any
 
 from ..backend import get_backend
-from ..core import Box, raw, shape_of, without_derivatives
+from ..core import Box, raw, shape_of
 from ..ops import (
     add,
     broadcast_to,
@@ -39,7 +39,7 @@ from ..ops import (
     subtract,
 )
 from ..ops.surrogates import straight_through
-from .distributions import on_values
+from .distributions import on_values, traced_beyond_batching
 
 __all__ = ["DISCRETE_GRADIENTS", "check_estimator", "gumbel_noise", "attach",
            "attach_categorical"]
@@ -90,7 +90,7 @@ def attach(dist: Any, x: Any, u: Any, params: tuple, shape: tuple, estimator: st
     """The sample ``x`` = dist.sample(u, params) with ``estimator``'s derivative attached.
 
     ``params`` may be traced; the continuous one (p or λ) comes last. Not for ``"score"``."""
-    traced = any(without_derivatives(p) is not p for p in params)  # vmap's boxes are values
+    traced = any(traced_beyond_batching(p) for p in params)
     if estimator == "none" or (not traced and (hard or estimator != "gumbel_softmax")):
         return x
     if estimator == "smoothed":
@@ -122,7 +122,7 @@ def attach_categorical(onehot: Any, probs: Any, v: Any, estimator: str, tau: flo
     """A one-hot sample (raw, shape (*batch, C)) with ``estimator``'s derivative in ``probs``.
 
     ``v``: uniforms strictly inside (0, 1) of the one-hot's shape, for the Gumbel noise."""
-    if estimator == "none" or (without_derivatives(probs) is probs and hard):
+    if estimator == "none" or (not traced_beyond_batching(probs) and hard):
         return onehot
     if estimator == "straight_through":
         return straight_through(onehot, broadcast_to(probs, shape_of(onehot)))

@@ -42,7 +42,8 @@ from ..ops import sum as _sum
 from ..ops.linear import as_batched, reshape
 
 __all__ = ["DISTRIBUTIONS", "Bernoulli", "Binomial", "Poisson", "Geometric", "Categorical",
-           "Event", "check_probability"]
+           "Event", "check_probability", "traced_beyond_batching", "on_values",
+           "categorical_sample"]
 
 
 @dataclass(frozen=True)
@@ -309,6 +310,17 @@ def uniform_like(rng: Any, shape: Sequence[int]) -> Any:
 
 _values_p = Primitive("on_values", lambda *args, fn: fn(*args), broadcasts=True,
                       elementwise=True, differentiable=False)
+
+
+def traced_beyond_batching(x: Any) -> bool:
+    """True when ``x`` is boxed by anything but ``vmap``: a derivative transform, or md.jit's
+    trace (whose program may be differentiated later), so an estimator must be attached. A
+    value only batched by vmap is plain data to every sampler."""
+    while isinstance(x, Box):
+        if not x.batch_axes:
+            return True
+        x = x.value
+    return False
 
 
 def on_values(fn: Any, *args: Any) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 from .. import backend as _backend
 from ..batching import BatchingError, batch_levels, check_batched_draw, is_batch_level
 from ..checkpointing import birth_mark, check_draw, check_entropy
-from ..core import Box, deepest_level, raw, shape_of, strip_inactive, without_derivatives
+from ..core import Box, deepest_level, raw, shape_of, strip_inactive
 from ..ops import (
     add,
     equal,
@@ -38,6 +38,7 @@ from .distributions import (
     categorical_sample,
     check_probability,
     on_values,
+    traced_beyond_batching,
     uniform_like,
 )
 
@@ -338,7 +339,7 @@ class Generator:
                 raise ValueError("categorical: under stochastic triples the sample is an "
                                  "index; one_hot=True is not supported there")
             return engine_sampler(Categorical, u, (probs,))
-        if default and not one_hot and _differentiated(probs):
+        if default and not one_hot and traced_beyond_batching(probs):
             raise ValueError("categorical: an index sample has no derivative in probs; pass "
                              "one_hot=True (straight-through by default), estimator='score', "
                              "or estimator='none' to accept a zero derivative")
@@ -370,7 +371,7 @@ class Generator:
             return engine_sampler(dist, u, params)
         x = on_values(dist.sample, u, *params)
         if estimator == "score":
-            if dist.name == "binomial" and _differentiated(params[0]):
+            if dist.name == "binomial" and traced_beyond_batching(params[0]):
                 raise ValueError(
                     "binomial(estimator='score'): the number of trials n is traced, but the "
                     "score function has no derivative in an integer parameter; use "
@@ -404,11 +405,6 @@ def _engine_sampler(params: tuple) -> Any:
                         "compete; loop over the batch, or use estimator='smoothed'")
                 p = p.value
     return sampler
-
-
-def _differentiated(x: Any) -> bool:
-    """True when a derivative transform traces ``x`` (a value only batched by vmap is not)."""
-    return without_derivatives(x) is not x
 
 
 def _param(x: Any) -> Any:
