@@ -35,6 +35,7 @@ from .transforms import (
     value_and_grad,
     vjp,
 )
+from .vmapping import vmap
 from .wengert import wengert
 
 __version__ = "0.1.0"
@@ -44,6 +45,7 @@ __all__ = [
     "TracerConversionError", "pytree",
     "available_backends", "checkpoint", "checkpointed_loop", "custom_jvp", "custom_vjp",
     "get_backend", "grad", "hessian", "hvp", "jit", "make_program",
-    "jacfwd", "jacrev", "jvp", "set_backend", "use_backend", "value_and_grad", "vjp", "wengert",
+    "jacfwd", "jacrev", "jvp", "set_backend", "use_backend", "value_and_grad", "vjp", "vmap",
+    "wengert",
     *_ops_all,
 ]

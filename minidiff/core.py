@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import numbers
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,6 +39,7 @@ from . import backend as _backend
 from .escapes import (
     UFUNC_OPERATORS,
     TracerConversionError,
+    batched_escape_message,
     escape_message,
     is_complex_dtype,
     numpy_call_message,
@@ -97,6 +99,9 @@ class Level:
       follows only derivatives, to which those primitives are constants: :func:`bind` gives
       them the unboxed values and returns the constant unboxed. (Read once, into
       ``Level.tracks_jumps``.)
+    * ``batches = True`` (``vmap``'s engine) with ``batch_axes`` on its boxes (a class
+      attribute of ``Box``, 0 by default): leading axes of the box's value that are a batch,
+      left out of the shape every op sees (:func:`shape_of`).
     * ``sample_discrete(dist, u, params)``: draw a discrete sample by inverting the uniforms
       ``u`` at parameters boxed at this level (``minidiff.random``'s samplers ask the
       parameters' deepest level, :func:`deepest_level`, before any ``estimator=``).
@@ -121,18 +126,28 @@ _open_levels: contextvars.ContextVar[tuple[Level, ...]] = contextvars.ContextVar
     "minidiff_open_levels", default=())
 
 
+# How many batching levels (engines with ``batches = True``: vmap) are open, in all threads: while
+# none is, shape_of need not look for batch axes. A list, so the hot path reads one item.
+_batching_levels = [0]
+_batching_lock = threading.Lock()
+
+
 def open_level(engine: Any) -> Level:
     """Push a new, deepest level run by ``engine`` in this thread, and tell the engine its
     level."""
     stack = _open_levels.get()
     level = Level(engine, len(stack) + 1)
     engine.level = level
+    if getattr(engine, "batches", False):
+        with _batching_lock:
+            _batching_levels[0] += 1
     _open_levels.set(stack + (level,))
     return level
 
 
 def close_level(level: Level) -> None:
     """Pop ``level`` (this thread's deepest); values still boxed with it become inert."""
+    was_active = level.active
     level.active = False
     stack = _open_levels.get()
     if not stack or stack[-1] is not level:
@@ -140,6 +155,9 @@ def close_level(level: Level) -> None:
                            f"(open: {list(stack)}); levels must close in the order they opened, "
                            f"in the thread that opened them")
     _open_levels.set(stack[:-1])
+    if was_active and getattr(level.engine, "batches", False):
+        with _batching_lock:
+            _batching_levels[0] -= 1
 
 
 def active_levels() -> tuple[Level, ...]:
@@ -243,11 +261,14 @@ class Box:
     __slots__ = ("value", "level")
     __array_priority__ = 1000  # NumPy scalars and old-style operands defer to Box as well
     __hash__ = object.__hash__  # defining __eq__ would otherwise remove it
+    # How many leading axes of ``value`` are a batch rather than the value's own: 0 for the AD
+    # boxes, 1 for ``vmap``'s (see :func:`shape_of`).
+    batch_axes = 0
 
-    # shape information comes from the innermost raw array
+    # shape information comes from the innermost raw array, less the batch axes on the way
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(raw(self).shape)
+        return shape_of(self)
 
     @property
     def ndim(self) -> int:
@@ -270,7 +291,13 @@ class Box:
         return self.shape[0]
 
     def __bool__(self) -> bool:
-        return bool(raw(self))
+        x: Any = self
+        while isinstance(x, Box):
+            if x.batch_axes and x.level.active:  # one truth value per batch element
+                raise TracerConversionError(batched_escape_message("bool() (an if, while, and, "
+                                                                   "or) of"))
+            x = x.value
+        return bool(x)
 
     def __float__(self) -> float:
         if is_traced(self):
@@ -404,11 +431,16 @@ def without_derivatives(x: Any) -> Any:
     A level whose engine *stages* a program (``stages = True``: ``minidiff.jit``'s tracing)
     follows values, not derivatives, so its box is kept (with everything outside it removed):
     the program then records the cut instead of baking the traced value in as a constant.
-    With no staging level open this is :func:`raw`.
+    A batching box (``batch_axes`` > 0, ``vmap``) is a value too, one per batch element: it is
+    kept, around its value without derivatives. With neither open this is :func:`raw`.
     """
     while isinstance(x, Box):
-        if x.level.active and getattr(x.level.engine, "stages", False):
-            return x
+        if x.level.active:
+            if x.batch_axes:
+                inner = without_derivatives(x.value)
+                return x if inner is x.value else type(x)(inner, x.level)
+            if getattr(x.level.engine, "stages", False):
+                return x
         x = x.value
     return x
 
@@ -445,7 +477,15 @@ _METADATA_FUNCTIONS: dict[str, Callable[[Any], Any]] = {
 
 
 def shape_of(x: Any) -> tuple[int, ...]:
-    """The shape of an array, a boxed value or a Python number (``()``)."""
+    """The shape of an array, a boxed value or a Python number (``()``).
+
+    A boxed value's shape is that of the raw array inside, less the leading batch axes of the
+    active batching boxes on the way (``Box.batch_axes``): under ``vmap`` a value reports the
+    shape of one batch element, whichever levels box it inside or outside, so every rule and
+    op sees per-example shapes. (While no batching level is open in any thread, no box has
+    batch axes to drop, and the walk skips the question.)"""
+    if _batching_levels[0]:
+        return _batched_shape_of(x)
     while isinstance(x, Box):
         x = x.value
     shape = getattr(x, "shape", None)
@@ -454,6 +494,21 @@ def shape_of(x: Any) -> tuple[int, ...]:
             return (len(x), *shape_of(x[0])) if x else (0,)
         return ()
     return shape if type(shape) is tuple else tuple(shape)
+
+
+def _batched_shape_of(x: Any) -> tuple[int, ...]:
+    drop = 0
+    while isinstance(x, Box):
+        if x.batch_axes and x.level.active:
+            drop += x.batch_axes
+        x = x.value
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        if type(x) is list or type(x) is tuple:
+            return (len(x), *shape_of(x[0])) if x else (0,)
+        return ()
+    shape = shape if type(shape) is tuple else tuple(shape)
+    return shape[drop:] if drop else shape
 
 
 def ndim_of(x: Any) -> int:
@@ -575,10 +630,18 @@ class Primitive:
         differentiable: False for a piecewise-constant op (a comparison, ``sign``, ``floor``):
             it takes no rules, and engines that follow derivatives never see it (see
             :class:`Level`).
+        batch: the batching rule (``vmap``), ``batch(size, args, batched, **params)``. Each
+            ``args[i]`` with ``batched[i]`` True carries a leading batch axis of length
+            ``size`` before its own shape; the others are shared by every batch element. The
+            rule returns the output (or a tuple of outputs) with the batch axis leading,
+            written with minidiff ops (so levels further out see it). None means: the
+            elementwise rule for ``elementwise`` primitives (line the batch axes up with
+            NumPy's right-aligned broadcasting), else a loop over the batch that stacks one
+            call per element (exact, slow; ``docs/vmap.md`` lists who uses it).
     """
 
     __slots__ = ("name", "impl", "jvp", "vjp", "save", "broadcasts", "elementwise",
-                 "differentiable")
+                 "differentiable", "batch")
 
     def __init__(
         self,
@@ -591,6 +654,7 @@ class Primitive:
         broadcasts: bool = False,
         elementwise: bool = False,
         differentiable: bool = True,
+        batch: Callable[..., Any] | None = None,
     ) -> None:
         if not differentiable and (jvp is not None or vjp is not None):
             raise ValueError(f"{name}: a non-differentiable primitive takes no jvp or vjp rule")
@@ -602,6 +666,7 @@ class Primitive:
         self.broadcasts = broadcasts
         self.elementwise = elementwise
         self.differentiable = differentiable
+        self.batch = batch
 
     __call__ = bind  # calling a primitive binds it, with no wrapper in between
 

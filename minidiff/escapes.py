@@ -14,8 +14,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["TracerConversionError", "UFUNC_OPERATORS", "escape_message", "is_complex_dtype",
-           "numpy_call_message", "ufunc_op_name"]
+__all__ = ["TracerConversionError", "UFUNC_OPERATORS", "batched_escape_message",
+           "escape_message", "is_complex_dtype", "numpy_call_message", "ufunc_op_name"]
 
 
 class TracerConversionError(TypeError):
@@ -78,3 +78,11 @@ def escape_message(call: str, what: str) -> str:
             f"minidiff ops (math.sin(x) -> minidiff.sin(x); storing it into a NumPy array "
             f"a[i] = x -> minidiff.stack or minidiff.where), or take "
             f"minidiff.stop_gradient(x) if no derivative is wanted")
+
+
+def batched_escape_message(what: str) -> str:
+    """Why a value batched by ``vmap`` cannot become one Python or NumPy value."""
+    return (f"{what} a value batched by minidiff.vmap: it holds one value per batch element, "
+            f"so there is no single answer (Python control flow would take one branch for "
+            f"every element). Choose elementwise with minidiff.where(condition, x, y), or make "
+            f"the value an unbatched argument (in_axes=None)")

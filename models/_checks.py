@@ -63,11 +63,13 @@ def interval(low: float, high: float, open_low: bool = False, open_high: bool = 
 
 def check_number(where: str, name: str, x: Any, low: float = -math.inf, high: float = math.inf,
                  *, open_low: bool = False, open_high: bool = False,
-                 traced: bool = True) -> float:
+                 traced: bool = True) -> float | None:
     """Refuse ``x`` unless it is a finite scalar in the interval; return its value as a float.
 
     ``name`` may carry the meaning, e.g. ``"eta (market depth)"``. ``traced=False`` refuses
-    traced values (fixed settings that are not differentiated)."""
+    traced values (fixed settings that are not differentiated). A value batched by
+    ``md.vmap`` is checked element by element, and None is returned (there is no one value).
+    """
     if isinstance(x, Box) and not traced:
         raise TypeError(f"{where}: {name} is a fixed setting, not a parameter; it cannot be "
                         f"traced (differentiate with respect to params instead)")
@@ -75,8 +77,13 @@ def check_number(where: str, name: str, x: Any, low: float = -math.inf, high: fl
     if isinstance(v, bool | str | bytes) or not (isinstance(v, int | float)
                                                 or hasattr(v, "shape")):
         raise TypeError(f"{where}: {name} must be a number, got {x!r}")
-    if shape_of(v) != ():
-        raise ValueError(f"{where}: {name} must be a scalar, got shape {shape_of(v)}")
+    if shape_of(x) != ():
+        raise ValueError(f"{where}: {name} must be a scalar, got shape {shape_of(x)}")
+    if shape_of(v) != ():  # batched by md.vmap: one scalar per batch element, each checked
+        for element in md.to_host(v).reshape(-1).tolist():
+            check_number(where, name, element, low, high, open_low=open_low,
+                         open_high=open_high)
+        return None
     try:
         value = float(v) if isinstance(v, int | float) else float(md.to_host(v))
     except TypeError:

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import backend as _backend
-from ..core import Box
+from ..core import Box, shape_of
 from ..pytree import PyTreeDef, tree_flatten, tree_unflatten
+from ..vmapping import vmap
 from .call import call_p
-from .derive import concrete, derived_programs
+from .derive import concrete, derived_programs, evaluate
 from .executors import check_executor, run_program
 from .program import Program
 from .simplify import prune
@@ -195,9 +196,10 @@ class Jitted:
                     types.append(None)
                     continue
                 leaf = leaves[position] = self._as_leaf(leaf, backend)
+            shape = shape_of(leaf)  # one batch element's, under vmap
             while isinstance(leaf, Box):
                 leaf = leaf.value
-            types.append((leaf.shape, leaf.dtype))  # a JitTracedValue has both too
+            types.append((shape, leaf.dtype))  # a JitTracedValue has both too
         if None in types:
             leaves = [x for x in leaves if x is not None]
         return leaves, (structure, tuple(types), statics, backend.name), statics, structure
@@ -268,6 +270,25 @@ class Jitted:
         self._misses += 1
         entry = self._cache[key] = _Entry(prune(second), out_structures[1])
         return entry, values
+
+
+def _batch_rule(size: int, args: Sequence[Any], batched: Sequence[bool],
+                program: Program) -> tuple:
+    """vmap of a jitted call: the call of a program that evaluates ``program`` under vmap,
+    traced once per batched-argument pattern (and per shapes, as any jitted function)."""
+    key = ("batch", tuple(batched))
+    batched_call = program.derived.get(key)
+    if batched_call is None:
+        def run(*xs: Any) -> tuple:
+            return tuple(evaluate(program, xs))
+
+        batched_call = program.derived[key] = Jitted(
+            vmap(run, in_axes=tuple(0 if b else None for b in batched)),
+            executor=program.executor)
+    return tuple(batched_call(*args))
+
+
+call_p.batch = _batch_rule
 
 
 def _same_array(a: Any, b: Any) -> bool:

@@ -51,9 +51,16 @@ def evaluate(program: Program, args: Sequence[Any]) -> list[Any]:
 
 
 def concrete(x: Any) -> Any:
-    """The concrete array under every box (inside a trace, the traced value's own)."""
-    x = raw(x)
-    return x.concrete if isinstance(x, JitTracedValue) else x
+    """The concrete array under every box (inside a trace, the traced value's own); under
+    vmap, that of the first batch element: programs are traced for one element (and batched
+    by the jitted call's batching rule)."""
+    value = raw(x)
+    value = value.concrete if isinstance(value, JitTracedValue) else value
+    shape = getattr(value, "shape", None)
+    if shape is None:
+        return value
+    drop = len(shape) - len(shape_of(x))
+    return value[(0,) * drop + (Ellipsis,)] if drop else value
 
 
 def _trace_derived(fn: Any, inputs: Sequence[Any], name: str, parent: Program) -> Program:
@@ -243,8 +250,9 @@ def derived_programs(program: Program) -> list[Program]:
     for d in program.derived.values():
         if isinstance(d, VjpParts):
             found += [d.forward, d.backward]
-        else:
+        elif isinstance(d, tuple):
             found.append(d[0])
+        # else: the jitted function batching the program under vmap (its own cache)
     return found
 
 

@@ -39,7 +39,8 @@ from .program import Const, Equation, Program, Var
 __all__ = ["simplify", "prune", "quiet_exp"]
 
 # exp whose overflow to inf is expected (inside a split sigmoid, where 1/(1 + inf) = 0)
-quiet_exp = Primitive("exp", lambda x: _backend.get_backend().kernels.into["quiet_exp"](x))
+quiet_exp = Primitive("exp", lambda x: _backend.get_backend().kernels.into["quiet_exp"](x),
+                      elementwise=True)
 
 
 def simplify(program: Program, backend: _backend.Backend | None = None) -> Program:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..backend import get_backend
-from ..core import ShapeError, ndim_of, raw, shape_of
+from ..core import ShapeError, ndim_of, shape_of
 from .comparisons import equal, greater, less
 from .constants import stop_gradient
 from .elementwise import cos, exp, log, maximum, negative, sin, where
@@ -64,7 +64,7 @@ def logsumexp(x: Any, axis: int | Sequence[int] | None = None, keepdims: bool = 
 def softmax(x: Any, axis: int | Sequence[int] | None = -1) -> Any:
     """exp(x_i) / Σ_j exp(x_j) along ``axis``, shifted by the maximum for stability."""
     axes = normalize_axis(axis, ndim_of(x), "softmax")
-    e = exp(x - raw(_max(stop_gradient(x), axis=axes, keepdims=True)))
+    e = exp(x - _max(stop_gradient(x), axis=axes, keepdims=True))  # a constant shift
     return e / _sum(e, axis=axes, keepdims=True)
 
 

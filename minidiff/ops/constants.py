@@ -10,7 +10,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..backend import get_backend
-from ..core import Box, Primitive, holds_box, raw, shape_of, stacked, without_derivatives
+from ..core import (
+    Box,
+    Primitive,
+    TracerConversionError,
+    holds_box,
+    shape_of,
+    stacked,
+    without_derivatives,
+)
+from ..escapes import batched_escape_message
 
 __all__ = ["zeros", "ones", "zeros_like", "ones_like", "asarray", "to_host", "stop_gradient"]
 
@@ -46,8 +55,15 @@ def asarray(x: Any, dtype: Any = None) -> Any:
 
 
 def to_host(x: Any) -> Any:
-    """A NumPy copy of ``x``'s value (dropping any tracing)."""
-    return get_backend().to_host(raw(x))
+    """A NumPy copy of ``x``'s value (dropping any tracing). A value batched by a running
+    ``vmap`` is refused: it holds one value per batch element, not the one value the function
+    (written for one element) expects."""
+    v = x
+    while isinstance(v, Box):
+        if v.batch_axes and v.level.active:
+            raise TracerConversionError(batched_escape_message("minidiff.to_host of"))
+        v = v.value
+    return get_backend().to_host(v)
 
 
 # the identity, recorded when md.jit traces a stop_gradient (so a derived program keeps the cut)

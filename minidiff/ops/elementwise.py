@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..backend import get_backend
-from ..core import Primitive, ndim_of, raw, register_ops, shape_of, without_derivatives
+from ..core import Box, Primitive, ndim_of, register_ops, shape_of, without_derivatives
 from .comparisons import equal, greater, sign
 from .constants import zeros
 from .linear import align_tangent, broadcast_to, unbroadcast
@@ -256,7 +256,7 @@ def _power_dx(x: Any, y: Any) -> Any:
         if y == 1:
             return None
         return y * x ** (y - 1)
-    zero = _xp().asarray(raw(y) == 0)
+    zero = _is_zero(y)
     safe_x = where(zero, 1.0, x)
     # named ops: a raw array operator (array_api_strict) rejects a traced right operand
     return where(zero, 0.0, multiply(y, power(safe_x, subtract(y, 1.0))))
@@ -264,8 +264,16 @@ def _power_dx(x: Any, y: Any) -> Any:
 
 def _power_dy(out: Any, x: Any) -> Any:
     """∂(x^y)/∂y = x^y · log x, taken as 0 where x = 0 (the limit for y > 0)."""
-    safe_x = where(_xp().asarray(raw(x) == 0), 1.0, x)  # asarray: x may be a Python number
+    safe_x = where(_is_zero(x), 1.0, x)
     return out * log(safe_x)
+
+
+def _is_zero(v: Any) -> Any:
+    """The mask v == 0, a constant: a raw array, or (under vmap) one mask per batch element."""
+    v = without_derivatives(v)
+    if isinstance(v, Box):
+        return equal(v, 0.0)
+    return _xp().asarray(v == 0)  # asarray: v may be a Python number
 
 
 power = elementwise_primitive("power", lambda x, y: x ** y, partials=[_power_dx, _power_dy])

@@ -18,7 +18,7 @@ from typing import Any
 from ..backend import get_backend
 from ..core import Box, Primitive, ShapeError, ndim_of, raw, register_ops, shape_of
 from .constants import zeros
-from .linear import expand_dims
+from .linear import as_batched, expand_dims
 
 __all__ = ["getitem", "concatenate", "stack"]
 
@@ -40,6 +40,7 @@ class _Index:
         converted = []
         for item in items:
             if isinstance(item, Box):
+                _refuse_batched_index(item)
                 item = raw(item)
             if isinstance(item, list):
                 item = backend.xp.asarray(item)
@@ -59,6 +60,17 @@ class _Index:
     def shifted(self) -> tuple:
         """The same index for a tangent with a leading axis of K directions."""
         return (slice(None), *self.items)
+
+
+def _refuse_batched_index(item: Box) -> None:
+    x: Any = item
+    while isinstance(x, Box):
+        if x.batch_axes and x.level.active:
+            raise TypeError(
+                "indexing: an index array batched by minidiff.vmap (different indices per batch "
+                "element) is not supported; select with minidiff.where, or with a one-hot "
+                "matmul, or pass the index unbatched (in_axes=None)")
+        x = x.value
 
 
 def _scatter_add_impl(g: Any, index: _Index, shape: tuple) -> Any:
@@ -86,6 +98,7 @@ _getitem_p = Primitive(
     jvp=lambda ts, args, out, index: _getitem_p(ts[0], index=_shifted_index(index)),
     save=lambda args, out, needs, index: (shape_of(args[0]), index.items),
     vjp=lambda g, res, needs, index: [_scatter_add_p(g, index=index, shape=res[0])],
+    batch=lambda size, args, batched, index: _getitem_p(args[0], index=_shifted_index(index)),
 )
 
 _scatter_add_p = Primitive(
@@ -95,6 +108,8 @@ _scatter_add_p = Primitive(
         ts[0], index=_shifted_index(index), shape=(shape_of(ts[0])[0], *shape)),
     save=lambda args, out, needs, index, shape: index.items,
     vjp=lambda g, res, needs, index, shape: [_getitem_p(g, index=index)],
+    batch=lambda size, args, batched, index, shape: _scatter_add_p(
+        args[0], index=_shifted_index(index), shape=(size, *shape)),
 )
 
 
@@ -133,12 +148,17 @@ def _concat_vjp(g: Any, sizes: tuple, needs: Sequence[bool], axis: int) -> list[
     return grads
 
 
+def _concat_batch(size: int, args: Sequence[Any], batched: Sequence[bool], axis: int) -> Any:
+    return _concat_p(*[as_batched(a, size, b) for a, b in zip(args, batched)], axis=axis + 1)
+
+
 _concat_p = Primitive(
     "concatenate",
     lambda *xs, axis: get_backend().xp.concat(xs, axis=axis),
     jvp=_concat_jvp,
     save=lambda args, out, needs, axis: tuple(shape_of(a)[axis] for a in args),
     vjp=_concat_vjp,
+    batch=_concat_batch,
 )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from ..backend import BackendError, get_backend
 from ..core import Primitive, ShapeError, ndim_of, register_ops, shape_of
 from .elementwise import add, multiply
-from .linear import align_tangent, matrix_transpose, reshape, unbroadcast
+from .linear import align_tangent, batch_aligned, matrix_transpose, reshape, unbroadcast
 
 __all__ = ["matmul", "dot"]
 
@@ -54,6 +54,9 @@ _matmul_p = Primitive(
     jvp=_matmul_jvp,
     save=_matmul_save,
     vjp=_matmul_vjp,
+    # both operands are matrices whose leading dims broadcast: line the batch axes up as for
+    # an elementwise op, and one matmul computes every element's product
+    batch=lambda size, args, batched: _matmul_p(*batch_aligned(args, batched)),
 )
 
 

@@ -36,7 +36,7 @@ from ..core import Primitive, ShapeError, ndim_of, register_ops, shape_of
 __all__ = [
     "reshape", "expand_dims", "squeeze", "transpose", "matrix_transpose", "broadcast_to", "sum",
     "unbroadcast", "align_tangent", "broadcast_shapes", "broadcasts_to", "normalize_axis",
-    "keepdims_shape", "tangent_axes", "expand_reduced",
+    "keepdims_shape", "tangent_axes", "expand_reduced", "batch_aligned", "as_batched",
 ]
 
 
@@ -95,6 +95,41 @@ def tangent_axes(axes: tuple[int, ...]) -> tuple[int, ...]:
 
 
 # ---------------------------------------------------------------------------------------------
+# batching (vmap): a batched argument carries a leading batch axis before its own shape
+# ---------------------------------------------------------------------------------------------
+
+
+def batch_aligned(args: Sequence[Any], batched: Sequence[bool]) -> list[Any]:
+    """Arguments of a broadcasting op with their batch axes lined up.
+
+    A batched argument has shape ``(B, *S)``; NumPy aligns shapes from the right, so when
+    another argument's own rank R exceeds len(S), ``(B, *S)`` becomes
+    ``(B, 1, ..., 1, *S)`` (rank R + 1), and every batch axis sits at position 0 of the
+    result. Unbatched arguments (rank ≤ R) broadcast as they would for one element."""
+    ranks = [ndim_of(a) - 1 if b else ndim_of(a) for a, b in zip(args, batched)]
+    rank = max(ranks)
+    out = list(args)
+    for i, (a, b, r) in enumerate(zip(args, batched, ranks)):
+        if b and r < rank:
+            shape = shape_of(a)
+            out[i] = _reshape_p(a, shape=(shape[0], *(1,) * (rank - r), *shape[1:]))
+    return out
+
+
+def as_batched(x: Any, size: int, batched: bool) -> Any:
+    """``x`` with a leading batch axis of ``size``: itself if batched, else broadcast (a
+    view: every element shares the value)."""
+    if batched:
+        return x
+    shape = shape_of(x)
+    return _broadcast_p(_reshape_p(x, shape=(1, *shape)), shape=(size, *shape))
+
+
+def _shift(axes: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(a + 1 for a in axes)
+
+
+# ---------------------------------------------------------------------------------------------
 # reshape
 # ---------------------------------------------------------------------------------------------
 
@@ -104,6 +139,7 @@ _reshape_p = Primitive(
     jvp=lambda ts, args, out, shape: _reshape_p(ts[0], shape=(shape_of(ts[0])[0], *shape)),
     save=lambda args, out, needs, shape: shape_of(args[0]),
     vjp=lambda g, x_shape, needs, shape: [_reshape_p(g, shape=x_shape)],
+    batch=lambda size, args, batched, shape: _reshape_p(args[0], shape=(size, *shape)),
 )
 
 
@@ -166,6 +202,7 @@ _transpose_p = Primitive(
     jvp=lambda ts, args, out, axes: _transpose_p(ts[0], axes=(0, *(a + 1 for a in axes))),
     save=lambda args, out, needs, axes: None,
     vjp=lambda g, res, needs, axes: [_transpose_p(g, axes=_inverse_permutation(axes))],
+    batch=lambda size, args, batched, axes: _transpose_p(args[0], axes=(0, *_shift(axes))),
 )
 
 
@@ -207,12 +244,19 @@ def _broadcast_jvp(ts: Sequence[Any], args: Sequence[Any], out: Any, shape: tupl
     return _broadcast_p(t, shape=(shape_of(t)[0], *shape))
 
 
+def _broadcast_batch(size: int, args: Sequence[Any], batched: Sequence[bool],
+                     shape: tuple) -> Any:
+    x = align_tangent(args[0], ndim_of(args[0]) - 1, len(shape))  # (B, 1, .., 1, *S)
+    return _broadcast_p(x, shape=(size, *shape))
+
+
 _broadcast_p = Primitive(
     "broadcast_to",
     lambda x, shape: _xp().broadcast_to(x, shape),
     jvp=_broadcast_jvp,
     save=lambda args, out, needs, shape: shape_of(args[0]),
     vjp=lambda g, x_shape, needs, shape: [unbroadcast(g, x_shape)],
+    batch=_broadcast_batch,
 )
 
 
@@ -265,6 +309,8 @@ _sum_p = Primitive(
                                                      keepdims=keepdims),
     save=lambda args, out, needs, axis, keepdims: shape_of(args[0]),
     vjp=lambda g, x_shape, needs, axis, keepdims: [expand_reduced(g, x_shape, axis, keepdims)],
+    batch=lambda size, args, batched, axis, keepdims: _sum_p(args[0], axis=_shift(axis),
+                                                             keepdims=keepdims),
 )
 
 

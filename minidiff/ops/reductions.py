@@ -85,6 +85,8 @@ _max_p = Primitive(
     save=lambda args, out, needs, axis, keepdims: (without_derivatives(args[0]),
                                                    without_derivatives(out)),
     vjp=_max_vjp,
+    batch=lambda size, args, batched, axis, keepdims: _max_p(args[0], axis=tangent_axes(axis),
+                                                             keepdims=keepdims),
 )
 
 
@@ -174,6 +176,8 @@ _prod_p = Primitive(
     jvp=_prod_jvp,
     save=lambda args, out, needs, axis, keepdims: args[0],
     vjp=_prod_vjp,
+    batch=lambda size, args, batched, axis, keepdims: _prod_p(args[0], axis=tangent_axes(axis),
+                                                              keepdims=keepdims),
 )
 
 
@@ -199,6 +203,7 @@ _cumsum_p = Primitive(
     jvp=lambda ts, args, out, axis: _cumsum_p(ts[0], axis=axis + 1),
     save=lambda args, out, needs, axis: None,
     vjp=_cumsum_vjp,
+    batch=lambda size, args, batched, axis: _cumsum_p(args[0], axis=axis + 1),
 )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from ..backend import get_backend
 from ..core import Primitive, ShapeError, shape_of, without_derivatives
 from .elementwise import add, elementwise_primitive, multiply, tanh
-from .linear import align_tangent, unbroadcast
+from .linear import align_tangent, as_batched, unbroadcast
 
 __all__ = ["soft_step", "straight_through"]
 
@@ -72,6 +72,9 @@ _straight_through_p = Primitive(
     jvp=_st_jvp,
     save=lambda args, out, needs: shape_of(args[0]),
     vjp=lambda g, soft_shape, needs: [unbroadcast(g, soft_shape), None],
+    # both of one shape: give each the batch axis
+    batch=lambda size, args, batched: _straight_through_p(
+        *[as_batched(a, size, b) for a, b in zip(args, batched)]),
 )
 
 

@@ -93,9 +93,10 @@ Stochastic triples and the black-box estimators (score function, finite differen
 
 from __future__ import annotations
 
+from .batched_generator import BatchedGenerator
 from .discrete_gradients import DISCRETE_GRADIENTS
 from .generator import Generator, default_rng
 
 ESTIMATORS = DISCRETE_GRADIENTS  # the old name, kept until models/ moves to DISCRETE_GRADIENTS
 
-__all__ = ["DISCRETE_GRADIENTS", "ESTIMATORS", "Generator", "default_rng"]
+__all__ = ["BatchedGenerator", "DISCRETE_GRADIENTS", "ESTIMATORS", "Generator", "default_rng"]

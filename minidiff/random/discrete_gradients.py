@@ -39,6 +39,7 @@ from ..ops import (
     subtract,
 )
 from ..ops.surrogates import straight_through
+from .distributions import on_values, traced_beyond_batching
 
 __all__ = ["DISCRETE_GRADIENTS", "check_estimator", "gumbel_noise", "attach",
            "attach_categorical"]
@@ -89,12 +90,12 @@ def attach(dist: Any, x: Any, u: Any, params: tuple, shape: tuple, estimator: st
     """The sample ``x`` = dist.sample(u, params) with ``estimator``'s derivative attached.
 
     ``params`` may be traced; the continuous one (p or λ) comes last. Not for ``"score"``."""
-    traced = any(isinstance(p, Box) for p in params)
+    traced = any(traced_beyond_batching(p) for p in params)
     if estimator == "none" or (not traced and (hard or estimator != "gumbel_softmax")):
         return x
     if estimator == "smoothed":
         theta = params[-1]
-        slope = dist.smoothed_slope(x, *(raw(p) for p in params))
+        slope = on_values(dist.smoothed_slope, x, *params)
         x = add(x, multiply(slope, subtract(theta, stop_gradient(theta))))  # x, slope·δθ
         if dist.name == "binomial" and isinstance(params[0], Box):
             # a traced count n (e.g. a smoothed Poisson draw): one more trial adds p successes
@@ -111,7 +112,8 @@ def attach(dist: Any, x: Any, u: Any, params: tuple, shape: tuple, estimator: st
     xp = get_backend().xp
     eps = float(_finfo().eps)
     pc = clip(params[0], eps * eps, 1.0 - eps)  # see _FLOOR
-    y = sigmoid((log(pc) - log1p(-pc) + (xp.log1p(-u) - xp.log(u))) / tau)
+    noise = log1p(-u) - log(u) if isinstance(u, Box) else xp.log1p(-u) - xp.log(u)
+    y = sigmoid((log(pc) - log1p(-pc) + noise) / tau)
     return straight_through(x, y) if hard else y
 
 
@@ -120,7 +122,7 @@ def attach_categorical(onehot: Any, probs: Any, v: Any, estimator: str, tau: flo
     """A one-hot sample (raw, shape (*batch, C)) with ``estimator``'s derivative in ``probs``.
 
     ``v``: uniforms strictly inside (0, 1) of the one-hot's shape, for the Gumbel noise."""
-    if estimator == "none" or (not isinstance(probs, Box) and hard):
+    if estimator == "none" or (not traced_beyond_batching(probs) and hard):
         return onehot
     if estimator == "straight_through":
         return straight_through(onehot, broadcast_to(probs, shape_of(onehot)))

@@ -37,12 +37,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backend import get_backend
-from ..core import raw, shape_of
-from ..ops import gammaln, log, log1p, where
+from ..core import Box, Primitive, raw, shape_of, without_derivatives
+from ..ops import equal, gammaln, getitem, log, log1p, where
 from ..ops import sum as _sum
+from ..ops.linear import as_batched, reshape
 
 __all__ = ["DISTRIBUTIONS", "Bernoulli", "Binomial", "Poisson", "Geometric", "Categorical",
-           "Event", "check_probability"]
+           "Event", "check_probability", "traced_beyond_batching", "on_values",
+           "categorical_sample"]
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ class Bernoulli:
     @staticmethod
     def log_prob(x: Any, p: Any) -> Any:
         """x log p + (1 − x) log(1 − p), with 0 log 0 = 0."""
-        xr = raw(x)
+        xr = without_derivatives(x)
         return where(xr > 0.5, log(where(xr > 0.5, p, 1.0)), log1p(-where(xr > 0.5, 0.0, p)))
 
 
@@ -157,7 +159,7 @@ class Binomial:
 
     @staticmethod
     def log_prob(x: Any, n: Any, p: Any) -> Any:
-        xr, nr = raw(x), raw(n)
+        xr, nr = without_derivatives(x), without_derivatives(n)
         log_choose = gammaln(nr + 1.0) - gammaln(xr + 1.0) - gammaln(nr - xr + 1.0)
         log_p = log(where(xr > 0, p, 1.0))
         log_q = log1p(-where(nr - xr > 0, p, 0.0))
@@ -194,7 +196,7 @@ class Poisson:
 
     @staticmethod
     def log_prob(x: Any, lam: Any) -> Any:
-        xr = raw(x)
+        xr = without_derivatives(x)
         return xr * log(lam) - lam - gammaln(xr + 1.0)
 
 
@@ -234,7 +236,7 @@ class Geometric:
 
     @staticmethod
     def log_prob(x: Any, p: Any) -> Any:
-        xr = raw(x)
+        xr = without_derivatives(x)
         return xr * log1p(-where(xr > 0, p, 0.0)) + log(p)
 
 
@@ -276,8 +278,13 @@ class Categorical:
     @staticmethod
     def log_prob(x: Any, probs: Any) -> Any:
         xp = _xp()
-        index = xp.astype(raw(x), xp.int64)
-        onehot = _float(xp.arange(shape_of(probs)[-1]) == index[..., None])
+        x = without_derivatives(x)
+        if isinstance(x, Box):  # batched by vmap: the one-hot with ops
+            classes = _float(xp.arange(shape_of(probs)[-1]))
+            onehot = where(equal(classes, getitem(x, (Ellipsis, None))), 1.0, 0.0)
+        else:
+            index = xp.astype(x, xp.int64)
+            onehot = _float(xp.arange(shape_of(probs)[-1]) == index[..., None])
         return log(_sum(probs * onehot, axis=-1))
 
 
@@ -292,3 +299,56 @@ def uniform_like(rng: Any, shape: Sequence[int]) -> Any:
     return b.xp.clip(u, tiny, 1.0 - float(b.xp.finfo(b.float_dtype).eps))
 
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw-array functions of values that a transform may box
+# ---------------------------------------------------------------------------------------------
+# A sample (and its smoothed slope) is computed on raw arrays: piecewise constant in the
+# parameters, so every derivative engine sees constants. Under vmap (or md.jit) the values are
+# still boxed after the derivatives are removed; then the function runs as a primitive, which
+# those engines process (vmap: elementwise, one call on the stacked values).
+
+_values_p = Primitive("on_values", lambda *args, fn: fn(*args), broadcasts=True,
+                      elementwise=True, differentiable=False)
+
+
+def traced_beyond_batching(x: Any) -> bool:
+    """True when ``x`` is boxed by anything but ``vmap``: a derivative transform, or md.jit's
+    trace (whose program may be differentiated later), so an estimator must be attached. A
+    value only batched by vmap is plain data to every sampler."""
+    while isinstance(x, Box):
+        if not x.batch_axes:
+            return True
+        x = x.value
+    return False
+
+
+def on_values(fn: Any, *args: Any) -> Any:
+    """``fn`` (elementwise, on raw arrays) of the values of ``args``, without derivatives."""
+    values = [without_derivatives(a) for a in args]
+    if any(isinstance(v, Box) for v in values):
+        return _values_p(*values, fn=fn)
+    return fn(*values)
+
+
+def _categorical_batch(size: int, args: Any, batched: Any) -> Any:
+    """u (B, *b) and probs (B, *pb, C) with pb broadcasting to b: line pb up with b."""
+    u, probs = (as_batched(a, size, f) for a, f in zip(args, batched))
+    u_rank, p_rank = len(shape_of(u)) - 1, len(shape_of(probs)) - 2
+    if p_rank < u_rank:
+        shape = shape_of(probs)
+        probs = reshape(probs, (shape[0], *(1,) * (u_rank - p_rank), *shape[1:]))
+    return _categorical_p(u, probs)
+
+
+_categorical_p = Primitive("categorical_sample", lambda u, probs: Categorical.sample(u, probs),
+                           differentiable=False, batch=_categorical_batch)
+
+
+def categorical_sample(u: Any, probs: Any) -> Any:
+    """Categorical.sample on the values of ``u`` and ``probs`` (see :func:`on_values`)."""
+    values = [without_derivatives(u), without_derivatives(probs)]
+    if any(isinstance(v, Box) for v in values):
+        return _categorical_p(*values)
+    return Categorical.sample(*values)

@@ -10,9 +10,22 @@ import secrets
 from typing import Any
 
 from .. import backend as _backend
+from ..batching import BatchingError, batch_levels, check_batched_draw, is_batch_level
 from ..checkpointing import birth_mark, check_draw, check_entropy
 from ..core import Box, deepest_level, raw, shape_of, strip_inactive
-from ..ops import add, exp, multiply, stop_gradient, subtract
+from ..ops import (
+    add,
+    equal,
+    exp,
+    getitem,
+    log,
+    log1p,
+    multiply,
+    negative,
+    stop_gradient,
+    subtract,
+    where,
+)
 from ..ops import sum as _sum
 from ..ops.linear import broadcast_shapes, broadcasts_to
 from .discrete_gradients import attach, attach_categorical, check_estimator, gumbel_noise
@@ -22,7 +35,10 @@ from .distributions import (
     Categorical,
     Geometric,
     Poisson,
+    categorical_sample,
     check_probability,
+    on_values,
+    traced_beyond_batching,
     uniform_like,
 )
 
@@ -93,6 +109,12 @@ class Generator:
         if _path is None:
             if seed is None:
                 check_entropy("default_rng")
+                if batch_levels():
+                    raise BatchingError(
+                        "default_rng: a generator from fresh entropy (seed None) made inside "
+                        "minidiff.vmap would give every batch element the same numbers, where "
+                        "a loop would give each its own; pass one generator per element as a "
+                        "batched argument (rng.spawn(n)), or a seed")
                 seed = secrets.randbits(63)
             if isinstance(seed, bool) or not isinstance(seed, int) and not hasattr(
                     seed, "__index__"):
@@ -108,6 +130,7 @@ class Generator:
         self._ledger = _ledger if _ledger is not None else _Ledger()
         self._children = itertools.count()  # next() is atomic: two threads never share a child
         self._born = birth_mark()  # see checkpointing.check_draw
+        self._batch_born = batch_levels()  # see batching.check_batched_draw
 
     def __repr__(self) -> str:
         keys = "".join(f".spawn()[{k.index}]" if isinstance(k, _Child) else f".stream({k!r})"
@@ -132,6 +155,10 @@ class Generator:
         gives another one. The i-th child of a generator depends only on its path and i:
         generators made from the same seed hand out the same children in the same order.
         The child shares the score ledger (``log_prob``)."""
+        check_batched_draw(self._batch_born, "Generator.child")
+        return self._next_child()
+
+    def _next_child(self) -> Generator:
         check_draw(self._born, "Generator.child")
         index = next(self._children)
         return Generator(_path=self._path + (_Child(index),), _ledger=self._ledger)
@@ -148,6 +175,12 @@ class Generator:
 
     def _state(self, what: str) -> Any:
         """The backend generator, about to advance for the sampler ``what``."""
+        check_batched_draw(self._batch_born, what)
+        return self._member_state(what)
+
+    def _member_state(self, what: str) -> Any:
+        """The backend generator, for a draw that the caller has cleared with vmap (one
+        member of a batched generator draws for its own element)."""
         check_draw(self._born, what)
         return self._rng
 
@@ -211,22 +244,27 @@ class Generator:
         """low + (high − low)·U, U ~ U[0, 1)."""
         low, high = _param(low), _param(high)
         shape = _out_shape("uniform", size, low, high)
-        u = self._backend.asarray(self._state("uniform").random(shape))
-        return add(low, multiply(subtract(high, low), u))
+        return add(low, multiply(subtract(high, low), self._uniform01("uniform", shape)))
+
+    def _uniform01(self, what: str, shape: tuple) -> Any:
+        return self._backend.asarray(self._state(what).random(shape))
 
     def exponential(self, scale: Any = 1.0, size: Any = None) -> Any:
         """scale·(−log U), U strictly inside (0, 1)."""
         scale = _param(scale)
         shape = _out_shape("exponential", size, scale)
         _check_nonnegative("exponential", "scale", scale)
-        return multiply(scale, -self._backend.xp.log(self._open_uniform("exponential", shape)))
+        u = self._open_uniform("exponential", shape)
+        return multiply(scale, negative(log(u)) if isinstance(u, Box) else -self._backend.xp.log(u))
 
     def gumbel(self, loc: Any = 0.0, scale: Any = 1.0, size: Any = None) -> Any:
         """loc − scale·log(−log U), U strictly inside (0, 1), so never infinite or NaN."""
         loc, scale = _param(loc), _param(scale)
         shape = _out_shape("gumbel", size, loc, scale)
         _check_nonnegative("gumbel", "scale", scale)
-        return add(loc, multiply(scale, gumbel_noise(self._open_uniform("gumbel", shape))))
+        u = self._open_uniform("gumbel", shape)
+        noise = negative(log(negative(log(u)))) if isinstance(u, Box) else gumbel_noise(u)
+        return add(loc, multiply(scale, noise))
 
     def logistic(self, loc: Any = 0.0, scale: Any = 1.0, size: Any = None) -> Any:
         """loc + scale·log(U / (1 − U)), U strictly inside (0, 1)."""
@@ -235,7 +273,9 @@ class Generator:
         _check_nonnegative("logistic", "scale", scale)
         xp = self._backend.xp
         u = self._open_uniform("logistic", shape)
-        return add(loc, multiply(scale, xp.log(u) - xp.log1p(-u)))
+        logit = subtract(log(u), log1p(negative(u))) if isinstance(u, Box) else \
+            xp.log(u) - xp.log1p(-u)
+        return add(loc, multiply(scale, logit))
 
     # -- discrete samplers ------------------------------------------------------------------
 
@@ -299,14 +339,18 @@ class Generator:
                 raise ValueError("categorical: under stochastic triples the sample is an "
                                  "index; one_hot=True is not supported there")
             return engine_sampler(Categorical, u, (probs,))
-        if default and not one_hot and isinstance(probs, Box):
+        if default and not one_hot and traced_beyond_batching(probs):
             raise ValueError("categorical: an index sample has no derivative in probs; pass "
                              "one_hot=True (straight-through by default), estimator='score', "
                              "or estimator='none' to accept a zero derivative")
         b = _backend.get_backend()
-        x = Categorical.sample(u, raw(probs))
-        vec = b.xp.astype(b.xp.arange(n_cat) == b.xp.astype(x, b.xp.int64)[..., None],
-                          b.float_dtype)
+        x = categorical_sample(u, probs)
+        if isinstance(x, Box):  # batched by vmap: the one-hot with ops
+            classes = b.xp.astype(b.xp.arange(n_cat), b.float_dtype)
+            vec = where(equal(classes, getitem(x, (Ellipsis, None))), 1.0, 0.0)
+        else:
+            vec = b.xp.astype(b.xp.arange(n_cat) == b.xp.astype(x, b.xp.int64)[..., None],
+                              b.float_dtype)
         value = vec if one_hot else x
         if estimator == "score":
             self._add_log_prob(_sum(Categorical.log_prob(x, probs)))
@@ -325,9 +369,9 @@ class Generator:
         engine_sampler = _engine_sampler(params)
         if engine_sampler is not None:
             return engine_sampler(dist, u, params)
-        x = dist.sample(u, *(raw(p) for p in params))
+        x = on_values(dist.sample, u, *params)
         if estimator == "score":
-            if dist.name == "binomial" and isinstance(params[0], Box):
+            if dist.name == "binomial" and traced_beyond_batching(params[0]):
                 raise ValueError(
                     "binomial(estimator='score'): the number of trials n is traced, but the "
                     "score function has no derivative in an integer parameter; use "
@@ -347,7 +391,20 @@ def _engine_sampler(params: tuple) -> Any:
     """``sample_discrete`` of the engine of the parameters' deepest level, when it has one
     (stochastic triples do: a sample's jumps are theirs to track), else None."""
     level = deepest_level(*params)
-    return None if level is None else getattr(level.engine, "sample_discrete", None)
+    if level is None:
+        return None
+    sampler = getattr(level.engine, "sample_discrete", None)
+    if sampler is None and is_batch_level(level):
+        for p in params:  # a sampling engine (triples) inside vmap's boxes
+            while isinstance(p, Box):
+                if p.level.active and hasattr(p.level.engine, "sample_discrete"):
+                    raise BatchingError(
+                        "a discrete sampler under minidiff.vmap inside stochastic triples "
+                        "(derivative_estimate of a vmapped function) is not supported: the "
+                        "triples' pruning would let the jumps of different batch elements "
+                        "compete; loop over the batch, or use estimator='smoothed'")
+                p = p.value
+    return sampler
 
 
 def _param(x: Any) -> Any:

@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import backend as _backend
+from ..batching import BatchingError, batch_levels
 from ..core import (
     Box,
     Level,
@@ -291,6 +292,12 @@ def derivative_estimate(f: Callable[[Any], Any], theta: Any, *, seed: Any = None
             "(reverse mode); call derivative_estimate outside the reverse-mode transform, or "
             "use estimator='smoothed', which works in reverse mode"
         )
+    if batch_levels():
+        raise BatchingError(
+            "derivative_estimate under minidiff.vmap is not supported: the triples' pruning "
+            "lets the jumps of a whole array compete for one alternative world, which would mix "
+            "the batch elements; loop over the batch for stochastic triples, or use "
+            "estimator='smoothed' (or 'score'), which vmap batches")
     b = _backend.get_backend()
     theta = b.asarray(theta) if not isinstance(theta, Box) else theta
     if not b.xp.isdtype(raw(theta).dtype, "real floating"):
