@@ -67,17 +67,17 @@ def data_share(simulations: list[Any], distance_for: Callable[[Any], Callable[[A
     if len(finite) < n_pseudo + 3:
         return None
     base = distance_for(observed)
-    pseudo_idx = list(range(n_pseudo))
     rest = finite[n_pseudo:]
-    against_y = [float(base(x)) for x in rest]
-    spread = statistics.pstdev(against_y)
+    dtype = md.get_backend().float_dtype
+    against_y = xp.asarray([float(base(x)) for x in rest], dtype=dtype)
+    spread = float(xp.std(against_y))
     if not math.isfinite(spread) or spread == 0.0:
         return None
     shares = []
-    for k in pseudo_idx:
+    for k in range(n_pseudo):
         other = distance_for(finite[k])
-        diff = [a - float(other(x)) for a, x in zip(against_y, rest)]
-        value = statistics.pstdev(diff) / spread
+        against_k = xp.asarray([float(other(x)) for x in rest], dtype=dtype)
+        value = float(xp.std(against_y - against_k)) / spread
         if math.isfinite(value):
             shares.append(min(value, 1.0))
     return statistics.median(shares) if shares else None

@@ -61,10 +61,16 @@ fraction newly recovered during that step.
 
 Loss
 ----
-``loss(simulated, observed)`` = (1/(2T)) Σ_t Σ_c (y_sim(t, c) − y_obs(t, c))², the mean squared
-difference of the two series of fractions (so runs with different N compare directly).
-``attack_rate(series)`` is the scalar summary Σ_t y(t, 0), the fraction of agents infected
-during the run.
+``loss(simulated, observed)`` = ½ Σ_t Σ_c ((y_sim(t, c) − y_obs(t, c)) / s_c)², the Gaussian
+negative log-likelihood of the T × 2 observed points around the simulated ones (up to a constant
+in θ), summed over the points, with the noise sd s_c = √2·σ̂_c of each column estimated from the
+observed series: σ̂_c is its noise sd from its second differences (``_scales.noise_sd``, floored
+at 5% of the column's root mean square) and √2 counts the simulation's own noise, of the same
+size, as well. With this loss, w = 1 in ``minidiff calibrate`` is Bayes' rule for that
+likelihood: every observed point counts as one independent measurement with noise sd s_c, so
+more points, or less noisy ones, give a narrower posterior. ``attack_rate(series)`` is the
+scalar summary Σ_t y(t, 0), the fraction of agents infected during the run, and
+``peak_step(series)`` the step with the most new infections.
 
 Estimators
 ----------
@@ -88,9 +94,10 @@ import minidiff as md
 from minidiff.core import shape_of
 
 from ._checks import check_count, check_estimator, check_number, generator, unpack
+from ._scales import noise_sd
 
-__all__ = ["simulate", "loss", "attack_rate", "DEFAULT_PARAMS", "PARAM_NAMES", "NETWORKS",
-           "ContactGraph", "build_graph"]
+__all__ = ["simulate", "loss", "attack_rate", "peak_step", "DEFAULT_PARAMS", "PARAM_NAMES",
+           "NETWORKS", "ContactGraph", "build_graph"]
 
 PARAM_NAMES = ("beta", "gamma", "initial_infected")
 DEFAULT_PARAMS = (0.3, 0.1, 0.01)
@@ -232,17 +239,29 @@ def build_graph(network: Any, n_agents: int, rng: Any, mean_degree: int = 10,
 
 
 def loss(simulated: Any, observed: Any) -> Any:
-    """Mean squared difference of the two (T, 2) series of fractions."""
+    """½ Σ_t Σ_c ((sim − obs)/s_c)² over the (T, 2) series, s_c = √2 × the observed column's
+    noise sd (the Gaussian negative log-likelihood up to a constant; see the module notes)."""
     sim, obs = md.asarray(simulated), md.asarray(observed)
     if shape_of(sim) != shape_of(obs) or len(shape_of(sim)) != 2 or shape_of(sim)[1] != 2:
         raise ValueError(f"sir.loss: simulated and observed must both be series of shape "
                          f"(T, 2), got {shape_of(sim)} and {shape_of(obs)}")
-    return md.mean(md.square(md.subtract(sim, obs)))
+    if shape_of(obs)[0] < 3:
+        raise ValueError(f"sir.loss: the noise scale is estimated from the observed series' "
+                         f"second differences, which needs T ≥ 3 steps, got {shape_of(obs)[0]}")
+    scale = math.sqrt(2.0) * noise_sd(obs)
+    z = md.divide(md.subtract(sim, obs), scale)
+    return 0.5 * md.sum(md.square(z))
 
 
 def attack_rate(series: Any) -> Any:
     """Σ_t y(t, 0): the fraction of agents newly infected over the run."""
     return md.sum(md.getitem(series, (slice(None), 0)))
+
+
+def peak_step(series: Any) -> int:
+    """The step (0-based) with the most new infections (the first of equal maxima)."""
+    column = md.stop_gradient(md.getitem(md.asarray(series), (slice(None), 0)))
+    return int(md.get_backend().xp.argmax(column))
 
 
 # ---------------------------------------------------------------------------------------------
