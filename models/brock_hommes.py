@@ -32,16 +32,21 @@ reparameterised as σ·z, so d/dσ is pathwise).
 
 Observed: the series x_1, ..., x_T, shape ``(T,)``.
 
-Loss: ``loss(simulated, observed)`` = ½ Σ_j ((m_j(x_sim) − m_j(x_obs)) / (√2·se_j))², a
-method-of-simulated-moments loss on the summary statistics m = ``summary_statistics(x)`` (the
-mean, the sd and the autocorrelations at lags 1–3), each scaled by its standard error se_j
-estimated from the observed series alone (``_scales.moment_se``: the mean's from an AR(1)
+Loss: ``loss(simulated, observed)`` = ½ Σ_j ((m_j(u_sim) − m_j(u_obs)) / (√2·se_j))², a
+method-of-simulated-moments loss on the summary statistics m = ``summary_statistics(u)`` (the
+mean, the sd and the autocorrelations at lags 1–3) of the series squashed at ``SQUASH``
+observed sds, u = c·tanh(x/c) with c = ``SQUASH``·sd(x_obs), each scaled by its standard error
+se_j estimated from the observed series alone (``_scales.moment_se``: the mean's from an AR(1)
 long-run variance, the sd's s/√(2T), Bartlett's 1/√T for each autocorrelation), √2 counting the
 simulated statistics' own noise as well. It does not compare two chaotic paths point by point:
 under different shocks two paths at the same θ diverge, while their statistics agree to within
-their standard errors. With this loss, w = 1 in ``minidiff calibrate`` is Bayes' rule for the
-Gaussian (synthetic) likelihood of the five statistics with those standard errors (taken as
-independent): a longer series gives smaller standard errors and so a narrower posterior.
+their standard errors. The squashing leaves the observed scale almost unchanged (tanh(z) ≈ z
+for |z| ≪ 1) but caps an exploding simulation: it still counts as far from the data, yet its
+derivative fades instead of growing with the explosion, so a few exploding draws cannot drown
+the data's pull on the gradient. With this loss, w = 1 in ``minidiff calibrate`` is Bayes' rule
+for the Gaussian (synthetic) likelihood of the five statistics with those standard errors
+(taken as independent): a longer series gives smaller standard errors and so a narrower
+posterior.
 
 Randomness and derivatives
 --------------------------
@@ -82,7 +87,8 @@ from minidiff.core import shape_of
 from ._checks import check_count, check_estimator, check_number, generator, unpack
 from ._scales import moment_se
 
-__all__ = ["simulate", "loss", "summary_statistics", "N_LAGS", "DEFAULT_PARAMS", "PARAM_NAMES",
+__all__ = ["simulate", "loss", "summary_statistics", "N_LAGS", "SQUASH", "DEFAULT_PARAMS",
+           "PARAM_NAMES",
            "DEFAULT_R", "DEFAULT_BETA", "DEFAULT_SIGMA", "FIXED_TYPES", "SHOCK_KEY"]
 
 PARAM_NAMES = ("g2", "g3", "b2", "b3")
@@ -93,6 +99,7 @@ DEFAULT_SIGMA = 0.04
 FIXED_TYPES = {"g1": 0.0, "b1": 0.0, "g4": 1.01, "b4": 0.0}
 SHOCK_KEY = "shock"
 N_LAGS = 3  # autocorrelations in the summary statistics
+SQUASH = 5.0  # the loss caps series at this many observed sds (c·tanh(x/c))
 
 _WHERE = "brock_hommes.simulate"
 
@@ -169,14 +176,20 @@ def summary_statistics(x: Any) -> Any:
 
 
 def loss(simulated: Any, observed: Any) -> Any:
-    """½ Σ_j ((m_j(sim) − m_j(obs)) / (√2·se_j))² over the summary statistics, se_j from the
-    observed series (see the module notes)."""
+    """½ Σ_j ((m_j(u_sim) − m_j(u_obs)) / (√2·se_j))² over the summary statistics of the
+    series squashed at ``SQUASH`` observed sds, se_j from the observed series (see the module
+    notes)."""
     sim, obs = md.asarray(simulated), md.asarray(observed)
     if shape_of(sim) != shape_of(obs) or len(shape_of(sim)) != 1:
         raise ValueError(f"brock_hommes.loss: simulated and observed must both be series of "
                          f"shape (T,), got {shape_of(sim)} and {shape_of(obs)}")
-    se = moment_se(obs, N_LAGS)
-    z = md.divide(md.subtract(summary_statistics(sim), summary_statistics(obs)), se)
+    xp = md.get_backend().xp
+    raw_obs = md.stop_gradient(obs)
+    c = SQUASH * float(xp.std(raw_obs)) + 1e-12
+    u_obs = c * xp.tanh(raw_obs / c)
+    u_sim = md.multiply(c, md.tanh(md.divide(sim, c)))
+    se = moment_se(u_obs, N_LAGS)
+    z = md.divide(md.subtract(summary_statistics(u_sim), summary_statistics(u_obs)), se)
     return 0.25 * md.sum(md.square(z))
 
 
