@@ -14,7 +14,9 @@
   exploding paths) has a share near 0: whatever the data, the fit goes the same way;
 * :func:`diagnose`: the warnings, each with what to try: q stayed at the prior (every sd/prior
   sd ≥ ``STAYED``), the fit is poor (predictive share < ``POOR_FIT``), the data's share is
-  negligible (< ``NEGLIGIBLE``).
+  negligible (< ``NEGLIGIBLE``), or the gradient steps ended worse than they started: the mean
+  loss of the last steps is above ``WORSE`` times the screening elite's worst loss (the
+  elite's best losses are partly luck, its worst much less so).
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from typing import Any
 import minidiff as md
 
 __all__ = ["Diagnostics", "predictive_share", "data_share", "diagnose", "STAYED", "POOR_FIT",
-           "NEGLIGIBLE"]
+           "NEGLIGIBLE", "WORSE"]
 
 STAYED = 0.9       # sd/prior sd at or above this for every parameter: q did not move
 POOR_FIT = 0.5     # fewer observed points than this inside the 90% band: a poor fit
 NEGLIGIBLE = 0.05  # a data share below this: the data barely steer the loss
+WORSE = 2.0        # last steps' loss above this times the screening elite's worst: worse
 
 
 def predictive_share(observed: Any, simulated: Any, level: float = 0.9) -> float:
@@ -110,9 +113,11 @@ class Diagnostics:
 
 
 def diagnose(sd_ratios: list[float], *, inside_90: float | None = None,
-             share: float | None = None, w: float | None = None) -> Diagnostics:
-    """The warnings for a fit with these sd/prior sd ratios, predictive share and data
-    share."""
+             share: float | None = None, w: float | None = None,
+             fit_loss: float | None = None, start_loss: float | None = None) -> Diagnostics:
+    """The warnings for a fit with these sd/prior sd ratios, predictive share and data share;
+    ``fit_loss`` is the mean loss of the last steps, ``start_loss`` the screening elite's
+    worst loss."""
     out = Diagnostics(list(sd_ratios), inside_90, share)
     weight = "" if w is None else f" (now {w:g})"
     if sd_ratios and all(r >= STAYED for r in sd_ratios):
@@ -136,4 +141,12 @@ def diagnose(sd_ratios: list[float], *, inside_90: float | None = None,
             f"so the fit follows the simulator, not the data. Use a loss on summary statistics "
             f"or a scaled likelihood (the built-in models' default), or narrow the prior away "
             f"from where the simulator explodes")
+    if fit_loss is not None and start_loss is not None and start_loss > 0 and (
+            fit_loss > WORSE * start_loss):
+        out.warnings.append(
+            f"the gradient steps made the fit worse: the last steps' mean loss {fit_loss:.4g} "
+            f"is above {WORSE:g} times the loss of the screened start ({start_loss:.4g}). "
+            f"The loss's gradient estimate may be biased for this model (try --gradient "
+            f"score, or --mode triples for discrete draws), or too noisy (more --samples, a "
+            f"smaller --lr)")
     return out

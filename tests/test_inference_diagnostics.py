@@ -81,3 +81,9 @@ def test_screening_refuses_what_it_cannot_use():
         inf.screen(lambda th, rng: md.sum(th), prior, n_draws=1)
     with pytest.raises(ValueError, match="non-finite at 10 of 10 prior draws"):
         inf.screen(lambda th, rng: md.sum(th) * math.nan, prior, n_draws=10)
+
+
+def test_steps_that_end_worse_than_the_screened_start_are_a_warning():
+    worse = diag.diagnose([0.3], inside_90=0.9, share=0.6, fit_loss=30.0, start_loss=10.0)
+    assert len(worse.warnings) == 1 and "made the fit worse" in worse.warnings[0]
+    assert diag.diagnose([0.3], fit_loss=15.0, start_loss=10.0).warnings == []

@@ -255,7 +255,7 @@ def _run(problem: Problem, args: argparse.Namespace, can_plot: bool,
          f"{'' if args.gradient == 'score' else f' ({args.mode})'}; seed {args.seed}; "
          f"executor {args.executor}{f' x {args.workers}' if args.workers else ''}")
     start = time.perf_counter()
-    screened = None
+    screened = screening = None
     if args.screen:  # on --resume too: the same start, which the checkpoint fingerprints
         screening, screened = screen_start(problem, prior, args.screen, args.seed)
         family = _family(args.family, asarray(screening.loc), asarray(screening.scale))
@@ -287,7 +287,8 @@ def _run(problem: Problem, args: argparse.Namespace, can_plot: bool,
     emit(_table(names, problem.truth, rows))
     predictive = stack([problem.simulate(getitem(q, k), default_rng(args.seed).stream(
         ("predictive", k))) for k in range(N_PREDICTIVE)])
-    checks = diagnostics(problem, rows, predictive, screened, args.w)
+    checks = diagnostics(problem, rows, predictive, screened, args.w, result.history,
+                         screening)
     emit("")
     for line in checks.lines():
         emit(line)

@@ -29,6 +29,7 @@ from .calibrate_setup import Problem
 __all__ = ["screen_start", "diagnostics", "run_coverage", "N_PSEUDO"]
 
 N_PSEUDO = 5  # screened series that stand in for the data in the data-share diagnostic
+LAST_STEPS = 10  # the steps whose mean loss is the fit's, against the screened start's
 
 
 def screen_start(problem: Problem, prior: Any, n_draws: int, seed: int,
@@ -47,14 +48,21 @@ def screen_start(problem: Problem, prior: Any, n_draws: int, seed: int,
 
 
 def diagnostics(problem: Problem, rows: list[tuple], predictive: Any,
-                screened: list[Any] | None, w: float) -> diag.Diagnostics:
+                screened: list[Any] | None, w: float, history: Any = None,
+                screening: Screening | None = None) -> diag.Diagnostics:
     """The diagnostics of a fit whose table rows (mean, sd, lo, hi, sd/prior sd) are ``rows``
-    and whose posterior-predictive series are ``predictive`` (m, *S)."""
+    and whose posterior-predictive series are ``predictive`` (m, *S); with the screening and
+    the history, whether the steps ended worse than the screened start."""
     inside = diag.predictive_share(problem.observed, predictive)
-    share = None
+    share = fit_loss = start_loss = None
     if screened:
         share = diag.data_share(screened, problem.distance_for, problem.observed, N_PSEUDO)
-    return diag.diagnose([r[4] for r in rows], inside_90=inside, share=share, w=w)
+    if screening is not None and history is not None and len(history.loss):
+        last = [v for v in history.loss[-LAST_STEPS:] if v == v]
+        fit_loss = sum(last) / len(last) if last else None
+        start_loss = screening.losses[screening.elite[-1]]
+    return diag.diagnose([r[4] for r in rows], inside_90=inside, share=share, w=w,
+                         fit_loss=fit_loss, start_loss=start_loss)
 
 
 def run_coverage(problem: Problem, args: argparse.Namespace, prior: Any, family: Any,
