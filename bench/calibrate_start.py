@@ -4,7 +4,8 @@
 Tasks (``--tasks``):
 
 * ``epidemic``: a user's wrap of ``minidiff.models.sir`` with weekly steps (dt = 7), 20 weeks,
-  1000 agents, the built-in loss (a Gaussian NLL with its noise scale from the data) and prior,
+  1000 agents, the built-in loss (six statistics over their standard errors from the data)
+  and prior,
   on series simulated by the same wrap at ``--epidemics`` (β, γ, i₀) with data seed 1. It
   reports whether the posterior-mean simulation (the mean of 20 series at q's mean)
   reproduces the observed peak week (±1) and attack rate (±30%);

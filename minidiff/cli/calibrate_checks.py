@@ -23,7 +23,7 @@ from ..inference import diagnostics as diag
 from ..inference import plots
 from ..inference.coverage import coverage
 from ..inference.screening import Screening, screen
-from ..ops import asarray, stop_gradient
+from ..ops import stop_gradient
 from .calibrate_setup import Problem
 
 __all__ = ["screen_start", "diagnostics", "run_coverage", "N_PSEUDO"]
@@ -99,7 +99,3 @@ def run_coverage(problem: Problem, args: argparse.Namespace, prior: Any, family:
         emit(f"\nfigure written to {args.plot}")
     return result
 
-
-def start_family(kind: Callable[[str, Any, Any], Any], family: str, screening: Screening) -> Any:
-    """The variational family of kind ``family`` started at the screening's elite."""
-    return kind(family, asarray(screening.loc), asarray(screening.scale))
