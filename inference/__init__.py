@@ -21,8 +21,11 @@ module              what it holds
 ``executors``       where the per-sample work runs: serial, processes, Dask
 ``records``         History, its JSON-lines log, the progress bar, the NaN summary
 ``run_state``       crash-safe checkpoints (atomic, no pickle) and exact resume
-``plots``           the loss by step, q against the prior, posterior-predictive bands
+``plots``           the loss by step, q against the prior, posterior-predictive bands, ranks
 ``calibrate``       ``calibrate`` and its result
+``screening``       the global first stage: prior-predictive screening, q's start
+``diagnostics``     predictive-band share, the data's share of the loss, the warnings
+``coverage``        simulation-based calibration: ranks and coverage over R data sets
 ==================  =================================================================
 
 Example (a Gaussian mean, by GVI with the negative log-likelihood)::
@@ -40,6 +43,8 @@ Example (a Gaussian mean, by GVI with the negative log-likelihood)::
 from .beta_family import BetaFamily
 from .bijections import Affine, Bijection, Compose, Exp, Inverse, Sigmoid
 from .calibrate import CalibrationResult, History, calibrate, run_config
+from .coverage import CoverageResult, coverage
+from .diagnostics import Diagnostics, data_share, diagnose, predictive_share
 from .distributions import (
     Beta,
     Distribution,
@@ -70,16 +75,20 @@ from .optimizers import (
 from .pytree import ravel, tree_leaves, tree_map
 from .records import HistoryLog, ProgressBar, nan_summary
 from .run_state import CheckpointError, RunState, load_checkpoint, save_checkpoint
+from .screening import Screening, screen
 
 __all__ = [
     "Affine", "Beta", "BetaFamily", "Bijection", "CalibrationResult", "CheckpointError",
-    "Compose", "DaskExecutor", "DiagonalGaussian", "Distribution", "Executor", "Exp", "Family",
+    "Compose", "CoverageResult", "DaskExecutor", "Diagnostics", "DiagonalGaussian",
+    "Distribution", "Executor", "Exp", "Family",
     "FullRankGaussian", "Gamma", "History", "HistoryLog", "Independent", "Inverse", "LogNormal",
     "NonFiniteError", "Normal", "Objective", "Optimizer", "ProcessExecutor", "ProgressBar",
-    "RealNVP", "RunState", "SerialExecutor", "Sigmoid", "StepEstimate", "Transformed",
+    "RealNVP", "RunState", "Screening", "SerialExecutor", "Sigmoid", "StepEstimate", "Transformed",
     "Uniform", "adam", "adamw", "analytic_kl", "apply_updates", "calibrate", "chain",
-    "clip_by_global_norm", "constant", "cosine", "energy_distance", "evaluate_sample",
+    "clip_by_global_norm", "constant", "cosine", "coverage", "data_share", "diagnose",
+    "energy_distance", "evaluate_sample",
     "gaussian_nll", "kl_divergence", "load_checkpoint", "make_executor", "median_heuristic",
-    "mmd", "mse", "nan_summary", "ravel", "run_config", "save_checkpoint", "sgd",
+    "mmd", "mse", "nan_summary", "predictive_share", "ravel", "run_config", "save_checkpoint",
+    "screen", "sgd",
     "tree_leaves", "tree_map",
 ]

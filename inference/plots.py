@@ -6,7 +6,8 @@
   they are known;
 * :func:`plot_predictive`: posterior-predictive bands: the 5–95% and 25–75% ranges and the
   median over series simulated at θ ~ q, against the observed series (one panel per column);
-* :func:`calibration_figure`: the three side by side, saved to a file.
+* :func:`calibration_figure`: the three side by side, saved to a file;
+* :func:`rank_figure`: the rank histograms of simulation-based calibration (:mod:`.coverage`).
 
 Inputs are backend arrays (any backend; they are copied to the host to draw). The figure is a
 ``matplotlib.figure.Figure`` drawn without pyplot, so no global state or display is touched.
@@ -19,7 +20,8 @@ from typing import Any
 
 import minidiff as md
 
-__all__ = ["plot_history", "plot_pairs", "plot_predictive", "calibration_figure", "quantiles"]
+__all__ = ["plot_history", "plot_pairs", "plot_predictive", "calibration_figure", "quantiles",
+           "rank_figure"]
 
 BANDS = ((0.05, 0.95), (0.25, 0.75))
 
@@ -158,6 +160,34 @@ def calibration_figure(path: str | Path, *, history: Any, w: float, q: Any, prio
     plot_pairs(right, q, prior, names, truth)
     if title:
         left.suptitle(title)
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def rank_figure(path: str | Path, ranks: list[list[int]], n_draws: int, names: list[str],
+                title: str = "") -> Path:
+    """Rank histograms of simulation-based calibration, one panel per parameter, saved at
+    ``path``: ranks (R, d) in {0..L} in bins of equal width, with the count a uniform rank
+    would give (R / bins) and its 90% binomial band (normal approximation)."""
+    figure = _figure_class()
+    d = len(names)
+    r = len(ranks)
+    bins = max(2, min(20, r // 5))
+    expected = r / bins
+    half = 1.645 * (r * (1 / bins) * (1 - 1 / bins)) ** 0.5
+    fig = figure(figsize=(3.2 * d, 2.8), layout="constrained")
+    axes = fig.subplots(1, d, squeeze=False)[0]
+    for j, ax in enumerate(axes):
+        column = [row[j] for row in ranks]
+        ax.hist(column, bins=bins, range=(0, n_draws + 1), color="tab:blue", alpha=0.7)
+        ax.axhspan(max(expected - half, 0.0), expected + half, color="grey", alpha=0.25,
+                   lw=0, label="uniform, 90% band")
+        ax.axhline(expected, color="black", lw=1)
+        ax.set_xlabel(f"rank of the true {names[j]} among {n_draws} draws of q")
+        ax.set_yticks([])
+    axes[0].legend(fontsize="small")
+    fig.suptitle(title or f"simulation-based calibration: rank histograms over {r} data sets")
     path = Path(path)
     fig.savefig(path, dpi=110)
     return path

@@ -37,10 +37,21 @@ reparameterised as σ·z, so d/dσ is pathwise).
 
 Observed: the series x_1, ..., x_T, shape ``(T,)``.
 
-Loss: ``loss(simulated, observed)`` = (1/T) Σ_t (x_sim,t − x_obs,t)², the mean squared
-difference of the two series (the discrepancy used for this model in the calibration
-literature; the deterministic switching dominates the noise at the defaults, so paths are
-comparable point by point).
+Loss: ``loss(simulated, observed)`` = ½ Σ_j ((m_j(u_sim) − m_j(u_obs)) / (√2·se_j))², a
+method-of-simulated-moments loss on the summary statistics m = ``summary_statistics(u)`` (the
+mean, the sd and the autocorrelations at lags 1–3) of the series squashed at ``SQUASH``
+observed sds, u = c·tanh(x/c) with c = ``SQUASH``·sd(x_obs), each scaled by its standard error
+se_j estimated from the observed series alone (``_scales.moment_se``: the mean's from an AR(1)
+long-run variance, the sd's s/√(2T), Bartlett's 1/√T for each autocorrelation), √2 counting the
+simulated statistics' own noise as well. It does not compare two chaotic paths point by point:
+under different shocks two paths at the same θ diverge, while their statistics agree to within
+their standard errors. The squashing leaves the observed scale almost unchanged (tanh(z) ≈ z
+for |z| ≪ 1) but caps an exploding simulation: it still counts as far from the data, yet its
+derivative fades instead of growing with the explosion, so a few exploding draws cannot drown
+the data's pull on the gradient. With this loss, w = 1 in ``minidiff calibrate`` is Bayes' rule
+for the Gaussian (synthetic) likelihood of the five statistics with those standard errors
+(taken as independent): a longer series gives smaller standard errors and so a narrower
+posterior.
 
 Randomness and derivatives
 --------------------------
@@ -79,9 +90,11 @@ import minidiff as md
 from minidiff.core import shape_of
 
 from ._checks import check_count, check_estimator, check_number, generator, unpack
+from ._scales import moment_se
 
-__all__ = ["simulate", "loss", "DEFAULT_PARAMS", "PARAM_NAMES", "DEFAULT_R", "DEFAULT_BETA",
-           "DEFAULT_SIGMA", "FIXED_TYPES", "SHOCK_KEY"]
+__all__ = ["simulate", "loss", "summary_statistics", "N_LAGS", "SQUASH", "DEFAULT_PARAMS",
+           "PARAM_NAMES",
+           "DEFAULT_R", "DEFAULT_BETA", "DEFAULT_SIGMA", "FIXED_TYPES", "SHOCK_KEY"]
 
 PARAM_NAMES = ("g2", "g3", "b2", "b3")
 DEFAULT_PARAMS = (0.9, 0.9, 0.2, -0.2)
@@ -90,6 +103,8 @@ DEFAULT_BETA = 120.0
 DEFAULT_SIGMA = 0.04
 FIXED_TYPES = {"g1": 0.0, "b1": 0.0, "g4": 1.01, "b4": 0.0}
 SHOCK_KEY = "shock"
+N_LAGS = 3  # autocorrelations in the summary statistics
+SQUASH = 5.0  # the loss caps series at this many observed sds (c·tanh(x/c))
 
 _WHERE = "brock_hommes.simulate"
 
@@ -148,13 +163,40 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int | None = None, rng:
     return md.stack(xs)
 
 
+def summary_statistics(x: Any) -> Any:
+    """(mean, sd, ρ_1, ..., ρ_K) of a series x (T,), K = ``N_LAGS``, shape (2 + K,), with
+    ρ_k = Σ_{t≥k} (x_t − x̄)(x_{t−k} − x̄) / Σ_t (x_t − x̄)² (the standard estimator)."""
+    x = md.asarray(x)
+    if len(shape_of(x)) != 1 or shape_of(x)[0] < N_LAGS + 2:
+        raise ValueError(f"brock_hommes.summary_statistics: needs a series of shape (T,) with "
+                         f"T ≥ {N_LAGS + 2}, got shape {shape_of(x)}")
+    centred = md.subtract(x, md.mean(x))
+    c0 = md.mean(md.square(centred))
+    n = shape_of(x)[0]
+    rows = [md.mean(x), md.sqrt(c0)]
+    for k in range(1, N_LAGS + 1):
+        ck = md.sum(md.multiply(md.getitem(centred, slice(k, None)),
+                                md.getitem(centred, slice(0, n - k)))) / n
+        rows.append(md.divide(ck, c0))
+    return md.stack(rows)
+
+
 def loss(simulated: Any, observed: Any) -> Any:
-    """Mean squared difference of two series of shape (T,): (1/T) Σ_t (x_sim,t − x_obs,t)²."""
+    """½ Σ_j ((m_j(u_sim) − m_j(u_obs)) / (√2·se_j))² over the summary statistics of the
+    series squashed at ``SQUASH`` observed sds, se_j from the observed series (see the module
+    notes)."""
     sim, obs = md.asarray(simulated), md.asarray(observed)
     if shape_of(sim) != shape_of(obs) or len(shape_of(sim)) != 1:
         raise ValueError(f"brock_hommes.loss: simulated and observed must both be series of "
                          f"shape (T,), got {shape_of(sim)} and {shape_of(obs)}")
-    return md.mean(md.square(md.subtract(sim, obs)))
+    xp = md.get_backend().xp
+    raw_obs = md.stop_gradient(obs)
+    c = SQUASH * float(xp.std(raw_obs)) + 1e-12
+    u_obs = c * xp.tanh(raw_obs / c)
+    u_sim = md.multiply(c, md.tanh(md.divide(sim, c)))
+    se = moment_se(u_obs, N_LAGS)
+    z = md.divide(md.subtract(summary_statistics(u_sim), summary_statistics(u_obs)), se)
+    return 0.25 * md.sum(md.square(z))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import pytest
 
 from minidiff.cli import main
 
-TINY = ["--steps", "3", "--samples", "2", "--timesteps", "10", "--quiet", "--no-plot"]
+TINY = ["--steps", "3", "--samples", "2", "--timesteps", "10", "--screen", "10", "--quiet",
+        "--no-plot"]
 
 
 def run(capsys, *argv):
@@ -132,6 +133,9 @@ def test_a_users_module_function_is_a_model(capsys, tmp_path, monkeypatch):
     (["--steps", "0"], "expected an integer ≥ 1, got 0"),
     (["--lr", "-1"], "expected a finite number > 0"),
     (["--family", "mixture"], "invalid choice: 'mixture'"),
+    (["--coverage", "1"], "--coverage R: coverage is a share over data sets, so R must be ≥ 2"),
+    (["--coverage", "3", "--data", "x.csv"], "it takes neither --data nor --checkpoint"),
+    (["--screen", "1"], "--screen M: M must be 0 (no screening) or ≥ 2"),
 ])
 def test_bad_flags_are_one_line_errors(capsys, argv, says):
     assert says in fails(capsys, *TINY, *argv)
@@ -172,3 +176,32 @@ def test_the_finance_models_are_registered_and_run(capsys, model):
         (row,) = [line for line in out.splitlines() if line.startswith(name + " ")]
         assert float(row.split()[1]) == pytest.approx(true)
         assert "nan" not in row
+
+
+def test_diagnostics_follow_the_table_and_go_to_the_json(capsys, tmp_path):
+    out_json = tmp_path / "out.json"
+    code, out, _ = run(capsys, "--model", "brock_hommes", "--json", str(out_json), *TINY)
+    assert code == 0
+    after_table = out.split("sd/prior sd", 1)[1]
+    assert "observed points inside q's 90% posterior-predictive band" in after_table
+    assert "the data's share of the loss's variation" in after_table
+    checks = json.loads(out_json.read_text())["diagnostics"]
+    assert 0.0 <= checks["inside_90"] <= 1.0 and len(checks["sd_ratios"]) == 4
+    assert isinstance(checks["warnings"], list)
+
+
+def test_a_loss_that_leaves_q_at_the_prior_is_a_warning(capsys):
+    """Three steps of two samples at w = 1e6: the KL term holds q at the prior."""
+    code, out, _ = run(capsys, "--model", "brock_hommes", *TINY, "--w", "1e6", "--screen",
+                       "0")
+    assert code == 0 and "warning: q stayed at the prior" in out
+
+
+def test_coverage_prints_the_coverage_table(capsys, tmp_path):
+    out_json = tmp_path / "cov.json"
+    code, out, _ = run(capsys, "--model", "brock_hommes", "--coverage", "2", "--json",
+                       str(out_json), *TINY)
+    assert code == 0
+    assert "simulation-based calibration: 2 datasets" in out and "90% coverage" in out
+    data = json.loads(out_json.read_text())["coverage"]
+    assert data["n_datasets"] == 2 and len(data["ranks"]) == 2

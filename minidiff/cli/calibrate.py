@@ -40,6 +40,7 @@ from ..backend import get_backend
 from ..inference import distributions, executors, objective, plots
 from ..ops import asarray, getitem, mean, sqrt, stack
 from ..random import default_rng
+from .calibrate_checks import diagnostics, run_coverage, screen_start
 from .calibrate_setup import LOSSES, MODELS, Model, Problem, UsageError, build_problem, load_model
 
 __all__ = ["DESCRIPTION", "configure_parser", "command"]
@@ -116,6 +117,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                    "triples (default per model)")
     g.add_argument("--gradient", choices=objective.GRADIENTS, default="pathwise")
     g.add_argument("--seed", type=_seed, default=0, help="the run's seed (default 0)")
+    g.add_argument("--screen", type=int, metavar="M", help="prior draws screened before the "
+                   "gradient steps; q starts at the best tenth (default 200; 0: start at the "
+                   "prior; random_walk: 0)")
+    g.add_argument("--coverage", type=int, metavar="R", help="instead of one fit: simulation-"
+                   "based calibration over R ≥ 2 data sets simulated at prior draws (coverage "
+                   "of the 50%%/90%% intervals, rank histograms with --plot)")
     g = parser.add_argument_group("scale-out")
     g.add_argument("--executor", choices=executors.EXECUTORS, default="serial")
     g.add_argument("--workers", type=_positive_int, help="processes or Dask workers")
@@ -139,7 +146,8 @@ def _validate(args: argparse.Namespace, model: Model) -> argparse.Namespace:
     args = argparse.Namespace(**vars(args))
     flow_lr = min(s.lr, FLOW_LR) if args.family == "flow" else s.lr
     for name, default in (("loss", s.loss), ("samples", s.samples), ("steps", s.steps),
-                          ("lr", flow_lr), ("w", s.w), ("mode", s.mode)):
+                          ("lr", flow_lr), ("w", s.w), ("mode", s.mode),
+                          ("screen", s.screen)):
         if getattr(args, name) is None:
             setattr(args, name, default)
     if args.gradient == "score":
@@ -160,6 +168,17 @@ def _validate(args: argparse.Namespace, model: Model) -> argparse.Namespace:
     if args.executor != "serial" and args.mode == "reverse":
         raise UsageError("--mode reverse keeps one tape on the driver; use --mode forward "
                          "with --executor")
+    if args.screen < 0 or args.screen == 1:
+        raise UsageError(f"--screen M: M must be 0 (no screening) or ≥ 2 prior draws, got "
+                         f"{args.screen}")
+    if args.coverage is not None:
+        if args.coverage < 2:
+            raise UsageError(f"--coverage R: coverage is a share over data sets, so R must be "
+                             f"≥ 2 (100 or more for a figure within a few percent), got "
+                             f"{args.coverage}")
+        if args.data is not None or args.checkpoint is not None:
+            raise UsageError("--coverage simulates its own data sets and runs R fits: it takes "
+                             "neither --data nor --checkpoint")
     if args.plot is None and not args.no_plot:
         args.plot = "calibrate.png"
     for flag, path in (("--plot", args.plot), ("--json", args.json)):
@@ -244,6 +263,21 @@ def _run(problem: Problem, args: argparse.Namespace, can_plot: bool,
     loc, scale = asarray(list(model.prior[0])), asarray(list(model.prior[1]))
     prior = inf.Normal(loc, scale)
     family = _family(args.family, loc, scale)
+    if args.coverage is not None:
+        emit(f"minidiff calibrate --coverage {args.coverage}: {model.name} "
+             f"{problem.config['settings']}, loss {args.loss}, w = {args.w:g}; "
+             f"{args.family} q, {args.samples} samples x {args.steps} steps, Adam lr "
+             f"{args.lr:g}; seed {args.seed}")
+        start = time.perf_counter()
+        result = run_coverage(problem, args, prior, family, can_plot, emit)
+        emit(f"{args.coverage} fits in {time.perf_counter() - start:.1f} s")
+        if args.json:
+            Path(args.json).write_text(json.dumps({"minidiff": __version__, "config":
+                                                   problem.config, "coverage":
+                                                   result.to_json()}, indent=1),
+                                       encoding="utf-8")
+            emit(f"results written to {args.json}")
+        return 0
     if args.data:
         data = f"data {args.data}"
     else:
@@ -256,6 +290,12 @@ def _run(problem: Problem, args: argparse.Namespace, can_plot: bool,
          f"{'' if args.gradient == 'score' else f' ({args.mode})'}; seed {args.seed}; "
          f"executor {args.executor}{f' x {args.workers}' if args.workers else ''}")
     start = time.perf_counter()
+    screened = screening = None
+    if args.screen:  # on --resume too: the same start, which the checkpoint fingerprints
+        screening, screened = screen_start(problem, prior, args.screen, args.seed)
+        family = _family(args.family, asarray(screening.loc), asarray(screening.scale))
+        emit(f"  screened {args.screen} prior draws: best loss {screening.best:.4g}; q starts "
+             f"at the best {len(screening.elite)}")
     result = inf.calibrate(
         problem.loss, prior, family, w=args.w, n_samples=args.samples, n_steps=args.steps,
         optimizer=inf.adam(inf.cosine(args.lr, args.steps)), gradient=args.gradient,
@@ -281,9 +321,14 @@ def _run(problem: Problem, args: argparse.Namespace, can_plot: bool,
          f"{result.history.total[-1]:.4g}; {result.nan_summary()}")
     emit("")
     emit(_table(names, problem.truth, rows))
+    predictive = stack([problem.simulate(getitem(q, k), default_rng(args.seed).stream(
+        ("predictive", k))) for k in range(N_PREDICTIVE)])
+    checks = diagnostics(problem, rows, predictive, screened, args.w, result.history,
+                         screening)
+    emit("")
+    for line in checks.lines():
+        emit(line)
     if args.plot is not None and can_plot:
-        predictive = stack([problem.simulate(getitem(q, k), default_rng(args.seed).stream(
-            ("predictive", k))) for k in range(N_PREDICTIVE)])
         labels = (["new infections (fraction)", "new recoveries (fraction)"]
                   if model.name == "sir" else None)
         plots.calibration_figure(
@@ -294,13 +339,13 @@ def _run(problem: Problem, args: argparse.Namespace, can_plot: bool,
     elif args.plot is not None:
         emit("\nno figure: matplotlib is not installed (pip install 'minidiff[plot]')")
     if args.json:
-        _write_json(args.json, problem, args, result, names, rows, seconds)
+        _write_json(args.json, problem, args, result, names, rows, seconds, checks)
         emit(f"results written to {args.json}")
     return 0
 
 
 def _write_json(path: str, problem: Problem, args: argparse.Namespace, result: Any,
-                names: list[str], rows: list[tuple], seconds: float) -> None:
+                names: list[str], rows: list[tuple], seconds: float, checks: Any) -> None:
     h = result.history
 
     def clean(values: list[float]) -> list[float | None]:
@@ -308,7 +353,7 @@ def _write_json(path: str, problem: Problem, args: argparse.Namespace, result: A
 
     out = {"minidiff": __version__, "backend": get_backend().name, "config": problem.config,
            "method": {k: getattr(args, k) for k in ("samples", "steps", "lr", "w", "mode",
-                                                     "gradient", "seed", "executor")},
+                                                     "gradient", "seed", "executor", "screen")},
            "seconds": seconds, "resumed_from": result.resumed_from,
            "parameters": [{"name": n, "true": None if problem.truth is None
                            else problem.truth[j], "mean": r[0], "sd": r[1], "q05": r[2],
@@ -316,5 +361,5 @@ def _write_json(path: str, problem: Problem, args: argparse.Namespace, result: A
                           for j, (n, r) in enumerate(zip(names, rows))],
            "history": {"total": clean(h.total), "loss": clean(h.loss), "kl": clean(h.kl),
                        "dropped": h.dropped, "skipped": h.skipped},
-           "nan_summary": result.nan_summary()}
+           "nan_summary": result.nan_summary(), "diagnostics": checks.to_json()}
     Path(path).write_text(json.dumps(out, indent=1), encoding="utf-8")

@@ -58,16 +58,19 @@ class Setup:
     lr: float = 0.05
     mode: str = "auto"
     features: str = "series"                        # or "increments"
+    screen: int = 200                               # prior draws screened before the steps
 
 
 SETUPS = {
     # the embedded default: 100 steps of one walker, the energy distance of the increments,
     # w = 0.05, stochastic triples (unbiased through the Bernoulli draws); about 10 s
     "random_walk": Setup({"n_timesteps": 100}, "energy", 0.05, 5, 150, 0.1, "triples",
-                         "increments"),
-    "sir": Setup({"n_timesteps": 50, "n_agents": 1000}, "model", 1e-5, 8, 200, 0.05),
+                         "increments", 0),
+    # sir's loss is a Gaussian log-likelihood with its noise scale from the data: w = 1
+    "sir": Setup({"n_timesteps": 50, "n_agents": 1000}, "model", 1.0, 8, 200, 0.05),
     "cont": Setup({"n_timesteps": 100, "n_agents": 1000}, "mmd", 0.001, 10, 100, 0.05),
-    "brock_hommes": Setup({"n_timesteps": 50}, "model", 0.01, 10, 200, 0.05),
+    # brock_hommes: a moment loss scaled by its standard errors from the data: w = 1
+    "brock_hommes": Setup({"n_timesteps": 50}, "model", 1.0, 10, 200, 0.05),
     "lob": Setup({"n_timesteps": 50, "n_agents": 20}, "model", 0.01, 8, 100, 0.05),
     "housing": Setup({"n_timesteps": 24, "n_agents": 500}, "model", 0.01, 8, 100, 0.05),
 }
@@ -174,6 +177,7 @@ class Problem:
     loss: Callable[[Any, Any], Any]
     simulate: Callable[[Any, Any], Any]
     config: dict
+    distance_for: Callable[[Any], Callable[[Any], Any]] | None = None  # y ↦ (x ↦ ℓ(x, y))
 
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -333,7 +337,8 @@ def build_problem(model: Model, args: argparse.Namespace) -> Problem:
               "features": model.setup.features, "family": args.family, "lr": args.lr,
               "prior": [list(model.prior[0]), list(model.prior[1])],
               "to_natural": list(model.to_natural)}
-    return Problem(model, observed, truth, natural, loss, run, config)
+    return Problem(model, observed, truth, natural, loss, run, config,
+                   lambda y: _distance(args.loss, model, y, features))
 
 
 def _true_params(model: Model, text: str | None) -> list[float]:

@@ -1,0 +1,152 @@
+"""Diagnostics of a finished calibration that a user sees without a plot.
+
+* :func:`predictive_share`: the share of observed points inside q's central 90%
+  posterior-predictive band. The band at each point (t, c) runs between the 5% and 95%
+  quantiles over m series simulated at θ ~ q; a q that reproduces the data puts about 90% of
+  the observed points inside it (fewer when q is too narrow or the model misses the data,
+  all when the band is too wide);
+* :func:`data_share`: how much of the loss's variation over parameter draws comes from the
+  data. Over M prior-predictive series x_m, the loss ℓ(x_m, y) varies with θ, and that
+  variation is what the gradient follows. Swap the observed y for a pseudo-observation y′ (one
+  of the x_k, left out) and the part of ℓ that does not depend on the data stays; the part
+  that does changes. The share is sd_m[ℓ(x_m, y) − ℓ(x_m, y′)] / sd_m[ℓ(x_m, y)], the median
+  over a few y′ and capped at 1. A loss dominated by the simulator's own growth (ℓ ≈ Σ x² for
+  exploding paths) has a share near 0: whatever the data, the fit goes the same way;
+* :func:`diagnose`: the warnings, each with what to try: q stayed at the prior (every sd/prior
+  sd ≥ ``STAYED``), the fit is poor (predictive share < ``POOR_FIT``), the data's share is
+  negligible (< ``NEGLIGIBLE``), or the gradient steps ended worse than they started: the mean
+  loss of the last steps is above ``WORSE`` times the screening elite's worst loss (the
+  elite's best losses are partly luck, its worst much less so).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import minidiff as md
+
+__all__ = ["Diagnostics", "predictive_share", "data_share", "diagnose", "STAYED", "POOR_FIT",
+           "NEGLIGIBLE", "WORSE"]
+
+STAYED = 0.9       # sd/prior sd at or above this for every parameter: q did not move
+POOR_FIT = 0.5     # fewer observed points than this inside the 90% band: a poor fit
+NEGLIGIBLE = 0.05  # a data share below this: the data barely steer the loss
+WORSE = 2.0        # last steps' loss above this times the screening elite's worst: worse
+
+
+def predictive_share(observed: Any, simulated: Any, level: float = 0.9) -> float:
+    """The share of the points of ``observed`` (shape S) inside the central ``level`` band of
+    ``simulated`` (m, *S), quantiles taken pointwise over the m series."""
+    xp = md.get_backend().xp
+    y = md.stop_gradient(md.asarray(observed))
+    sims = xp.sort(md.stop_gradient(md.asarray(simulated)), axis=0)
+    if tuple(sims.shape[1:]) != tuple(y.shape):
+        raise ValueError(f"predictive_share: simulated series have shape {tuple(sims.shape[1:])}"
+                         f" but the observed {tuple(y.shape)}")
+    m = sims.shape[0]
+
+    def quantile(q: float) -> Any:
+        pos = q * (m - 1)
+        lo, frac = int(pos), pos - int(pos)
+        return sims[lo] + frac * (sims[min(lo + 1, m - 1)] - sims[lo])
+
+    inside = (quantile((1 - level) / 2) <= y) & (y <= quantile((1 + level) / 2))
+    return float(xp.mean(xp.astype(inside, md.get_backend().float_dtype)))
+
+
+def data_share(simulations: list[Any], distance_for: Callable[[Any], Callable[[Any], Any]],
+               observed: Any, n_pseudo: int = 5) -> float | None:
+    """The data's share of the loss's variation over parameter draws (see the module notes).
+
+    ``simulations``: prior-predictive series x_m; ``distance_for(y)`` the loss x ↦ ℓ(x, y).
+    None when fewer than n_pseudo + 3 series are finite."""
+    xp = md.get_backend().xp
+    finite = [x for x in simulations if bool(xp.all(xp.isfinite(md.stop_gradient(
+        md.asarray(x)))))]
+    if len(finite) < n_pseudo + 3:
+        return None
+    base = distance_for(observed)
+    rest = finite[n_pseudo:]
+    dtype = md.get_backend().float_dtype
+    against_y = xp.asarray([float(base(x)) for x in rest], dtype=dtype)
+    spread = float(xp.std(against_y))
+    if not math.isfinite(spread) or spread == 0.0:
+        return None
+    shares = []
+    for k in range(n_pseudo):
+        other = distance_for(finite[k])
+        against_k = xp.asarray([float(other(x)) for x in rest], dtype=dtype)
+        value = float(xp.std(against_y - against_k)) / spread
+        if math.isfinite(value):
+            shares.append(min(value, 1.0))
+    return statistics.median(shares) if shares else None
+
+
+@dataclass
+class Diagnostics:
+    """The figures and the warnings (see the module notes)."""
+
+    sd_ratios: list[float]
+    inside_90: float | None = None
+    data_share: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The report: figures first, then one line per warning."""
+        out = []
+        if self.inside_90 is not None:
+            out.append(f"observed points inside q's 90% posterior-predictive band: "
+                       f"{100 * self.inside_90:.0f}% (about 90% when q reproduces the data)")
+        if self.data_share is not None:
+            out.append(f"the data's share of the loss's variation over prior draws: "
+                       f"{self.data_share:.2f} (near 0: the loss ignores the data)")
+        out += [f"warning: {w}" for w in self.warnings]
+        return out
+
+    def to_json(self) -> dict:
+        return {"inside_90": self.inside_90, "data_share": self.data_share,
+                "sd_ratios": self.sd_ratios, "warnings": self.warnings}
+
+
+def diagnose(sd_ratios: list[float], *, inside_90: float | None = None,
+             share: float | None = None, w: float | None = None,
+             fit_loss: float | None = None, start_loss: float | None = None) -> Diagnostics:
+    """The warnings for a fit with these sd/prior sd ratios, predictive share and data share;
+    ``fit_loss`` is the mean loss of the last steps, ``start_loss`` the screening elite's
+    worst loss."""
+    out = Diagnostics(list(sd_ratios), inside_90, share)
+    weight = "" if w is None else f" (now {w:g})"
+    if sd_ratios and all(r >= STAYED for r in sd_ratios):
+        out.warnings.append(
+            f"q stayed at the prior: every posterior sd is at least {STAYED:g} of the prior's, "
+            f"so the data moved nothing. Try a loss on the scale of a log-likelihood summed "
+            f"over the observations (the built-in models' default), a smaller --w{weight}, "
+            f"more --steps, or a larger --lr; check that the model's output responds to its "
+            f"parameters at the data's scale")
+    if inside_90 is not None and inside_90 < POOR_FIT:
+        out.warnings.append(
+            f"poor fit: only {100 * inside_90:.0f}% of the observed points lie inside q's 90% "
+            f"posterior-predictive band. Try more --screen draws (a global search before the "
+            f"gradient steps), more --steps or --samples, another --loss, or a wider prior; "
+            f"check that the data's units and time step are the model's (--timesteps, the "
+            f"step length)")
+    if share is not None and share < NEGLIGIBLE:
+        out.warnings.append(
+            f"the data barely steer the loss: its variation over prior draws changes by "
+            f"{share:.3f} of itself when the observed series is swapped for a simulated one, "
+            f"so the fit follows the simulator, not the data. Use a loss on summary statistics "
+            f"or a scaled likelihood (the built-in models' default), or narrow the prior away "
+            f"from where the simulator explodes")
+    if fit_loss is not None and start_loss is not None and start_loss > 0 and (
+            fit_loss > WORSE * start_loss):
+        out.warnings.append(
+            f"the gradient steps made the fit worse: the last steps' mean loss {fit_loss:.4g} "
+            f"is above {WORSE:g} times the loss of the screened start ({start_loss:.4g}). "
+            f"The loss's gradient estimate may be biased for this model (try --gradient "
+            f"score, or --mode triples for discrete draws), or too noisy (more --samples, a "
+            f"smaller --lr)")
+    return out

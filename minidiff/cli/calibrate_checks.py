@@ -1,0 +1,101 @@
+"""What ``minidiff calibrate`` does around the fit: the global first stage, the diagnostics
+after the table, and the coverage run.
+
+* :func:`screen_start`: prior-predictive screening (:func:`minidiff.inference.screening.screen`)
+  of ``--screen M`` prior draws, keeping each draw's simulated series so the diagnostics can
+  reuse them; q starts at the elite's mean and spread;
+* :func:`diagnostics`: the share of observed points inside q's 90% posterior-predictive band,
+  the data's share of the loss's variation (from the screened series) and the warnings of
+  :func:`minidiff.inference.diagnostics.diagnose`;
+* :func:`run_coverage`: ``--coverage R``, simulation-based calibration of the whole method on R
+  data sets simulated at prior draws (:func:`minidiff.inference.coverage.coverage`), with its
+  table and, with ``--plot``, the rank histograms.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from .. import inference as inf
+from ..inference import diagnostics as diag
+from ..inference import plots
+from ..inference.coverage import coverage
+from ..inference.screening import Screening, screen
+from ..ops import stop_gradient
+from .calibrate_setup import Problem
+
+__all__ = ["screen_start", "diagnostics", "run_coverage", "N_PSEUDO"]
+
+N_PSEUDO = 5  # screened series that stand in for the data in the data-share diagnostic
+LAST_STEPS = 10  # the steps whose mean loss is the fit's, against the screened start's
+
+
+def screen_start(problem: Problem, prior: Any, n_draws: int, seed: int,
+                 ) -> tuple[Screening, list[Any]]:
+    """Screen ``n_draws`` prior draws by the problem's loss; returns the screening and the
+    series simulated at the draws."""
+    series: list[Any] = []
+    distance = problem.distance_for(problem.observed)
+
+    def loss(theta: Any, rng: Any) -> Any:
+        x = stop_gradient(problem.simulate(problem.natural(theta), rng))
+        series.append(x)
+        return distance(x)
+
+    return screen(loss, prior, n_draws=n_draws, seed=seed), series
+
+
+def diagnostics(problem: Problem, rows: list[tuple], predictive: Any,
+                screened: list[Any] | None, w: float, history: Any = None,
+                screening: Screening | None = None) -> diag.Diagnostics:
+    """The diagnostics of a fit whose table rows (mean, sd, lo, hi, sd/prior sd) are ``rows``
+    and whose posterior-predictive series are ``predictive`` (m, *S); with the screening and
+    the history, whether the steps ended worse than the screened start."""
+    inside = diag.predictive_share(problem.observed, predictive)
+    share = fit_loss = start_loss = None
+    if screened:
+        share = diag.data_share(screened, problem.distance_for, problem.observed, N_PSEUDO)
+    if screening is not None and history is not None and len(history.loss):
+        last = [v for v in history.loss[-LAST_STEPS:] if v == v]
+        fit_loss = sum(last) / len(last) if last else None
+        start_loss = screening.losses[screening.elite[-1]]
+    return diag.diagnose([r[4] for r in rows], inside_90=inside, share=share, w=w,
+                         fit_loss=fit_loss, start_loss=start_loss)
+
+
+def run_coverage(problem: Problem, args: argparse.Namespace, prior: Any, family: Any,
+                 can_plot: bool, emit: Callable[[str], None]) -> inf.CoverageResult:
+    """``--coverage R``: R data sets simulated at prior draws, each calibrated as the run
+    would be (same loss, family, steps, samples, w, learning rate, no screening), then the
+    coverage table."""
+    names = list(problem.model.param_names)
+
+    def simulate(theta: Any, rng: Any) -> Any:
+        return stop_gradient(problem.simulate(problem.natural(theta), rng))
+
+    def loss_for(observed: Any) -> Callable[[Any, Any], Any]:
+        distance = problem.distance_for(observed)
+        return lambda theta, rng: distance(problem.simulate(problem.natural(theta), rng))
+
+    def progress(r: int, total: int) -> None:
+        if not args.quiet:
+            emit(f"  coverage: data set {r} of {total} calibrated")
+
+    result = coverage(simulate, loss_for, prior, family, n_datasets=args.coverage,
+                      seed=args.seed, names=names, on_dataset=progress, w=args.w,
+                      n_samples=args.samples, n_steps=args.steps,
+                      optimizer=inf.adam(inf.cosine(args.lr, args.steps)),
+                      gradient=args.gradient, mode=args.mode, on_nan="skip",
+                      executor=args.executor, workers=args.workers, scheduler=args.scheduler,
+                      progress=False)
+    emit("")
+    emit(result.summary())
+    if args.plot is not None and can_plot:
+        plots.rank_figure(args.plot, result.ranks, result.n_draws, names,
+                          title=f"minidiff calibrate --model {problem.model.name} --coverage "
+                                f"{args.coverage}: rank histograms")
+        emit(f"\nfigure written to {args.plot}")
+    return result
+
