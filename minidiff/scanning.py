@@ -177,18 +177,16 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
                     f"{want[1]}; a carry keeps its type from step to step (cast init, or the "
                     f"new carry, e.g. with md.astype)")
         y_leaves, y_structure = flatten(y)
-        if any(v is None for v in y_leaves):
-            raise ScanError(f"md.scan({name}): a y leaf is None; return arrays (or an empty "
-                            f"tuple for no ys)")
+        y_structures.append((y_structure, [v is None for v in y_leaves]))  # None: structure
         y_leaves = [backend.asarray(v) if isinstance(v, bool | int | float) else v
-                    for v in y_leaves]
-        y_structures.append(y_structure)
+                    for v in y_leaves if v is not None]
         return [*new_leaves, *y_leaves]
 
     trace_name = f"{name} (the body of md.scan)"
     first, captured1 = _trace_body(body, samples, trace_name)
     second, captured2 = _trace_body(body, samples, trace_name)
-    differs = compare_traces(first, second, _same_array)
+    differs = compare_traces(first, second, _same_array) or (
+        "" if y_structures[0] == y_structures[1] else "the structure of the ys")
     if not differs and (len(captured1) != len(captured2)
                         or any(a is not b for a, b in zip(captured1, captured2))):
         differs = "the values it reads from its closure"
@@ -205,7 +203,9 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     results = scan_p(*carry, *x_leaves, *captured2, body=program, kinds=kinds,
                      carry_out=tuple(range(n_c)), length=length, reverse=bool(reverse))
     final = unflatten(carry_structure, list(results[:n_c]))
-    ys = unflatten(y_structures[-1], list(results[n_c:n_c + n_y]))
+    y_structure, holes = y_structures[-1]
+    stacked = iter(results[n_c:n_c + n_y])
+    ys = unflatten(y_structure, [None if hole else next(stacked) for hole in holes])
     return final, ys
 
 
