@@ -69,11 +69,15 @@ def _impl(*operands: Any, body: Program, kinds: tuple[str, ...], carry_out: tupl
     y_at = [o for o in range(n_out) if o not in carry_set]
     ys: list[Any] = [None] * len(y_at)
     steps = range(length - 1, -1, -1) if reverse else range(length)
-    outs: tuple = ()
+    run = None  # the compiled body, looked up once (run_program compiles it on first use)
     for t in steps:
         for i, x in zip(x_at, xs):
             args[i] = x[t, ...]
-        outs = run_program(body, args)
+        if run is None:
+            outs = run_program(body, args)
+            run = body.compiled[(body.executor, backend.name)]
+        else:
+            outs = run(args)
         for i, o in zip(carry_at, carry_out):
             args[i] = outs[o]
         for j, o in enumerate(y_at):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minidiff as md
@@ -104,6 +104,7 @@ def test_grad_of_grad_and_jvp_of_grad(data):
           md.hvp(lambda p: loss_with(LOOP)(p, xs), theta, v))
 
 
+@settings(max_examples=8)  # each example traces and derives fresh programs (~0.4 s)
 @given(st.lists(st.floats(-1.0, 1.0), min_size=8, max_size=8),
        st.floats(0.2, 0.9), st.booleans())
 def test_derivatives_match_finite_differences(values, theta, reverse):
@@ -181,6 +182,29 @@ def test_scan_inside_jit(data):
     f = md.jit(lambda p, xs: loss_with(SCAN)(p, xs))
     close(f(theta, xs), loss_with(LOOP)(theta, xs))
     close(md.grad(f)(theta, xs), md.grad(loss_with(LOOP))(theta, xs))
+
+
+def test_nested_scan_and_an_integer_carry(data):
+    """A scan in a scan's body (recorded step by step in the outer body's program), and an
+    integer counter in the carry, which has no derivative and does not block the others."""
+    theta, xs = data
+
+    def inner(c, x):
+        return c * 0.9 + md.sin(x * c), c
+
+    def outer(scanner):
+        def loss(p):
+            def body(carry, x):
+                c, i = carry
+                c2, ys = scanner(inner, c, md.stack([x, md.multiply(x, p)]))
+                return (c2 + md.sum(ys) * 0.01 + md.where(i > 1, 0.5, 0.0), i + 1), md.sum(c2)
+            (c, _), ys = scanner(body, (p, md.asarray(np.array(0))), xs)
+            return md.sum(c) + md.sum(ys)
+        return loss
+
+    same_bits(outer(SCAN)(theta), outer(LOOP)(theta))
+    for t in (md.grad, md.jacfwd, md.hessian):
+        close(t(outer(SCAN))(theta), t(outer(LOOP))(theta))
 
 
 # ---------------------------------------------------------------------------------------------
