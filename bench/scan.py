@@ -9,7 +9,11 @@ the plain-NumPy primal:
 * ``scan replay``: ``md.scan`` over the step, the draws passed as ``xs`` (one primitive: under
   ``grad`` a scan of the VJP's forward part and one reverse scan of its backward part, under
   ``jacfwd`` a scan of the JVP);
+* ``scan xL ckpt``: the loop cut in segments of L ≈ √T steps, each one scan, run by
+  ``md.checkpointed_loop`` (revolve: memory for recomputation);
 * ``eager``: the Python loop over the plain step, for reference.
+
+Then the peak memory one call of ``grad`` and ``jacfwd`` allocates, for each.
 
 Each ``md.scan`` call traces its body (twice, to refuse hidden state) and derives the JVP or VJP
 bodies for that call, so those costs are inside the scan rows' times; the jitted step traces
@@ -55,6 +59,34 @@ def make_scan_loss(noise: cont.Noise, n_steps: int) -> Any:
     return loss
 
 
+def make_checkpointed_scan_loss(noise: cont.Noise, n_steps: int, segment: int) -> Any:
+    """The scan cut in segments of ``segment`` steps, each segment one scan, run by
+    ``md.checkpointed_loop`` (revolve keeps √(T/segment) states; a segment's scan runs again
+    in the backward pass)."""
+    steps = [noise.step(t) for t in range(n_steps)]
+    zetas = md.asarray(np.array([float(md.to_host(z)) for z, _ in steps]))
+    updates = md.stack([u for _, u in steps])
+
+    def loss(theta: Any) -> Any:
+        mu, sigma_nu, sigma, eta = theta[0], theta[1], theta[2], theta[3]
+        nu = md.exp(mu + sigma_nu * noise.z)
+        depth = eta * float(noise.n_agents)
+
+        def body(carry: Any, x: Any) -> Any:
+            nu, total = carry
+            zeta, update = x
+            return generic_step(nu, total, sigma, depth, zeta, update), None
+
+        def run_segment(carry: Any, k: int) -> Any:
+            rows = slice(k * segment, (k + 1) * segment)
+            return md.scan(body, carry, (zetas[rows], updates[rows]))[0]
+
+        _, total = md.checkpointed_loop(run_segment, (nu, md.zeros(())), n_steps // segment)
+        return total
+
+    return loss
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=1000)
@@ -68,9 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     noise = cont.Noise(args.seed, n, s=S_UPDATE).predraw(n_steps)
     theta = md.asarray(list(THETA))
+    segment = next(s for s in range(int(n_steps ** 0.5), 0, -1) if n_steps % s == 0)
     variants = [("eager", make_loss(generic_step, noise, n_steps)),
                 ("jit step loop", make_loss(md.jit(generic_step), noise, n_steps)),
-                ("scan replay", make_scan_loss(noise, n_steps))]
+                ("scan replay", make_scan_loss(noise, n_steps)),
+                (f"scan x{segment} ckpt", make_checkpointed_scan_loss(noise, n_steps, segment))]
     for _, loss in variants:  # first calls: tracing, compiling, fresh memory
         loss(theta), md.grad(loss)(theta), md.jacfwd(loss)(theta)
     t_np, value_np = best_of(lambda: loss_numpy(noise, n_steps), max(args.repeat, 3))
@@ -86,13 +120,18 @@ def main(argv: list[str] | None = None) -> int:
     t_np = min(t_np, t_after)
     print(f"\n== generic Cont, N = {n}, T = {n_steps}: numpy primal {t_np:.4f}s, best of "
           f"{args.repeat}; ratios to it (target for scan replay: grad and jacfwd <= 10x) ==")
-    print(f"{'run':<14} {'primal':>8} {'grad':>8} {'jacfwd(4)':>10}")
+    print(f"{'run':<16} {'primal':>8} {'grad':>8} {'jacfwd(4)':>10}")
     for name, _ in variants:
         t_p, t_g, t_f = best[name]
-        print(f"{name:<14} {t_p / t_np:>7.2f}x {t_g / t_np:>7.2f}x {t_f / t_np:>9.2f}x")
+        print(f"{name:<16} {t_p / t_np:>7.2f}x {t_g / t_np:>7.2f}x {t_f / t_np:>9.2f}x")
     s_g, s_f = best["scan replay"][1:]
     j_g, j_f = best["jit step loop"][1:]
     print(f"jit step loop / scan replay: grad {j_g / s_g:.2f}x, jacfwd {j_f / s_f:.2f}x")
+    print("\npeak memory allocated by one call (tracemalloc, md.memory.measure), MiB:")
+    print(f"{'run':<16} {'grad':>8} {'jacfwd(4)':>10}")
+    for name, loss in variants:
+        peaks = [md.memory.measure(t(loss), theta).peak_mib for t in (md.grad, md.jacfwd)]
+        print(f"{name:<16} {peaks[0]:>8.1f} {peaks[1]:>10.1f}")
     ok = True
     ref = [np.asarray(md.to_host(r)) for r in results["eager"]]
     for name, _ in variants[1:]:

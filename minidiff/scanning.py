@@ -187,9 +187,10 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     second, captured2 = _trace_body(body, samples, trace_name)
     differs = compare_traces(first, second, _same_array) or (
         "" if y_structures[0] == y_structures[1] else "the structure of the ys")
-    if not differs and (len(captured1) != len(captured2)
-                        or any(a is not b for a, b in zip(captured1, captured2))):
-        differs = "the values it reads from its closure"
+    if not differs and (len(captured1) != len(captured2) or not all(
+            a is b or _same_array(concrete(a), concrete(b))
+            for a, b in zip(captured1, captured2))):
+        differs = "the values of enclosing transforms it reads from its closure"
     if differs:
         raise ScanError(
             f"md.scan({name}): tracing {name} twice on the same arguments gave different "

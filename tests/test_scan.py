@@ -162,13 +162,15 @@ def test_zero_length(backend, to_array):
 
 
 def test_checkpointed_loop_of_scans(data):
-    """A checkpointed loop (revolve) whose step is a scan: the same gradient as the loop."""
+    """A checkpointed loop (revolve) whose step is a scan: the same gradient as the loop. The
+    backward pass re-runs a segment after grad's level has closed, so the scan traces its body
+    there: the parameter read first (p * c) must still be a captured constant of the body."""
     theta, xs = data
 
     def outer(scanner):
         def loss(p):
             def segment(c, k):
-                c, ys = scanner(lambda c, x: step(md.multiply(c, p), x), c, xs)
+                c, ys = scanner(lambda c, x: step(md.multiply(p, c), x), c, xs)
                 return c + 0.01 * md.sum(ys)
             c = md.checkpointed_loop(segment, p, 4, snapshots=1)
             return md.sum(c * c)
