@@ -30,6 +30,7 @@ replay) is refused, as ``md.jit`` refuses it.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +38,7 @@ from . import backend as _backend
 from .core import Box, close_level, open_level
 from .jit.api import _same_array, flatten, unflatten
 from .jit.derive import concrete
-from .jit.program import Program, Var
+from .jit.program import Const, Program, Var
 from .jit.simplify import prune
 from .jit.tracing import JitError, TraceEngine, Tracer, compare_traces
 from .scan_primitive import scan_p, step_sample
@@ -198,7 +199,7 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
             f"random numbers drawn from a generator it closes over, which every step of the "
             f"scan would silently repeat. Draw the numbers outside the scan and pass them in "
             f"xs (one row per step, e.g. rng.normal(size=(T, n))) or in the carry.")
-    program = prune(second)
+    program = _cached(prune(second))
     n_y = len(program.outputs) - n_c
     kinds = ("c",) * n_c + ("x",) * len(x_leaves) + ("k",) * len(captured2)
     results = scan_p(*carry, *x_leaves, *captured2, body=program, kinds=kinds,
@@ -208,6 +209,61 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     stacked = iter(results[n_c:n_c + n_y])
     ys = unflatten(y_structure, [None if hole else next(stacked) for hole in holes])
     return final, ys
+
+
+# Bodies already seen, by structure: a scan called again on an equal body (the same
+# equations, wiring, parameters and constant values; e.g. one segment after another, or every
+# call of a loss) reuses its derived programs and compiled code instead of deriving and
+# compiling them again. Bounded: the oldest entries go first.
+_BODIES: OrderedDict[tuple, list[Program]] = OrderedDict()
+_MAX_BODIES = 64
+
+
+def _cached(program: Program) -> Program:
+    key = (program.fingerprint(), program.backend)
+    for known in _BODIES.get(key, ()):
+        if _same_program(known, program):
+            _BODIES.move_to_end(key)
+            return known
+    _BODIES.setdefault(key, []).append(program)
+    _BODIES.move_to_end(key)
+    while len(_BODIES) > _MAX_BODIES:
+        _BODIES.popitem(last=False)
+    return program
+
+
+def _same_program(a: Program, b: Program) -> bool:
+    """Equal programs: the fingerprint's structure (checked by the caller), the same constant
+    values and wiring (compare_traces), and equal parameters, arrays in them included."""
+    if compare_traces(a, b, _same_array):
+        return False
+    for x, y in zip(a.outputs, b.outputs):
+        if isinstance(x, Const) and not (isinstance(y, Const) and _same_param(x.value, y.value)):
+            return False
+    return all(x.params.keys() == y.params.keys()
+               and all(_same_param(x.params[k], y.params[k]) for k in x.params)
+               for x, y in zip(a.equations, b.equations))
+
+
+def _same_param(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if hasattr(a, "shape"):
+        return _same_array(a, b)
+    if isinstance(a, tuple | list):
+        return len(a) == len(b) and all(_same_param(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_param(a[k], b[k]) for k in a)
+    items = getattr(a, "items", None)  # an index
+    if isinstance(items, tuple):
+        return _same_param(items, getattr(b, "items", None))
+    try:
+        equal = a == b
+    except Exception:  # noqa: BLE001 (an object without a usable ==: not the same)
+        return False
+    return equal if isinstance(equal, bool) else False
 
 
 def _raw(x: Any) -> Any:

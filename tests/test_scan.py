@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minidiff as md
+from minidiff import scanning
 from minidiff.scanning import ScanError
 from minidiff.testing import check_grads
 
@@ -207,6 +208,31 @@ def test_nested_scan_and_an_integer_carry(data):
     same_bits(outer(SCAN)(theta), outer(LOOP)(theta))
     for t in (md.grad, md.jacfwd, md.hessian):
         close(t(outer(SCAN))(theta), t(outer(LOOP))(theta))
+
+
+def test_a_body_seen_again_reuses_its_programs_but_never_stale_constants(backend, to_array):
+    """Equal bodies share derived programs; a closure array, a number or an index array that
+    changed makes another body (a stale constant would be a silently wrong answer)."""
+    xs = to_array(np.arange(12.0).reshape(4, 3))
+    scanning._BODIES.clear()
+
+    def run(c, k, index):
+        def body(carry, x):
+            return carry * k + md.multiply(x, c)[index], md.multiply(x, c)
+        return md.scan(body, to_array([0.5, 0.5]), xs)
+
+    first = run(to_array([1.0, 2.0, 3.0]), 0.5, (slice(0, 2),))
+    for c, k, index in (([1.0, 2.0, 3.0], 0.5, (slice(0, 2),)), ([1.0, 2.0, 4.0], 0.5,
+                        (slice(0, 2),)), ([1.0, 2.0, 3.0], 0.25, (slice(0, 2),)),
+                        ([1.0, 2.0, 3.0], 0.5, (slice(1, 3),))):
+        got = run(to_array(c), k, index)
+        want = python_scan(lambda carry, x: (carry * k + md.multiply(x, to_array(c))[index],
+                                             md.multiply(x, to_array(c))), to_array([0.5, 0.5]),
+                           xs)
+        same_bits(got[0], want[0])
+        same_bits(got[1], want[1])
+    same_bits(first[0], run(to_array([1.0, 2.0, 3.0]), 0.5, (slice(0, 2),))[0])
+    assert sum(map(len, scanning._BODIES.values())) == 4  # three changed bodies, one reused
 
 
 # ---------------------------------------------------------------------------------------------
