@@ -214,9 +214,10 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
 # Bodies already seen, by structure: a scan called again on an equal body (the same
 # equations, wiring, parameters and constant values; e.g. one segment after another, or every
 # call of a loss) reuses its derived programs and compiled code instead of deriving and
-# compiling them again. Bounded: the oldest entries go first.
+# compiling them again. Bounded (structures and constant variants of each): the oldest go.
 _BODIES: OrderedDict[tuple, list[Program]] = OrderedDict()
 _MAX_BODIES = 64
+_MAX_VARIANTS = 4  # bodies of one structure with different constants
 
 
 def _cached(program: Program) -> Program:
@@ -225,7 +226,9 @@ def _cached(program: Program) -> Program:
         if _same_program(known, program):
             _BODIES.move_to_end(key)
             return known
-    _BODIES.setdefault(key, []).append(program)
+    same_structure = _BODIES.setdefault(key, [])
+    same_structure.append(program)
+    del same_structure[:-_MAX_VARIANTS]  # a constant that changes every call: keep a few
     _BODIES.move_to_end(key)
     while len(_BODIES) > _MAX_BODIES:
         _BODIES.popitem(last=False)

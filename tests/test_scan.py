@@ -233,6 +233,9 @@ def test_a_body_seen_again_reuses_its_programs_but_never_stale_constants(backend
         same_bits(got[1], want[1])
     same_bits(first[0], run(to_array([1.0, 2.0, 3.0]), 0.5, (slice(0, 2),))[0])
     assert sum(map(len, scanning._BODIES.values())) == 4  # three changed bodies, one reused
+    for value in range(10):  # a constant that changes every call: a few variants are kept
+        run(to_array([1.0, 2.0, float(value)]), 0.5, (slice(0, 2),))
+    assert max(map(len, scanning._BODIES.values())) <= scanning._MAX_VARIANTS
 
 
 # ---------------------------------------------------------------------------------------------
