@@ -41,7 +41,8 @@ from .jit.derive import concrete
 from .jit.program import Const, Program, Var
 from .jit.simplify import prune
 from .jit.tracing import JitError, TraceEngine, Tracer, compare_traces
-from .scan_primitive import scan_p, step_sample
+from .scan_derive import step_sample
+from .scan_primitive import scan_p
 
 __all__ = ["scan", "ScanError"]
 
