@@ -25,6 +25,7 @@ from .jit import make_program
 from .ops import *  # noqa: F403
 from .ops import __all__ as _ops_all
 from .reverse import TapeValue
+from .scanning import scan
 from .transforms import (
     grad,
     hessian,
@@ -45,7 +46,8 @@ __all__ = [
     "TracerConversionError", "pytree",
     "available_backends", "checkpoint", "checkpointed_loop", "custom_jvp", "custom_vjp",
     "get_backend", "grad", "hessian", "hvp", "jit", "make_program",
-    "jacfwd", "jacrev", "jvp", "set_backend", "use_backend", "value_and_grad", "vjp", "vmap",
+    "jacfwd", "jacrev", "jvp", "scan", "set_backend", "use_backend", "value_and_grad", "vjp",
+    "vmap",
     "wengert",
     *_ops_all,
 ]

@@ -159,10 +159,15 @@ def _recording_on(level: Level, tape: Tape) -> Iterator[None]:
     engine = level.engine
     previous = engine.tape
     engine.tape = tape
+    # back on the stack too: a transform opened while the segment re-records (a scan's
+    # trace, a nested grad) must be deeper than this level, not tied with it
+    token = None if level in core.active_levels() else core.reopen_level(level)
     try:
         with _level_active(level, True):
             yield
     finally:
+        if token is not None:
+            core.restore_levels(token)
         engine.tape = previous
 
 

@@ -136,13 +136,25 @@ def open_level(engine: Any) -> Level:
     """Push a new, deepest level run by ``engine`` in this thread, and tell the engine its
     level."""
     stack = _open_levels.get()
-    level = Level(engine, len(stack) + 1)
+    level = Level(engine, (stack[-1].depth if stack else 0) + 1)
     engine.level = level
     if getattr(engine, "batches", False):
         with _batching_lock:
             _batching_levels[0] += 1
     _open_levels.set(stack + (level,))
     return level
+
+
+def reopen_level(level: Level) -> Any:
+    """Put a closed ``level`` back on this thread's stack as its deepest (a checkpointed
+    segment re-recorded by a backward pass that runs after its transform returned), so that
+    levels opened meanwhile are deeper than it. Returns the token for :func:`restore_levels`."""
+    return _open_levels.set(_open_levels.get() + (level,))
+
+
+def restore_levels(token: Any) -> None:
+    """Undo :func:`reopen_level`."""
+    _open_levels.reset(token)
 
 
 def close_level(level: Level) -> None:

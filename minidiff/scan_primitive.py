@@ -1,0 +1,300 @@
+"""The scan primitive: a loop of T steps whose body is a traced program, bound once.
+
+``scan_p(*operands, body, kinds, carry_out, length, reverse)`` runs ``body`` (a
+:class:`minidiff.jit.Program`) ``length`` times. Each operand is one input of the body, in the
+body's input order, and ``kinds[i]`` says what it is:
+
+* ``"c"``, a **carry**: the value at step 0; the output ``carry_out[j]`` of step t is the
+  j-th carry of step t + 1, and the scan returns the last one;
+* ``"x"``, a **scanned input** with a leading axis of length T: step t reads ``x[t]``;
+* ``"k"``, a **constant**: every step reads the same value (arrays the body closed over that
+  an enclosing transform differentiates, lifted into inputs by :mod:`minidiff.scanning`).
+
+The body's other outputs are the **ys**: step t writes row t of a stacked result of shape
+``(T, *shape)``. With ``reverse`` the steps run t = T − 1, ..., 0 (rows keep their index). The
+results are the body's outputs in its order: final carries and stacked ys.
+
+Like the jitted call, every rule binds ``scan_p`` again on a derived body, so enclosing levels
+handle those scans in turn:
+
+* **forward mode** scans the body's JVP: carries (primal, tangent), scanned inputs (primal,
+  tangent), constants (primal, tangent). A carry is given a tangent (zero at first) when its
+  next value depends on a differentiated input, so the tangent of every step is carried;
+* **reverse mode** scans the forward part of the body's VJP, which returns each step's values
+  and *residuals* (stacked as ys; residuals that are constants or scanned inputs are read
+  where they are, not copied), records **one** tape node, and its rule runs a **reverse scan**
+  of the backward part: its carry is the cotangent of the carry plus one running sum per
+  differentiated constant, its scanned inputs the residuals and the cotangents of the ys,
+  its ys the cotangents of the scanned inputs.
+
+So ``grad`` of a scan costs two loops of T program calls and one node, ``hessian`` (forward
+over reverse) scans the JVPs of both parts, and ``grad`` of ``grad`` the VJP of the reverse
+scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from . import backend as _backend
+from .core import ModeError, Primitive
+from .forward import Dual, ForwardEngine
+from .jit.call import _Collector, _Output, _token
+from .jit.derive import concrete, evaluate
+from .jit.executors import run_program
+from .jit.program import Program
+from .ops import stack, transpose
+from .reverse import ReverseEngine, TapeValue
+from .scan_derive import VjpBody, backward_body, close_needs, jvp_body, step_sample, vjp_body
+
+__all__ = ["scan_p", "ScanPrimitive"]
+
+
+# ---------------------------------------------------------------------------------------------
+# running a scan on raw arrays
+# ---------------------------------------------------------------------------------------------
+
+
+def _impl(*operands: Any, body: Program, kinds: tuple[str, ...], carry_out: tuple[int, ...],
+          length: int, reverse: bool) -> tuple:
+    backend = _backend.get_backend()
+    xp = backend.xp
+    args = list(operands)
+    carry_at = [i for i, k in enumerate(kinds) if k == "c"]
+    x_at = [i for i, k in enumerate(kinds) if k == "x"]
+    xs = [operands[i] for i in x_at]
+    n_out = len(body.outputs)
+    carry_set = set(carry_out)
+    y_at = [o for o in range(n_out) if o not in carry_set]
+    ys: list[Any] = [None] * len(y_at)
+    steps = range(length - 1, -1, -1) if reverse else range(length)
+    run = None  # the compiled body, looked up once (run_program compiles it on first use)
+    for t in steps:
+        for i, x in zip(x_at, xs):
+            args[i] = x[t, ...]
+        if run is None:
+            outs = run_program(body, args)
+            run = body.compiled[(body.executor, backend.name)]
+        else:
+            outs = run(args)
+        for i, o in zip(carry_at, carry_out):
+            args[i] = outs[o]
+        for j, o in enumerate(y_at):
+            y = outs[o]
+            if ys[j] is None:
+                ys[j] = xp.empty((length, *y.shape), dtype=y.dtype)
+            ys[j][t, ...] = y
+    results: list[Any] = [None] * n_out
+    for i, o in zip(carry_at, carry_out):
+        results[o] = args[i]
+    for j, o in enumerate(y_at):
+        if ys[j] is None:  # a zero-length scan: empty rows of the body's output type
+            shape, dtype = body.atom_type(body.outputs[o])
+            if dtype in (float, int, bool):  # a Python number the body returned
+                dtype = backend.float_dtype
+            ys[j] = xp.empty((0, *shape), dtype=dtype)
+        results[o] = ys[j]
+    return tuple(results)
+
+
+def _no_generic_rule(*args: Any, **params: Any) -> Any:
+    body = params.get("body")
+    name = body.name if isinstance(body, Program) else "?"
+    raise ModeError(
+        f"md.scan({name}): a scan is differentiated by forward and reverse mode through "
+        f"programs of its own; this transform (stochastic triples?) has no way to run it. "
+        f"Write the loop in Python there.")
+
+
+# ---------------------------------------------------------------------------------------------
+# the primitive and its rules
+# ---------------------------------------------------------------------------------------------
+
+
+class ScanPrimitive(Primitive):
+    """The primitive of ``md.scan`` (see the module notes)."""
+
+    __slots__ = ()
+
+    # -- forward mode: a scan of the body's JVP ---------------------------------------------------
+
+    def process_forward(self, engine: ForwardEngine, args: tuple, params: dict) -> tuple:
+        body: Program = params["body"]
+        kinds, carry_out = params["kinds"], params["carry_out"]
+        length, reverse = params["length"], params["reverse"]
+        level = engine.level
+        k = engine.n_directions
+        primals, given = [], []
+        for a in args:
+            ours = isinstance(a, Dual) and a.level is level
+            primals.append(a.value if ours else a)
+            given.append(a.tangent if ours else None)
+        needs = close_needs(body, kinds, carry_out, [t is not None for t in given])
+        xp = _backend.get_backend().xp
+        tangents = []
+        for i, need in enumerate(needs):
+            if not need:
+                continue
+            t = given[i]
+            if t is None:  # a carry that becomes differentiated: its tangent starts at zero
+                value = concrete(primals[i])
+                t = xp.zeros((k, *value.shape), dtype=value.dtype)
+            elif kinds[i] == "x":  # (K, T, ...) -> (T, K, ...): step t reads row t
+                t = _swap01(t)
+            tangents.append(t)
+        samples = [step_sample(p, kind, length) for p, kind in zip(primals, kinds)]
+        samples += [step_sample(t, kinds[i], length) if kinds[i] != "x" else
+                    _tangent_row(t, length)
+                    for t, i in zip(tangents, (i for i, n in enumerate(needs) if n))]
+        jvp = jvp_body(body, kinds, carry_out, needs, k, samples)
+        new_kinds = (*kinds, *(kinds[i] for i, n in enumerate(needs) if n))
+        results = self(*primals, *tangents, body=jvp.program, kinds=new_kinds,
+                       carry_out=tuple(range(jvp.n_carry)), length=length, reverse=reverse)
+        out: list[Any] = [None] * len(body.outputs)
+        for j, o in enumerate(carry_out):
+            value = results[j]
+            slot = jvp.carry_tangent[j]
+            out[o] = value if slot is None else Dual(value, results[slot], level)
+        for j, o in enumerate(jvp.y_outputs):
+            value = results[jvp.n_carry + j]
+            slot = jvp.y_tangent[j]
+            out[o] = value if slot is None else Dual(value, _swap01(results[slot]), level)
+        return tuple(out)
+
+    # -- reverse mode: a scan of the forward part, one node, a reverse scan of the backward --
+
+    def process_reverse(self, engine: ReverseEngine, args: tuple, params: dict) -> tuple:
+        body: Program = params["body"]
+        kinds, carry_out = params["kinds"], params["carry_out"]
+        length, reverse = params["length"], params["reverse"]
+        level = engine.level
+        primals, tape_needs = [], []
+        for a in args:
+            ours = isinstance(a, TapeValue) and a.level is level
+            primals.append(a.value if ours else a)
+            tape_needs.append(ours)
+        needs = close_needs(body, kinds, carry_out, list(tape_needs))
+        samples = [step_sample(p, kind, length) for p, kind in zip(primals, kinds)]
+        vjp = vjp_body(body, kinds, carry_out, needs, samples)
+        results = self(*primals, body=vjp.forward, kinds=kinds, carry_out=carry_out,
+                       length=length, reverse=reverse)
+        m = len(body.outputs)
+        values = list(results[:m])
+        outputs = vjp.tape_outputs
+        if not outputs:
+            return tuple(values)
+        collector = _Collector(len(outputs))
+        saved = (list(results[m:]), [primals[i] for i in vjp.passed], collector)
+        rule = _ScanRule(body.name, vjp, params)
+        call = engine.record(rule, args, saved, _token(), {}, tuple(tape_needs))
+        for slot, o in enumerate(outputs):
+            values[o] = engine.record(_Output(f"scan({body.name})", o, slot, collector),
+                                      (call,), None, values[o], {}, (True,))
+        return tuple(values)
+
+    def inline_in_trace(self, args: tuple, params: dict) -> tuple:
+        """A scan inside a traced function (``md.jit``, another scan's body): its steps are
+        recorded one after another."""
+        body: Program = params["body"]
+        kinds, carry_out = params["kinds"], params["carry_out"]
+        length, reverse = params["length"], params["reverse"]
+        values = list(args)
+        carry_at = [i for i, k in enumerate(kinds) if k == "c"]
+        y_at = [o for o in range(len(body.outputs)) if o not in set(carry_out)]
+        rows: list[list[Any]] = [[] for _ in y_at]
+        outs: list[Any] = []
+        for t in (range(length - 1, -1, -1) if reverse else range(length)):
+            step = [a[t, ...] if kind == "x" else v for a, v, kind in zip(args, values, kinds)]
+            outs = evaluate(body, step)
+            for i, o in zip(carry_at, carry_out):
+                values[i] = outs[o]
+            for j, o in enumerate(y_at):
+                rows[j].append(outs[o])
+        if not length:
+            raise ModeError(f"md.scan({body.name}): a zero-length scan inside a traced "
+                            f"function is not supported; skip the scan when length is 0")
+        result: list[Any] = [None] * len(body.outputs)
+        for i, o in zip(carry_at, carry_out):
+            result[o] = values[i]
+        for j, o in enumerate(y_at):
+            result[o] = stack(rows[j][::-1] if reverse else rows[j])
+        return tuple(result)
+
+
+scan_p = ScanPrimitive("scan", _impl, jvp=_no_generic_rule, vjp=_no_generic_rule)
+
+
+def _swap01(t: Any) -> Any:
+    """Swap the two leading axes (directions and steps) with a differentiable op."""
+    rank = len(getattr(concrete(t), "shape", ()))
+    return transpose(t, (1, 0, *range(2, rank)))
+
+
+def _tangent_row(t: Any, length: int) -> Any:
+    value = concrete(t)
+    if length:
+        return value[0, ...]
+    xp = _backend.get_backend().xp
+    return xp.zeros(tuple(value.shape[1:]), dtype=value.dtype)
+
+
+class _ScanRule:
+    """The rule of a scan's node: the reverse scan of the backward part."""
+
+    __slots__ = ("name", "info", "params")
+
+    def __init__(self, name: str, info: VjpBody, params: dict) -> None:
+        self.name = f"scan({name})"
+        self.info = info
+        self.params = params
+
+    def vjp(self, g: Any, residuals: Any, needs: Sequence[bool]) -> list[Any]:
+        stacked, passed, collector = residuals
+        info: VjpBody = self.info
+        params = self.params
+        body: Program = params["body"]
+        kinds, carry_out = params["kinds"], params["carry_out"]
+        length, reverse = params["length"], params["reverse"]
+        xp = _backend.get_backend().xp
+        gs = collector.take()
+        for slot, o in enumerate(info.tape_outputs):
+            if gs[slot] is None:
+                shape, dtype = info.parts.output_types[o]
+                rows = () if o in carry_out else (length,)
+                gs[slot] = xp.zeros((*rows, *shape), dtype=dtype)
+        ct_of = dict(zip(info.tape_outputs, gs))
+        carry_at = [i for i, kind in enumerate(kinds) if kind == "c"]
+        c_need = [j for j, i in enumerate(carry_at) if info.needs[i]]
+        k_need = [i for i, kind in enumerate(kinds) if kind == "k" and info.needs[i]]
+        x_need = [i for i, kind in enumerate(kinds) if kind == "x" and info.needs[i]]
+        diff_ys = [o for o in info.parts.differentiable if o not in set(carry_out)]
+        passed_kinds = [kinds[i] for i in info.passed]
+        ct_carry = [ct_of[carry_out[j]] for j in c_need]
+        acc = [xp.zeros(tuple(body.inputs[i].shape), dtype=body.inputs[i].dtype)
+               for i in k_need]
+        ct_ys = [ct_of[o] for o in diff_ys]
+        px = [p for p, kind in zip(passed, passed_kinds) if kind == "x"]
+        pk = [p for p, kind in zip(passed, passed_kinds) if kind == "k"]
+        operands = [*ct_carry, *acc, *stacked, *px, *ct_ys, *pk]
+        new_kinds = ("c",) * (len(ct_carry) + len(acc)) + ("x",) * (
+            len(stacked) + len(px) + len(ct_ys)) + ("k",) * len(pk)
+        if not length:
+            results = [*ct_carry, *acc] + [
+                xp.zeros((0, *body.inputs[i].shape), dtype=body.inputs[i].dtype)
+                for i in x_need]
+        else:
+            backward = backward_body(info, kinds, carry_out, c_need, k_need, x_need, diff_ys,
+                                     operands, new_kinds)
+            results = scan_p(*operands, body=backward, kinds=new_kinds,
+                             carry_out=tuple(range(len(ct_carry) + len(acc))), length=length,
+                             reverse=not reverse)
+        cts: list[Any] = [None] * len(kinds)
+        it = iter(results)
+        for j in c_need:
+            cts[carry_at[j]] = next(it)
+        for i in k_need:
+            cts[i] = next(it)
+        for i in x_need:
+            cts[i] = next(it)
+        return [ct if need else None for ct, need in zip(cts, needs)]
