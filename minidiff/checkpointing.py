@@ -171,19 +171,53 @@ def _unbox(x: Any, level: Level) -> Any:
 
 
 def _pull_back(level: Level, fn: Callable[..., Any], inputs: Sequence[Any], seed: Any,
-               outer: Tape) -> list[Any]:
+               outer: Tape, traced: Sequence[bool] | None = None,
+               expected: Any = None, what: str = "checkpoint") -> list[Any]:
     """Re-run ``fn`` on ``inputs`` recording on a sub-tape, and pull ``seed`` back to them.
 
-    Cotangents of values ``fn`` captured from ``outer`` (or a tape enclosing it) are added
-    there. Returns one cotangent per input (None where none flows)."""
+    Only inputs marked in ``traced`` (all by default) are boxed; the others are passed as they
+    are. Cotangents of values ``fn`` captured from ``outer`` (or a tape enclosing it) are added
+    there. With ``expected`` (the value the forward pass computed), a recomputation that
+    differs from it raises :class:`ReplayError`. Returns one cotangent per input (None where
+    none flows)."""
     sub = Tape()
+    traced = [True] * len(inputs) if traced is None else traced
     with _recording_on(level, sub):
-        boxed = [sub.add_input(x, level) for x in inputs]
+        boxed = [sub.add_input(x, level) if t else x for x, t in zip(inputs, traced)]
         out = fn(*boxed)
+    if expected is not None:
+        check_recomputed(_unbox(out, level), expected, what)
     if not (isinstance(out, TapeValue) and out.level is level and sub.owns(out.node)):
         return [None] * len(inputs)
     cotangents = sub.backward(out, seed, on_foreign=outer.accumulate)
-    return [cotangents[b.node.index] for b in boxed]
+    return [cotangents[b.node.index] if t else None for b, t in zip(boxed, traced)]
+
+
+def check_recomputed(again: Any, before: Any, what: str) -> None:
+    """Refuse a recomputation whose value differs from the forward pass's (NaN equal to NaN).
+
+    The same operations on the same inputs give the same bits, so a difference means the
+    function read something that changed in between: most often a NumPy array it closes over,
+    updated in place after the forward pass. Its backward pass would then differentiate another
+    function, silently."""
+    again, before = raw(again), raw(before)
+    if again is before:
+        return
+    xp = _backend.get_backend().xp
+    same = shape_of(again) == shape_of(before)
+    if same and math.prod(shape_of(before)):
+        a, b = xp.asarray(again), xp.asarray(before)
+        equal = a == b
+        if xp.isdtype(a.dtype, "real floating"):
+            equal = xp.logical_or(equal, xp.logical_and(xp.isnan(a), xp.isnan(b)))
+        same = bool(xp.all(equal))
+    if not same:
+        raise ReplayError(
+            f"{what}: recomputing it for the backward pass gave other values than the forward "
+            f"pass. It reads state that changed in between, most often a NumPy array it closes "
+            f"over that was updated in place after the forward pass (checkpointing re-reads "
+            f"what the function reads). Pass that array as an argument, or copy it before "
+            f"changing it.")
 
 
 class Recomputation:
@@ -216,28 +250,62 @@ class Recomputation:
 def checkpoint(f: Callable[..., Any]) -> Callable[..., Any]:
     """``f`` with its internals recomputed, not stored, under reverse mode.
 
-    ``f`` takes arrays and returns one array. Under ``grad``/``vjp`` the tape keeps only its
-    inputs (one node); the backward pass re-runs ``f`` to pull the cotangent through it.
+    ``f`` takes arrays (positional and keyword arguments, or tuples, lists and dicts of them)
+    and returns an array or such a pytree of arrays; integer and boolean outputs pass through
+    as constants. Under ``grad``/``vjp`` the tape keeps only its inputs (one node, whose output
+    is the floating outputs packed into one vector); the backward pass re-runs ``f`` to pull
+    the cotangent through it. A function is read at the forward pass *and* re-read at the
+    backward pass: if what it reads changed in between (an array it closes over, updated in
+    place), the recomputation differs, and that raises :class:`ReplayError` rather than
+    differentiating another function.
     """
+    name = f"checkpoint({getattr(f, '__name__', 'f')})"
 
     @functools.wraps(f)
-    def checkpointed(*args: Any) -> Any:
+    def checkpointed(*args: Any, **kwargs: Any) -> Any:
         level = _innermost_reverse_level()
         if level is None:
-            return f(*args)
-        replayed = _replayable(f, "checkpoint")
-        primals = [_unbox(a, level) for a in args]
+            return f(*args, **kwargs)
+        leaves, tree = tree_flatten((args, kwargs))
+        traced = [isinstance(x, TapeValue) and x.level is level for x in leaves]
+
+        def call(*flat: Any) -> Any:
+            positional, keywords = tree.unflatten(flat)
+            return f(*positional, **keywords)
+
+        replayed = _replayable(call, "checkpoint")
+        primals = [_unbox(a, level) for a in leaves]
         with _level_active(level, False):
             out = replayed(*primals)
+        out_leaves, out_tree = tree_flatten(out)
+        floating = [_is_floating(v) for v in out_leaves]
+        if not any(floating):
+            return out  # nothing to differentiate: no node
+        packing = _Packing(tuple(v for v, fl in zip(out_leaves, floating) if fl))
+
+        def packed(*flat: Any) -> Any:
+            again = tree_flatten(replayed(*flat))[0]
+            return packing.pack(tuple(v for v, fl in zip(again, floating) if fl))
+
         outer = level.engine.tape
+        forward = packing.pack(tuple(v for v, fl in zip(out_leaves, floating) if fl))
 
         def pull_back(g: Any, residuals: Any) -> list[Any]:
-            return _pull_back(level, replayed, residuals, g, outer)
+            return _pull_back(level, packed, residuals, g, outer, traced, forward, name)
 
-        rule = Recomputation(f"checkpoint({getattr(f, '__name__', 'f')})", pull_back)
-        return level.engine.record(rule, args, tuple(primals), out)
+        node = level.engine.record(Recomputation(name, pull_back), leaves, tuple(primals),
+                                   forward)
+        pieces = iter(packing.split(node))
+        return out_tree.unflatten([next(pieces) if fl else v
+                                   for v, fl in zip(out_leaves, floating)])
 
     return checkpointed
+
+
+def _is_floating(x: Any) -> bool:
+    """True for a floating-point array (or a box of one): an output a derivative flows to."""
+    dtype = getattr(raw(x), "dtype", None)
+    return dtype is not None and _backend.get_backend().xp.isdtype(dtype, "real floating")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,7 +415,7 @@ def checkpointed_loop(step: Callable[[State, int], State], state: State, n_steps
         slots, last = residuals
         adjoint = packing.split(g)
         adjoint = _reverse_sweep(run, packing, slots, last, adjoint, schedule[first_turn:],
-                                 level, outer)
+                                 level, outer, final)
         return list(adjoint)
 
     rule = Recomputation("checkpointed_loop", pull_back)
@@ -384,21 +452,27 @@ def _forward_sweep(run: Callable[[tuple, int], tuple], state: tuple, schedule: l
 
 def _reverse_sweep(run: Callable[[tuple, int], tuple], packing: _Packing,
                    slots: dict[int, tuple], held: tuple, adjoint: tuple, actions: list[Action],
-                   level: Level, outer: Tape) -> tuple:
+                   level: Level, outer: Tape, final: tuple) -> tuple:
     """Carry out the rest of the schedule: each turn records one step on a sub-tape and pulls
-    the adjoint of state t+1 back to state t; advances and restores move between states."""
+    the adjoint of state t+1 back to state t; advances and restores move between states.
+
+    Each turn's recomputed state t+1 must equal the state t+1 the turn before it started from
+    (the forward pass's final state, for the first turn): a difference means the step reads
+    something that changed since the forward pass, and raises :class:`ReplayError`."""
     slots = dict(slots)
     state = held
+    later = final
     for action in actions:
         if action.kind in (FIRSTTURN, YOUTURN):
 
             def one_step(*pieces: Any, t: int = action.state) -> Any:
                 return packing.pack(run(pieces, t))
 
-            cotangents = _pull_back(level, one_step, state, packing.pack(adjoint), outer)
+            cotangents = _pull_back(level, one_step, state, packing.pack(adjoint), outer,
+                                    expected=packing.pack(later), what="checkpointed_loop")
             adjoint = tuple(zeros(shape_of(s)) if c is None else c
                             for c, s in zip(cotangents, state))
-            state = None
+            later, state = state, None
         elif action.kind == RESTORE:
             state = slots[action.slot]
         elif action.kind == ADVANCE:
