@@ -50,6 +50,7 @@ from . import backend as _backend
 from .core import Box, Primitive, is_complex_dtype, raw, shape_of
 from .ops import concatenate, getitem, reshape, zeros
 from .pytree import PyTreeDef, _describe_value, tree_flatten
+from .reverse import is_mutable_array
 
 __all__ = ["custom_jvp", "custom_vjp", "CustomPrimitive"]
 
@@ -228,6 +229,13 @@ class CustomPrimitive:
                 raise ValueError(f"{fwd_name} returned an output of structure "
                                  f"{out_tree._describe()}, but the function returns "
                                  f"{call.out_tree._describe()}")
+            # the backward pass reads these later: arrays that could be updated in place by
+            # then (closed over, or the caller's) are kept as they are now
+            leaves, tree = tree_flatten(result[1])
+            if any(is_mutable_array(v) for v in leaves):
+                xp = _backend.get_backend().xp
+                return tree.unflatten([xp.asarray(v, copy=True) if is_mutable_array(v) else v
+                                       for v in leaves])
             return result[1]
 
         def vjp(g: Any, residuals: Any, needs: tuple, call: _Call) -> list[Any]:

@@ -94,7 +94,7 @@ def _record(f: Callable[..., Any], args: Sequence[Any], nums: Sequence[int], nam
     try:
         inputs = []
         for i, leaves_i, tree in zip(nums, leaves, trees):
-            boxes = [engine.tape.add_input(v, level) for v in leaves_i]
+            boxes = [engine.tape.add_input(engine.tape.keep(v), level) for v in leaves_i]
             inputs.extend(boxes)
             args[i] = tree.unflatten(boxes)
         try:
