@@ -758,7 +758,7 @@ def _index_to_host(index: Any, array_type: Any, to_host: Callable) -> Any:
 
 
 # =============================================================================================
-# Fast kernels (issue 13: cheaper eager rules). Everything below is this one block.
+# Fast kernels (cheaper eager rules). Everything below is this one block.
 #
 # Rules never ask which library runs; ops whose plain formula wastes passes over memory call a
 # kernel here instead, and each backend supplies its fastest *exact* way (NumPy's below; other

@@ -43,7 +43,7 @@ from . import core
 from .core import Box, Level, raw, shape_of
 from .ops import concatenate, reshape, zeros
 from .pytree import PyTreeDef, _describe_value, tree_flatten
-from .reverse import ReverseEngine, Tape, TapeValue
+from .reverse import ReverseEngine, Tape, TapeValue, same_values
 from .revolve import (
     ADVANCE,
     FIRSTTURN,
@@ -204,14 +204,7 @@ def check_recomputed(again: Any, before: Any, what: str) -> None:
     if again is before:
         return
     xp = _backend.get_backend().xp
-    same = shape_of(again) == shape_of(before)
-    if same and math.prod(shape_of(before)):
-        a, b = xp.asarray(again), xp.asarray(before)
-        equal = a == b
-        if xp.isdtype(a.dtype, "real floating"):
-            equal = xp.logical_or(equal, xp.logical_and(xp.isnan(a), xp.isnan(b)))
-        same = bool(xp.all(equal))
-    if not same:
+    if not same_values(xp.asarray(again), xp.asarray(before)):
         raise ReplayError(
             f"{what}: recomputing it for the backward pass gave other values than the forward "
             f"pass. It reads state that changed in between, most often a NumPy array it closes "

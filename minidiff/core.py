@@ -667,6 +667,7 @@ def _to_backend(primitive: Primitive, a: Any, backend: _backend.Backend) -> Any:
         )
     raise TypeError(
         f"{primitive.name}: cannot use an argument of type {type(a).__name__} as an array "
-        f"of the {backend.name!r} backend"
+        f"of the {backend.name!r} backend; pass an array, or a list of numbers or of traced "
+        f"values (minidiff.stack([...]) makes one array of them)"
     )
 

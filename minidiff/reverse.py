@@ -27,7 +27,7 @@ from .backend import get_backend
 from .core import Box, Level, ModeError, Primitive, bind
 from .ops import add
 
-__all__ = ["Node", "Tape", "TapeValue", "ReverseEngine", "is_mutable_array"]
+__all__ = ["Node", "Tape", "TapeValue", "ReverseEngine", "is_mutable_array", "same_values"]
 
 _FREED = object()  # what a node's residuals become once the backward pass has used them
 
@@ -113,12 +113,13 @@ class Tape:
 
         A node's residuals are read by the backward pass, later; a NumPy array the function
         closes over (or the caller passed in) may be updated in place by then. The tape keeps
-        copies of such arrays, so the backward pass reads what the forward pass read.
+        copies of such arrays, so the backward pass reads what the forward pass read. An array
+        kept before is copied again only if its values have changed since.
         """
         if not is_mutable_array(x):
             return x
         held = self._kept.get(id(x))
-        if held is None or held[0] is not x:
+        if held is None or held[0] is not x or not same_values(held[1], x):
             held = self._kept[id(x)] = (x, get_backend().xp.asarray(x, copy=True))
         return held[1]
 
@@ -214,6 +215,17 @@ class Tape:
 
 
 _IMMUTABLE = (float, int, bool, type(None))
+
+
+def same_values(a: Any, b: Any) -> bool:
+    """Equal shapes, dtypes and values (NaN equal to NaN) of two raw arrays."""
+    if tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype:
+        return False
+    xp = get_backend().xp
+    equal = a == b
+    if xp.isdtype(a.dtype, "real floating"):
+        equal = xp.logical_or(equal, xp.logical_and(xp.isnan(a), xp.isnan(b)))
+    return bool(xp.all(equal))
 
 
 def is_mutable_array(x: Any) -> bool:

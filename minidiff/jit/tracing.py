@@ -30,7 +30,7 @@ from typing import Any
 
 from ..backend import get_backend
 from ..core import Box, Level, Primitive, TracerConversionError, bind, close_level, open_level
-from ..reverse import is_mutable_array
+from ..reverse import is_mutable_array, same_values
 from .program import Const, Equation, Program, Var
 
 __all__ = ["JitError", "JitTracedValue", "Tracer", "TraceEngine", "trace", "compare_traces"]
@@ -243,10 +243,12 @@ class TraceEngine:
         return Const(a), a
 
     def _const(self, a: Any) -> Const:
-        """The one ``Const`` of a captured array, holding its value at trace time (a copy of
-        an array that could be updated in place): a program bakes what it closes over."""
+        """The ``Const`` of a captured array, holding its value when it is read (a copy of an
+        array that could be updated in place): a program bakes what it closes over. Reads of
+        one array share a ``Const`` while its values stay the same."""
         held = self._consts.get(id(a))
-        if held is None or held[0] is not a:
+        if held is None or held[0] is not a or (held[1].value is not a
+                                                and not same_values(held[1].value, a)):
             value = backend_copy(a) if is_mutable_array(a) else a
             held = self._consts[id(a)] = (a, Const(value))
         return held[1]
