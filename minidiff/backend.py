@@ -144,6 +144,15 @@ class Backend:
         Python floats and lists of floats become ``float_dtype``; integers and booleans keep
         their kind (``grad`` rejects them later with a clear message).
         """
+        if isinstance(x, list | tuple) and any(
+                isinstance(v, list | tuple) or isinstance(v, self.array_type) for v in x):
+            try:
+                return self._asarray(x, dtype)
+            except TypeError:  # arrays inside a list (array_api_strict takes none): stack
+                return self.xp.stack([self.asarray(v, dtype) for v in x])
+        return self._asarray(x, dtype)
+
+    def _asarray(self, x: Any, dtype: Any) -> Any:
         if dtype is None and isinstance(x, float | list | tuple):
             arr = self.xp.asarray(x)
             if self.xp.isdtype(arr.dtype, "real floating"):
