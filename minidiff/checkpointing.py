@@ -267,7 +267,8 @@ def checkpoint(f: Callable[..., Any]) -> Callable[..., Any]:
             return f(*positional, **keywords)
 
         replayed = _replayable(call, "checkpoint")
-        primals = [_unbox(a, level) for a in leaves]
+        keep = level.engine.tape.keep  # constants as they are now, for the recomputation
+        primals = [_unbox(a, level) if t else keep(a) for a, t in zip(leaves, traced)]
         with _level_active(level, False):
             out = replayed(*primals)
         out_leaves, out_tree = tree_flatten(out)
@@ -397,7 +398,8 @@ def checkpointed_loop(step: Callable[[State, int], State], state: State, n_steps
     snapshots = default_snapshots(n_steps) if snapshots is None else snapshots
     schedule = revolve_schedule(n_steps, snapshots)
     run = _replayable(run, "checkpointed_loop")  # every run may be run again: same draws
-    primals = tuple(_unbox(s, level) for s in states)
+    primals = tuple(_unbox(s, level) if isinstance(s, Box) else level.engine.tape.keep(s)
+                    for s in states)  # a constant initial state as it is now
     stored, held, first_turn = _forward_sweep(run, primals, schedule, level)
     final = _advance(run, held, n_steps - 1, n_steps, level)  # the last step, unrecorded
 

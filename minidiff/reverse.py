@@ -20,6 +20,7 @@ itself counts nothing; :class:`minidiff.memory.MeteredTape` is a tape that count
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -89,7 +90,7 @@ class Tape:
         self.nodes: list[Node] = []
         self._cotangents: list[Any] | None = None  # set during a backward pass
         self._on_foreign: Callable[[Node, Any], None] | None = None
-        self._kept: dict[int, tuple[Any, Any]] = {}  # id of a constant -> (it, its copy)
+        self._kept: dict[int, tuple[Any, Any]] = {}  # id of a constant -> (weak ref, copy)
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -108,8 +109,9 @@ class Tape:
         return node
 
     def keep(self, x: Any) -> Any:
-        """The value of ``x`` now: a copy of a raw writable array (one per array per tape),
-        anything else unchanged.
+        """The value of ``x`` now: a copy of a raw writable array (one per array per tape while
+        its values stay the same, for arrays too large to copy at every use), anything else
+        unchanged.
 
         A node's residuals are read by the backward pass, later; a NumPy array the function
         closes over (or the caller passed in) may be updated in place by then. The tape keeps
@@ -118,9 +120,15 @@ class Tape:
         """
         if not is_mutable_array(x):
             return x
+        if x.size <= _SMALL:  # a copy costs less than the comparison that could save it
+            return get_backend().xp.asarray(x, copy=True)
         held = self._kept.get(id(x))
-        if held is None or held[0] is not x or not same_values(held[1], x):
-            held = self._kept[id(x)] = (x, get_backend().xp.asarray(x, copy=True))
+        if held is None or held[0]() is not x or not same_values(held[1], x):
+            copy = get_backend().xp.asarray(x, copy=True)
+            try:  # a weak reference: the tape must not keep the original alive as well
+                held = self._kept[id(x)] = (weakref.ref(x), copy)
+            except TypeError:  # an array type without weak references: no memo
+                return copy
         return held[1]
 
     def keep_constants(self, residuals: Any, constants: Sequence[Any]) -> Any:
@@ -215,6 +223,7 @@ class Tape:
 
 
 _IMMUTABLE = (float, int, bool, type(None))
+_SMALL = 4096  # elements: arrays up to this size are copied each time, larger ones once
 
 
 def same_values(a: Any, b: Any) -> bool:
@@ -223,9 +232,11 @@ def same_values(a: Any, b: Any) -> bool:
         return False
     xp = get_backend().xp
     equal = a == b
-    if xp.isdtype(a.dtype, "real floating"):
-        equal = xp.logical_or(equal, xp.logical_and(xp.isnan(a), xp.isnan(b)))
-    return bool(xp.all(equal))
+    if bool(xp.all(equal)):  # the common case, in two passes
+        return True
+    if not xp.isdtype(a.dtype, "real floating"):
+        return False
+    return bool(xp.all(xp.logical_or(equal, xp.logical_and(xp.isnan(a), xp.isnan(b)))))
 
 
 def is_mutable_array(x: Any) -> bool:

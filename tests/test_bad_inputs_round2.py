@@ -425,3 +425,19 @@ def test_checkpoint_takes_dict_and_string_arguments(backend, to_array):
     x = to_array(X)
     got = md.grad(lambda x: md.sum(md.checkpoint(f)({"a": x, "b": [x * 3.0]}, mode="square")))(x)
     assert_close(got, 6.0 * np.array(X))
+
+
+def test_checkpoint_keeps_a_constant_argument_as_the_forward_pass_read_it(backend, to_array):
+    c = to_array([2.0, 3.0])
+    _, pull = md.vjp(lambda x: md.sum(md.checkpoint(lambda x, c: x * c * x)(x, c)),
+                     to_array(X))
+    c[...] = 10.0  # the argument was kept as it was: Σ c x² → 2 c x
+    assert_close(pull(1.0)[0], [2.0, 9.0])
+
+
+def test_a_jitted_call_under_vjp_keeps_its_constant_arguments(backend, to_array):
+    jitted = md.jit(lambda x, c: md.sum(x * c * x))
+    c = to_array([2.0, 3.0])
+    _, pull = md.vjp(lambda x: jitted(x, c), to_array(X))
+    c[...] = 10.0  # read once at the forward pass, once by the program's residuals: 2 c x
+    assert_close(pull(1.0)[0], [2.0, 9.0])
