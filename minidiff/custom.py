@@ -50,7 +50,7 @@ from . import backend as _backend
 from .core import Box, Primitive, is_complex_dtype, raw, shape_of
 from .ops import concatenate, getitem, reshape, zeros
 from .pytree import PyTreeDef, _describe_value, tree_flatten
-from .reverse import is_mutable_array
+from .reverse import copy_array, is_mutable_array
 
 __all__ = ["custom_jvp", "custom_vjp", "CustomPrimitive"]
 
@@ -233,8 +233,7 @@ class CustomPrimitive:
             # then (closed over, or the caller's) are kept as they are now
             leaves, tree = tree_flatten(result[1])
             if any(is_mutable_array(v) for v in leaves):
-                xp = _backend.get_backend().xp
-                return tree.unflatten([xp.asarray(v, copy=True) if is_mutable_array(v) else v
+                return tree.unflatten([copy_array(v) if is_mutable_array(v) else v
                                        for v in leaves])
             return result[1]
 

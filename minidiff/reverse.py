@@ -28,7 +28,8 @@ from .backend import get_backend
 from .core import Box, Level, ModeError, Primitive, bind
 from .ops import add
 
-__all__ = ["Node", "Tape", "TapeValue", "ReverseEngine", "is_mutable_array", "same_values"]
+__all__ = ["Node", "Tape", "TapeValue", "ReverseEngine", "copy_array", "is_mutable_array",
+           "same_values"]
 
 _FREED = object()  # what a node's residuals become once the backward pass has used them
 
@@ -121,10 +122,10 @@ class Tape:
         if not is_mutable_array(x):
             return x
         if x.size <= _SMALL:  # a copy costs less than the comparison that could save it
-            return get_backend().xp.asarray(x, copy=True)
+            return copy_array(x)
         held = self._kept.get(id(x))
         if held is None or held[0]() is not x or not same_values(held[1], x):
-            copy = get_backend().xp.asarray(x, copy=True)
+            copy = copy_array(x)
             try:  # a weak reference: the tape must not keep the original alive as well
                 held = self._kept[id(x)] = (weakref.ref(x), copy)
             except TypeError:  # an array type without weak references: no memo
@@ -237,6 +238,13 @@ def same_values(a: Any, b: Any) -> bool:
     if not xp.isdtype(a.dtype, "real floating"):
         return False
     return bool(xp.all(xp.logical_or(equal, xp.logical_and(xp.isnan(a), xp.isnan(b)))))
+
+
+def copy_array(x: Any) -> Any:
+    """A copy of a raw array: its own ``copy()`` (NumPy, CuPy), else the standard's
+    ``asarray(x, copy=True)`` (array_api_strict has no method)."""
+    own = getattr(x, "copy", None)
+    return own() if own is not None else get_backend().xp.asarray(x, copy=True)
 
 
 def is_mutable_array(x: Any) -> bool:

@@ -28,9 +28,8 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..backend import get_backend
 from ..core import Box, Level, Primitive, TracerConversionError, bind, close_level, open_level
-from ..reverse import is_mutable_array, same_values
+from ..reverse import copy_array, is_mutable_array, same_values
 from .program import Const, Equation, Program, Var
 
 __all__ = ["JitError", "JitTracedValue", "Tracer", "TraceEngine", "trace", "compare_traces"]
@@ -249,7 +248,7 @@ class TraceEngine:
         held = self._consts.get(id(a))
         if held is None or held[0] is not a or (held[1].value is not a
                                                 and not same_values(held[1].value, a)):
-            value = backend_copy(a) if is_mutable_array(a) else a
+            value = copy_array(a) if is_mutable_array(a) else a
             held = self._consts[id(a)] = (a, Const(value))
         return held[1]
 
@@ -263,10 +262,6 @@ class TraceEngine:
                 or (isinstance(x, JitTracedValue) and x.engine is self)):
             raise _captured_error(self.name, "the function's result", x)
         return self._atom(x, "the result")
-
-
-def backend_copy(a: Any) -> Any:
-    return get_backend().xp.asarray(a, copy=True)
 
 
 def _captured_error(name: str, op: str, a: Any) -> JitError:
