@@ -36,6 +36,10 @@ their positions first (by the function's signature), so the rules see positional
 only. What a rule returns is checked against the primal: a tangent must have the structure of
 the output and shape ``(K, *out.shape)``, a cotangent the structure and shape of its argument
 (None for zero), both in the primal's floating dtype; a mismatch raises naming the rule.
+
+``bwd`` reads the residuals later than ``fwd`` made them: writable arrays among them (an array
+the function closes over, an argument) are kept as copies, so updating those arrays in place
+before the backward pass changes nothing.
 """
 
 from __future__ import annotations
