@@ -5,8 +5,8 @@ Gamma and Beta shapes, and keyword arguments to ``checkpoint``.
 No silent wrong answers: every case checks the value (hand-derived, or central finite
 differences in float64 through ``check_grads``, tolerance stated) or expects an exception whose
 message names the op or wrapper and what to do instead. Cases run on NumPy and array_api_strict
-(``backend``) unless they need NumPy itself (object arrays, in-place updates of NumPy arrays
-are done through the backend's own ``__setitem__``, which both libraries have).
+(``backend``), except the object-array case, which needs NumPy itself; arrays are updated in
+place with ``a[...] = v``, which both libraries have.
 
 The rules these cases pin down:
 
