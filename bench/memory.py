@@ -1,4 +1,4 @@
-"""Memory of each mode of AD on a long simulation, against the targets of issue 5.
+"""Memory of each mode of AD on a long simulation, against the project's memory targets.
 
 The workload is the realised variance Σ r_t² of the Cont market of :mod:`minidiff.models.cont`
 (``BENCHMARK_PARAMS``, ``BENCHMARK_SETTINGS``) with N agents over T steps, its noise streamed

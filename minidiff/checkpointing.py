@@ -17,33 +17,36 @@ on the enclosing tape as usual, and the sub-tapes hand their cotangents back to 
 forward mode, or with no transform at all, both are the plain computation. Gradients are exact:
 the recomputation repeats the same floating-point operations.
 
-Random numbers must repeat too. A step that draws from a generator made *outside* it would
-see new numbers each time it is recomputed (the generator has advanced), and the gradient would
-silently be that of another path. So under reverse mode every run of a step (or of a
-checkpointed function) is a *replayed region*, and :mod:`minidiff.random` asks
-:func:`check_draw` before it advances a generator: one made before the region opened raises
-:class:`ReplayError`, and so does a generator made inside from fresh entropy
-(:func:`check_entropy`). Generators made inside the step from a seed, or as a keyed stream
-``rng.stream(("step", t))`` of an outer ``rng`` (which does not advance it), are recreated
-identically by every run and may draw.
+A recomputation must repeat the forward pass exactly: its random numbers (see
+:mod:`minidiff.recomputation`) and the arrays it reads (a recomputation that differs raises
+:class:`ReplayError`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
-import itertools
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from . import backend as _backend
-from . import core
 from .core import Box, Level, raw, shape_of
-from .ops import concatenate, reshape, zeros
+from .ops import zeros
 from .pytree import PyTreeDef, _describe_value, tree_flatten
-from .reverse import ReverseEngine, Tape, TapeValue
+from .recomputation import (
+    Packing,
+    Recomputation,
+    ReplayError,
+    birth_mark,
+    check_draw,
+    check_entropy,
+    innermost_reverse_level,
+    level_active,
+    pull_back,
+    replayable,
+    unbox,
+)
+from .reverse import Tape, TapeValue
 from .revolve import (
     ADVANCE,
     FIRSTTURN,
@@ -61,159 +64,6 @@ State = Any
 
 
 # ---------------------------------------------------------------------------------------------
-# Replayed regions: a recomputed step must draw the same random numbers
-# ---------------------------------------------------------------------------------------------
-
-
-class ReplayError(RuntimeError):
-    """A step that checkpointing will run again drew from a generator made outside it."""
-
-
-_marks = itertools.count(1)  # each region's own number
-# the replayed regions open in this thread, innermost last: (number, what is replayed)
-_regions: contextvars.ContextVar[tuple[tuple[int, str], ...]] = contextvars.ContextVar(
-    "minidiff_replayed_regions", default=())
-
-
-def birth_mark() -> tuple[tuple[int, str], ...]:
-    """The replayed regions open now in this thread: ``minidiff.random`` stamps every generator
-    it makes with them, for :func:`check_draw`."""
-    return _regions.get()
-
-
-def check_draw(born: tuple[tuple[int, str], ...], what: str) -> None:
-    """Refuse a draw (by the sampler ``what``) that advances a generator stamped ``born``
-    unless it was made inside the innermost replayed region open now (in this thread): any
-    other generator would be found advanced by the region's recomputation, which would draw
-    other numbers."""
-    regions = _regions.get()
-    if regions and regions[-1] not in born:
-        region = regions[-1][1]
-        raise ReplayError(
-            f"{what}: a {region} step drew from a random generator made outside the step. The "
-            f"backward pass runs the step again, the generator would have moved on, and the "
-            f"gradient would be that of other random numbers. Draw from a keyed stream made "
-            f"inside the step instead, e.g. rng.stream(('step', t)).normal(...), which gives "
-            f"the same numbers every time it is made (or draw them before the loop and index "
-            f"them by step)")
-
-
-def check_entropy(what: str) -> None:
-    """Refuse fresh entropy (a generator seeded from the operating system, by ``what``) inside
-    a replayed region: every run of the region would draw other numbers."""
-    regions = _regions.get()
-    if regions:
-        raise ReplayError(
-            f"{what}: a {regions[-1][1]} step made a generator from fresh entropy (seed None). "
-            f"The backward pass runs the step again and would draw other numbers, so the "
-            f"gradient would be wrong. Pass a seed, or a keyed stream of a generator made "
-            f"before the loop, e.g. rng.stream(('step', t))")
-
-
-@contextlib.contextmanager
-def _replayed(what: str) -> Iterator[None]:
-    token = _regions.set(_regions.get() + ((next(_marks), what),))
-    try:
-        yield
-    finally:
-        _regions.reset(token)
-
-
-def _replayable(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
-    """``fn`` run as a replayed region (see :func:`check_draw`)."""
-    def run(*args: Any) -> Any:
-        with _replayed(what):
-            return fn(*args)
-
-    return run
-
-
-# ---------------------------------------------------------------------------------------------
-# Levels: which reverse level to checkpoint at, and running with it switched off or on
-# ---------------------------------------------------------------------------------------------
-
-
-def _innermost_reverse_level() -> Level | None:
-    """The deepest open level if it is a reverse-mode level (else None: nothing to save)."""
-    stack = core.active_levels()
-    if stack and isinstance(stack[-1].engine, ReverseEngine):
-        return stack[-1]
-    return None
-
-
-@contextlib.contextmanager
-def _level_active(level: Level, active: bool) -> Iterator[None]:
-    """Run with ``level`` switched off (values boxed at it act as their primals, so nothing
-    is recorded) or, inside a pull-back called after its transform returned, back on."""
-    previous = level.active
-    level.active = active
-    try:
-        yield
-    finally:
-        level.active = previous
-
-
-@contextlib.contextmanager
-def _recording_on(level: Level, tape: Tape) -> Iterator[None]:
-    """Send what ``level`` records to ``tape`` (a sub-tape) for the duration."""
-    engine = level.engine
-    previous = engine.tape
-    engine.tape = tape
-    # back on the stack too: a transform opened while the segment re-records (a scan's
-    # trace, a nested grad) must be deeper than this level, not tied with it
-    token = None if level in core.active_levels() else core.reopen_level(level)
-    try:
-        with _level_active(level, True):
-            yield
-    finally:
-        if token is not None:
-            core.restore_levels(token)
-        engine.tape = previous
-
-
-def _unbox(x: Any, level: Level) -> Any:
-    return x.value if isinstance(x, Box) and x.level is level else x
-
-
-def _pull_back(level: Level, fn: Callable[..., Any], inputs: Sequence[Any], seed: Any,
-               outer: Tape) -> list[Any]:
-    """Re-run ``fn`` on ``inputs`` recording on a sub-tape, and pull ``seed`` back to them.
-
-    Cotangents of values ``fn`` captured from ``outer`` (or a tape enclosing it) are added
-    there. Returns one cotangent per input (None where none flows)."""
-    sub = Tape()
-    with _recording_on(level, sub):
-        boxed = [sub.add_input(x, level) for x in inputs]
-        out = fn(*boxed)
-    if not (isinstance(out, TapeValue) and out.level is level and sub.owns(out.node)):
-        return [None] * len(inputs)
-    cotangents = sub.backward(out, seed, on_foreign=outer.accumulate)
-    return [cotangents[b.node.index] for b in boxed]
-
-
-class Recomputation:
-    """The rule of a checkpoint node: a recomputation, not a formula.
-
-    A primitive's node keeps what its VJP formula reads. A checkpoint node keeps the inputs of
-    a whole segment (``checkpoint``'s arguments, ``checkpointed_loop``'s snapshots), and its
-    pull-back ``pull_back(g, residuals)`` re-runs the segment on a sub-tape to send ``g`` back
-    through it (one cotangent per argument). It answers the tape's ``vjp`` call like a rule.
-    """
-
-    __slots__ = ("name", "pull_back")
-
-    def __init__(self, name: str, pull_back: Callable[[Any, Any], list[Any]]) -> None:
-        self.name = name
-        self.pull_back = pull_back
-
-    def vjp(self, g: Any, residuals: Any, needs: Sequence[bool]) -> list[Any]:
-        return self.pull_back(g, residuals)
-
-    def __repr__(self) -> str:
-        return f"<minidiff recomputation {self.name}>"
-
-
-# ---------------------------------------------------------------------------------------------
 # checkpoint(f)
 # ---------------------------------------------------------------------------------------------
 
@@ -221,28 +71,63 @@ class Recomputation:
 def checkpoint(f: Callable[..., Any]) -> Callable[..., Any]:
     """``f`` with its internals recomputed, not stored, under reverse mode.
 
-    ``f`` takes arrays and returns one array. Under ``grad``/``vjp`` the tape keeps only its
-    inputs (one node); the backward pass re-runs ``f`` to pull the cotangent through it.
+    ``f`` takes arrays (positional and keyword arguments, or tuples, lists and dicts of them)
+    and returns an array or such a pytree of arrays; integer and boolean outputs pass through
+    as constants. Under ``grad``/``vjp`` the tape keeps only its inputs (one node, whose output
+    is the floating outputs packed into one vector); the backward pass re-runs ``f`` to pull
+    the cotangent through it. A function is read at the forward pass *and* re-read at the
+    backward pass: if what it reads changed in between (an array it closes over, updated in
+    place), the recomputation differs, and that raises :class:`ReplayError` rather than
+    differentiating another function.
     """
+    name = f"checkpoint({getattr(f, '__name__', 'f')})"
 
     @functools.wraps(f)
-    def checkpointed(*args: Any) -> Any:
-        level = _innermost_reverse_level()
+    def checkpointed(*args: Any, **kwargs: Any) -> Any:
+        level = innermost_reverse_level()
         if level is None:
-            return f(*args)
-        replayed = _replayable(f, "checkpoint")
-        primals = [_unbox(a, level) for a in args]
-        with _level_active(level, False):
+            return f(*args, **kwargs)
+        leaves, tree = tree_flatten((args, kwargs))
+        traced = [isinstance(x, TapeValue) and x.level is level for x in leaves]
+
+        def call(*flat: Any) -> Any:
+            positional, keywords = tree.unflatten(flat)
+            return f(*positional, **keywords)
+
+        replayed = replayable(call, "checkpoint")
+        keep = level.engine.tape.keep  # constants as they are now, for the recomputation
+        primals = [unbox(a, level) if t else keep(a) for a, t in zip(leaves, traced)]
+        with level_active(level, False):
             out = replayed(*primals)
+        out_leaves, out_tree = tree_flatten(out)
+        floating = [_is_floating(v) for v in out_leaves]
+        if not any(floating):
+            return out  # nothing to differentiate: no node
+        packing = Packing(tuple(v for v, fl in zip(out_leaves, floating) if fl))
+
+        def packed(*flat: Any) -> Any:
+            again = tree_flatten(replayed(*flat))[0]
+            return packing.pack(tuple(v for v, fl in zip(again, floating) if fl))
+
         outer = level.engine.tape
+        forward = packing.pack(tuple(v for v, fl in zip(out_leaves, floating) if fl))
 
-        def pull_back(g: Any, residuals: Any) -> list[Any]:
-            return _pull_back(level, replayed, residuals, g, outer)
+        def backward(g: Any, residuals: Any) -> list[Any]:
+            return pull_back(level, packed, residuals, g, outer, traced, forward, name)
 
-        rule = Recomputation(f"checkpoint({getattr(f, '__name__', 'f')})", pull_back)
-        return level.engine.record(rule, args, tuple(primals), out)
+        node = level.engine.record(Recomputation(name, backward), leaves, tuple(primals),
+                                   forward)
+        pieces = iter(packing.split(node))
+        return out_tree.unflatten([next(pieces) if fl else v
+                                   for v, fl in zip(out_leaves, floating)])
 
     return checkpointed
+
+
+def _is_floating(x: Any) -> bool:
+    """True for a floating-point array (or a box of one): an output a derivative flows to."""
+    dtype = getattr(raw(x), "dtype", None)
+    return dtype is not None and _backend.get_backend().xp.isdtype(dtype, "real floating")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,6 +205,9 @@ def checkpointed_loop(step: Callable[[State, int], State], state: State, n_steps
     Under reverse mode the whole loop is one tape node that keeps only its snapshots; its
     backward pass follows ``revolve_schedule(n_steps, snapshots)``, recording one step at a
     time on a sub-tape. Under forward mode, or with plain arrays, it is an ordinary loop.
+    ``step`` is read again by the backward pass: a recomputed state that differs from the one
+    the forward pass had (the step reads an array updated in place since) raises
+    :class:`ReplayError`.
     """
     if not isinstance(n_steps, int) or n_steps < 0:
         raise ValueError(f"checkpointed_loop: n_steps must be an int >= 0, got {n_steps!r}")
@@ -332,7 +220,7 @@ def checkpointed_loop(step: Callable[[State, int], State], state: State, n_steps
     def repack(final: tuple) -> State:
         return tree.unflatten(final)
 
-    level = _innermost_reverse_level()
+    level = innermost_reverse_level()
     if level is None or n_steps == 0:
         for t in range(n_steps):
             states = run(states, t)
@@ -340,22 +228,23 @@ def checkpointed_loop(step: Callable[[State, int], State], state: State, n_steps
 
     snapshots = default_snapshots(n_steps) if snapshots is None else snapshots
     schedule = revolve_schedule(n_steps, snapshots)
-    run = _replayable(run, "checkpointed_loop")  # every run may be run again: same draws
-    primals = tuple(_unbox(s, level) for s in states)
+    run = replayable(run, "checkpointed_loop")  # every run may be run again: same draws
+    primals = tuple(unbox(s, level) if isinstance(s, Box) else level.engine.tape.keep(s)
+                    for s in states)  # a constant initial state as it is now
     stored, held, first_turn = _forward_sweep(run, primals, schedule, level)
     final = _advance(run, held, n_steps - 1, n_steps, level)  # the last step, unrecorded
 
     outer = level.engine.tape
-    packing = _Packing(final)
+    packing = Packing(final)
 
-    def pull_back(g: Any, residuals: Any) -> list[Any]:
+    def backward(g: Any, residuals: Any) -> list[Any]:
         slots, last = residuals
         adjoint = packing.split(g)
         adjoint = _reverse_sweep(run, packing, slots, last, adjoint, schedule[first_turn:],
-                                 level, outer)
+                                 level, outer, final)
         return list(adjoint)
 
-    rule = Recomputation("checkpointed_loop", pull_back)
+    rule = Recomputation("checkpointed_loop", backward)
     out = level.engine.record(rule, states, (stored, held), packing.pack(final))
     return repack(packing.split(out))
 
@@ -363,7 +252,7 @@ def checkpointed_loop(step: Callable[[State, int], State], state: State, n_steps
 def _advance(run: Callable[[tuple, int], tuple], state: tuple, start: int, stop: int,
              level: Level) -> tuple:
     """Steps ``start .. stop-1`` with ``level`` switched off, so nothing is recorded."""
-    with _level_active(level, False):
+    with level_active(level, False):
         for t in range(start, stop):
             state = run(state, t)
     return state
@@ -387,23 +276,29 @@ def _forward_sweep(run: Callable[[tuple, int], tuple], state: tuple, schedule: l
     raise RuntimeError("revolve schedule without a first turn")  # pragma: no cover
 
 
-def _reverse_sweep(run: Callable[[tuple, int], tuple], packing: _Packing,
+def _reverse_sweep(run: Callable[[tuple, int], tuple], packing: Packing,
                    slots: dict[int, tuple], held: tuple, adjoint: tuple, actions: list[Action],
-                   level: Level, outer: Tape) -> tuple:
+                   level: Level, outer: Tape, final: tuple) -> tuple:
     """Carry out the rest of the schedule: each turn records one step on a sub-tape and pulls
-    the adjoint of state t+1 back to state t; advances and restores move between states."""
+    the adjoint of state t+1 back to state t; advances and restores move between states.
+
+    Each turn's recomputed state t+1 must equal the state t+1 the turn before it started from
+    (the forward pass's final state, for the first turn): a difference means the step reads
+    something that changed since the forward pass, and raises :class:`ReplayError`."""
     slots = dict(slots)
     state = held
+    later = final
     for action in actions:
         if action.kind in (FIRSTTURN, YOUTURN):
 
             def one_step(*pieces: Any, t: int = action.state) -> Any:
                 return packing.pack(run(pieces, t))
 
-            cotangents = _pull_back(level, one_step, state, packing.pack(adjoint), outer)
+            cotangents = pull_back(level, one_step, state, packing.pack(adjoint), outer,
+                                    expected=packing.pack(later), what="checkpointed_loop")
             adjoint = tuple(zeros(shape_of(s)) if c is None else c
                             for c, s in zip(cotangents, state))
-            state = None
+            later, state = state, None
         elif action.kind == RESTORE:
             state = slots[action.slot]
         elif action.kind == ADVANCE:
@@ -411,26 +306,3 @@ def _reverse_sweep(run: Callable[[tuple, int], tuple], packing: _Packing,
         elif action.kind == TAKESHOT:
             slots[action.slot] = state
     return adjoint
-
-
-class _Packing:
-    """A tuple of arrays as one flat vector (a tape node has one output), and back."""
-
-    def __init__(self, example: tuple) -> None:
-        self.shapes = [shape_of(x) for x in example]
-        self.sizes = [math.prod(s) for s in self.shapes]
-        self.single = len(example) == 1
-
-    def pack(self, pieces: tuple) -> Any:
-        if self.single:
-            return pieces[0]
-        return concatenate([reshape(p, (-1,)) for p in pieces])
-
-    def split(self, flat: Any) -> tuple:
-        if self.single:
-            return (flat,)
-        pieces, start = [], 0
-        for shape, size in zip(self.shapes, self.sizes):
-            pieces.append(reshape(flat[start:start + size], shape))
-            start += size
-        return tuple(pieces)

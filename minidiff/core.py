@@ -557,8 +557,9 @@ def bind(primitive: Primitive, *args: Any, **params: Any) -> Any:
             constants = True
     if top is None:
         return _apply_raw(primitive, args, params)
-    if constants:
-        _refuse_complex(primitive, args)
+    if constants and _check_constants(primitive, args):
+        # a (nested) list or tuple of traced values means the array they make, as in NumPy
+        return bind(primitive, *map(stacked, args), **params)
     if primitive.differentiable or top.tracks_jumps:
         return top.engine.process(primitive, args, params)
     # piecewise constant: unbox every level whose engine follows only derivatives (to them the
@@ -578,17 +579,34 @@ def bind(primitive: Primitive, *args: Any, **params: Any) -> Any:
 _PYTHON_SCALARS = (float, int, bool)
 
 
-def _refuse_complex(primitive: Primitive, args: Sequence[Any]) -> None:
-    """Constants meeting traced values must be real: complex ones have no rules here."""
+def _check_constants(primitive: Primitive, args: Sequence[Any]) -> bool:
+    """Check the arguments that are not boxes when some other argument is traced.
+
+    Returns True when one of them is a (nested) list or tuple holding boxes: the caller
+    stacks it (never a constant, which would drop those boxes' derivatives). Constants must be
+    real (complex ones have no rules here) and hold numbers (an object array of boxes would
+    hide them from every engine).
+    """
     for a in args:
         if type(a) in _PYTHON_SCALARS or isinstance(a, Box):
             continue
-        if type(a) is complex or is_complex_dtype(getattr(a, "dtype", None)):
+        if isinstance(a, list | tuple):
+            if holds_box(a):
+                return True
+            continue
+        dtype = getattr(a, "dtype", None)
+        if getattr(dtype, "kind", None) == "O":
+            raise TypeError(
+                f"{primitive.name}: an array of dtype object meets a traced value; its "
+                f"entries would be hidden from differentiation. Build the array with "
+                f"minidiff.stack([...]) or minidiff.asarray([...]) instead of np.array")
+        if type(a) is complex or is_complex_dtype(dtype):
             raise TypeError(
                 f"{primitive.name}: a complex value meets a traced one, but minidiff "
                 f"differentiates real-valued functions only (a complex derivative needs "
                 f"conjugation rules it does not have); carry the real and imaginary parts as "
                 f"two real arrays")
+    return False
 
 
 def _apply_raw(primitive: Primitive, args: Sequence[Any], params: dict) -> Any:
@@ -726,6 +744,7 @@ def _to_backend(primitive: Primitive, a: Any, backend: _backend.Backend) -> Any:
         )
     raise TypeError(
         f"{primitive.name}: cannot use an argument of type {type(a).__name__} as an array "
-        f"of the {backend.name!r} backend"
+        f"of the {backend.name!r} backend; pass an array, or a list of numbers or of traced "
+        f"values (minidiff.stack([...]) makes one array of them)"
     )
 

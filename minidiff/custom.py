@@ -37,6 +37,10 @@ their positions first (by the function's signature), so the rules see positional
 only. What a rule returns is checked against the primal: a tangent must have the structure of
 the output and shape ``(K, *out.shape)``, a cotangent the structure and shape of its argument
 (None for zero), both in the primal's floating dtype; a mismatch raises naming the rule.
+
+``bwd`` reads the residuals later than ``fwd`` made them: writable arrays among them (an array
+the function closes over, an argument) are kept as copies, so updating those arrays in place
+before the backward pass changes nothing.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from . import backend as _backend
 from .core import Box, Primitive, is_complex_dtype, raw, shape_of
 from .ops import concatenate, getitem, reshape, zeros
 from .pytree import PyTreeDef, _describe_value, tree_flatten
+from .reverse import copy_array, is_mutable_array
 
 __all__ = ["custom_jvp", "custom_vjp", "CustomPrimitive"]
 
@@ -229,6 +234,12 @@ class CustomPrimitive:
                 raise ValueError(f"{fwd_name} returned an output of structure "
                                  f"{out_tree._describe()}, but the function returns "
                                  f"{call.out_tree._describe()}")
+            # the backward pass reads these later: arrays that could be updated in place by
+            # then (closed over, or the caller's) are kept as they are now
+            leaves, tree = tree_flatten(result[1])
+            if any(is_mutable_array(v) for v in leaves):
+                return tree.unflatten([copy_array(v) if is_mutable_array(v) else v
+                                       for v in leaves])
             return result[1]
 
         def vjp(g: Any, residuals: Any, needs: tuple, call: _Call) -> list[Any]:

@@ -20,13 +20,16 @@ itself counts nothing; :class:`minidiff.memory.MeteredTape` is a tape that count
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from .backend import get_backend
 from .core import Box, Level, ModeError, Primitive, bind
 from .ops import add
 
-__all__ = ["Node", "Tape", "TapeValue", "ReverseEngine"]
+__all__ = ["Node", "Tape", "TapeValue", "ReverseEngine", "copy_array", "is_mutable_array",
+           "same_values"]
 
 _FREED = object()  # what a node's residuals become once the backward pass has used them
 
@@ -88,6 +91,7 @@ class Tape:
         self.nodes: list[Node] = []
         self._cotangents: list[Any] | None = None  # set during a backward pass
         self._on_foreign: Callable[[Node, Any], None] | None = None
+        self._kept: dict[int, tuple[Any, Any]] = {}  # id of a constant -> (weak ref, copy)
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -104,6 +108,34 @@ class Tape:
         node = self.node_class(len(self.nodes), rule, parents, residuals, params, needs)
         self.nodes.append(node)
         return node
+
+    def keep(self, x: Any) -> Any:
+        """The value of ``x`` now: a copy of a raw writable array (one per array per tape while
+        its values stay the same, for arrays too large to copy at every use), anything else
+        unchanged.
+
+        A node's residuals are read by the backward pass, later; a NumPy array the function
+        closes over (or the caller passed in) may be updated in place by then. The tape keeps
+        copies of such arrays, so the backward pass reads what the forward pass read. An array
+        kept before is copied again only if its values have changed since.
+        """
+        if not is_mutable_array(x):
+            return x
+        if x.size <= _SMALL:  # a copy costs less than the comparison that could save it
+            return copy_array(x)
+        held = self._kept.get(id(x))
+        if held is None or held[0]() is not x or not same_values(held[1], x):
+            copy = copy_array(x)
+            try:  # a weak reference: the tape must not keep the original alive as well
+                held = self._kept[id(x)] = (weakref.ref(x), copy)
+            except TypeError:  # an array type without weak references: no memo
+                return copy
+        return held[1]
+
+    def keep_constants(self, residuals: Any, constants: Sequence[Any]) -> Any:
+        """``residuals`` with each of ``constants`` it holds (at depth 3 at most, in tuples
+        and lists) replaced by :meth:`keep`'s copy."""
+        return _replace(residuals, {id(c): c for c in constants}, self.keep, 3)
 
     def free(self, node: Node) -> bool:
         """Drop a node's residuals; True if it still held them."""
@@ -191,6 +223,48 @@ class Tape:
                 cotangents[index] = None
 
 
+_IMMUTABLE = (float, int, bool, type(None))
+_SMALL = 4096  # elements: arrays up to this size are copied each time, larger ones once
+
+
+def same_values(a: Any, b: Any) -> bool:
+    """Equal shapes, dtypes and values (NaN equal to NaN) of two raw arrays."""
+    if tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype:
+        return False
+    xp = get_backend().xp
+    equal = a == b
+    if bool(xp.all(equal)):  # the common case, in two passes
+        return True
+    if not xp.isdtype(a.dtype, "real floating"):
+        return False
+    return bool(xp.all(xp.logical_or(equal, xp.logical_and(xp.isnan(a), xp.isnan(b)))))
+
+
+def copy_array(x: Any) -> Any:
+    """A copy of a raw array: its own ``copy()`` (NumPy, CuPy), else the standard's
+    ``asarray(x, copy=True)`` (array_api_strict has no method)."""
+    own = getattr(x, "copy", None)
+    return own() if own is not None else get_backend().xp.asarray(x, copy=True)
+
+
+def is_mutable_array(x: Any) -> bool:
+    """True for a raw array of the current backend that can be updated in place (not a box, a
+    Python number or a read-only NumPy array)."""
+    if isinstance(x, Box) or type(x) in _IMMUTABLE or not get_backend().is_array(x):
+        return False
+    return getattr(getattr(x, "flags", None), "writeable", True)
+
+
+def _replace(x: Any, targets: dict[int, Any], keep: Callable[[Any], Any], depth: int) -> Any:
+    if id(x) in targets and targets[id(x)] is x:
+        return keep(x)
+    if depth and type(x) in (tuple, list):
+        items = [_replace(v, targets, keep, depth - 1) for v in x]
+        if any(a is not b for a, b in zip(items, x)):
+            return type(x)(items)
+    return x
+
+
 class ReverseEngine:
     """Processes primitives at one reverse-mode level by recording them on a tape.
 
@@ -214,13 +288,21 @@ class ReverseEngine:
                 f"cannot differentiate it; give it one with .defvjp, or use forward mode"
             )
         primals, needs = [], []
+        constants = None
         for a in args:
             ours = isinstance(a, TapeValue) and a.level is level
             primals.append(a.value if ours else a)
             needs.append(ours)
+            if not ours and type(a) not in _IMMUTABLE and not isinstance(a, Box):
+                constants = [a] if constants is None else [*constants, a]
         out = bind(primitive, *primals, **params)
         needs = tuple(needs)
+        if params:  # an index array in the parameters, read again by the VJP
+            params = {k: v.frozen(self.tape.keep) if hasattr(v, "frozen") else v
+                      for k, v in params.items()}
         residuals = primitive.save(primals, out, needs, **params)
+        if constants:
+            residuals = self.tape.keep_constants(residuals, constants)
         return self.record(primitive, args, residuals, out, params, needs)
 
     def record(self, rule: Any, args: tuple | list, residuals: Any, out: Any,

@@ -94,7 +94,7 @@ def _record(f: Callable[..., Any], args: Sequence[Any], nums: Sequence[int], nam
     try:
         inputs = []
         for i, leaves_i, tree in zip(nums, leaves, trees):
-            boxes = [engine.tape.add_input(v, level) for v in leaves_i]
+            boxes = [engine.tape.add_input(engine.tape.keep(v), level) for v in leaves_i]
             inputs.extend(boxes)
             args[i] = tree.unflatten(boxes)
         try:
@@ -198,7 +198,9 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], tupl
 
     ``u`` has the structure and shapes of ``f``'s output; each Jᵀu has its primal's. The tape
     is kept until the returned function is garbage-collected, so it may be called many times
-    (``jacrev`` does, once per output element).
+    (``jacrev`` does, once per output element). It holds copies of the writable arrays it reads
+    later (the primals, and constants ``f`` closes over), so the pull-back gives the derivative
+    at the forward pass's values even if the caller updates those arrays in place in between.
     """
     rec = _record(f, primals, range(len(primals)), "vjp", finish=_packed_outputs("vjp"))
     packed, leaves, out_tree = rec.result

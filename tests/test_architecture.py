@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -38,8 +39,8 @@ def read_layers() -> list[list[str]]:
             for m in re.finditer(r"^\w+\s+\[(.*?)\]", block, re.S | re.M)]
 
 
-def module_name(path: Path) -> str:
-    for package, folder in FOLDERS.items():
+def module_name(path: Path, folders: dict[str, Path] = FOLDERS) -> str:
+    for package, folder in folders.items():
         if folder in path.parents or path.parent == folder:
             rel = path.relative_to(folder).with_suffix("")
             parts = [p for p in rel.parts if p != "__init__"]
@@ -69,7 +70,8 @@ def layer_of(module: str, layers: list[list[str]]) -> tuple[int, int] | None:
     return None if best is None else best[:2]
 
 
-def resolve(node: ast.ImportFrom | ast.Import, module: str, is_package: bool) -> list[str]:
+def resolve(node: ast.ImportFrom | ast.Import, module: str, is_package: bool,
+            folders: dict[str, Path] = FOLDERS) -> list[str]:
     """The absolute names an import statement imports (minidiff ones only)."""
     if isinstance(node, ast.Import):
         return [a.name for a in node.names if a.name.split(".")[0] == "minidiff"]
@@ -84,24 +86,25 @@ def resolve(node: ast.ImportFrom | ast.Import, module: str, is_package: bool) ->
     # `from pkg import mod, other` imports submodules when every name is one; otherwise it
     # imports from the module `pkg` itself
     subs = [f"{base}.{a.name}" for a in node.names]
-    return subs if all(known(s) for s in subs) else [base]
+    return subs if all(known(s, folders) for s in subs) else [base]
 
 
-def minidiff_imports(path: Path):
-    """(statement, names, top_level) for each import of a minidiff module in ``path``."""
-    module = module_name(path)
+def minidiff_imports(path: Path, folders: dict[str, Path] = FOLDERS):
+    """(statement, names, top_level) for each import of a minidiff module in ``path`` (a file
+    of the source folders ``folders``)."""
+    module = module_name(path, folders)
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     top = {id(n) for n in tree.body}
     for node in ast.walk(tree):
         if isinstance(node, ast.Import | ast.ImportFrom):
-            names = resolve(node, module, path.name == "__init__.py")
+            names = resolve(node, module, path.name == "__init__.py", folders)
             if names:
                 yield node, names, id(node) in top
 
 
-def known(name: str) -> bool:
+def known(name: str, folders: dict[str, Path] = FOLDERS) -> bool:
     """True when ``name`` is a module (not a function imported from one)."""
-    for package, folder in FOLDERS.items():
+    for package, folder in folders.items():
         if name == package:
             return True
         if name.startswith(package + "."):
@@ -198,15 +201,15 @@ def test_the_array_library_scan_sees_backend_py_imports():
 
 
 def test_the_scans_catch_what_they_should(tmp_path):
-    """The checks above are only as good as the scan: try it on planted files."""
-    bad_dir = ROOT / "minidiff" / "ops"
-    planted = bad_dir / "_planted_for_test.py"
+    """The checks above are only as good as the scan: try it on a file planted in a temporary
+    copy of the package (the source tree is never written to)."""
+    copy = tmp_path / "minidiff"
+    shutil.copytree(ROOT / "minidiff", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    folders = {**FOLDERS, "minidiff": copy}
+    planted = copy / "ops" / "_planted_for_test.py"
     planted.write_text("from ..transforms import grad\n\ndef f():\n    from . import linear\n")
-    try:
-        imports = list(minidiff_imports(planted))
-        assert [top for _, _, top in imports] == [True, False]
-        names = imports[0][1]
-        assert "minidiff.transforms" in names
-        assert layer_of("minidiff.transforms", LAYERS) > layer_of("minidiff.ops.linear", LAYERS)
-    finally:
-        planted.unlink()
+    imports = list(minidiff_imports(planted, folders))
+    assert [top for _, _, top in imports] == [True, False]
+    names = imports[0][1]
+    assert "minidiff.transforms" in names
+    assert layer_of("minidiff.transforms", LAYERS) > layer_of("minidiff.ops.linear", LAYERS)

@@ -2,8 +2,8 @@
 
 No silent wrong answers. Every case below either checks the value (against a hand-derived
 value or central finite differences in float64, with the tolerance stated) or expects an
-exception whose message names the op or transform and what was wrong. The cases follow the
-classes of issue 9:
+exception whose message names the op or transform and what was wrong. The cases follow these
+classes:
 
 1. a traced value turned into a Python or NumPy value (which would drop its derivative);
 2. outputs and inputs that are not arrays: pytrees, None, strings;

@@ -1,6 +1,6 @@
-"""The catalogue of bad or tricky inputs for randomness and threads (issue 9, classes 3, 4, 5
-and the related unclear errors): each case asserts the right value, or an error whose message
-names the op and what was wrong.
+"""The catalogue of bad or tricky inputs for randomness and threads (keyed streams, discrete
+samplers, threads, and the related unclear errors): each case asserts the right value, or an
+error whose message names the op and what was wrong.
 
 Statistical cases are seeded z-tests, |mean − exact| < 4 standard errors."""
 

@@ -14,6 +14,10 @@ that changes between calls (most often random draws from a generator it closes o
 different constants, and a replay would silently repeat the first trace's values, so that is
 an error. Draws belong in the arguments (pre-drawn arrays, or keyed streams made from static
 keys inside ``f``).
+
+Arrays ``f`` closes over are baked at trace time (as JAX does): the program holds a copy of
+each, as the trace read it, so updating one in place later changes no call of that signature,
+derivatives included. Pass an array as an argument to compute with its current values.
 """
 
 from __future__ import annotations

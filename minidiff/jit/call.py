@@ -94,7 +94,9 @@ class CallPrimitive(Primitive):
         m = len(program.outputs)
         if not parts.differentiable:
             return tuple(results[:m])
-        residuals = results[m:]
+        # constant arguments the program passes through as residuals, as they are now
+        constants = [p for p, need in zip(primals, needs) if not need]
+        residuals = engine.tape.keep_constants(tuple(results[m:]), constants)
         rule = parts.rule
         if m == 1:
             return (engine.record(rule, args, (residuals, None), results[0], {}, needs),)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..core import Box, Level, Primitive, TracerConversionError, bind, close_level, open_level
+from ..reverse import copy_array, is_mutable_array, same_values
 from .program import Const, Equation, Program, Var
 
 __all__ = ["JitError", "JitTracedValue", "Tracer", "TraceEngine", "trace", "compare_traces"]
@@ -195,7 +196,8 @@ class TraceEngine:
         self.inputs: list[Var] = []
         self.equations: list[Equation] = []
         self.finished = False
-        self._consts: dict[int, Const] = {}  # id of a captured array -> its Const (one each)
+        self._consts: dict[int, tuple[Any, Const]] = {}  # id of a captured array -> (it,
+        # its Const): one each
 
     def new_input(self, concrete: Any) -> Tracer:
         var = Var(tuple(getattr(concrete, "shape", ())), concrete.dtype)
@@ -222,7 +224,9 @@ class TraceEngine:
             raise JitError(f"md.jit({self.name}): the primitive {primitive.name} returned "
                            f"several values, which a traced program cannot record yet")
         var = Var(tuple(getattr(out, "shape", ())), getattr(out, "dtype", type(out)))
-        self.equations.append(Equation(primitive, atoms, dict(params), var))
+        params = {k: v.frozen(self._baked) if hasattr(v, "frozen") else self._baked(v)
+                  for k, v in params.items()}  # an index array: baked like a constant
+        self.equations.append(Equation(primitive, atoms, params, var))
         return Tracer(JitTracedValue(out, var, self), self.level)
 
     def _atom(self, a: Any, op: str) -> tuple[Any, Any]:
@@ -234,11 +238,22 @@ class TraceEngine:
         if isinstance(a, Box | JitTracedValue):
             raise _captured_error(self.name, op, a)
         if hasattr(a, "shape"):
-            const = self._consts.get(id(a))
-            if const is None or const.value is not a:
-                const = self._consts[id(a)] = Const(a)
-            return const, a
+            return self._const(a), a
         return Const(a), a
+
+    def _const(self, a: Any) -> Const:
+        """The ``Const`` of a captured array, holding its value when it is read (a copy of an
+        array that could be updated in place): a program bakes what it closes over. Reads of
+        one array share a ``Const`` while its values stay the same."""
+        held = self._consts.get(id(a))
+        if held is None or held[0] is not a or (held[1].value is not a
+                                                and not same_values(held[1].value, a)):
+            value = copy_array(a) if is_mutable_array(a) else a
+            held = self._consts[id(a)] = (a, Const(value))
+        return held[1]
+
+    def _baked(self, value: Any) -> Any:
+        return self._const(value).value if hasattr(value, "shape") else value
 
     def output_atom(self, x: Any) -> tuple[Any, Any]:
         """The program atom and concrete value of one output of the traced function."""

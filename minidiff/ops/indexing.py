@@ -57,6 +57,17 @@ class _Index:
                 "their axes to the front); index in two steps instead"
             )
 
+    def frozen(self, keep: Any) -> _Index:
+        """This index with ``keep`` applied to its arrays (the reverse pass keeps copies of
+        arrays the caller could update in place before it reads them)."""
+        items = tuple(keep(i) if hasattr(i, "shape") else i for i in self.items)
+        if all(a is b for a, b in zip(items, self.items)):
+            return self
+        frozen = _Index.__new__(_Index)
+        frozen.items = items
+        frozen.advanced = self.advanced
+        return frozen
+
     def shifted(self) -> tuple:
         """The same index for a tangent with a leading axis of K directions."""
         return (slice(None), *self.items)

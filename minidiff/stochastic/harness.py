@@ -191,7 +191,7 @@ def compare_estimators(estimators: Mapping[str, Callable[[int], Any]], n_samples
             raise TypeError(f"compare_estimators: {name!r} is not callable; give a function "
                             f"n -> samples")
         start = time.perf_counter()
-        samples = estimator(n_samples)
+        samples = _one_array(estimator(n_samples), f"compare_estimators: {name!r}")
         seconds = time.perf_counter() - start
         n_got = shape_of(samples)[0] if shape_of(samples) else 0
         if n_got != n_samples:
@@ -209,13 +209,26 @@ def compare_estimators(estimators: Mapping[str, Callable[[int], Any]], n_samples
 # ---------------------------------------------------------------------------------------------
 
 
+def _one_array(x: Any, who: str, containers: tuple = (tuple, dict)) -> Any:
+    """Refuse several outputs (a tuple or a dict) where one array of samples is expected:
+    stacked, a tuple's outputs would read as components of one derivative."""
+    if isinstance(x, containers):
+        raise TypeError(f"{who} returned {type(x).__name__} (several outputs); an estimator "
+                        f"gives one array of samples, shape (n,) or (n, K). Compare each output "
+                        f"with its own estimator, or join them into one array (md.stack, "
+                        f"md.concatenate) if they are components of one derivative")
+    return x
+
+
 def per_seed(estimate: Callable[[int], Any], first_seed: int = 0) -> Callable[[int], Any]:
-    """``n -> stack([estimate(s) for s in first_seed, ..., first_seed + n − 1])``."""
+    """``n -> stack([estimate(s) for s in first_seed, ..., first_seed + n − 1])``; each
+    estimate is one array (several outputs are refused)."""
 
     def run(n: int) -> Any:
         b = _backend.get_backend()
-        return b.xp.stack([b.asarray(raw(estimate(s))) for s in range(first_seed,
-                                                                       first_seed + n)])
+        return b.xp.stack([b.asarray(raw(_one_array(estimate(s), "per_seed: the estimate",
+                                                       (tuple, list, dict))))
+                           for s in range(first_seed, first_seed + n)])
 
     return run
 

@@ -51,6 +51,7 @@ from ..core import (
 )
 from ..ops import reshape, transpose
 from ..ops.linear import align_tangent
+from ..pytree import _describe_value, tree_flatten
 from ..reverse import ReverseEngine
 
 __all__ = ["StochasticTriple", "derivative_estimate", "perturbed", "sample_perturbed"]
@@ -279,12 +280,15 @@ def derivative_estimate(f: Callable[[Any], Any], theta: Any, *, seed: Any = None
 
     Args:
         f: a function of θ that draws its randomness from ``minidiff.random`` samplers (or uses
-            triples-aware ops) and returns a scalar or an array.
+            triples-aware ops) and returns a scalar, an array, or tuples, lists and dicts of
+            them.
         theta: a scalar or an array of K parameters; all K partials come back from one pass.
         seed: seed of the pruning decisions (the program's own draws come from its own
             generator).
 
-    Returns an array of shape ``out.shape + theta.shape`` (like ``jacfwd``).
+    Returns an array of shape ``out.shape + theta.shape`` (like ``jacfwd``); for a pytree
+    output, the same structure holding one such array per leaf, all from the one pass (so
+    they share its draws and pruning decisions).
     """
     if any(isinstance(lv.engine, ReverseEngine) for lv in active_levels()):
         raise TypeError(
@@ -312,15 +316,32 @@ def derivative_estimate(f: Callable[[Any], Any], theta: Any, *, seed: Any = None
     try:
         seed_tangent = b.xp.reshape(b.xp.eye(k, dtype=b.float_dtype), (k, *in_shape))
         out = f(StochasticTriple(theta, seed_tangent, None, engine.snapshot(), level))
-        if isinstance(out, StochasticTriple) and out.level is level:
-            value, tangent, alt = out.value, out.tangent, engine.live_alt(out)
-            if tangent is None:  # a piecewise-constant output: its change is all in jumps
-                tangent = _zeros((k, *shape_of(value)))
-        else:
-            value, tangent, alt = raw(out), None, None
-            tangent = _zeros((k, *shape_of(value)))
+        leaves, tree = tree_flatten(out)
+        worlds = [_worlds(leaf, engine, level, k) for leaf in leaves]
     finally:
         close_level(level)
+    return tree.unflatten([_estimate(value, tangent, alt, engine, k, in_shape)
+                           for value, tangent, alt in worlds])
+
+
+def _worlds(out: Any, engine: TripleEngine, level: Level, k: int) -> tuple[Any, Any, Any]:
+    """The value, tangent and live alternative world of one output leaf."""
+    if isinstance(out, StochasticTriple) and out.level is level:
+        value, tangent, alt = out.value, out.tangent, engine.live_alt(out)
+        if tangent is None:  # a piecewise-constant output: its change is all in jumps
+            tangent = _zeros((k, *shape_of(value)))
+        return value, tangent, alt
+    if not (isinstance(out, Box | int | float) or hasattr(out, "shape")):
+        raise TypeError(f"derivative_estimate: f returned {_describe_value(out)}; it must "
+                        f"return arrays (or tuples, lists and dicts of them)")
+    value = raw(out)
+    return value, _zeros((k, *shape_of(value))), None
+
+
+def _estimate(value: Any, tangent: Any, alt: Any, engine: TripleEngine, k: int,
+              in_shape: tuple) -> Any:
+    """tangent + W·(alt − value), laid out as ``value.shape + theta.shape``."""
+    b = _backend.get_backend()
     estimate = tangent
     if alt is not None:
         weights = b.xp.reshape(b.xp.asarray(engine.weight, dtype=b.float_dtype),
