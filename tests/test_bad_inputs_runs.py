@@ -71,7 +71,8 @@ SLOW_MODEL = textwrap.dedent('''
         return md.add(md.getitem(md.asarray(params), 0), md.multiply(0.1, noise))
 ''')
 RUN = ["--model", "slowmodel:simulate", "--true-params", "0.3", "--steps", "12", "--samples",
-       "2", "--checkpoint", "run", "--checkpoint-every", "1", "--no-plot", "--quiet"]
+       "2", "--screen", "0", "--checkpoint", "run", "--checkpoint-every", "1", "--no-plot",
+       "--quiet"]
 
 
 def _wait_for(path: Path, process: subprocess.Popen, seconds: float = 120.0) -> None:
