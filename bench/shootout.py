@@ -15,8 +15,15 @@ method and budget it reports, over the datasets:
 * **wall s**: wall-clock seconds per calibration, mean over the datasets (everything the
   method does: simulating, training, sampling).
 
-The peers are an optional extra (``pip install -e '.[peers]'`` in a separate environment; torch
-as the CPU wheel). A missing peer is skipped with a line that says so. Never run in CI.
+The peers live in a separate environment, never in CI. A missing peer is skipped with a line
+that says so. How the measured one was made (torch's CPU wheel first, or pip pulls a CUDA
+build; black-it 0.3.3 pins numpy<1.27 while minidiff needs numpy ≥ 2.1, so it is installed with
+its pin and numpy put back: the parts of black-it used here run on numpy 2)::
+
+    python3 -m venv /work/venv-peers --system-site-packages
+    /work/venv-peers/bin/pip install 'torch==2.13.0+cpu' sbi black-it pyabc arch
+    /work/venv-peers/bin/pip install 'numpy>=2.1'      # or uninstall the venv's numpy 1.26
+    /work/venv-peers/bin/pip install --no-deps --no-build-isolation -e .
 
     python bench/shootout.py --tasks bh100 --methods gvi-pathwise,sbi-npe --datasets 2 \\
         --budgets 1000
@@ -77,8 +84,8 @@ def available(methods: list[str]) -> list[str]:
     for m in methods:
         module = PEERS.get(m)
         if module is not None and importlib.util.find_spec(module) is None:
-            print(f"skipped {m}: the package {module!r} is not installed (the 'peers' extra: "
-                  f"pip install -e '.[peers]', torch as the CPU wheel)")
+            print(f"skipped {m}: the package {module!r} is not installed (see the notes at "
+                  f"the top of bench/shootout.py: the 'peers' extra, and black-it by hand)")
             continue
         kept.append(m)
     return kept
@@ -154,8 +161,23 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.write:
         command = shlex.join(["python", "bench/shootout.py", *sys.argv[1:]])
-        args.write.write_text(f"`{command}`\n\n{text}\n")
+        write_table(args.write, f"Made by `{command}`:\n\n{text}")
     return 0
+
+
+BEGIN, END = "<!-- shootout table: begin -->", "<!-- shootout table: end -->"
+
+
+def write_table(path: Path, block: str) -> None:
+    """Put the block between the markers of an existing page (keeping the prose around it),
+    or write a page holding only the block."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        text = f"{head}{BEGIN}\n{block}\n{END}{rest.split(END, 1)[1]}"
+    else:
+        text = f"# The shoot-out\n\n{BEGIN}\n{block}\n{END}\n"
+    path.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

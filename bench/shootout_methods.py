@@ -178,6 +178,8 @@ def _sbi(task: Task, observed: np.ndarray, budget: int, seed: int) -> Fit:
     import torch
     from sbi.inference import NPE
     from sbi.utils import BoxUniform
+    from sbi.utils.tracking import TensorBoardTracker
+    from torch.utils.tensorboard import SummaryWriter
 
     start = time.perf_counter()
     torch.manual_seed(seed)
@@ -187,8 +189,10 @@ def _sbi(task: Task, observed: np.ndarray, budget: int, seed: int) -> Fit:
                        high=torch.tensor(task.high, dtype=torch.float32))
     theta = prior.sample((budget,))
     x = np.stack([task.summaries(counter.simulate(t.numpy().astype(float))) for t in theta])
-    npe = NPE(prior=prior, show_progress_bars=False)
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+    logs = tempfile.TemporaryDirectory()  # sbi's TensorBoard logs, else ./sbi-logs
+    npe = NPE(prior=prior, show_progress_bars=False,
+              tracker=TensorBoardTracker(SummaryWriter(log_dir=logs.name)))
+    with logs, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         npe.append_simulations(theta, torch.tensor(x, dtype=torch.float32)).train()
         posterior = npe.build_posterior()
