@@ -20,7 +20,7 @@ extensions = [
 # The tutorials are rendered from their committed outputs (python docs/build.py refreshes them);
 # the site build never runs them. Their percent-format .py sources are not pages.
 nb_execution_mode = "off"
-exclude_patterns = ["_build", "tutorials/*.py", "build.py", "tutorials/figures"]
+exclude_patterns = ["_build", "tutorials/*.py", "build.py", "realdata.py", "tutorials/figures"]
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3
 

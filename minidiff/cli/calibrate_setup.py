@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import inference as inf
-from ..models import brock_hommes, cont, housing, lob, random_walk, sir
+from ..backend import get_backend
+from ..models import brock_hommes, cont, datasets, housing, lob, random_walk, sir
 from ..ops import asarray, exp, getitem, power, sigmoid, stack, stop_gradient
 from ..random import default_rng
 
@@ -227,7 +228,7 @@ def build_problem(model: Model, args: argparse.Namespace) -> Problem:
 
     truth = None
     if args.data is not None:
-        observed = read_csv(args.data)
+        observed = (_sp500(settings) if args.data == datasets.SP500 else read_csv(args.data))
         probe = run(natural(asarray(list(model.prior[0]))), default_rng(0))
         if tuple(observed.shape) != tuple(probe.shape):
             raise UsageError(f"--data {args.data}: the data have shape "
@@ -235,7 +236,8 @@ def build_problem(model: Model, args: argparse.Namespace) -> Problem:
                              f"{tuple(probe.shape)} with {settings}; set --timesteps (and "
                              f"--agents) so that they match")
         source = {"data_sha256": hashlib.sha256(
-            Path(args.data).read_bytes()).hexdigest()}
+            Path(args.data).read_bytes() if args.data != datasets.SP500
+            else get_backend().to_host(observed).tobytes()).hexdigest()}
     else:
         truth = _true_params(model, args.true_params)
         observed = stop_gradient(run(asarray(truth), default_rng(args.data_seed)))
@@ -255,6 +257,17 @@ def build_problem(model: Model, args: argparse.Namespace) -> Problem:
               "prior": [list(model.prior[0]), list(model.prior[1])],
               "to_natural": list(model.to_natural)}
     return Problem(model, observed, truth, natural, loss, run, config)
+
+
+def _sp500(settings: dict) -> Any:
+    """``--data sp500``: the last n_timesteps daily S&P 500 returns (``models/datasets.py``)."""
+    if "n_timesteps" not in settings:
+        raise UsageError("--data sp500: the model takes no n_timesteps, so the length of the "
+                         "series is unknown; give a model of returns such as --model cont")
+    try:
+        return datasets.sp500_returns(settings["n_timesteps"])
+    except (ImportError, ValueError) as exc:
+        raise UsageError(f"--data sp500: {exc} (set the length with --timesteps)") from None
 
 
 def _true_params(model: Model, text: str | None) -> list[float]:
