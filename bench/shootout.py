@@ -13,7 +13,9 @@ method and budget it reports, over the datasets:
   exact posterior, and R·d pairs bound its resolution;
 * **sims**: simulations used (counted at the simulator), mean over the datasets;
 * **wall s**: wall-clock seconds per calibration, mean over the datasets (everything the
-  method does: simulating, training, sampling).
+  method does: simulating, training, sampling);
+* **cpu s**: the process's CPU seconds for the same (all its threads; torch is held to one),
+  which a busy shared machine distorts less than the wall clock.
 
 The peers live in a separate environment, never in CI. A missing peer is skipped with a line
 that says so. How the measured one was made (torch's CPU wheel first, or pip pulls a CUDA
@@ -30,8 +32,9 @@ its pin and numpy put back: the parts of black-it used here run on numpy 2)::
     python bench/shootout.py --datasets 10 --budgets 1000,10000 --write docs/shootout.md
 
 ``--results FILE`` appends each calibration's numbers as a JSON line as it finishes, and a
-rerun with the same FILE skips what is there, so a long run can be stopped and resumed; the
-table is made from everything in the file that matches the run's options.
+rerun with the same FILE skips what is there, so a long run can be stopped and resumed (or
+split over processes by task); the table is made from everything in the file that matches the
+run's options, and ``--no-run`` makes only the table.
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ from _common import print_header
 from shootout_methods import METHODS, PEERS, Fit
 from shootout_tasks import TASKS, Task
 
-COLUMNS = ("task", "method", "budget", "R", "error (prior sds)", "cover90", "sims", "wall s")
+COLUMNS = ("task", "method", "budget", "R", "error (prior sds)", "cover90", "sims", "wall s",
+           "cpu s")
 
 
 def _quantile(draws: np.ndarray, weights: np.ndarray | None, q: float) -> np.ndarray:
@@ -105,10 +109,12 @@ def table(rows: list[dict], tasks: list[str], methods: list[str], budgets: list[
                       else "—")
                 hits = [h for r in got if r["hits"] is not None for h in r["hits"]]
                 cover = f"{np.mean(hits):.2f}" if hits else "—"
+                cpus = [r["cpu_seconds"] for r in got if "cpu_seconds" in r]
+                cpu = f"{np.mean(cpus):.1f}" if len(cpus) == len(got) else "—"
                 lines.append(f"| {t} | {m} | {b} | {len(got)} | {errors.mean():.2f} ± {se} | "
                              f"{cover} | "
                              f"{np.mean([r['simulations'] for r in got]):.0f} | "
-                             f"{np.mean([r['seconds'] for r in got]):.1f} |")
+                             f"{np.mean([r['seconds'] for r in got]):.1f} | {cpu} |")
     return "\n".join(lines)
 
 
@@ -124,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="simulation budgets, comma separated (default 1000,10000)")
     parser.add_argument("--results", type=Path, help="JSON-lines file to append to and resume "
                         "from")
+    parser.add_argument("--no-run", action="store_true", help="run nothing: only the table of "
+                        "what --results holds")
     parser.add_argument("--write", type=Path, help="write the table, with the command, to this "
                         "markdown file (e.g. docs/shootout.md)")
     args = parser.parse_args(argv)
@@ -138,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.results and args.results.exists():
         rows = [json.loads(line) for line in args.results.read_text().splitlines() if line]
     done = {(r["task"], r["method"], r["budget"], r["dataset"]) for r in rows}
-    for r in range(args.datasets):  # datasets outermost: a stopped run covers every task
+    for r in range(0 if args.no_run else args.datasets):  # datasets outermost: a stopped
+        #                                                   run covers every task
         for t in tasks:
             task = TASKS[t]
             observed = task.observed(r)
@@ -146,9 +155,10 @@ def main(argv: list[str] | None = None) -> int:
                 for m in methods:
                     if (t, m, b, r) in done:
                         continue
+                    cpu = time.process_time()
                     fit = METHODS[m](task, observed, b, seed=r)
                     row = {"task": t, "method": m, "budget": b, "dataset": r,
-                           **score(task, fit)}
+                           **score(task, fit), "cpu_seconds": time.process_time() - cpu}
                     rows.append(row)
                     print(f"{time.strftime('%H:%M:%S')} {t} {m} budget {b} dataset {r}: "
                           f"error {row['error']:.2f}, hits {row['hits']}, "
