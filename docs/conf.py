@@ -31,7 +31,7 @@ mathjax_path = "mathjax/tex-chtml.js"
 # The tutorials are rendered from their committed outputs (python docs/build.py refreshes them);
 # the site build never runs them. Their percent-format .py sources are not pages.
 nb_execution_mode = "off"
-exclude_patterns = ["_build", "tutorials/*.py", "build.py", "source_pages.py",
+exclude_patterns = ["_build", "tutorials/*.py", "build.py", "source_pages.py", "realdata.py",
                     "tutorials/figures"]
 myst_enable_extensions = ["dollarmath", "amsmath"]
 # source_pages rewrites links into the code to this scheme (a link relative to the page)

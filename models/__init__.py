@@ -28,4 +28,9 @@ errors that name the model, the argument and what is allowed.
 * :mod:`minidiff.models.lob`: a zero-intelligence limit-order book, vectorised over many books.
 * :mod:`minidiff.models.housing`: a housing market with LTV, LTI and affordability limits as
   parameters (after the Bank of England's Staff Working Paper 976).
+
+Beside the models: :mod:`minidiff.models.stylised_facts` (excess kurtosis and autocorrelations
+of returns, to compare a model's series with a market's) and :mod:`minidiff.models.datasets`
+(real series shipped by packages: the S&P 500 daily returns of ``arch``, the ``data`` extra;
+a CSV export that ``minidiff calibrate --data`` reads back).
 """

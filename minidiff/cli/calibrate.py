@@ -3,6 +3,7 @@
     minidiff calibrate                                   # the embedded default (random walk)
     minidiff calibrate --model sir --steps 300 --plot sir.png
     minidiff calibrate --model mypackage.abm:simulate --true-params 0.2,1.5 --data obs.csv
+    minidiff calibrate --model cont --data sp500 --timesteps 500    # real returns (arch)
 
 The pieces: the model (a built-in one, or ``module:function`` with the models' contract
 ``simulate(params, *, rng, ...)``; naming a module imports it, which runs its code, so name
@@ -10,9 +11,11 @@ only modules you trust: it is looked up among the installed packages first, then
 current folder, which is on the import path only while that module is imported), the
 observations (simulated at ``--true-params`` with ``--data-seed``, or read from ``--data
 FILE.csv``: one row per time step, one column per observed variable, a header line allowed
-when it is not numeric), the model's default prior on the unconstrained
-space and its map ``TO_NATURAL`` to natural parameters, a loss between the simulated and
-observed series, and ``minidiff.inference.calibrate`` (executors, checkpoints, progress).
+when it is not numeric; or ``--data sp500``: the last ``--timesteps`` daily S&P 500
+returns of the ``arch`` package's bundled data, see ``minidiff.models.datasets``), the
+model's default prior on the unconstrained space and its map ``TO_NATURAL`` to natural
+parameters, a loss between the simulated and observed series, and
+``minidiff.inference.calibrate`` (executors, checkpoints, progress).
 At the end it prints, per parameter in natural units, the true value where known, the
 posterior mean ± sd, the 90% interval, and the posterior sd over the prior's (small where the
 data identify the parameter); ``--plot`` draws the objective, the posterior-predictive bands and
@@ -99,7 +102,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--true-params", metavar="V,V,...",
                    help="natural parameters of the synthetic data (default DEFAULT_PARAMS)")
     g.add_argument("--data-seed", type=_seed, default=0, help="seed of the synthetic data (0)")
-    g.add_argument("--data", metavar="FILE.csv", help="observed series instead (rows: time)")
+    g.add_argument("--data", metavar="FILE.csv|sp500", help="observed series instead (rows: "
+                   "time), or sp500: the last T daily S&P 500 returns shipped by arch (the "
+                   "'data' extra)")
     g.add_argument("--timesteps", type=_positive_int, metavar="T", help="n_timesteps of the "
                    "model (default per model)")
     g.add_argument("--agents", type=_positive_int, metavar="N", help="n_agents of the model")

@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import inference as inf
-from ..models import brock_hommes, cont, housing, lob, random_walk, sir
+from ..backend import get_backend
+from ..models import brock_hommes, cont, datasets, housing, lob, random_walk, sir
 from ..ops import asarray, exp, getitem, power, sigmoid, stack, stop_gradient
 from ..random import default_rng
 
@@ -310,8 +311,12 @@ def build_problem(model: Model, args: argparse.Namespace) -> Problem:
 
     truth = None
     if args.data is not None:
-        raw = _read_data_file(args.data)  # read once: the hash is of the bytes parsed
-        observed = _observations(raw, args.data)
+        if args.data == datasets.SP500:
+            observed = _sp500(settings)
+            raw = get_backend().to_host(observed).tobytes()
+        else:
+            raw = _read_data_file(args.data)  # read once: the hash is of the bytes parsed
+            observed = _observations(raw, args.data)
         probe = run(natural(asarray(list(model.prior[0]))), default_rng(0))
         if tuple(observed.shape) != tuple(probe.shape):
             raise UsageError(f"--data {args.data}: the data have shape "
@@ -339,6 +344,17 @@ def build_problem(model: Model, args: argparse.Namespace) -> Problem:
               "to_natural": list(model.to_natural)}
     return Problem(model, observed, truth, natural, loss, run, config,
                    lambda y: _distance(args.loss, model, y, features))
+
+
+def _sp500(settings: dict) -> Any:
+    """``--data sp500``: the last n_timesteps daily S&P 500 returns (``models/datasets.py``)."""
+    if "n_timesteps" not in settings:
+        raise UsageError("--data sp500: the model takes no n_timesteps, so the length of the "
+                         "series is unknown; give a model of returns such as --model cont")
+    try:
+        return datasets.sp500_returns(settings["n_timesteps"])
+    except (ImportError, ValueError) as exc:
+        raise UsageError(f"--data sp500: {exc} (set the length with --timesteps)") from None
 
 
 def _true_params(model: Model, text: str | None) -> list[float]:
