@@ -9,7 +9,7 @@ records which check cells (those starting ``# Check``) raised. It then prints, p
 numbers those checks test, and, across seeds, the spread that the notebook's tolerances are
 set from: q's mean in each parameter, and the minimum-MMD estimates.
 
-Run: ``python bench/notebook4_seeds.py`` (seeds 0-9, two processes; about 6 minutes of one
+Run: ``python bench/notebook4_seeds.py`` (seeds 0-9, two processes; several minutes of one
 core per seed) or e.g. ``--seeds 0,1 --jobs 1``. Exit status 1 if the Cont check ("GVI on
 Cont") fails for more than one seed in ten (the notebook's target: at least 9 of 10 pass).
 """

@@ -355,15 +355,17 @@ plt.show()
 #   $\partial L/\partial\delta = \mathbb E_q[\nabla\ell(\theta)] - w\,\mathbb E_q[\nabla\log
 #   \pi(\theta)] = \mathbb E_q[\nabla\ell(\theta) + w\,\theta]$ for $\pi = \mathcal N(0, I)$.
 #   We estimate it from $M$ draws of $q$, each with its own $\nabla\ell$ (reverse mode, with the
-#   simulator's smoothed derivatives: the ones the optimiser follows), at the end of the run and
-#   at its start. A flow of affine couplings shifts its output through its biases, so at a
-#   minimum within the family this derivative is zero up to its Monte Carlo error.
+#   simulator's smoothed derivatives: the ones the optimiser follows). A flow of affine
+#   couplings shifts its output through its biases, so at a minimum within the family this
+#   derivative is zero up to its Monte Carlo error. To see what a non-zero one looks like we
+#   also evaluate it with every draw moved by 3 of $q$'s sds in $\log_{10}\eta$.
 
 # %%
-def shift_gradient(params, n_draws, seed):
-    """E_q[∇ℓ(θ) + w θ], the derivative of L along a shift of q, its standard error, and how
-    many draws overflowed (as in calibrate, those are dropped and counted)."""
-    theta = host(cont_family.sample(params, n_draws, default_rng(seed))[0])
+def shift_gradient(params, n_draws, seed, offset=0.0):
+    """E_q[∇ℓ(θ) + w θ] over draws θ of q moved by ``offset``: the derivative of L along a
+    shift of q (at the shifted q); its standard error; how many draws overflowed (as in
+    calibrate, those are dropped and counted)."""
+    theta = host(cont_family.sample(params, n_draws, default_rng(seed))[0]) + offset
     per_draw = np.stack([host(md.grad(cont_loss)(md.asarray(t), default_rng(seed + 1 + i)))
                          for i, t in enumerate(theta)]) + W_CONT * theta
     finite = np.all(np.isfinite(per_draw), axis=1)
@@ -375,7 +377,8 @@ def shift_gradient(params, n_draws, seed):
 M_SHIFT = size(40, 8)
 with np.errstate(over="ignore", invalid="ignore"):
     g_end, g_end_se, overflow_end = shift_gradient(cont_fit.params, M_SHIFT, 3000)
-    g_start, g_start_se, overflow_start = shift_gradient(cont_family.init(0), M_SHIFT, 3000)
+    moved = np.array([0.0, 0.0, 0.0, 3 * samples[:, 3].std()])
+    g_moved, g_moved_se, overflow_moved = shift_gradient(cont_fit.params, M_SHIFT, 3000, moved)
 tail = np.arange(n_cont_steps - n_cont_steps // 4, n_cont_steps)
 total_tail = np.asarray(history.total)[tail]
 slope, intercept = np.polyfit(tail, total_tail, 1)
@@ -383,11 +386,12 @@ residual = total_tail - (slope * tail + intercept)
 slope_se = residual.std(ddof=2) / math.sqrt(((tail - tail.mean()) ** 2).sum())
 print(f"trend of L over the last {tail.size} steps: {slope:+.2e} ± {slope_se:.1e} per step "
       f"(z {slope / slope_se:+.2f}); L's mean there {total_tail.mean():.2e}")
-print(f"∂L/∂δ from {M_SHIFT} draws of q (overflowed and dropped: {overflow_start} at the "
-      f"start, {overflow_end} at the end)")
+print(f"∂L/∂δ from {M_SHIFT} draws of q (overflowed and dropped: {overflow_end}, and "
+      f"{overflow_moved} with q moved by {moved[3]:.3f} in log₁₀ η)")
 for j, name in enumerate(NAMES):
-    print(f"∂L/∂δ in {name:>10}: start {g_start[j]:+.2e} ± {g_start_se[j]:.1e}, end "
-          f"{g_end[j]:+.2e} ± {g_end_se[j]:.1e} (z {g_end[j] / g_end_se[j]:+.2f})")
+    print(f"∂L/∂δ in {name:>10}: {g_end[j]:+.2e} ± {g_end_se[j]:.1e} (z "
+          f"{g_end[j] / g_end_se[j]:+.2f}); q moved: {g_moved[j]:+.2e} ± {g_moved_se[j]:.1e} "
+          f"(z {g_moved[j] / g_moved_se[j]:+.2f})")
 
 sim_at_q = host(simulate_cont(md.asarray(samples.mean(axis=0)), default_rng(1)))
 fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(15, 4))
@@ -428,13 +432,15 @@ plt.show()
 # Check: converged. The trend of L over the last quarter is within 4 of its standard errors
 # of zero, and the derivative along a shift of q is within 4 standard errors of zero in every
 # parameter (both are Monte Carlo tolerances: a one-in-15,000 chance each of failing at an
-# exact stationary point). At the start the same derivative is far from zero in σ and η,
-# which shows the test can fail. Quick mode (25 steps) does not converge: it prints these
-# numbers and asserts only that the estimates are finite.
+# exact stationary point). The derivative at the moved q is printed, not asserted: it shows
+# the size of a derivative that is not zero. (At the start of the run, q is about the prior,
+# whose draws mostly land where ℓ is flat, and this derivative is not distinguishable from
+# zero there either: stationarity alone cannot tell a flat start from a minimum, which is why
+# the loss comparison below is also required.) Quick mode (25 steps) does not converge: it
+# prints these numbers and asserts only that the estimates are finite.
 if not QUICK:
     assert abs(slope) < 4 * slope_se, (slope, slope_se)
     assert np.all(np.abs(g_end) < 4 * g_end_se), (g_end, g_end_se)
-    assert np.all(np.abs(g_start[2:]) > 4 * g_start_se[2:]), (g_start, g_start_se)
 assert np.all(np.isfinite(g_end)) and np.all(np.isfinite(g_end_se))
 print("Cont convergence: checks passed")
 
