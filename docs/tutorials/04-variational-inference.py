@@ -532,13 +532,15 @@ ax.legend()
 plt.show()
 
 # %%
-# Check. The data are one simulated market, and σ and η act mostly through σ/η, so the
-# estimate is held to 15% on σ/η and 30% on each (quick: 25% and 50%: a market of 300 agents
-# and 50 steps, 150 steps of Adam at 3x the learning rate); a run that
-# failed stays at the start, 2 and 2 (σ/η 43% low, η 186% high).
-ratio_tol, each_tol = size((0.15, 0.3), (0.25, 0.5))
+# Check. The data are one simulated market, so the estimate spreads across data sets. The
+# bands are 4 times that spread, measured by bench/notebook4_seeds.py over data seeds 0-7
+# (full run; relative errors' sd across seeds: σ/η 0.130, σ 0.213, η 0.094), so 52% on σ/η,
+# 85% on σ and 38% on η. A run that failed stays at the start, 2 and 2 (η 186% high: outside
+# its band). Quick mode (a market of 300 agents and 50 steps, 150 steps of Adam at 3x the
+# learning rate) keeps 25% on σ/η and 50% on each, not measured across seeds.
+ratio_tol, sigma_tol, eta_tol = size((0.52, 0.85, 0.38), (0.25, 0.5, 0.5))
 assert abs(estimate[0] / estimate[1] * 0.7 - 1) < ratio_tol
-assert abs(estimate[0] - 1.0) < each_tol and abs(estimate[1] / 0.7 - 1) < each_tol
+assert abs(estimate[0] - 1.0) < sigma_tol and abs(estimate[1] / 0.7 - 1) < eta_tol
 print("minimum MMD: checks passed")
 
 # %% [markdown]
