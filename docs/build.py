@@ -14,6 +14,13 @@ write ``NN-*.ipynb`` next to it with its outputs (for reading on GitHub and for 
 tutorials save the figures the README shows when ``MINIDIFF_TUTORIAL_FIGURES`` names a folder,
 which a full run sets to ``docs/tutorials/figures``.
 
+Each tutorial ends by printing one line, ``key numbers: {...}`` (JSON), of numbers that its
+quick and full runs compute alike (a first gradient, a first loss, a seeded draw's derivative).
+``tests/test_tutorials.py`` compares the line of a fresh quick run with the one stored in the
+committed ``.ipynb`` (:func:`key_numbers`, :func:`compare_key_numbers`), so stored outputs made
+by older code fail the test: rerun ``python docs/build.py`` and commit the outputs with the
+change that moved them.
+
 The site is Sphinx with myst-nb: the tutorials from the .ipynb files (never executed while the
 site builds) and an API reference generated from the docstrings. ``tests/test_tutorials.py``
 uses the functions here: :func:`execute` in quick mode, :func:`build_site` with warnings as
@@ -24,6 +31,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import math
 import os
 import sys
 import time
@@ -37,6 +46,8 @@ FIGURES = TUTORIALS / "figures"
 QUICK_VARIABLE = "MINIDIFF_TUTORIAL_QUICK"
 FIGURES_VARIABLE = "MINIDIFF_TUTORIAL_FIGURES"
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+KEY_NUMBERS = "key numbers: "
+KEY_NUMBERS_RTOL = 1e-6
 
 
 def sources(names: Sequence[str] = ()) -> list[Path]:
@@ -102,6 +113,39 @@ def execute(source: Path, *, quick: bool, figures: Path | None = None,
                          "MPLBACKEND": INLINE_BACKEND}):
         client.execute()
     return notebook
+
+
+def key_numbers(notebook: Any) -> dict[str, Any]:
+    """The ``key numbers: {...}`` line a notebook printed, parsed (JSON). Raises ``ValueError``
+    naming what is wrong when there is none, or more than one."""
+    lines = [line[len(KEY_NUMBERS):] for cell in notebook.cells if cell.cell_type == "code"
+             for out in cell.get("outputs", []) if out.get("output_type") == "stream"
+             for line in out.get("text", "").splitlines() if line.startswith(KEY_NUMBERS)]
+    if len(lines) != 1:
+        raise ValueError(f"expected one printed line starting {KEY_NUMBERS!r}, found "
+                         f"{len(lines)}: each tutorial prints its key numbers once, as JSON")
+    return json.loads(lines[0])
+
+
+def compare_key_numbers(fresh: dict[str, Any], stored: dict[str, Any],
+                        rtol: float = KEY_NUMBERS_RTOL) -> list[str]:
+    """What differs between two key-number dicts: keys missing on either side, and numbers
+    (nested lists compared entry by entry) that differ by more than ``rtol`` relative (a change
+    of code moves them in the leading digits; another CPU's rounding, in the last)."""
+    problems = [f"{k}: only in the fresh run" for k in fresh.keys() - stored.keys()]
+    problems += [f"{k}: only in the stored outputs" for k in stored.keys() - fresh.keys()]
+
+    def close(a: Any, b: Any) -> bool:
+        if isinstance(a, list) and isinstance(b, list):
+            return len(a) == len(b) and all(close(x, y) for x, y in zip(a, b))
+        if isinstance(a, int | float) and isinstance(b, int | float):
+            return math.isclose(a, b, rel_tol=rtol, abs_tol=1e-300)
+        return a == b
+
+    for k in sorted(fresh.keys() & stored.keys()):
+        if not close(fresh[k], stored[k]):
+            problems.append(f"{k}: fresh {fresh[k]!r}, stored {stored[k]!r}")
+    return problems
 
 
 def run_tutorials(names: Sequence[str] = (), *, quick: bool = False) -> dict[str, float]:

@@ -67,6 +67,7 @@ def plot_history(ax: Any, history: Any, w: float) -> None:
     if values and min(values) > 0:
         ax.set_yscale("log")
     ax.set_xlabel("step")
+    ax.set_ylabel("estimate (units of ℓ)")
     ax.set_title("objective by step")
     ax.legend(fontsize="small")
 
@@ -103,6 +104,7 @@ def plot_pairs(fig: Any, q: Any, prior: Any, names: list[str],
                 if truth is not None:
                     ax.axvline(truth[j], color="tab:red", lw=1.5, label="true")
                 ax.set_yticks([])
+                ax.set_ylabel("density", fontsize="small")
             else:
                 ax.scatter(ph[:2000, j], ph[:2000, i], s=1, color="grey", alpha=0.15)
                 ax.scatter(qh[:2000, j], qh[:2000, i], s=1, color="tab:blue", alpha=0.3)
@@ -114,6 +116,8 @@ def plot_pairs(fig: Any, q: Any, prior: Any, names: list[str],
                 ax.set_xlabel(names[j])
             if j == 0 and i > 0:
                 ax.set_ylabel(names[i])
+            elif i == j and i > 0:  # the diagonal's density label, inside: the pairs are left
+                ax.yaxis.set_label_position("right")
     axes[0][0].legend(fontsize="small", loc="upper right")
     fig.suptitle("q (blue) against the prior (grey), natural units")
 
@@ -138,7 +142,8 @@ def plot_predictive(axes: list[Any], observed: Any, simulated: Any,
         ax.plot(t, _host(median), color="tab:blue", lw=1, label="median")
         ax.plot(t, _host(md.getitem(obs, (slice(None), k))), color="black", lw=1.2,
                 label="observed")
-        ax.set_xlabel("t")
+        ax.set_xlabel("time step t")
+        ax.set_ylabel(labels[k] if labels else "observed and simulated value")
         ax.set_title(labels[k] if labels else "posterior predictive")
     axes[0].legend(fontsize="small")
 

@@ -153,3 +153,28 @@ def test_growth_exponent_reads_a_power_law():
     assert memory_command.growth_exponent(rows, "reverse") == pytest.approx(1.0)
     assert memory_command.growth_exponent(rows, "forward") == pytest.approx(0.0)
     assert memory_command.growth_exponent(rows, "checkpointed") == pytest.approx(0.5, abs=1e-3)
+
+
+def test_widened_loss_is_the_workload_at_zero_and_its_gradient_sums_back():
+    from minidiff.cli.memory_figure import widen
+
+    problem = WORKLOADS["cont"].build(50, 8, 0)
+    loss, phi = widen(problem, 8)                    # 8 parameters onto Cont's 4: two each
+    assert float(loss(phi)) == float(problem.loss(problem.theta, False, None))
+    g_phi = md.to_host(md.grad(loss)(phi)).tolist()
+    g_theta = md.to_host(md.grad(lambda t: problem.loss(t, False, None))(problem.theta)).tolist()
+    theta0 = md.to_host(problem.theta).tolist()
+    for j, g in enumerate(g_phi):                    # dθ_i/dφ_j = θ0_i / 2 for i = j mod 4
+        i = j % 4
+        assert abs(g - theta0[i] * g_theta[i] / 2) <= 1e-9 * max(1.0, abs(g))
+
+
+def test_forward_memory_grows_with_the_number_of_parameters_and_reverse_does_not():
+    from minidiff.cli.memory_figure import run_parameter_sweep
+
+    rows = run_parameter_sweep(WORKLOADS["cont"], 100, 20, [1, 16])
+    assert [r.n_params for r in rows] == [1, 16]
+    # forward mode holds 16 tangents of every live value on top of a fixed cost; allocation is
+    # deterministic, so the bands are margins for that fixed cost, not for noise
+    assert rows[1].peak["forward"] > 2 * rows[0].peak["forward"]
+    assert rows[1].peak["reverse"] < 1.1 * rows[0].peak["reverse"]

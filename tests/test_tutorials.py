@@ -6,6 +6,9 @@
   tolerances set by their Monte Carlo error, so a wrong derivative fails here.
 * The committed ``.ipynb`` files (the full run's outputs, refreshed by ``python docs/build.py``)
   hold the same cells as their sources, and carry outputs.
+* The stored outputs come from the current code: each tutorial prints a ``key numbers`` line
+  of numbers its quick and full runs compute alike, and the fresh quick run's must equal the
+  committed notebook's to ``build.KEY_NUMBERS_RTOL`` (relative).
 * The Sphinx site builds from them without executing anything, with warnings as errors, and
   its tutorial pages show their figures.
 
@@ -63,6 +66,15 @@ def test_tutorial_runs_in_quick_mode_and_its_checks_pass(name):
         assert f"exercise {n}: checks passed" in printed, f"{name}: exercise {n} was not checked"
     if name.startswith("00"):
         assert len(exercises) >= 3
+    import nbformat
+
+    ipynb = build.TUTORIALS / f"{name}.ipynb"
+    assert ipynb.exists(), f"{ipynb.name} is missing: run python docs/build.py {name[:2]}"
+    problems = build.compare_key_numbers(build.key_numbers(notebook),
+                                         build.key_numbers(nbformat.read(ipynb, as_version=4)))
+    assert not problems, (f"{ipynb.name}'s stored outputs do not come from the current code "
+                          f"(run python docs/build.py {name[:2]} and commit them): "
+                          + "; ".join(problems))
 
 
 @pytest.mark.parametrize("name", TUTORIALS)

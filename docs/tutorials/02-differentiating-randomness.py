@@ -30,6 +30,7 @@
 # within $4 s/\sqrt{2n}$ (its standard error for normal samples).
 
 # %%
+import json
 import math
 import os
 
@@ -311,7 +312,7 @@ for tau in taus:
           f"sd {gs[tau].std(ddof=1):.2f}")
 
 # %%
-fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4))
+fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(16, 4))
 ax0.boxplot([gs[tau] for tau in taus], showmeans=True, showfliers=False)
 ax0.set_xticks(range(1, len(taus) + 1), [f"τ = {tau}" for tau in taus])
 ax0.axhline(7, color="k", ls="--", lw=1, label="exact: 7")
@@ -324,13 +325,16 @@ ax1.errorbar(sweep_taus, [m for m, _ in means], yerr=[4 * se for _, se in means]
              label="mean ± 4 se (samples)")
 fine = np.geomspace(0.03, 3, 60)
 ax1.plot(fine, [gumbel_softmax_mean(t) for t in fine], "-", label="mean by quadrature")
-ax1.plot(sweep_taus, [g.std(ddof=1) for g in sweep], "s--", label="standard deviation")
 ax1.axhline(7, color="k", ls="--", lw=1, label="exact: 7")
 ax1.set_xscale("log")
 ax1.set_xlabel("temperature τ (dimensionless)")
-ax1.set_ylabel("derivative estimate (per unit θ)")
-ax1.set_title("bias falls and variance grows as τ → 0")
+ax1.set_ylabel("mean derivative estimate (per unit θ)")
+ax1.set_title("the bias falls as τ → 0")
 ax1.legend(fontsize="small")
+ax2.loglog(sweep_taus, [g.std(ddof=1) for g in sweep], "s-", color="C2")
+ax2.set_xlabel("temperature τ (dimensionless)")
+ax2.set_ylabel("standard deviation of one estimate (per unit θ)")
+ax2.set_title("and the variance grows")
 save(fig, "02-gumbel-softmax")
 plt.show()
 
@@ -563,6 +567,22 @@ assert linear["score, leave-one-out"].sd < 0.8 * linear["score, no baseline"].sd
 # relative standard error near 10% at the quick size: 1.8 leaves more than 3 of them
 assert linear["FD h=0.01, independent"].sd > 1.8 * linear["FD h=0.01, common random numbers"].sd
 print("estimator tables: checks passed")
+
+# %%
+# Key numbers: computed alike in the quick and the full run (no sample sizes enter them), so
+# tests/test_tutorials.py can check that the outputs stored in the .ipynb come from the
+# current code: it compares this line from a fresh quick run with the stored one.
+z_key = default_rng(2024).stream("ad").normal(1.0, 2.0, size=3)
+key_numbers = {
+    "fixed-noise AD derivatives, 3 draws": host(md.jacfwd(lambda t: y(t, z_key))(2.0)).tolist(),
+    "Gumbel-softmax τ=0.5 derivatives, 3 draws": host(md.jacfwd(
+        lambda t: x_program(t, default_rng(1), 3, "gumbel_softmax", tau=0.5))(0.1)).tolist(),
+    "sigmoid k=10 derivatives, 3 draws": host(md.jacfwd(
+        lambda t: x_sigmoid(t, default_rng(3), 3, 10))(0.1)).tolist(),
+    "Gumbel-softmax mean τ=0.5 (quadrature)": gumbel_softmax_mean(0.5),
+}
+print("key numbers:", json.dumps(key_numbers))
+
 
 # %% [markdown]
 # ## Summary

@@ -24,6 +24,7 @@
 # within 4 standard errors of its expectation, unless the cell says otherwise.
 
 # %%
+import json
 import math
 import os
 
@@ -164,6 +165,56 @@ for tau, tutorial in zip(taus, [97, 85, 67]):
 print("Gumbel-softmax random walk: checks passed")
 
 # %% [markdown]
+# ### The forward pass stays exact
+#
+# Hard Gumbel-softmax is *straight-through*: its value is the discrete sample itself and only
+# its derivative comes from the relaxation. minidiff draws the relaxation's noise given the
+# sample (from the sample's own uniform), so the traced walk must follow exactly the path of
+# the plain discrete simulation with the same random numbers. We check it bit for bit: the
+# primal of `md.jvp` through the masked walk against a walk built in NumPy from plain draws
+# (`estimator="none"`) of the same streams, with a Python `+1`/`−1` per step.
+
+# %%
+def discrete_walk(t, rng, n_walkers):
+    """The plain simulation: NumPy arrays, plain Bernoulli draws, ±1 steps."""
+    x = np.zeros(n_walkers)
+    path = [x]
+    for step in range(n_steps):
+        xi = host(rng.stream(("step", step)).bernoulli(t * np.ones(n_walkers), estimator="none"))
+        x = np.where(xi == 1.0, x + 1.0, x - 1.0)
+        path.append(x)
+    return np.stack(path)
+
+
+forward = {tau: host(md.jvp(lambda t: masked_walk(t, default_rng(1), n_walkers, tau=tau),
+                            (theta,), (1.0,))[0]) for tau in taus}
+plain_paths = discrete_walk(theta, default_rng(1), n_walkers)
+fig, ax = plt.subplots(figsize=(7.5, 4.5))
+for w in range(20):
+    ax.plot(steps, forward[0.5][:, w], color="C0", alpha=0.3, lw=0.8)
+ax.plot(steps, forward[0.5].mean(axis=1), color="C0", lw=2.5,
+        label=f"mean of {n_walkers} walkers (hard Gumbel-softmax, τ = 0.5)")
+ax.plot(steps, steps * (2 * theta - 1), "k--", label="exact: E[x_t] = t(2θ − 1)")
+ax.set_xlabel("time step t")
+ax.set_ylabel("position x_t (steps)")
+ax.set_title("forward trajectories of the masked walk (faint: 20 walkers)")
+ax.legend(fontsize="small")
+plt.show()
+mismatches = {tau: int(np.sum(forward[tau] != plain_paths)) for tau in taus}
+print(f"entries of the {plain_paths.shape} paths that differ from the plain simulation:",
+      mismatches)
+
+# %%
+# Check (exact). For every τ the straight-through forward pass equals the plain discrete
+# simulation bit for bit, and the mean path is within 4 standard errors of t(2θ − 1) at
+# t = 49.
+for tau in taus:
+    assert np.array_equal(forward[tau], plain_paths), tau
+final = plain_paths[-1]
+assert abs(final.mean() - n_steps * (2 * theta - 1)) < 4 * final.std(ddof=1) / math.sqrt(final.size)
+print("exact forward pass: checks passed")
+
+# %% [markdown]
 # ### Unbiased: stochastic triples
 #
 # `derivative_estimate` runs the walk once on *stochastic triples*: every value carries its
@@ -273,6 +324,11 @@ plt.show()
 # gradient is a stochastic gradient, by `md.value_and_grad` through the whole simulation
 # (reverse mode, smoothed Bernoulli estimators). The estimate is the average of the last
 # quarter of the iterates.
+#
+# The tutorial's 400 epochs at a constant learning rate leave $\gamma$'s trace still drifting:
+# a stochastic gradient with a constant step keeps the iterate moving by about the step size.
+# We take 600 epochs and decay the learning rate to zero by a cosine, so the trace levels off,
+# and we judge convergence by the expected loss's gradient at the estimate (below), not by eye.
 
 # %%
 observed = run * (1 + 0.05 * host(default_rng(1).normal(size=run.shape)))
@@ -286,7 +342,8 @@ def loss(log_params, seed):
 
 
 def adam_fit(epochs, lr, clip=1.0, b1=0.9, b2=0.999, eps=1e-8):
-    """Adam with the gradient clipped to norm `clip`; returns the iterates and losses."""
+    """Adam with the gradient clipped to norm `clip` and the learning rate decayed by a
+    cosine, lr·(1 + cos(πk/epochs))/2 at epoch k; returns the iterates and losses."""
     p, m, v = np.zeros(2), np.zeros(2), np.zeros(2)
     history, losses = [], []
     for k in range(epochs):
@@ -297,13 +354,14 @@ def adam_fit(epochs, lr, clip=1.0, b1=0.9, b2=0.999, eps=1e-8):
             g = g * (clip / norm)
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
-        p = p - lr * (m / (1 - b1 ** (k + 1))) / (np.sqrt(v / (1 - b2 ** (k + 1))) + eps)
+        rate = lr * 0.5 * (1 + math.cos(math.pi * k / epochs))
+        p = p - rate * (m / (1 - b1 ** (k + 1))) / (np.sqrt(v / (1 - b2 ** (k + 1))) + eps)
         history.append(p.copy())
         losses.append(float(value))
     return np.array(history), np.array(losses)
 
 
-epochs, lr = size((400, 0.05), (150, 0.1))
+epochs, lr = size((600, 0.05), (150, 0.1))
 history, losses = adam_fit(epochs, lr)
 estimate = 10 ** history[-epochs // 4:].mean(axis=0)
 print(f"fitted β = {estimate[0]:.4f} (true {beta}), γ = {estimate[1]:.4f} (true {gamma})")
@@ -335,23 +393,72 @@ fig.tight_layout()
 save(fig, "03-sir-fit")
 plt.show()
 
+# %% [markdown]
+# **Has it converged, and how far from the truth should it be?** At a minimum of the expected
+# loss its gradient is zero. We average `md.grad` of the loss at the estimate over $M$ fresh
+# seeds (the smoothed derivatives the optimiser followed) and compare the mean with its
+# standard error. The estimate need not be the truth: the data are one noisy realisation.
+# How far it may be is the spread of the estimate across data sets, which we measure by the
+# delta method: $M$ simulated data sets at the estimate (5% noise as in the data) give the
+# data's covariance $\Sigma_y$; central differences with common random numbers give the
+# Jacobian $J$ of the expected series in $(\log_{10}\beta, \log_{10}\gamma)$; a least-squares
+# estimate moves by $A\,\delta y$ with $A = (J^\top J)^{-1}J^\top$, so its covariance is
+# $A\Sigma_y A^\top$.
+
 # %%
-# Check. The data are one noisy realisation, so the best fit is not the truth; what a good fit
-# must do is explain the data at least as well as the truth does. We compare the expected loss
-# at the estimate and at the truth on M common seeds (paired, so the simulation noise cancels
-# in the difference) and require the estimate's to be no larger than the truth's plus 4
-# standard errors of the mean difference. The parameter bands are not Monte Carlo tolerances:
-# they are wide enough for the spread of a fit to 1000 agents and narrow enough to catch a
-# fit that failed (the start, β = γ = 1, is 5x and 20x off). γ is the less identified of the two
-# (recoveries change the series less than infections), so its band is 50%.
-M = size(40, 20)
-differences = np.array([float(loss(md.asarray(np.log10(estimate)), 5000 + s)
+M = size(40, 10)
+log_estimate = np.log10(estimate)
+stationarity = np.array([host(md.grad(loss)(md.asarray(log_estimate), 5000 + s))
+                         for s in range(M)])
+g_mean, g_se = stationarity.mean(axis=0), stationarity.std(axis=0, ddof=1) / math.sqrt(M)
+tail = history[-epochs // 4:, 1]
+print("gradient of the expected loss at the estimate (per log₁₀ unit): "
+      + ", ".join(f"{name} {g:+.2e} ± {e:.1e} (z {g / e:+.2f})"
+                  for name, g, e in zip("βγ", g_mean, g_se)))
+print(f"log₁₀ γ over the last quarter of the epochs: range {np.ptp(tail):.4f}, "
+      f"last - first {tail[-1] - tail[0]:+.4f}")
+
+h = 0.02
+simulated = np.stack([host(series(md.asarray([*estimate, i0]), 6000 + s)).ravel()
+                      for s in range(M)])
+data_sets = simulated * (1 + 0.05 * host(default_rng(2).normal(size=simulated.shape)))
+cov_y = np.cov(data_sets, rowvar=False)  # (2T, 2T)
+jacobian_fd = np.zeros((2 * T, 2))
+for k in range(2):
+    step = np.zeros(2)
+    step[k] = h
+    for s in range(M):
+        up = host(series(md.asarray([*10 ** (log_estimate + step), i0]), 6000 + s)).ravel()
+        down = host(series(md.asarray([*10 ** (log_estimate - step), i0]), 6000 + s)).ravel()
+        jacobian_fd[:, k] += (up - down) / (2 * h) / M
+A = np.linalg.pinv(jacobian_fd)  # (2, 2T)
+spread = np.sqrt(np.diag(A @ cov_y @ A.T))  # sd of log₁₀ β̂, log₁₀ γ̂ across data sets
+offset = log_estimate - np.log10([beta, gamma])
+print("spread across data sets (sd, log₁₀ units): "
+      + ", ".join(f"{name} {sd:.4f} (×{10 ** sd:.3f}); the estimate is {o / sd:+.2f} sd from "
+                  f"the truth" for name, sd, o in zip("βγ", spread, offset)))
+
+differences = np.array([float(loss(md.asarray(log_estimate), 5000 + s)
                               - loss(md.asarray(np.log10([beta, gamma])), 5000 + s))
                         for s in range(M)])
 d_mean, d_se = differences.mean(), differences.std(ddof=1) / math.sqrt(M)
 print(f"expected loss at the estimate minus at the truth: {d_mean:.2e} ± {d_se:.1e}")
-assert d_mean < 4 * d_se
-assert abs(estimate[0] / beta - 1) < 0.2 and abs(estimate[1] / gamma - 1) < 0.5
+
+# %%
+# Check. Converged: each component of the expected loss's gradient at the estimate is within
+# 4 standard errors of zero. The fit explains the data at least as well as the truth does:
+# the paired difference of the expected losses on M common seeds (the simulation noise
+# cancels in the difference) is below 4 of its standard errors. The truth lies within 4
+# measured spreads (the delta method's sd across data sets, above) of the estimate in each
+# log₁₀ rate: a band from the data's own spread, not one chosen after a run (the tutorial-era
+# band, 20% on β and 50% on γ, was widened after a rerun and is gone). All are Monte Carlo or
+# sampling tolerances at 4 sd, one-in-15,000 to fail each under their normal approximations.
+# The loss fell: its last quarter averages under a quarter of its first 5 epochs. Quick mode
+# (150 epochs at twice the learning rate, M = 10) has not converged: it asserts only the last.
+if not QUICK:
+    assert np.all(np.abs(g_mean) < 4 * g_se), (g_mean, g_se)
+    assert d_mean < 4 * d_se
+    assert np.all(np.abs(offset) < 4 * spread), (offset, spread)
 assert losses[-epochs // 4:].mean() < 0.25 * losses[:5].mean()
 print("SIR fit: checks passed")
 
@@ -419,6 +526,23 @@ for k in range(3):
 se_beta = math.hypot(smooth_row.se[0], fd_row.se[0])
 assert abs(smooth_row.mean[0] - fd_row.mean[0]) > 4 * se_beta
 print("SIR derivatives: checks passed")
+
+# %%
+# Key numbers: computed alike in the quick and the full run (no sample sizes enter them), so
+# tests/test_tutorials.py can check that the outputs stored in the .ipynb come from the
+# current code: it compares this line from a fresh quick run with the stored one.
+key_numbers = {
+    "hard Gumbel-softmax dx_49/dθ, τ=0.5, 3 walkers": host(md.jacfwd(
+        lambda t: masked_walk(t, default_rng(1), 3, tau=0.5))(theta))[-1].tolist(),
+    "stochastic triples dx_49/dθ, seeds 0-2": triples[:3, -1].tolist(),
+    "SIR run at seed 0, summed": float(run.sum()),
+    "SIR dseries/dβ at the last day": jacobian[-1, :, 0].tolist(),
+    "SIR fit: first epoch's loss": float(losses[0]),
+    "SIR attack-rate derivative by triples, seed 0": host(derivative_estimate(
+        lambda p: attack_rate(p, root.stream(0)), md.asarray(log_theta), seed=0)).tolist(),
+}
+print("key numbers:", json.dumps(key_numbers))
+
 
 # %% [markdown]
 # ## Summary

@@ -33,6 +33,7 @@
 # form.
 
 # %%
+import json
 import math
 import os
 import warnings
@@ -251,8 +252,13 @@ print("Beta–Bernoulli: checks passed")
 # $s = 0.1$, true $(\mu, \sigma_\nu, \sigma, \eta) = (1, 0.5, 1, 0.7)$, parameters on a
 # $\log_{10}$ scale with prior $\mathcal N(0, I_4)$, the MMD between simulated and observed
 # returns as $\ell$, $w = 0.001$, a RealNVP flow (5 couplings, hidden layers 50, 50) as $q$,
-# AdamW with gradient clipping, 10 samples per step, 100 steps. Orders use a straight-through
+# AdamW with gradient clipping and 10 samples per step. Orders use a straight-through
 # sigmoid surrogate (steepness $k = 5$) and resets a hard Gumbel-softmax, as in the tutorial.
+#
+# The tutorial stopped after 100 steps at a learning rate of $10^{-3}$. That run has not
+# converged: $q$ is still moving, and the truth explains the data better than $q$'s mean does.
+# We take 300 steps at $3 \cdot 10^{-3}$ (cosine-decayed) and then *check* convergence below,
+# rather than assume it.
 #
 # Returns are driven by $\sigma$ and $\eta$ (the signal's size and the market's depth) more
 # than by the thresholds' initial law, which the resets soon forget, so we expect $\sigma$ and
@@ -262,6 +268,8 @@ print("Beta–Bernoulli: checks passed")
 TRUE_CONT = np.log10([1.0, 0.5, 1.0, 0.7])
 NAMES = ["log₁₀ μ", "log₁₀ σ_ν", "log₁₀ σ", "log₁₀ η"]
 N_CONT, T_CONT = size((1000, 100), (300, 50))
+DATA_SEED = 0  # the market the data come from (bench/notebook4_seeds.py reruns 0-9)
+W_CONT = 0.001
 
 
 def simulate_cont(theta, rng):
@@ -269,22 +277,24 @@ def simulate_cont(theta, rng):
                          s=0.1, k=5.0)
 
 
-mmd = inf.mmd(simulate_cont(md.asarray(TRUE_CONT), default_rng(0)))
+observed_cont = host(simulate_cont(md.asarray(TRUE_CONT), default_rng(DATA_SEED)))
+mmd = inf.mmd(observed_cont)
 
 
 def cont_loss(theta, rng):
     return mmd(simulate_cont(theta, rng))
 
 
-n_cont_steps = size(100, 25)
-cont_lr = size(1e-3, 5e-3)
+n_cont_steps = size(300, 25)
+cont_lr = size(3e-3, 5e-3)
+cont_prior = inf.Normal(md.zeros((4,)), 1.0)
+cont_family = inf.RealNVP(4, n_layers=5, hidden=(50, 50))
 # θ far in the prior's tails overflows the model (μ = 10^θ₀ enters as exp(μ)): NumPy's own
 # overflow warnings are silenced; calibrate drops those samples and says how many.
 with warnings.catch_warnings(record=True) as caught, \
         np.errstate(over="ignore", invalid="ignore"):
     warnings.simplefilter("always", RuntimeWarning)
-    cont_fit = inf.calibrate(cont_loss, inf.Normal(md.zeros((4,)), 1.0),
-                             inf.RealNVP(4, n_layers=5, hidden=(50, 50)), w=0.001,
+    cont_fit = inf.calibrate(cont_loss, cont_prior, cont_family, w=W_CONT,
                              n_samples=10, n_steps=n_cont_steps, on_nan="skip",
                              optimizer=inf.chain(inf.clip_by_global_norm(1.0),
                                                  inf.adamw(inf.cosine(cont_lr, n_cont_steps))))
@@ -311,7 +321,7 @@ for i in range(4):
                     label="prior")
             ax.hist(samples[:, i], bins=bins, density=True, color="C0", alpha=0.7, label="q")
             ax.axvline(TRUE_CONT[i], color="C3")
-            ax.set_ylabel("density")
+            ax.set_ylabel("density (per log₁₀ unit)")
         elif i > j:
             ax.scatter(samples[:2000, j], samples[:2000, i], s=1, alpha=0.3)
             ax.plot(TRUE_CONT[j], TRUE_CONT[i], "r*", ms=10)
@@ -328,15 +338,146 @@ fig.tight_layout()
 save(fig, "04-cont-corner")
 plt.show()
 
+# %% [markdown]
+# ### The fit, and has it converged?
+#
+# The left panels compare the data with a market simulated at $q$'s mean: the MMD compares the
+# *distribution* of the returns (their order does not enter), so the histograms are what the
+# loss sees. The right panel is the run's loss history: the estimates at each step of
+# $\mathbb E_q[\ell]$, of $w\,\mathrm{KL}(q\|\pi)$ and of their sum $L$.
+#
+# We judge convergence by two signs, computed next.
+#
+# * **The trend of $L$ over the last quarter of the steps**: the slope of a least-squares line
+#   through the per-step estimates, against its standard error (from the line's residuals).
+# * **Stationarity under a shift.** If $q$ minimises $L$, moving it by a vector $\delta$ cannot
+#   lower $L$. A shift leaves $q$'s entropy unchanged, so
+#   $\partial L/\partial\delta = \mathbb E_q[\nabla\ell(\theta)] - w\,\mathbb E_q[\nabla\log
+#   \pi(\theta)] = \mathbb E_q[\nabla\ell(\theta) + w\,\theta]$ for $\pi = \mathcal N(0, I)$.
+#   We estimate it from $M$ draws of $q$, each with its own $\nabla\ell$ (reverse mode, with the
+#   simulator's smoothed derivatives: the ones the optimiser follows). A flow of affine
+#   couplings shifts its output through its biases, so at a minimum within the family this
+#   derivative is zero up to its Monte Carlo error. To see what a non-zero one looks like we
+#   also evaluate it with every draw moved by 3 of $q$'s sds in $\log_{10}\eta$.
+
 # %%
-# Check. σ and η are identified: q's sd in each is under 0.5 (the prior's is 1) and the truth
-# lies within 3 of q's sds of q's mean (q is a fit to one noisy data set, not a sampler of
-# the truth). μ and σ_ν stay prior-like: q's sd above 0.5. Quick mode (300 agents, 50 steps
-# of the market, 25 GVI steps at a larger learning rate) asserts only that q has moved from
-# its start in σ and η and that every sample was finite or reported.
+def shift_gradient(params, n_draws, seed, offset=0.0):
+    """E_q[∇ℓ(θ) + w θ] over draws θ of q moved by ``offset``: the derivative of L along a
+    shift of q (at the shifted q); its standard error; how many draws overflowed (as in
+    calibrate, those are dropped and counted)."""
+    theta = host(cont_family.sample(params, n_draws, default_rng(seed))[0]) + offset
+    per_draw = np.stack([host(md.grad(cont_loss)(md.asarray(t), default_rng(seed + 1 + i)))
+                         for i, t in enumerate(theta)]) + W_CONT * theta
+    finite = np.all(np.isfinite(per_draw), axis=1)
+    per_draw = per_draw[finite]
+    return (per_draw.mean(axis=0), per_draw.std(axis=0, ddof=1) / math.sqrt(finite.sum()),
+            int((~finite).sum()))
+
+
+M_SHIFT = size(40, 8)
+with np.errstate(over="ignore", invalid="ignore"):
+    g_end, g_end_se, overflow_end = shift_gradient(cont_fit.params, M_SHIFT, 3000)
+    moved = np.array([0.0, 0.0, 0.0, 3 * samples[:, 3].std()])
+    g_moved, g_moved_se, overflow_moved = shift_gradient(cont_fit.params, M_SHIFT, 3000, moved)
+tail = np.arange(n_cont_steps - n_cont_steps // 4, n_cont_steps)
+total_tail = np.asarray(history.total)[tail]
+slope, intercept = np.polyfit(tail, total_tail, 1)
+residual = total_tail - (slope * tail + intercept)
+slope_se = residual.std(ddof=2) / math.sqrt(((tail - tail.mean()) ** 2).sum())
+print(f"trend of L over the last {tail.size} steps: {slope:+.2e} ± {slope_se:.1e} per step "
+      f"(z {slope / slope_se:+.2f}); L's mean there {total_tail.mean():.2e}")
+print(f"∂L/∂δ from {M_SHIFT} draws of q (overflowed and dropped: {overflow_end}, and "
+      f"{overflow_moved} with q moved by {moved[3]:.3f} in log₁₀ η)")
+for j, name in enumerate(NAMES):
+    print(f"∂L/∂δ in {name:>10}: {g_end[j]:+.2e} ± {g_end_se[j]:.1e} (z "
+          f"{g_end[j] / g_end_se[j]:+.2f}); q moved: {g_moved[j]:+.2e} ± {g_moved_se[j]:.1e} "
+          f"(z {g_moved[j] / g_moved_se[j]:+.2f})")
+
+sim_at_q = host(simulate_cont(md.asarray(samples.mean(axis=0)), default_rng(1)))
+fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(15, 4))
+ax0.plot(observed_cont, color="k", lw=1, label="data (the truth, one market)")
+ax0.plot(sim_at_q, color="C0", lw=1, alpha=0.8, label="simulated at q's mean")
+ax0.set_xlabel("time step t")
+ax0.set_ylabel("return r_t (log-price change)")
+ax0.set_title(f"Cont returns, N = {N_CONT}, T = {T_CONT}")
+ax0.legend(fontsize="small")
+bins = np.linspace(min(observed_cont.min(), sim_at_q.min()),
+                   max(observed_cont.max(), sim_at_q.max()), 25)
+ax1.hist(observed_cont, bins=bins, density=True, color="k", alpha=0.4, label="data")
+ax1.hist(sim_at_q, bins=bins, histtype="step", density=True, color="C0", lw=2,
+         label="simulated at q's mean")
+ax1.set_xlabel("return r_t (log-price change)")
+ax1.set_ylabel("density (per unit return)")
+ax1.set_title("what the MMD compares: the returns' distribution")
+ax1.legend(fontsize="small")
+window = 10
+for name, values, color in (("L = E_q[ℓ] + w·KL", history.total, "k"),
+                            ("E_q[ℓ] (MMD²)", history.loss, "C0"),
+                            ("w·KL(q‖π)", W_CONT * np.asarray(history.kl), "C1")):
+    values = np.asarray(values)
+    ax2.plot(values, color=color, alpha=0.25, lw=0.8)
+    ax2.plot(np.arange(window - 1, values.size),
+             np.convolve(values, np.ones(window) / window, mode="valid"), color=color,
+             label=f"{name} ({window}-step running mean)")
+ax2.set_yscale("log")
+ax2.set_xlabel("step")
+ax2.set_ylabel("estimate (loss units: MMD², squared return scale)")
+ax2.set_title("loss history (faint: per step)")
+ax2.legend(fontsize="small")
+fig.tight_layout()
+save(fig, "04-cont-fit")
+plt.show()
+
+# %%
+# Check: converged. The trend of L over the last quarter is within 4 of its standard errors
+# of zero, and the derivative along a shift of q is within 4 standard errors of zero in every
+# parameter (both are Monte Carlo tolerances: a one-in-15,000 chance each of failing at an
+# exact stationary point). The derivative at the moved q is printed, not asserted: it shows
+# the size of a derivative that is not zero. (At the start of the run, q is about the prior,
+# whose draws mostly land where ℓ is flat, and this derivative is not distinguishable from
+# zero there either: stationarity alone cannot tell a flat start from a minimum, which is why
+# the loss comparison below is also required.) Quick mode (25 steps) does not converge: it
+# prints these numbers and asserts only that the estimates are finite.
+if not QUICK:
+    assert abs(slope) < 4 * slope_se, (slope, slope_se)
+    assert np.all(np.abs(g_end) < 4 * g_end_se), (g_end, g_end_se)
+assert np.all(np.isfinite(g_end)) and np.all(np.isfinite(g_end_se))
+print("Cont convergence: checks passed")
+
+# %% [markdown]
+# ### Does $q$ explain the data as well as the truth?
+#
+# The data are one noisy market, so the best fit need not be the truth, but a fit that has
+# converged must explain the data at least as well as the truth does. We compare the expected
+# loss at $q$'s mean and at the truth on $M$ common seeds: both markets of seed $i$ see the
+# same draws, so the simulation noise largely cancels in their difference.
+
+# %%
+M_CRN = size(40, 10)
+q_mean = samples.mean(axis=0)
+with np.errstate(over="ignore", invalid="ignore"):
+    crn = np.array([float(cont_loss(md.asarray(q_mean), default_rng(4000 + i)))
+                    - float(cont_loss(md.asarray(TRUE_CONT), default_rng(4000 + i)))
+                    for i in range(M_CRN)])
+crn_mean, crn_se = crn.mean(), crn.std(ddof=1) / math.sqrt(M_CRN)
+print(f"E[ℓ] at q's mean minus at the truth: {crn_mean:+.2e} ± {crn_se:.1e} "
+      f"(z {crn_mean / crn_se:+.2f}; negative: q's mean explains the data better)")
+
+# %%
+# Check. q's mean explains the data at least as well as the truth: the paired difference of
+# the expected losses is below 4 of its standard errors (one-sided, a 3e-5 chance of failing
+# if the two explained the data equally well). σ and η are identified: q's sd in each is
+# under 0.5 (the prior's is 1) and the truth lies within 3 of q's sds of q's mean (q is a fit
+# to one noisy data set, not a sampler of the truth). μ and σ_ν stay prior-like: q's sd above
+# 0.5. These bands were stated before the convergence runs and are unchanged;
+# bench/notebook4_seeds.py runs this section for data seeds 0-9 and reports how many pass.
+# Quick mode (300 agents, 50 steps of the market, 25 GVI steps at a larger learning rate)
+# asserts only that q has moved from its start in σ and η and that every sample was finite or
+# reported.
 sds = samples.std(axis=0)
 means = samples.mean(axis=0)
 if not QUICK:
+    assert crn_mean < 4 * crn_se, (crn_mean, crn_se)
     for j in (2, 3):
         assert sds[j] < 0.5 and abs(means[j] - TRUE_CONT[j]) < 3 * sds[j], (NAMES[j], means, sds)
     for j in (0, 1):
@@ -391,13 +532,15 @@ ax.legend()
 plt.show()
 
 # %%
-# Check. The data are one simulated market, and σ and η act mostly through σ/η, so the
-# estimate is held to 15% on σ/η and 30% on each (quick: 25% and 50%: a market of 300 agents
-# and 50 steps, 150 steps of Adam at 3x the learning rate); a run that
-# failed stays at the start, 2 and 2 (σ/η 43% low, η 186% high).
-ratio_tol, each_tol = size((0.15, 0.3), (0.25, 0.5))
+# Check. The data are one simulated market, so the estimate spreads across data sets. The
+# bands are 4 times that spread, measured by bench/notebook4_seeds.py over data seeds 0-7
+# (full run; relative errors' sd across seeds: σ/η 0.130, σ 0.213, η 0.094), so 52% on σ/η,
+# 85% on σ and 38% on η. A run that failed stays at the start, 2 and 2 (η 186% high: outside
+# its band). Quick mode (a market of 300 agents and 50 steps, 150 steps of Adam at 3x the
+# learning rate) keeps 25% on σ/η and 50% on each, not measured across seeds.
+ratio_tol, sigma_tol, eta_tol = size((0.52, 0.85, 0.38), (0.25, 0.5, 0.5))
 assert abs(estimate[0] / estimate[1] * 0.7 - 1) < ratio_tol
-assert abs(estimate[0] - 1.0) < each_tol and abs(estimate[1] / 0.7 - 1) < each_tol
+assert abs(estimate[0] - 1.0) < sigma_tol and abs(estimate[1] / 0.7 - 1) < eta_tol
 print("minimum MMD: checks passed")
 
 # %% [markdown]
@@ -526,6 +669,23 @@ assert skipped.history.n_dropped > 0
 assert any(str(skipped.history.n_dropped) in str(w.message) for w in caught)
 print("non-finite samples: checks passed")
 
+# %%
+# Key numbers: computed alike in the quick and the full run (no sample sizes enter them), so
+# tests/test_tutorials.py can check that the outputs stored in the .ipynb come from the
+# current code: it compares this line from a fresh quick run with the stored one.
+key_numbers = {
+    "random walk: best Gaussian (quadrature)": [best_mean, best_sd],
+    "random walk: first step's L, per estimator": [h.total[0] for *_, h in walk_fits.values()],
+    "Beta-Bernoulli: first step's L": beta_fit.history.total[0],
+    "Cont: returns of a 50-agent, 10-step market": host(cont.simulate(
+        10 ** TRUE_CONT, n_timesteps=10, n_agents=50, rng=0, s=0.1, k=5.0)).tolist(),
+    "entropy: first step's L": entropy_fit.history.total[0],
+    "on_nan: the raising step and sample, dropped samples": [raised.step, raised.sample,
+                                                             skipped.history.n_dropped],
+}
+print("key numbers:", json.dumps(key_numbers))
+
+
 # %% [markdown]
 # ## Summary
 #
@@ -534,6 +694,11 @@ print("non-finite samples: checks passed")
 #   quadrature finds; the smoothed estimator is cheaper and biased.
 # * With the negative log-likelihood and $w = 1$ it is Bayes' rule: the Beta family finds the
 #   exact posterior, quickly once the concentrations live on a log scale.
-# * On Cont's market, $\sigma$ and $\eta$ are identified and $\mu$, $\sigma_\nu$ are not; a
-#   minimum-MMD point estimate recovers $\sigma$ and $\eta$.
-# * Mixed mode keeps GVI's memory flat in the simulation's length.
+# * On Cont's market, trained until the objective stops moving and the derivative along a
+#   shift of $q$ vanishes, $\sigma$ and $\eta$ are identified and $\mu$, $\sigma_\nu$ are not,
+#   and $q$'s mean explains the data as well as the truth; a minimum-MMD point estimate
+#   recovers $\sigma$ and $\eta$.
+# * Mixed mode keeps GVI's memory flat in the number of agents $N$: the simulations' Jacobians
+#   come by forward mode and nothing of them is kept. It still grows with the length $T$ of the
+#   simulation, through the MMD's $T \times T$ kernel matrices (its figure shows it); reverse
+#   mode grows with both.

@@ -27,6 +27,7 @@ from ..memory import measure, tape_memory
 from ..models import cont
 from ..ops import asarray, to_host
 from ..transforms import grad, jacfwd
+from .memory_figure import draw, run_parameter_sweep
 
 __all__ = ["MODES", "Workload", "Problem", "WORKLOADS", "register_workload", "Row",
            "run_sweep", "format_table", "explain", "plot", "configure_parser", "command"]
@@ -305,29 +306,15 @@ def explain(rows: Sequence[Row]) -> str:
     return "\n".join(lines[:-3] + ["\n\n".join(lines[-3:])])
 
 
-def plot(rows: Sequence[Row], path: str, title: str) -> None:
-    """Log-log figure: peak memory and wall time against T, one line per mode (Agg)."""
+def plot(rows: Sequence[Row], param_rows: Sequence[Any], path: str, title: str) -> None:
+    """The figure of :mod:`.memory_figure` (memory and time against T with their measured
+    slopes, cost against the number of parameters), saved to ``path`` (Agg, no pyplot)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 4.5))
+    fig = Figure(figsize=(17, 5))
     FigureCanvasAgg(fig)
-    memory_ax, time_ax = fig.subplots(1, 2)
-    ts = [r.n_steps for r in rows]
-    for mode in MODES:
-        memory_ax.plot(ts, [r.peak[mode] / 2**20 for r in rows], "o-", label=LABELS[mode])
-        time_ax.plot(ts, [r.seconds[mode] for r in rows], "o-", label=LABELS[mode])
-    memory_ax.plot(ts, [r.tape_peak / 2**20 for r in rows], "k:", label="tape (reverse)")
-    for ax, ylabel in ((memory_ax, "peak memory (MiB)"), (time_ax, "wall time (s)")):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("time steps T")
-        ax.set_ylabel(ylabel)
-        ax.grid(True, which="both", alpha=0.3)
-    memory_ax.set_title("memory: forward flat, reverse ∝ T, checkpointed ≈ √T")
-    time_ax.set_title("wall time (memory traced)")
-    memory_ax.legend(fontsize="small")
-    fig.suptitle(title)
+    draw(fig, rows, param_rows, {m: LABELS[m] for m in MODES}, title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -388,6 +375,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="array backend (default: the current one)")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="also draw memory and time against T, log-log (needs matplotlib)")
+    parser.add_argument("--params", type=_step_list, default=[1, 4, 16, 64], metavar="P,P,...",
+                        help="with --plot: numbers of parameters for the figure's cost-against-"
+                             "parameters panel, measured at the smallest T (default 1,4,16,64)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (shown on a terminal when tqdm is installed)")
 
@@ -424,6 +414,10 @@ def command(args: argparse.Namespace, parser: argparse.ArgumentParser,
                          seed=args.seed, progress=False if args.no_progress else None)
     emit(format_table(rows) + "\n\n" + explain(rows))
     if args.plot is not None:
-        plot(rows, args.plot, f"minidiff memory: {args.workload}, N = {args.agents} agents")
+        with _backend_context(args.backend, parser):
+            param_rows = run_parameter_sweep(workload, args.agents, args.steps[0], args.params,
+                                             seed=args.seed)
+        plot(rows, param_rows, args.plot,
+             f"minidiff memory: {args.workload}, N = {args.agents} agents")
         emit(f"figure written to {args.plot}")
     return 0
