@@ -13,7 +13,7 @@ import pytest
 
 import minidiff as md
 from minidiff.batching import BatchingError
-from models import brock_hommes, cont, random_walk, sir
+from minidiff.models import brock_hommes, cont, random_walk, sir
 
 RTOL = 1e-12
 

@@ -429,30 +429,30 @@ print("exactness: checks passed")
 # checkout and on this site, each link opens the file at that line), and each adds what arrays
 # and real programs need.
 #
-# * `Primitive(name, impl, jvp, vjp)` is [`Primitive`](../../minidiff/core.py#L555). It adds
+# * `Primitive(name, impl, jvp, vjp)` is [`Primitive`](../../minidiff/core.py#L640). It adds
 #   a `save` rule naming the residuals the VJP reads, so the tape keeps only those, and flags
 #   for broadcasting and piecewise-constant ops.
 # * `elementwise(name, impl, partials)` is
 #   [`elementwise_primitive`](../../minidiff/ops/elementwise.py#L132); see
 #   [`multiply`](../../minidiff/ops/elementwise.py#L230). Each partial names what it reads, so
 #   what is kept cannot drift from what is read, and
-#   [`unbroadcast`](../../minidiff/ops/linear.py#L230) sums cotangents over broadcast axes.
-# * `Level`, `open_level` and `LEVELS` are [`Level`](../../minidiff/core.py#L85) and
-#   [`open_level`](../../minidiff/core.py#L124). The stack of levels is per thread (a context
+#   [`unbroadcast`](../../minidiff/ops/linear.py#L274) sums cotangents over broadcast axes.
+# * `Level`, `open_level` and `LEVELS` are [`Level`](../../minidiff/core.py#L87) and
+#   [`open_level`](../../minidiff/core.py#L135). The stack of levels is per thread (a context
 #   variable), and the values of a closed level become inert.
-# * `bind` is [`bind`](../../minidiff/core.py#L475). Piecewise-constant ops skip the levels
+# * `bind` is [`bind`](../../minidiff/core.py#L542). Piecewise-constant ops skip the levels
 #   that follow derivatives, and Python numbers and lists of traced values become arrays.
-# * The `Box` operators are [`Box`](../../minidiff/core.py#L224): NumPy's operators and
+# * The `Box` operators are [`Box`](../../minidiff/core.py#L254): NumPy's operators and
 #   methods, and a refusal to become a Python or NumPy number while traced.
 # * `Dual` and `ForwardEngine.process` are [`Dual`](../../minidiff/forward.py#L25) and
 #   [`process`](../../minidiff/forward.py#L52), with a leading axis of K tangent directions,
 #   so `jacfwd` gets a whole Jacobian from one pass.
-# * `Node` and `ReverseEngine.process` are [`Node`](../../minidiff/reverse.py#L34) and
-#   [`process`](../../minidiff/reverse.py#L205); other recorders (checkpointing, `md.jit`)
+# * `Node` and `ReverseEngine.process` are [`Node`](../../minidiff/reverse.py#L37) and
+#   [`process`](../../minidiff/reverse.py#L279); other recorders (checkpointing, `md.jit`)
 #   write nodes of their own.
-# * `backward` is [`_sweep`](../../minidiff/reverse.py#L162), which also frees each node's
+# * `backward` is [`_sweep`](../../minidiff/reverse.py#L194), which also frees each node's
 #   residuals as soon as its rule has run.
-# * `jvp` and `value_and_grad` are [`jvp`](../../minidiff/transforms.py#L275) and
+# * `jvp` and `value_and_grad` are [`jvp`](../../minidiff/transforms.py#L277) and
 #   [`value_and_grad`](../../minidiff/transforms.py#L126) (with
 #   [`_record`](../../minidiff/transforms.py#L80)), plus `argnums`, `has_aux` and checks on
 #   what goes in and out; `jacfwd`, `jacrev`, `vjp`, `hessian` and `hvp` are built the same way.
@@ -500,8 +500,8 @@ print("perturbation confusion cured: checks passed")
 # Because VJP rules are written with the engine's own ops, the backward pass can itself be
 # differentiated. `derivative(grad(f))` runs the reverse engine's backward pass on `Dual`s of
 # an outer forward level: a second derivative from one forward pass over one tape. That is how
-# minidiff builds `hessian` ([`jacfwd(grad(f))`](../../minidiff/transforms.py#L381)) and
-# [`hvp`](../../minidiff/transforms.py#L390), the Hessian-vector product
+# minidiff builds `hessian` ([`jacfwd(grad(f))`](../../minidiff/transforms.py#L383)) and
+# [`hvp`](../../minidiff/transforms.py#L392), the Hessian-vector product
 # $\nabla^2 f(x)\,v$ at the cost of a few gradients, without forming the Hessian.
 
 # %%
@@ -673,6 +673,20 @@ for x0, v0 in ((0.5, 2.0), (-1.2, 0.3)):  # rounding only, relative to the value
     assert abs(toy_hvp(m_toy, x0, v0) - by_hand) < 1e-13 * max(1.0, abs(by_hand))
     assert abs(float(md.hvp(m_md, x0, v0)) - by_hand) < 1e-13 * max(1.0, abs(by_hand))
 print("exercise 3: checks passed")
+
+# %%
+# Key numbers: exact derivatives, alike in the quick and the full run, so
+# tests/test_tutorials.py can check that the outputs stored in the .ipynb come from the
+# current code (it compares this line from a fresh quick run with the stored one).
+import json  # noqa: E402
+
+key_numbers = {
+    "x sin x + exp(x/2) at 1.3: toy (forward, reverse)": list(toy),
+    "x sin x + exp(x/2) at 1.3: minidiff (jvp, grad)": list(real),
+    "f''(1.3): toy, minidiff hessian": [toy_second, md_second],
+    "hvp of sum(sin(x) x^2)": [float(v) for v in hv],
+}
+print("key numbers:", json.dumps(key_numbers))
 
 # %% [markdown]
 # ## Where to go next
