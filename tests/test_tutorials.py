@@ -19,6 +19,7 @@ skipped, saying so.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 import sys
 from pathlib import Path
@@ -166,7 +167,14 @@ def test_a_docstring_that_would_show_as_a_raw_block_is_named_in_a_warning(caplog
     conf._as_written(App(), "module", "good", None, {}, lines := list(good))
     assert lines == good
     bad = ["One line.", "", "    an indented formula, no '::' before it", "  then less", ""]
-    with caplog.at_level("WARNING"):
-        conf._as_written(App(), "module", "bad.module", None, {}, lines := list(bad))
+    # Sphinx's loggers stop propagating to the root logger once a site build has run in this
+    # process, so listen on Sphinx's own logger as well
+    sphinx_logger = logging.getLogger("sphinx")
+    sphinx_logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level("WARNING"):
+            conf._as_written(App(), "module", "bad.module", None, {}, lines := list(bad))
+    finally:
+        sphinx_logger.removeHandler(caplog.handler)
     assert lines[0] == "::"
     assert "bad.module" in caplog.text and "not valid reStructuredText" in caplog.text
