@@ -58,24 +58,23 @@ FLOW_LR = 1e-3  # the flow's default learning rate (the tutorial's): a coupling 
 # ---------------------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 1, got {value}")
-    return value
+def _integer(what: str, minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer ≥ ``minimum``, refused as "expected {what} ≥ minimum"."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {what} ≥ {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what} ≥ {minimum}, got {value}")
+        return value
+
+    return parse
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer seed ≥ 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer seed ≥ 0, got {value}")
-    return value
+_positive_int = _integer("an integer", 1)
+_seed = _integer("an integer seed", 0)
 
 
 def _number(low: float, strict: bool) -> Callable[[str], float]:
