@@ -18,9 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import backend as _backend
-from .core import close_level, open_level
-from .forward import Dual, ForwardEngine
-from .jit.derive import concrete, evaluate, prune, vjp_parts
+from .forward import Dual
+from .jit.derive import concrete, evaluate, evaluate_forward, prune, vjp_parts
 from .jit.program import Program, Var
 from .jit.tracing import trace
 from .ops import add
@@ -94,7 +93,6 @@ def jvp_body(body: Program, kinds: Sequence[str], carry_out: Sequence[int],
     found = body.derived.get(key)
     if found is not None:
         return found
-    n = len(needs)
     carry_at = [i for i, kind in enumerate(kinds) if kind == "c"]
     carry_set = set(carry_out)
     y_outputs = [o for o in range(len(body.outputs)) if o not in carry_set]
@@ -102,15 +100,7 @@ def jvp_body(body: Program, kinds: Sequence[str], carry_out: Sequence[int],
     backend = _backend.get_backend()
 
     def run(engine: Any, *leaves: Any) -> list[Any]:
-        given = iter(leaves[n:])
-        forward = ForwardEngine(k)
-        level = open_level(forward)
-        try:
-            args = [Dual(p, next(given), level) if need else p
-                    for p, need in zip(leaves[:n], needs)]
-            outs = evaluate(body, args)
-        finally:
-            close_level(level)
+        outs, level = evaluate_forward(body, leaves, needs, k)
 
         def split(o: Any) -> tuple[Any, Any]:
             if isinstance(o, Dual) and o.level is level:

@@ -36,8 +36,8 @@ from .program import Program, Var
 from .simplify import prune
 from .tracing import JitTracedValue, TraceEngine, trace
 
-__all__ = ["evaluate", "concrete", "jvp_program", "vjp_parts", "VjpParts", "prune",
-           "derived_programs"]
+__all__ = ["evaluate", "evaluate_forward", "concrete", "jvp_program", "vjp_parts", "VjpParts",
+           "prune", "derived_programs"]
 
 
 def evaluate(program: Program, args: Sequence[Any]) -> list[Any]:
@@ -84,19 +84,10 @@ def jvp_program(program: Program, needs: tuple[bool, ...], primals: Sequence[Any
     found = program.derived.get(key)
     if found is not None:
         return found
-    n = len(needs)
     flags: list[bool] = []
 
     def run(engine: TraceEngine, *leaves: Any) -> list[Any]:
-        given = iter(leaves[n:])
-        forward = ForwardEngine(k)
-        level = open_level(forward)
-        try:
-            args = [Dual(p, next(given), level) if need else p
-                    for p, need in zip(leaves[:n], needs)]
-            outs = evaluate(program, args)
-        finally:
-            close_level(level)
+        outs, level = evaluate_forward(program, leaves, needs, k)
         values, tans = [], []
         for o in outs:
             ours = isinstance(o, Dual) and o.level is level
@@ -109,6 +100,24 @@ def jvp_program(program: Program, needs: tuple[bool, ...], primals: Sequence[Any
     derived = _trace_derived(run, [*primals, *tangents], f"jvp({program.name})", program)
     found = program.derived[key] = (derived, tuple(flags))
     return found
+
+
+def evaluate_forward(program: Program, leaves: Sequence[Any], needs: Sequence[bool], k: int
+                     ) -> tuple[list[Any], Any]:
+    """Run ``program`` at a new forward level with K = ``k`` directions.
+
+    ``leaves`` are the primals (one per input), then the tangents (shape ``(K, *shape)``) of
+    the inputs flagged in ``needs``, in input order. Returns the outputs (``Dual``s of the
+    returned level where they have a tangent) and that level, closed."""
+    n = len(needs)
+    given = iter(leaves[n:])
+    level = open_level(ForwardEngine(k))
+    try:
+        args = [Dual(p, next(given), level) if need else p
+                for p, need in zip(leaves[:n], needs)]
+        return evaluate(program, args), level
+    finally:
+        close_level(level)
 
 
 # ---------------------------------------------------------------------------------------------
