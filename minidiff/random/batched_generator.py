@@ -62,7 +62,9 @@ class BatchedGenerator(Generator):
 
     def stream(self, key: Any) -> Generator:
         key = _canonical_key(key)  # once for every member (g.stream(key) for each g)
-        return self._same([Generator(_path=g._path + (key,), _ledger=g._ledger)
+        born, batch_born, backend = birth_mark(), batch_levels(), self._backend
+        keyed = Generator._keyed
+        return self._same([keyed(g._path + (key,), g._ledger, born, batch_born, backend)
                            for g in self._members])
 
     def _next_child(self) -> Generator:

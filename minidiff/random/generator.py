@@ -142,6 +142,19 @@ class Generator:
         """The root seed (an integer, drawn from the OS when ``default_rng(None)``)."""
         return self._path[0]
 
+    @classmethod
+    def _keyed(cls, path: tuple, ledger: _Ledger, born: tuple, batch_born: tuple,
+               backend: Any) -> Generator:
+        """The generator at ``path`` (what ``Generator(_path=path, _ledger=ledger)`` makes),
+        with its stamps given: a batched generator makes one per element per stream, and
+        stamps them all at once."""
+        g = cls.__new__(cls)
+        g._path, g._backend, g._ledger = path, backend, ledger
+        g._rng = backend.make_rng(_derived_seed(path))
+        g._children = itertools.count()
+        g._born, g._batch_born = born, batch_born
+        return g
+
     def stream(self, key: Any) -> Generator:
         """A child generator whose draws depend only on (seed, path of keys, ``key``).
 
