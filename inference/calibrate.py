@@ -227,7 +227,7 @@ def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, w: fl
         objective = Objective(loss, prior, family, w=w, n_samples=n_samples, gradient=gradient,
                               mode=mode, seed=seed, kl=kl, kl_samples=kl_samples,
                               baseline=baseline, on_nan=on_nan,
-                              executor=None if runner.name == "serial" else runner)
+                              executor=runner)
         params = family.init(seed) if init is None else _copy(init)
         settings.support(where, objective.prior, family, params, seed)
         state = RunState(step=0, params=params, optimizer_state=optimizer.init(params),

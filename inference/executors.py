@@ -1,21 +1,17 @@
 """Executors: where the per-sample work of a GVI step runs.
 
-A pathwise step draws θ_1..θ_n from q_φ on the driver and then needs, for each i,
+An executor is one call, Dask's and ``concurrent.futures``' own:
 
-    (ℓ_i, J_i) = (ℓ(θ_i), ∂ℓ/∂θ (θ_i)),     θ_i (d,), J_i (d,),
+    results = executor.map(fn, *iterables)    # [fn(*args) for args in zip(*iterables)], in order
 
-with ℓ run on the stream keyed (step, i) of the run's seed (the score estimator needs ℓ_i
-alone). These n simulations are independent and each is a pure function of
-(θ_i, step, i, seed) (:func:`.objective.evaluate_sample`), so they can run anywhere, in any
-order; the reverse pass through the family, Σ_i J_i·θ_i(φ)/n, stays on the driver. An executor
-hides where they run behind one call,
-
-    results = executor.map_samples(loss, theta, step, seed, how)   # [(ℓ_i, J_i)] in order i
-
-so serial, processes and a cluster are one argument apart (:func:`make_executor`):
+and knows nothing about GVI. The objective (:mod:`.objective`) cuts a step's n samples into
+``executor.chunks`` contiguous chunks and maps :func:`.sample_chunks.run_chunk` over them: each
+worker gets one chunk and evaluates it as one batched simulation, with every sample on the
+stream keyed (step, i) of the run's seed. The serial executor is one chunk of all n, mapped
+with Python's ``map``: the same code path as the others.
 
 ==============  ================================================================================
-``"serial"``    in this process, one sample after another (the default)
+``"serial"``    in this process, one chunk (the default)
 ``"processes"`` a :class:`concurrent.futures.ProcessPoolExecutor` of ``workers`` processes
 ``"dask"``      a :class:`dask.distributed.Client`: a ``LocalCluster`` of ``workers``
                 single-threaded processes by default, or the scheduler at ``address``
@@ -23,13 +19,14 @@ so serial, processes and a cluster are one argument apart (:func:`make_executor`
 ==============  ================================================================================
 
 Results are bit-identical across executors for a given seed: every sample sees the same θ_i
-(float64, copied exactly to the host and back), the same keyed stream and the same backend, and
-the driver assembles the results in sample order, so every sum is taken in the same order.
+(float64, copied exactly to the host and back), the same keyed stream and the same backend;
+the batched work of a sample does not depend on which other samples share its chunk, and the
+driver assembles the results in sample order, so every sum is taken in the same order.
 
-Shipping the loss: the loss usually closes over the observed data, so it travels once per
-worker, not once per task (the process pool's initializer; Dask's ``scatter`` with
-``broadcast=True``). Processes need a picklable loss: a module-level function or a callable
-object does; a lambda or closure does with ``cloudpickle`` (installed with the ``dist`` extra).
+Shipping: arguments travel per task, and a task is a chunk (``workers`` tasks per step), so
+the loss and the data it closes over travel ``workers`` times a step. Processes pickle the
+function and its arguments with ``cloudpickle`` when it is installed (the ``dist`` extra:
+lambdas and closures), else with ``pickle`` (module-level functions and callable objects).
 Dask pickles with cloudpickle itself.
 """
 
@@ -40,43 +37,29 @@ import math
 import multiprocessing
 import os
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-import minidiff as md
-
-from .objective import evaluate_sample
-
 __all__ = ["Executor", "SerialExecutor", "ProcessExecutor", "DaskExecutor", "make_executor",
-           "EXECUTORS", "CONNECT_TIMEOUT", "run_sample"]
+           "EXECUTORS", "CONNECT_TIMEOUT"]
 
 EXECUTORS = ("serial", "processes", "dask")
 CONNECT_TIMEOUT = 10.0  # seconds to wait for a Dask scheduler at a given address
 
-Result = tuple[Any, Any]
-
-
-def run_sample(loss: Callable[[Any, Any], Any], theta: Any, step: int, i: int, seed: int,
-               how: str, backend: str) -> tuple[Any, Any]:
-    """One sample on a worker: ``(ℓ_i, J_i)`` as host (NumPy) arrays, J_i None for ``how =
-    "value"``. θ_i arrives as a host array of shape (d,) and is moved to ``backend`` first."""
-    if md.get_backend().name != backend:
-        md.set_backend(backend)
-    b = md.get_backend()
-    value, jac = evaluate_sample(loss, b.from_host(theta), step, i, seed, how)
-    return b.to_host(md.stop_gradient(value)), None if jac is None else b.to_host(jac)
-
 
 class Executor:
-    """Runs the per-sample work of a step (see the module notes); a context manager that
-    releases its workers on exit (:meth:`close`)."""
+    """Maps a function over argument lists somewhere (see the module notes); a context manager
+    that releases its workers on exit (:meth:`close`)."""
 
     name = "executor"
 
-    def map_samples(self, loss: Callable[[Any, Any], Any], theta: Any, step: int, seed: int,
-                    how: str) -> list[Result]:
-        """``[(ℓ_i, J_i) for i in range(n)]`` for θ of shape (n, d): backend arrays (J_i of
-        shape (d,), or None when ``how == "value"``)."""
+    @property
+    def chunks(self) -> int:
+        """How many tasks to cut one batch of work into: one per worker."""
+        return 1
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
+        """``[fn(*args) for args in zip(*iterables)]``, in order."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -93,66 +76,43 @@ class Executor:
 
 
 class SerialExecutor(Executor):
-    """Every sample in this process, in order i = 0..n−1."""
+    """Everything in this process, in order, as one chunk."""
 
     name = "serial"
 
-    def map_samples(self, loss: Callable[[Any, Any], Any], theta: Any, step: int, seed: int,
-                    how: str) -> list[Result]:
-        return [evaluate_sample(loss, md.getitem(theta, i), step, i, seed, how)
-                for i in range(int(theta.shape[0]))]
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
+        return list(map(fn, *iterables))
 
 
-def _rows_on_host(theta: Any) -> list[Any]:
-    host = md.get_backend().to_host(md.stop_gradient(theta))
-    return [host[i] for i in range(host.shape[0])]
-
-
-def _from_host(results: list[tuple[Any, Any]]) -> list[Result]:
-    b = md.get_backend()
-    return [(b.from_host(v), None if j is None else b.from_host(j)) for v, j in results]
-
-
-def _pickled(loss: Callable[[Any, Any], Any], executor: str) -> bytes:
-    """The loss as bytes, by cloudpickle when it is installed (closures, lambdas) or pickle."""
+def _pickled(obj: Any, executor: str) -> bytes:
+    """``obj`` as bytes, by cloudpickle when it is installed (closures, lambdas) or pickle."""
     try:
         import cloudpickle  # optional: comes with the dist extra
         dumps = cloudpickle.dumps
     except ImportError:
         dumps = pickle.dumps
     try:
-        return dumps(loss)
+        return dumps(obj)
     except Exception as exc:  # PicklingError, AttributeError, TypeError: all say "cannot"
         raise TypeError(f"executor={executor!r} sends the loss to worker processes by pickling "
-                        f"it, and {loss!r} cannot be pickled ({exc}); define it at module "
+                        f"it, and {obj!r} cannot be pickled ({exc}); define it at module "
                         f"level or as a callable object, or install the 'dist' extra "
                         f"(pip install 'minidiff[dist]'), whose cloudpickle pickles closures "
                         f"and lambdas") from exc
 
 
-_WORKER_LOSS: dict[str, Any] = {}
-
-
-def _install_loss(payload: bytes, backend: str) -> None:
-    """Process-pool initializer: unpickle the run's loss once per worker.
-
-    ``payload`` is only ever the bytes :func:`_pickled` made in the driver process a moment
-    before, handed to the worker through the pool's initializer arguments (the same channel
-    ``concurrent.futures`` uses for every task): never bytes read from a file or a socket, so
-    nothing a user hands us is unpickled (checkpoints are ``.npz`` with ``allow_pickle=False``
-    plus JSON)."""
-    _WORKER_LOSS["loss"] = pickle.loads(payload)
-    md.set_backend(backend)
-
-
-def _pool_task(theta: Any, step: int, i: int, seed: int, how: str,
-               backend: str) -> tuple[Any, Any]:
-    return run_sample(_WORKER_LOSS["loss"], theta, step, i, seed, how, backend)
+def _call_pickled(payload: bytes) -> Any:
+    """A process-pool task: ``fn(*args)`` from the bytes :func:`_pickled` made of
+    ``(fn, args)`` in the driver process a moment before, handed over by the pool itself
+    (never bytes read from a file or a socket: checkpoints are ``.npz`` with
+    ``allow_pickle=False`` plus JSON)."""
+    fn, args = pickle.loads(payload)
+    return fn(*args)
 
 
 class ProcessExecutor(Executor):
     """A pool of ``workers`` processes (default: the number of CPUs), started on first use with
-    the ``"spawn"`` method (no inherited threads or locks) and restarted if the loss changes."""
+    the ``"spawn"`` method (no inherited threads or locks)."""
 
     name = "processes"
 
@@ -160,31 +120,27 @@ class ProcessExecutor(Executor):
         self.workers = _check_workers(workers)
         self.context = context
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
-        self._loss: Any = None
 
-    def _pool_for(self, loss: Callable[[Any, Any], Any]) -> Any:
-        if self._pool is None or self._loss is not loss:
-            self.close()
-            payload = _pickled(loss, self.name)
+    @property
+    def chunks(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    def _started(self) -> concurrent.futures.ProcessPoolExecutor:
+        if self._pool is None:
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.workers or os.cpu_count() or 1,
-                mp_context=multiprocessing.get_context(self.context),
-                initializer=_install_loss, initargs=(payload, md.get_backend().name))
-            self._loss = loss
+                max_workers=self.chunks, mp_context=multiprocessing.get_context(self.context))
         return self._pool
 
-    def map_samples(self, loss: Callable[[Any, Any], Any], theta: Any, step: int, seed: int,
-                    how: str) -> list[Result]:
-        pool = self._pool_for(loss)
-        backend = md.get_backend().name
-        futures = [pool.submit(_pool_task, row, step, i, seed, how, backend)
-                   for i, row in enumerate(_rows_on_host(theta))]
-        return _from_host([f.result() for f in futures])
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
+        pool = self._started()
+        futures = [pool.submit(_call_pickled, _pickled((fn, args), self.name))
+                   for args in zip(*iterables)]
+        return [f.result() for f in futures]
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool, self._loss = None, None
+            self._pool = None
 
     def __repr__(self) -> str:
         return f"ProcessExecutor(workers={self.workers})"
@@ -200,7 +156,7 @@ def _import_distributed() -> Any:
 
 
 class DaskExecutor(Executor):
-    """Samples as Dask tasks.
+    """Chunks of samples as Dask tasks.
 
     Args:
         workers: for the default ``LocalCluster``, its number of worker processes (one thread
@@ -224,8 +180,6 @@ class DaskExecutor(Executor):
         self.address = address
         self._client, self._own_client = client, client is None
         self._cluster: Any = None
-        self._loss: Any = None
-        self._loss_future: Any = None
 
     @property
     def client(self) -> Any:
@@ -251,18 +205,14 @@ class DaskExecutor(Executor):
                 f"the address, or allow longer with connect_timeout (--connect-timeout)"
             ) from exc
 
-    def map_samples(self, loss: Callable[[Any, Any], Any], theta: Any, step: int, seed: int,
-                    how: str) -> list[Result]:
-        client = self.client
-        if self._loss is not loss:  # ship the loss (and the data it holds) once per worker
-            self._loss_future = client.scatter(loss, broadcast=True, hash=False)
-            self._loss = loss
-        rows = _rows_on_host(theta)
-        futures = client.map(run_sample, [self._loss_future] * len(rows), rows,
-                             [step] * len(rows), list(range(len(rows))), [seed] * len(rows),
-                             [how] * len(rows), [md.get_backend().name] * len(rows),
-                             pure=False)
-        return _from_host(client.gather(futures))
+    @property
+    def chunks(self) -> int:
+        if self.address is not None or self._own_client is False:
+            return max(1, len(self.client.scheduler_info()["workers"]))
+        return self.workers or os.cpu_count() or 1
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
+        return self.client.gather(self.client.map(fn, *iterables, pure=False))
 
     def close(self) -> None:
         if self._client is not None and self._own_client:
@@ -271,7 +221,6 @@ class DaskExecutor(Executor):
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
-        self._loss, self._loss_future = None, None
 
     def __repr__(self) -> str:
         where = f"address={self.address!r}" if self.address else f"workers={self.workers}"
@@ -309,7 +258,7 @@ def make_executor(executor: str | Executor = "serial", *, workers: int | None = 
         raise ValueError(f"a scheduler address is for executor='dask', not {executor!r}")
     if executor == "serial":
         if workers not in (None, 1):
-            raise ValueError(f"executor='serial' runs one sample at a time; workers="
+            raise ValueError(f"executor='serial' runs in this process, with no workers; workers="
                              f"{workers!r} needs executor='processes' or 'dask'")
         return SerialExecutor()
     if executor == "processes":

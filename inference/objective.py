@@ -51,24 +51,37 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import minidiff as md
 from minidiff.random import default_rng
-from minidiff.stochastic import derivative_estimate
 
 from .distributions import as_vector
 from .divergence import kl_divergence
+from .executors import SerialExecutor
 from .pytree import ravel
+from .sample_chunks import _scalar, evaluate_sample, run_chunk, sample_rng
 
-__all__ = ["Objective", "StepEstimate", "NonFiniteError", "evaluate_sample", "sample_rng",
+__all__ = ["BatchFallbackWarning", "Objective", "StepEstimate", "NonFiniteError",
+           "evaluate_sample", "sample_rng",
            "resolve_mode", "AUTO_FORWARD_MAX_DIM", "GRADIENTS", "MODES"]
 
 GRADIENTS = ("pathwise", "score")
 MODES = ("auto", "forward", "reverse", "triples")
 AUTO_FORWARD_MAX_DIM = 16
+_SERIAL = SerialExecutor()
+
+
+def _finite(x: Any) -> bool:
+    xp = md.get_backend().xp
+    return bool(xp.all(xp.isfinite(md.stop_gradient(md.asarray(x)))))
+
+
+class BatchFallbackWarning(UserWarning):
+    """The loss could not run under ``minidiff.vmap``, so the samples run in a loop."""
 
 
 class NonFiniteError(FloatingPointError):
@@ -91,65 +104,6 @@ def resolve_mode(mode: str, gradient: str, dim: int) -> str:
     if mode == "auto":
         return "forward" if dim <= AUTO_FORWARD_MAX_DIM else "reverse"
     return mode
-
-
-def sample_rng(seed: int, step: int, i: int) -> Any:
-    """The generator of sample i at step ``step``: the stream keyed (step, i) of the seed."""
-    return default_rng(seed).stream((step, i))
-
-
-def _finite(x: Any) -> bool:
-    xp = md.get_backend().xp
-    return bool(xp.all(xp.isfinite(md.stop_gradient(md.asarray(x)))))
-
-
-def _scalar(value: Any, where: str) -> Any:
-    value = md.asarray(value)
-    if tuple(value.shape) != ():
-        raise TypeError(f"{where}: the loss must return a scalar, got shape "
-                        f"{tuple(value.shape)}")
-    return value
-
-
-def evaluate_sample(loss: Callable[[Any, Any], Any], theta: Any, step: int, i: int, seed: int,
-                    how: str) -> tuple[Any, Any]:
-    """The per-sample work: ``(ℓ(θ_i), J_i)`` with ℓ run on the stream keyed (step, i).
-
-    ``how`` is ``"value"`` (J is None), ``"forward"`` (J = ∂ℓ/∂θ by ``jacfwd``, one pass) or
-    ``"triples"`` (J by stochastic triples). θ_i has shape (d,); J has shape (d,). A pure
-    function of its arguments, so samples can be evaluated in any order or place."""
-    try:
-        return _evaluate(loss, theta, step, i, seed, how)
-    except Exception as exc:  # say where, keep the error (Python ≥ 3.11 shows the note)
-        if hasattr(exc, "add_note") and not isinstance(exc, NonFiniteError):
-            exc.add_note(f"(in the loss at step {step}, sample {i}, θ = "
-                         f"{md.to_host(md.stop_gradient(theta)).tolist()})")
-        raise
-
-
-def _evaluate(loss: Callable[[Any, Any], Any], theta: Any, step: int, i: int, seed: int,
-              how: str) -> tuple[Any, Any]:
-    where = f"step {step}, sample {i}"
-    rng = sample_rng(seed, step, i)
-    if how == "value":
-        return _scalar(loss(theta, rng), where), None
-    kept: dict[str, Any] = {}
-
-    def traced(th: Any) -> Any:
-        out = _scalar(loss(th, rng), where)
-        kept["value"] = md.stop_gradient(out)  # the primal, without its tangents
-        return out
-
-    if how == "forward":
-        jac = md.jacfwd(traced)(theta)
-    elif how == "triples":
-        pruning = int(md.to_host(default_rng(seed).stream(("triples", step, i)).random())
-                      * 2.0**62)
-        jac = derivative_estimate(traced, theta, seed=pruning)
-    else:
-        raise ValueError(f"evaluate_sample: how must be 'value', 'forward' or 'triples', "
-                         f"got {how!r}")
-    return md.asarray(kept["value"]), md.asarray(jac)
 
 
 @dataclass
@@ -205,7 +159,8 @@ class Objective:
                 math.isfinite(self.w) and self.w >= 0):
             raise ValueError(f"w (the weight of the KL) must be a finite number ≥ 0, got "
                              f"{self.w!r}")
-        if self.executor is not None and self.resolved_mode == "reverse":
+        if (self.executor is not None and self.executor.name != "serial"
+                and self.resolved_mode == "reverse"):
             raise ValueError(f"mode='reverse' records every simulation on one tape on the "
                              f"driver, so it cannot hand samples to {self.executor!r}; use "
                              f"mode='forward' (mixed mode: each sample's Jacobian by forward "
@@ -261,13 +216,35 @@ class Objective:
         est.grad = None if est.skipped else unravel(grad)
         return est
 
+    batched = True  # evaluate a step's samples as one batched simulation (False: a loop)
+
+    def _evaluate_samples(self, theta: Any, step: int, how: str) -> list[tuple[Any, Any]]:
+        """[(ℓ_i, J_i)] in sample order: the n samples cut into the executor's chunks, each
+        chunk one batched simulation (:mod:`.sample_chunks`)."""
+        runner = self.executor if self.executor is not None else _SERIAL
+        n = self.n_samples
+        k = max(1, min(runner.chunks, n))
+        bounds = [n * c // k for c in range(k + 1)]
+        chunks = [list(range(a, b)) for a, b in zip(bounds, bounds[1:])]
+        host = md.get_backend().to_host(md.stop_gradient(theta))
+        outs = runner.map(run_chunk, [self.loss] * k, [host[c[0]:c[-1] + 1] for c in chunks],
+                          [step] * k, chunks, [self.seed] * k, [how] * k,
+                          [self.batched] * k, [md.get_backend().name] * k)
+        b = md.get_backend()
+        results = []
+        for values, jacs, fallback in outs:
+            if fallback is not None and self.batched:
+                self.batched = False  # once: the later steps loop without trying
+                warnings.warn(f"step {step}: {fallback}", BatchFallbackWarning, stacklevel=4)
+            values = b.from_host(values)
+            jacs = None if jacs is None else b.from_host(jacs)
+            results += [(md.getitem(values, r), None if jacs is None else md.getitem(jacs, r))
+                        for r in range(int(values.shape[0]))]
+        return results
+
     def _per_sample(self, theta: Any, step: int, how: str) -> tuple[list, list, list[int]]:
         losses, jacs, dropped = [], [], []
-        if self.executor is None:
-            results = [evaluate_sample(self.loss, md.getitem(theta, i), step, i, self.seed, how)
-                       for i in range(self.n_samples)]
-        else:
-            results = self.executor.map_samples(self.loss, theta, step, self.seed, how)
+        results = self._evaluate_samples(theta, step, how)
         for i, (value, jac) in enumerate(results):
             th = md.getitem(theta, i)
             what = "loss" if not _finite(value) else (

@@ -104,7 +104,7 @@ def test_reverse_mode_keeps_its_tape_on_the_driver():
 @pytest.mark.parametrize("kwargs,message", [
     (dict(executor="threads"), "executor must be one of"),
     (dict(executor="serial", scheduler="tcp://127.0.0.1:8786"), "scheduler address is for"),
-    (dict(executor="serial", workers=4), "one sample at a time"),
+    (dict(executor="serial", workers=4), "in this process, with no workers"),
     (dict(executor="processes", workers=0), "workers must be"),
 ])
 def test_bad_executor_settings_are_refused(kwargs, message):
