@@ -13,7 +13,9 @@ Parts (``--parts``, comma separated; all by default):
   one run; each executor's start-up is printed apart and excluded (one warm-up step), then
   ``--repeat`` steps of ``--samples`` samples are timed. Also Dask's own per-task overhead:
   the time per task of mapping a function that does nothing over ``--tasks`` tasks and
-  gathering the results, on the 1-worker cluster.
+  gathering the results, on the 1-worker cluster, against the work of one task (a chunk: the
+  step's samples cut into one batched simulation per worker), and what that means for a
+  cluster.
 
 Run: ``python bench/calibrate_scale.py`` (a few minutes), ``--parts scale --agents 100000``.
 On a CuPy machine add ``--backend cupy --agents 1000000`` (the workers use the driver's backend).
@@ -123,9 +125,16 @@ def part_scale(n_agents: int, samples: int, repeat: int, tasks: int) -> None:
     for name, warm, rate in rows:
         print(f"{name:30s} {warm:19.2f} {rate:10.2f} {rate / serial_rate:9.2f}")
     per_sample = 1.0 / serial_rate
+    chunk = samples / 2 * per_sample  # one worker's share of a step, on 2 workers
     print(f"Dask per-task overhead (map + gather of a no-op, {tasks} tasks, 1 worker): "
-          f"{1e3 * overhead:.2f} ms per task = {overhead / per_sample:.1%} of one serial sample "
-          f"({1e3 * per_sample:.0f} ms)")
+          f"{1e3 * overhead:.2f} ms per task; a task is a chunk of the step's samples (one per "
+          f"worker), here {samples // 2} samples = {1e3 * chunk:.0f} ms of work on 2 workers: "
+          f"overhead {overhead / chunk:.1%} of a chunk")
+    print(f"on a cluster of W workers each task is {samples} / W samples: the overhead stays "
+          f"below 10% of a chunk while a chunk has at least "
+          f"{max(1, math.ceil(10 * overhead / per_sample))} samples (W ≤ "
+          f"{max(1, samples * per_sample // (10 * overhead)):.0f} for {samples} samples per "
+          f"step); beyond that, more samples per step keep the workers busy")
 
 
 def main() -> int:

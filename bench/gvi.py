@@ -33,8 +33,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
+import subprocess
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,30 +85,67 @@ def cont_objective(loss: Any, mode: str, n_samples: int) -> inf.Objective:
                          n_samples=n_samples, mode=mode, seed=0, on_nan="skip")
 
 
-def part_speed(repeat: int) -> bool:
+def jax_peer_seconds(python: str, epochs: int = 5) -> float | None:
+    """Seconds per epoch of the JAX-jit GVI (``shared/peers/jax_cont_gvi.py``) on this setup,
+    run by ``python`` (an environment with jax); None when it cannot run."""
+    repo = Path(__file__).resolve().parents[1]
+    peers = [p / "shared" / "peers" / "jax_cont_gvi.py" for p in (repo.parent, repo.parents[1])]
+    peer = next((p for p in peers if p.exists()), None)
+    if peer is None or not Path(python).exists():
+        return None
+    done = subprocess.run([python, str(peer), str(epochs)], capture_output=True, text=True)
+    found = re.search(r": ([0-9.]+) s/epoch", done.stdout)
+    if done.returncode != 0 or found is None:
+        print(f"JAX peer did not run: {(done.stderr or done.stdout).strip()[-300:]}")
+        return None
+    return float(found.group(1))
+
+
+def part_speed(repeat: int, jax_python: str) -> bool:
     print("\n== speed: one GVI step on the tutorial's Cont (N = 1000, T = 100, 10 samples, "
           "MMD, RealNVP 5 x (2-50-50-4)) ==")
     simulate, loss = cont_problem(1000, 100)
     params = tutorial_flow().init(0)
     theta, _ = tutorial_flow().sample(params, 10, md.random.default_rng(1))
     rows, grads = {}, {}
-    for mode in ("forward", "reverse"):
+    for mode, batched in (("forward", True), ("forward", False), ("reverse", False)):
         objective = cont_objective(loss, mode, 10)
+        objective.batched = batched
         step = iter(range(10**6))
-        rows[mode], est = best_of(lambda: objective.estimate(params, next(step)), repeat)
-        grads[mode] = np.concatenate([np.ravel(md.to_host(g)) for g in inf.tree_leaves(
-            cont_objective(loss, mode, 10).estimate(params, 0).grad)])
+        rows[mode, batched], _ = best_of(lambda: objective.estimate(params, next(step)),
+                                         repeat)
+        check = cont_objective(loss, mode, 10)
+        check.batched = batched
+        grads[mode, batched] = np.concatenate([np.ravel(md.to_host(g)) for g in
+                                               inf.tree_leaves(check.estimate(params, 0).grad)])
     primal, _ = best_of(lambda: [simulate(md.getitem(theta, i), md.random.default_rng(i))
                                  for i in range(10)], repeat)
-    diff = float(np.max(np.abs(grads["forward"] - grads["reverse"]))
-                 / np.max(np.abs(grads["reverse"])))
-    print(f"{'':28s} {'seconds':>9s} {'/ primal':>9s} {'blackbirds 5.3 s / this':>24s}")
-    print(f"{'primal, 10 simulations':28s} {primal:9.3f} {1.0:9.2f}")
-    for mode, label in (("forward", "GVI step, mixed mode"), ("reverse", "GVI step, reverse mode")):
-        print(f"{label:28s} {rows[mode]:9.3f} {rows[mode] / primal:9.2f} "
-              f"{BLACKBIRDS_SECONDS_PER_EPOCH / rows[mode]:24.1f}")
-    print(f"reverse / mixed: {rows['reverse'] / rows['forward']:.2f}; gradients agree to "
-          f"{diff:.1e} (relative, max over the flow's parameters)")
+    batched_primal = md.vmap(simulate)
+    primal_vmap, _ = best_of(lambda: batched_primal(theta, md.random.default_rng(0).spawn(10)),
+                             repeat)
+    ref = grads["reverse", False]
+    diff = max(float(np.max(np.abs(g - ref)) / np.max(np.abs(ref))) for g in grads.values())
+    jax_seconds = jax_peer_seconds(jax_python)
+    print(f"{'':34s} {'seconds':>9s} {'/ primal':>9s} {'blackbirds 5.3 s / this':>24s}")
+    print(f"{'primal, 10 simulations (loop)':34s} {primal:9.3f} {1.0:9.2f}")
+    print(f"{'primal, 10 simulations (vmap)':34s} {primal_vmap:9.3f} {primal_vmap / primal:9.2f}")
+    for key, label in ((("forward", True), "GVI step, mixed mode (batched)"),
+                       (("forward", False), "GVI step, mixed mode (loop)"),
+                       (("reverse", False), "GVI step, reverse mode")):
+        print(f"{label:34s} {rows[key]:9.3f} {rows[key] / primal:9.2f} "
+              f"{BLACKBIRDS_SECONDS_PER_EPOCH / rows[key]:24.1f}")
+    mixed = rows["forward", True]
+    print(f"mixed mode loop / batched: {rows['forward', False] / mixed:.2f}; reverse / mixed: "
+          f"{rows['reverse', False] / mixed:.2f}; gradients agree to {diff:.1e} (relative, max "
+          f"over the flow's parameters)")
+    if jax_seconds is None:
+        print(f"JAX-jit peer: not run (no jax at {jax_python}; make a bench-only environment, "
+              f"e.g. python3 -m venv --system-site-packages /work/venv-jax && "
+              f"/work/venv-jax/bin/pip install jax jaxlib, and pass --jax-python)")
+    else:
+        print(f"JAX-jit peer (reverse mode through jit + lax.scan, same setup, this run): "
+              f"{jax_seconds:.4f} s per epoch; minidiff mixed mode (batched) / JAX = "
+              f"{mixed / jax_seconds:.2f} (target ≤ 1)")
     return diff < 1e-8
 
 
@@ -230,6 +270,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", default="speed,memory,rw,cont")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--jax-python", default="/work/venv-jax/bin/python",
+                        help="a Python with jax, to run the JAX-jit peer (speed part)")
     parser.add_argument("--memory-agents", type=int, default=10_000)
     parser.add_argument("--memory-steps", default="100,1000")
     parser.add_argument("--memory-samples", type=int, default=2)
@@ -245,7 +287,7 @@ def main() -> int:
     parts = args.parts.split(",")
     ok = True
     if "speed" in parts:
-        ok &= part_speed(args.repeat)
+        ok &= part_speed(args.repeat, args.jax_python)
     if "memory" in parts:
         ok &= part_memory(args.memory_agents, [int(t) for t in args.memory_steps.split(",")],
                           args.memory_samples)

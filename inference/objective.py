@@ -35,10 +35,12 @@ Monte Carlo on its own draws) and is differentiated by reverse mode in every cas
 Randomness: for run seed s₀, the simulation of sample i at step s uses the stream keyed
 (s, i) of ``default_rng(s₀)``; the family's draws at step s use the stream ("q", s), the KL's
 ("kl", s). A run is a deterministic function of its seed, and forward and reverse mode see the
-same draws. :func:`evaluate_sample` is the per-sample work as a pure function of
-(θ_i, step, i, seed), so an executor (:mod:`.executors`: serial, processes, Dask) can map it
-over samples; ``executor=None`` evaluates them here, in order. Reverse mode records every
-sample on the driver's tape, so it takes no executor.
+same draws. The per-sample work is a pure function of (θ_i, step, i, seed)
+(:mod:`.sample_chunks`), so the n samples are cut into one chunk per worker of the executor
+(:mod:`.executors`: serial, processes, Dask; ``executor=None`` is serial, one chunk) and each
+chunk runs as one batched simulation (``md.vmap``; a loss that cannot batch, and stochastic
+triples, run as a loop; ``Objective.batched = False`` asks for the loop). Reverse mode records
+every sample on the driver's tape, so it takes no executor.
 
 Non-finite values raise :class:`NonFiniteError` naming the step, the sample and θ; with
 ``on_nan="skip"`` the sample is dropped (and counted), the step fails if every sample is

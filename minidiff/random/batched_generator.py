@@ -24,7 +24,7 @@ from ..batching import (
     check_batched_draw,
     register_batched_type,
 )
-from ..checkpointing import birth_mark
+from ..checkpointing import birth_mark, check_draw
 from ..core import Level
 from .distributions import uniform_like
 from .generator import Generator, _canonical_key, _Ledger, _size
@@ -75,9 +75,12 @@ class BatchedGenerator(Generator):
             raise BatchingError(f"{what}: a batched generator was used after its vmap "
                                 f"finished; draw inside the vmapped function")
         check_batched_draw(self._batch_born, what)  # an inner vmap would share the draws
+        members = self._members
+        for born in {id(g._born): g._born for g in members}.values():  # once per stamp
+            check_draw(born, what)
         b = self._backend
-        return BatchTracer(b.xp.stack([b.asarray(draw(g._member_state(what)))
-                                       for g in self._members]), self._level)
+        return BatchTracer(b.xp.stack([b.asarray(draw(g._rng)) for g in members]),
+                           self._level)
 
     def _state(self, what: str) -> Any:
         raise BatchingError(f"{what}: this sampler draws from the generator's state directly, "
