@@ -99,19 +99,35 @@ def _nothing(x: int) -> int:
     return x
 
 
-def part_scale(n_agents: int, samples: int, repeat: int, tasks: int) -> None:
+def _worker_malloc() -> None:
+    """The driver's malloc tuning (``_common.tune_malloc``) in a worker process, so that the
+    workers allocate as the serial run does (defined here: pickled by value)."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    if hasattr(libc, "mallopt"):
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 1 << 30)   # M_TRIM_THRESHOLD
+        libc.mallopt(-2, 64 << 20)  # M_TOP_PAD
+
+
+def part_scale(n_agents: int, samples: int, repeat: int, tasks: int, tune: bool) -> None:
     print(f"\n== scale: GVI steps on Cont (N = {n_agents}, T = 100, MMD, mixed mode), "
           f"{samples} samples per step, {repeat} timed steps ==")
     loss = cont_loss(n_agents)
     rows = []
     serial_warm, serial_rate = time_steps(None, loss, samples, repeat)
     rows.append(("serial", serial_warm, serial_rate))
-    with inf.ProcessExecutor(workers=2) as pool:
+    tuned = tune  # the workers allocate as the driver does (--tune-malloc, on by default)
+    with inf.ProcessExecutor(workers=2, initializer=_worker_malloc if tuned else None) as pool:
         warm, rate = time_steps(pool, loss, samples, repeat)
         rows.append(("processes, 2 workers", warm, rate))
     overhead = None
     for workers in (1, 2):
         with inf.DaskExecutor(workers=workers) as dask:
+            if tuned:
+                dask.client.run(_worker_malloc)
             warm, rate = time_steps(dask, loss, samples, repeat)
             rows.append((f"dask LocalCluster, {workers} worker{'s' * (workers > 1)}", warm,
                          rate))
@@ -149,13 +165,15 @@ def main() -> int:
     args = parser.parse_args()
     if args.backend:
         md.set_backend(args.backend)
-    print_header(malloc_from(args))
+    malloc_note = malloc_from(args)
+    print_header(malloc_note)
     print("note: timings are wall-clock on whatever else the machine is running")
     parts = args.parts.split(",")
     if "default" in parts:
         part_default()
     if "scale" in parts:
-        part_scale(args.agents, args.samples, args.repeat, args.tasks)
+        part_scale(args.agents, args.samples, args.repeat, args.tasks,
+                   malloc_note.startswith("tuned"))
     return 0
 
 

@@ -116,9 +116,11 @@ class ProcessExecutor(Executor):
 
     name = "processes"
 
-    def __init__(self, workers: int | None = None, context: str = "spawn") -> None:
+    def __init__(self, workers: int | None = None, context: str = "spawn",
+                 initializer: Callable[[], Any] | None = None) -> None:
         self.workers = _check_workers(workers)
         self.context = context
+        self.initializer = initializer  # run once in each worker process as it starts
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
     @property
@@ -128,7 +130,8 @@ class ProcessExecutor(Executor):
     def _started(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.chunks, mp_context=multiprocessing.get_context(self.context))
+                max_workers=self.chunks, mp_context=multiprocessing.get_context(self.context),
+                initializer=self.initializer)
         return self._pool
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
