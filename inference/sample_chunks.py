@@ -20,8 +20,9 @@ one forward pass carrying d tangents for the whole chunk: row i depends on δ on
 **Loop**: stochastic triples do not batch (their pruning would let the jumps of different
 samples compete), so ``how = "triples"`` runs the samples one after another. A loss that
 cannot run under ``vmap`` (Python control flow on a traced value, a model that computes on raw
-arrays) falls back to the loop too, and says so once (:class:`ChunkResult` carries the
-reason). The loop is :func:`evaluate_sample`, sample by sample.
+arrays, an op whose batching fails) falls back to the loop too, and says so once
+(:class:`ChunkResult` carries the reason); if the loop fails as well, its error is raised,
+since it is the loss's own. The loop is :func:`evaluate_sample`, sample by sample.
 
 Both give the same numbers: elementwise work is the same arithmetic on a stacked array, and
 every reduction runs within one sample.
@@ -147,8 +148,9 @@ def evaluate_chunk(loss: Callable[[Any, Any], Any], theta: Any, step: int,
         return _loop(loss, theta, step, indices, seed, how)
     try:
         return _batched(loss, theta, step, indices, seed, how)
-    except BatchingError as exc:
-        reason = str(exc).split("\n")[0]
+    except Exception as exc:  # the loop says whether the loss itself fails (then it raises)
+        kind = "" if isinstance(exc, BatchingError) else f"{type(exc).__name__}: "
+        reason = kind + str(exc).split("\n")[0]
         result = _loop(loss, theta, step, indices, seed, how)
         result.fallback = (f"the loss cannot run under minidiff.vmap ({reason}); its samples "
                            f"run one after another")
