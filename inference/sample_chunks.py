@@ -38,6 +38,7 @@ import minidiff as md
 from minidiff.batching import BatchingError
 from minidiff.random import default_rng
 from minidiff.stochastic import derivative_estimate
+from minidiff.stochastic.triples import batched_derivative_estimate
 
 __all__ = ["ChunkResult", "evaluate_chunk", "evaluate_sample", "run_chunk", "sample_rng"]
 
@@ -87,9 +88,7 @@ def _evaluate(loss: Callable[[Any, Any], Any], theta: Any, step: int, i: int, se
     if how == "forward":
         jac = md.jacfwd(traced)(theta)
     elif how == "triples":
-        pruning = int(md.to_host(default_rng(seed).stream(("triples", step, i)).random())
-                      * 2.0**62)
-        jac = derivative_estimate(traced, theta, seed=pruning)
+        jac = derivative_estimate(traced, theta, seed=_pruning_seed(seed, step, i))
     else:
         raise ValueError(f"evaluate_sample: how must be 'value', 'forward' or 'triples', "
                          f"got {how!r}")
@@ -125,6 +124,16 @@ def _batched(loss: Callable, theta: Any, step: int, indices: Sequence[int], seed
         return ChunkResult(md.stop_gradient(batched_loss(theta, rngs)), None)
     kept: dict[str, Any] = {}
 
+    if how == "triples":
+        def rows(th: Any) -> Any:
+            out = batched_loss(th, rngs)
+            kept["values"] = md.stop_gradient(out)
+            return out
+
+        seeds = [_pruning_seed(seed, step, i) for i in indices]
+        jacobians = batched_derivative_estimate(rows, theta, seeds)
+        return ChunkResult(md.asarray(kept["values"]), md.asarray(jacobians))
+
     def shifted(delta: Any) -> Any:  # every row moved by the same δ (d,)
         out = batched_loss(md.add(theta, delta), rngs)
         kept["values"] = md.stop_gradient(out)
@@ -132,6 +141,11 @@ def _batched(loss: Callable, theta: Any, step: int, indices: Sequence[int], seed
 
     jacobians = md.jacfwd(shifted)(md.zeros((int(theta.shape[1]),)))
     return ChunkResult(md.asarray(kept["values"]), md.asarray(jacobians))
+
+
+def _pruning_seed(seed: int, step: int, i: int) -> int:
+    """The seed of sample i's pruning decisions under stochastic triples at step ``step``."""
+    return int(md.to_host(default_rng(seed).stream(("triples", step, i)).random()) * 2.0**62)
 
 
 def evaluate_chunk(loss: Callable[[Any, Any], Any], theta: Any, step: int,
@@ -144,7 +158,7 @@ def evaluate_chunk(loss: Callable[[Any, Any], Any], theta: Any, step: int,
     if how not in ("value", "forward", "triples"):
         raise ValueError(f"evaluate_chunk: how must be 'value', 'forward' or 'triples', got "
                          f"{how!r}")
-    if not batched or how == "triples" or len(indices) == 1:
+    if not batched or len(indices) == 1:
         return _loop(loss, theta, step, indices, seed, how)
     try:
         return _batched(loss, theta, step, indices, seed, how)

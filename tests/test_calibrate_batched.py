@@ -133,3 +133,28 @@ def test_a_loss_that_cannot_be_batched_falls_back_to_the_loop_saying_so_once():
     theta, _ = family.sample(family.init(), 4, est._q_rng(0))
     want = [float(branching(md.getitem(theta, i), None)) for i in range(4)]
     np.testing.assert_allclose(first.losses, want, rtol=TOL)
+
+
+def two_parameter_walk_loss():
+    """Two parameters moving the same Bernoulli draws and a continuous noise: K = 2 directions
+    per sample, so each direction's jumps must stay within its own sample."""
+    base = walk_loss()
+
+    def loss(theta, rng):
+        shift = md.getitem(theta, 1) * rng.stream("noise").normal()
+        return base(md.stack([md.getitem(theta, 0) + 0.3 * md.getitem(theta, 1)]), rng) + shift
+
+    return loss
+
+
+@pytest.mark.parametrize("make_loss,dim", [(walk_loss, 1), (two_parameter_walk_loss, 2)])
+def test_batched_triples_equal_the_loop_of_triples(make_loss, dim):
+    loss = make_loss()
+    theta = md.asarray(np.random.default_rng(3).normal(0.0, 0.5, size=(6, dim)))
+    indices = list(range(2, 8))
+    batched = evaluate_chunk(loss, theta, 4, indices, 9, "triples")
+    loop = evaluate_chunk(loss, theta, 4, indices, 9, "triples", batched=False)
+    assert batched.fallback is None
+    np.testing.assert_allclose(host(batched.values), host(loop.values), rtol=TOL, atol=TOL)
+    np.testing.assert_allclose(host(batched.jacobians), host(loop.jacobians), rtol=TOL,
+                               atol=TOL)

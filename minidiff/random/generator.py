@@ -410,7 +410,12 @@ def _engine_sampler(params: tuple) -> Any:
     if sampler is None and is_batch_level(level):
         for p in params:  # a sampling engine (triples) inside vmap's boxes
             while isinstance(p, Box):
-                if p.level.active and hasattr(p.level.engine, "sample_discrete"):
+                inner = p.level.engine
+                if p.level.active and getattr(inner, "block", None) is not None:
+                    # batched triples: the engine draws for every element, batch axis first
+                    return lambda dist, u, ps: inner.sample_discrete_batched(dist, u, ps,
+                                                                             level)
+                if p.level.active and hasattr(inner, "sample_discrete"):
                     raise BatchingError(
                         "a discrete sampler under minidiff.vmap inside stochastic triples "
                         "(derivative_estimate of a vmapped function) is not supported: the "

@@ -50,11 +50,12 @@ from ..core import (
     shape_of,
 )
 from ..ops import reshape, transpose
-from ..ops.linear import align_tangent
+from ..ops.linear import align_tangent, batch_aligned
 from ..pytree import _describe_value, tree_flatten
 from ..reverse import ReverseEngine
 
-__all__ = ["StochasticTriple", "derivative_estimate", "perturbed", "sample_perturbed"]
+__all__ = ["StochasticTriple", "batched_derivative_estimate", "derivative_estimate",
+           "perturbed", "sample_perturbed"]
 
 
 class StochasticTriple(Box):
@@ -98,12 +99,18 @@ class TripleEngine:
 
     tracks_jumps = True  # piecewise-constant primitives jump between worlds: see them too
 
-    def __init__(self, k: int, seed: Any) -> None:
+    def __init__(self, k: int, seed: Any, *, block_seeds: Sequence[Any] | None = None) -> None:
         self.k = k
         self.level: Level | None = None
         self.current = [0] * k           # id of the alternative world kept, per direction
         self.weight = [0.0] * k          # its weight W (the total rate of all candidates)
-        self.rng = _backend.get_backend().make_rng(seed)
+        make_rng = _backend.get_backend().make_rng
+        if block_seeds is None:
+            self.block = None            # directions per batch element (batched triples)
+            self.rngs = [make_rng(seed)] * k   # the pruning decisions' generator, per direction
+        else:
+            self.block = k // len(block_seeds)
+            self.rngs = [g for s in block_seeds for g in [make_rng(s)] * self.block]
 
     def snapshot(self) -> tuple:
         return tuple(self.current)
@@ -165,7 +172,22 @@ class TripleEngine:
             pieces.append(raw(bind(primitive, *args_k, **params)))
         return xp.stack(pieces)
 
-    def sample_discrete(self, dist: Any, u: Any, params: Sequence[Any]) -> StochasticTriple:
+    def sample_discrete_batched(self, dist: Any, u: Any, params: Sequence[Any],
+                                batch: Level) -> Any:
+        """:meth:`sample_discrete` for a draw under the ``vmap`` of :func:`
+        batched_derivative_estimate` (level ``batch``): the batch axis leads every value and
+        direction k may jump only in batch element k // block."""
+        if dist.name == "categorical" or not (isinstance(u, Box) and u.level is batch):
+            raise BatchingError(f"{dist.name}: this draw cannot run as batched stochastic "
+                                f"triples; run the samples one at a time")
+        args = [u, *params]
+        batched = [isinstance(a, Box) and a.level is batch for a in args]
+        aligned = batch_aligned([a.value if b else a for a, b in zip(args, batched)], batched)
+        out = self.sample_discrete(dist, aligned[0], aligned[1:], batch_axis=True)
+        return type(u)(out, batch)
+
+    def sample_discrete(self, dist: Any, u: Any, params: Sequence[Any],
+                        batch_axis: bool = False) -> StochasticTriple:
         """Draw from ``dist`` by inversion of the uniforms ``u`` with perturbed ``params``.
 
         The sample's alternative world comes from the same ``u`` at the parameters'
@@ -195,7 +217,7 @@ class TripleEngine:
                                      f"derivative; n may change only by finite jumps")
             tangent = _align_param(continuous.tangent, values[-1], batch_rank, dist)
             events = dist.events(x, *values, tangent)
-            alt = _prune(self, x, alt, events)
+            alt = _prune(self, x, alt, events, batch_axis)
         return StochasticTriple(x, _zeros((self.k, *shape_of(x))), alt, self.snapshot(), level)
 
 
@@ -231,8 +253,12 @@ def _align_param(alt: Any, value: Any, batch_rank: int, dist: Any) -> Any:
     return align_tangent(alt, len(shape_of(value)), batch_rank + extra)
 
 
-def _prune(engine: TripleEngine, x: Any, alt: Any, events: list) -> Any:
-    """Let each direction's new jumps compete with its kept world; return the new alt."""
+def _prune(engine: TripleEngine, x: Any, alt: Any, events: list,
+           batch_axis: bool = False) -> Any:
+    """Let each direction's new jumps compete with its kept world; return the new alt.
+
+    Batched triples (``batch_axis``: x's leading axis is the batch): direction k competes
+    only among the jumps of its own batch element k // block."""
     b = _backend.get_backend()
     xp = b.xp
     shape = shape_of(x)
@@ -241,6 +267,11 @@ def _prune(engine: TripleEngine, x: Any, alt: Any, events: list) -> Any:
         size *= d
     rates = [xp.reshape(xp.broadcast_to(xp.where(e.change == 0, 0.0 * e.rate, e.rate),
                                         (engine.k, *shape)), (engine.k, size)) for e in events]
+    if batch_axis and engine.block is not None:
+        owner = xp.arange(engine.k) // engine.block                     # (K,)
+        element = xp.arange(size) // (size // shape[0]) if size else xp.arange(size)
+        own = owner[:, None] == element[None, :]                          # (K, size)
+        rates = [xp.where(own, r, 0.0 * r) for r in rates]
     changes = [xp.reshape(xp.broadcast_to(e.change, (engine.k, *shape)), (engine.k, size))
                for e in events]
     all_rates = xp.concat(rates, axis=1)            # (K, n_events * size)
@@ -254,8 +285,9 @@ def _prune(engine: TripleEngine, x: Any, alt: Any, events: list) -> Any:
         if total > 0:
             kept = engine.weight[k]
             engine.weight[k] = kept + total
-            if float(engine.rng.random()) * (kept + total) < total:  # a new jump wins
-                target = float(engine.rng.random()) * total
+            rng = engine.rngs[k]
+            if float(rng.random()) * (kept + total) < total:  # a new jump wins
+                target = float(rng.random()) * total
                 cumulative = xp.cumulative_sum(all_rates[k, ...])
                 j = int(xp.searchsorted(cumulative, xp.asarray(target, dtype=b.float_dtype),
                                         side="right"))
@@ -322,6 +354,41 @@ def derivative_estimate(f: Callable[[Any], Any], theta: Any, *, seed: Any = None
         close_level(level)
     return tree.unflatten([_estimate(value, tangent, alt, engine, k, in_shape)
                            for value, tangent, alt in worlds])
+
+
+def batched_derivative_estimate(f: Callable[[Any], Any], theta: Any,
+                                seeds: Sequence[Any]) -> Any:
+    """``derivative_estimate`` of every row at once: ``[derivative_estimate(f_b, θ_b,
+    seed=seeds[b]) for b]`` as one pass, where ``f`` maps θ (m, d) to (m,) with element b a
+    function of row b alone, run under ``minidiff.vmap`` (``f = vmap(f_b)``).
+
+    The pass carries K = m·d directions, direction (b, j) seeded with e_{b,j}; each discrete
+    draw lets direction (b, j) jump only in element b, and prunes with element b's own
+    generator (``seeds[b]``) in the loop's order, so every row gets the numbers of its own
+    ``derivative_estimate``: shape (m, d). Tangents are (K, m, ...): the cost grows as m² for
+    a model's arrays, so this pays for small models and few samples."""
+    if any(isinstance(lv.engine, ReverseEngine) for lv in active_levels()) or batch_levels():
+        raise BatchingError("batched_derivative_estimate runs outside grad and vmap")
+    b = _backend.get_backend()
+    theta = b.asarray(theta) if not isinstance(theta, Box) else theta
+    m, d = shape_of(theta)
+    if len(seeds) != m:
+        raise ValueError(f"batched_derivative_estimate: {len(seeds)} seeds for {m} rows")
+    k = m * d
+    engine = TripleEngine(k, None, block_seeds=list(seeds))
+    level = open_level(engine)
+    try:
+        seed_tangent = b.xp.reshape(b.xp.eye(k, dtype=b.float_dtype), (k, m, d))
+        out = f(StochasticTriple(theta, seed_tangent, None, engine.snapshot(), level))
+        value, tangent, alt = _worlds(out, engine, level, k)
+    finally:
+        close_level(level)
+    if shape_of(value) != (m,):
+        raise ValueError(f"batched_derivative_estimate: f must return shape ({m},), got "
+                         f"{shape_of(value)}")
+    full = _estimate(value, tangent, alt, engine, k, (m, d))      # (m, m, d)
+    rows = b.xp.arange(m)
+    return full[rows, rows, :]
 
 
 def _worlds(out: Any, engine: TripleEngine, level: Level, k: int) -> tuple[Any, Any, Any]:
