@@ -17,10 +17,13 @@ batched loss at a shared shift δ (d,) of every row,
 one forward pass carrying d tangents for the whole chunk: row i depends on δ only through
 θ_i + δ, so row i of that Jacobian is J_i.
 
-**Loop**: stochastic triples do not batch (their pruning would let the jumps of different
-samples compete), so ``how = "triples"`` runs the samples one after another. A loss that
-cannot run under ``vmap`` (Python control flow on a traced value, a model that computes on raw
-arrays, an op whose batching fails) falls back to the loop too, and says so once
+Stochastic triples (``how = "triples"``) batch with
+:func:`minidiff.stochastic.triples.batched_derivative_estimate`: one pass with m·d directions,
+direction (i, j) seeded with e_{i,j}, whose jumps compete only within sample i and are pruned
+by sample i's own generator, so each row is what sample i's own ``derivative_estimate`` gives.
+
+**Loop**: a loss that cannot run under ``vmap`` (Python control flow on a traced value, a model
+that computes on raw arrays, an op whose batching fails) runs as the loop, and says so once
 (:class:`ChunkResult` carries the reason); if the loop fails as well, its error is raised,
 since it is the loss's own. The loop is :func:`evaluate_sample`, sample by sample.
 
