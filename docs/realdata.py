@@ -28,7 +28,7 @@ import minidiff as md
 from minidiff import inference as inf
 from minidiff.cli.calibrate import configure_parser
 from minidiff.cli.calibrate_setup import build_problem, load_model
-from minidiff.inference.distributions import as_vector
+from minidiff.distributions import as_vector
 from minidiff.models.stylised_facts import FACTS, N_LAGS, stylised_facts
 from minidiff.random import default_rng
 

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import minidiff as md
+from minidiff.distributions import Independent, Normal, as_vector
 from minidiff.random import default_rng
 
 from .calibrate import calibrate
-from .distributions import Independent, Normal, as_vector
 from .families import DiagonalGaussian
 
 __all__ = ["coverage", "CoverageResult", "LEVELS"]

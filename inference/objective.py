@@ -56,10 +56,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import minidiff as md
+from minidiff.distributions import as_vector
 from minidiff.random import default_rng
 from minidiff.stochastic import derivative_estimate
 
-from .distributions import as_vector
 from .divergence import kl_divergence
 from .pytree import ravel
 

@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import minidiff as md
+from minidiff.distributions import as_vector
 from minidiff.random import default_rng
-
-from .distributions import as_vector
 
 __all__ = ["screen", "Screening"]
 

@@ -27,10 +27,10 @@ import numbers
 from typing import Any
 
 import minidiff as md
+from minidiff.distributions import Beta, Gamma, Independent, LogNormal, Normal, Uniform
 from minidiff.random import default_rng
 
 from .beta_family import BetaFamily
-from .distributions import Beta, Gamma, Independent, LogNormal, Normal, Uniform
 from .families import DiagonalGaussian, FullRankGaussian
 from .flows import RealNVP
 

@@ -19,7 +19,7 @@ import minidiff as md
 from minidiff import inference as inf
 
 N = 20_000
-beta_quantile, gamma_quantile = inf.implicit.beta_quantile, inf.implicit.gamma_quantile
+beta_quantile, gamma_quantile = md.distributions.beta_quantile, md.distributions.gamma_quantile
 
 
 def host(x):

@@ -37,10 +37,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .. import __version__, distributions
 from .. import inference as inf
 from ..backend import get_backend
-from ..inference import distributions, executors, objective, plots
+from ..inference import executors, objective, plots
 from ..ops import asarray, getitem, mean, sqrt, stack
 from ..random import default_rng
 from .calibrate_checks import diagnostics, run_coverage, screen_start

@@ -32,7 +32,8 @@ from __future__ import annotations
 import abc
 from typing import Any
 
-import minidiff as md
+from .. import ops
+from ..backend import get_backend
 
 __all__ = ["Bijection", "Exp", "Sigmoid", "Affine", "Inverse", "Compose"]
 
@@ -65,13 +66,13 @@ class Exp(Bijection):
     """y = eˣ: ℝ → (0, ∞)."""
 
     def forward(self, x: Any) -> Any:
-        return md.exp(x)
+        return ops.exp(x)
 
     def inverse(self, y: Any) -> Any:
-        return md.log(y)
+        return ops.log(y)
 
     def log_det_jacobian(self, x: Any) -> Any:
-        return md.asarray(x) * 1.0
+        return ops.asarray(x) * 1.0
 
     def __repr__(self) -> str:
         return "Exp()"
@@ -81,14 +82,14 @@ class Sigmoid(Bijection):
     """y = 1/(1 + e⁻ˣ): ℝ → (0, 1); its inverse is the logit."""
 
     def forward(self, x: Any) -> Any:
-        return md.sigmoid(x)
+        return ops.sigmoid(x)
 
     def inverse(self, y: Any) -> Any:
-        return md.log(y) - md.log1p(-md.asarray(y))
+        return ops.log(y) - ops.log1p(-ops.asarray(y))
 
     def log_det_jacobian(self, x: Any) -> Any:
         # σ′(x) = σ(x)σ(−x), and log σ(x) = −softplus(−x)
-        return -(md.softplus(x) + md.softplus(-md.asarray(x)))
+        return -(ops.softplus(x) + ops.softplus(-ops.asarray(x)))
 
     def __repr__(self) -> str:
         return "Sigmoid()"
@@ -98,21 +99,21 @@ class Affine(Bijection):
     """y = shift + scale·x with a non-zero scale (scalars or arrays that broadcast with x)."""
 
     def __init__(self, shift: Any = 0.0, scale: Any = 1.0) -> None:
-        self.shift = md.asarray(shift)
-        self.scale = md.asarray(scale)
-        xp = md.get_backend().xp
-        if bool(xp.any(md.stop_gradient(self.scale) == 0)):
+        self.shift = ops.asarray(shift)
+        self.scale = ops.asarray(scale)
+        xp = get_backend().xp
+        if bool(xp.any(ops.stop_gradient(self.scale) == 0)):
             raise ValueError("Affine: scale must be non-zero everywhere (the map would not be "
                              "invertible)")
 
     def forward(self, x: Any) -> Any:
-        return md.add(self.shift, md.multiply(self.scale, x))
+        return ops.add(self.shift, ops.multiply(self.scale, x))
 
     def inverse(self, y: Any) -> Any:
-        return md.divide(md.subtract(y, self.shift), self.scale)
+        return ops.divide(ops.subtract(y, self.shift), self.scale)
 
     def log_det_jacobian(self, x: Any) -> Any:
-        return md.broadcast_to(md.log(md.abs(self.scale)), tuple(md.asarray(x).shape))
+        return ops.broadcast_to(ops.log(ops.abs(self.scale)), tuple(ops.asarray(x).shape))
 
     def __repr__(self) -> str:
         return f"Affine(shift={self.shift!r}, scale={self.scale!r})"
