@@ -30,6 +30,7 @@ from minidiff.distributions import (
     Normal,
     standard_normal_log_prob,
 )
+from minidiff.validation import check_positive_int
 
 __all__ = ["Family", "DiagonalGaussian", "FullRankGaussian"]
 
@@ -57,15 +58,13 @@ class Family:
 
 
 def check_dim(name: str, dim: Any) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"{name}: dim must be an integer ≥ 1, got {dim!r}")
-    return dim
+    """d, an integer ≥ 1."""
+    return check_positive_int(name, "dim", dim)
 
 
 def check_count(name: str, n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{name}: the number of samples must be an integer ≥ 1, got {n!r}")
-    return n
+    """The number of draws, an integer ≥ 1."""
+    return check_positive_int(name, "the number of samples", n)
 
 
 def _initial(value: Any, dim: int, default: float, name: str) -> Any:

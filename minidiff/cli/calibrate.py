@@ -45,6 +45,7 @@ from ..ops import asarray, getitem, mean, sqrt, stack
 from ..random import default_rng
 from .calibrate_checks import diagnostics, run_coverage, screen_start
 from .calibrate_setup import LOSSES, MODELS, Model, Problem, UsageError, build_problem, load_model
+from .options import integer_option
 
 __all__ = ["DESCRIPTION", "configure_parser", "command"]
 
@@ -58,23 +59,8 @@ FLOW_LR = 1e-3  # the flow's default learning rate (the tutorial's): a coupling 
 # ---------------------------------------------------------------------------------------------
 
 
-def _integer(what: str, minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer ≥ ``minimum``, refused as "expected {what} ≥ minimum"."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {what} ≥ {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {what} ≥ {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-_positive_int = _integer("an integer", 1)
-_seed = _integer("an integer seed", 0)
+_positive_int = integer_option("an integer", 1)
+_seed = integer_option("an integer seed", 0)
 
 
 def _number(low: float, strict: bool) -> Callable[[str], float]:
