@@ -4,7 +4,7 @@ models that declare their priors and natural scales.
 ==================  ==================================================================
 module              what it holds
 ==================  ==================================================================
-``bijections``      Exp, Sigmoid, Affine, Inverse, Compose (with log |det J|)
+``bijections``      Identity, Exp, Pow10, Sigmoid, Affine, Inverse, Compose, Coordinatewise
 ``implicit``        Beta and Gamma quantiles with implicit reparameterisation gradients
 ``univariate``      Normal, LogNormal, Uniform, Beta, Gamma (a batch shape, elementwise)
 ``multivariate``    Independent, Transformed, MultivariateNormalTriL (θ of shape (..., d))
@@ -15,7 +15,17 @@ module              what it holds
 stochastic triples, are in :mod:`minidiff.random`.)
 """
 
-from .bijections import Affine, Bijection, Compose, Exp, Inverse, Sigmoid
+from .bijections import (
+    Affine,
+    Bijection,
+    Compose,
+    Coordinatewise,
+    Exp,
+    Identity,
+    Inverse,
+    Pow10,
+    Sigmoid,
+)
 from .implicit import beta_quantile, gamma_quantile, open_uniform
 from .kl import KL_RULES, closed_form_kl, register_kl
 from .multivariate import (
@@ -28,8 +38,8 @@ from .multivariate import (
 from .univariate import Beta, Distribution, Gamma, LogNormal, Normal, Uniform
 
 __all__ = [
-    "Affine", "Beta", "Bijection", "Compose", "Distribution", "Exp", "Gamma", "Independent",
-    "Inverse", "KL_RULES", "LogNormal", "MultivariateNormalTriL", "Normal", "Sigmoid",
-    "Transformed", "Uniform", "as_vector", "beta_quantile", "closed_form_kl", "gamma_quantile",
-    "open_uniform", "register_kl", "standard_normal_log_prob",
+    "Affine", "Beta", "Bijection", "Compose", "Coordinatewise", "Distribution", "Exp", "Gamma",
+    "Identity", "Independent", "Inverse", "KL_RULES", "LogNormal", "MultivariateNormalTriL",
+    "Normal", "Pow10", "Sigmoid", "Transformed", "Uniform", "as_vector", "beta_quantile",
+    "closed_form_kl", "gamma_quantile", "open_uniform", "register_kl", "standard_normal_log_prob",
 ]
