@@ -16,6 +16,7 @@ module              what it holds
 ``objective``       the objective, pathwise (forward / reverse / triples) and score estimators
 ``optimizers``      sgd, adam, adamw, clip_by_global_norm, chain, constant, cosine
 ``executors``       where the per-sample work runs: serial, processes, Dask
+``extras``          optional dependencies (matplotlib, tqdm) imported where used
 ``records``         History, its JSON-lines log, the progress bar, the NaN summary
 ``run_state``       crash-safe checkpoints (atomic, no pickle) and exact resume
 ``plots``           the loss by step, q against the prior, posterior-predictive bands, ranks

@@ -71,6 +71,9 @@ class Bijection(abc.ABC):
         """f⁻¹ as a bijection of its own."""
         return Inverse(self)
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
 
 class Identity(Bijection):
     """y = x: a real parameter used as it is."""
@@ -83,9 +86,6 @@ class Identity(Bijection):
 
     def log_det_jacobian(self, x: Any) -> Any:
         return ops.asarray(x) * 0.0
-
-    def __repr__(self) -> str:
-        return "Identity()"
 
 
 class Exp(Bijection):
@@ -100,9 +100,6 @@ class Exp(Bijection):
     def log_det_jacobian(self, x: Any) -> Any:
         return ops.asarray(x) * 1.0
 
-    def __repr__(self) -> str:
-        return "Exp()"
-
 
 class Pow10(Bijection):
     """y = 10ˣ: ℝ → (0, ∞), a positive parameter on a log₁₀ axis."""
@@ -115,9 +112,6 @@ class Pow10(Bijection):
 
     def log_det_jacobian(self, x: Any) -> Any:
         return ops.asarray(x) * _LOG_10 + math.log(_LOG_10)
-
-    def __repr__(self) -> str:
-        return "Pow10()"
 
 
 class Sigmoid(Bijection):
@@ -132,9 +126,6 @@ class Sigmoid(Bijection):
     def log_det_jacobian(self, x: Any) -> Any:
         # σ′(x) = σ(x)σ(−x), and log σ(x) = −softplus(−x)
         return -(ops.softplus(x) + ops.softplus(-ops.asarray(x)))
-
-    def __repr__(self) -> str:
-        return "Sigmoid()"
 
 
 class Affine(Bijection):

@@ -94,6 +94,15 @@ class Distribution(abc.ABC):
     def std(self) -> Any:
         """sd(X), shape ``batch_shape``."""
 
+    def _store(self, positive: tuple[str, ...], **params: Any) -> None:
+        """Keep each parameter as an array, refuse those named in ``positive`` unless finite
+        and > 0, and set ``batch_shape`` to the parameters' broadcast shape."""
+        for name, value in params.items():
+            setattr(self, name, ops.asarray(value))
+        for name in positive:
+            _check_positive(type(self).__name__, name, getattr(self, name))
+        self.batch_shape = _batch_shape(*(getattr(self, name) for name in params))
+
     def _draw_shape(self, shape: Any) -> tuple[int, ...]:
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         return shape + self.batch_shape
@@ -110,9 +119,7 @@ class Normal(Distribution):
     param_names = ("loc", "scale")
 
     def __init__(self, loc: Any = 0.0, scale: Any = 1.0) -> None:
-        self.loc, self.scale = ops.asarray(loc), ops.asarray(scale)
-        _check_positive("Normal", "scale", self.scale)
-        self.batch_shape = _batch_shape(self.loc, self.scale)
+        self._store(("scale",), loc=loc, scale=scale)
 
     def log_prob(self, x: Any) -> Any:
         z = ops.divide(ops.subtract(x, self.loc), self.scale)
@@ -137,9 +144,7 @@ class LogNormal(Distribution):
     param_names = ("mu", "sigma")
 
     def __init__(self, mu: Any = 0.0, sigma: Any = 1.0) -> None:
-        self.mu, self.sigma = ops.asarray(mu), ops.asarray(sigma)
-        _check_positive("LogNormal", "sigma", self.sigma)
-        self.batch_shape = _batch_shape(self.mu, self.sigma)
+        self._store(("sigma",), mu=mu, sigma=sigma)
 
     def log_prob(self, x: Any) -> Any:
         def density(v: Any) -> Any:
@@ -170,9 +175,8 @@ class Uniform(Distribution):
     param_names = ("low", "high")
 
     def __init__(self, low: Any = 0.0, high: Any = 1.0) -> None:
-        self.low, self.high = ops.asarray(low), ops.asarray(high)
+        self._store((), low=low, high=high)
         _check_positive("Uniform", "high − low", self.high - self.low)
-        self.batch_shape = _batch_shape(self.low, self.high)
 
     def log_prob(self, x: Any) -> Any:
         xp = get_backend().xp
@@ -199,10 +203,7 @@ class Beta(Distribution):
     param_names = ("alpha", "beta")
 
     def __init__(self, alpha: Any, beta: Any) -> None:
-        self.alpha, self.beta = ops.asarray(alpha), ops.asarray(beta)
-        _check_positive("Beta", "alpha", self.alpha)
-        _check_positive("Beta", "beta", self.beta)
-        self.batch_shape = _batch_shape(self.alpha, self.beta)
+        self._store(("alpha", "beta"), alpha=alpha, beta=beta)
 
     def log_prob(self, x: Any) -> Any:
         a, b = self.alpha, self.beta
@@ -234,10 +235,7 @@ class Gamma(Distribution):
     param_names = ("concentration", "rate")
 
     def __init__(self, concentration: Any, rate: Any = 1.0) -> None:
-        self.concentration, self.rate = ops.asarray(concentration), ops.asarray(rate)
-        _check_positive("Gamma", "concentration", self.concentration)
-        _check_positive("Gamma", "rate", self.rate)
-        self.batch_shape = _batch_shape(self.concentration, self.rate)
+        self._store(("concentration", "rate"), concentration=concentration, rate=rate)
 
     def log_prob(self, x: Any) -> Any:
         a, lam = self.concentration, self.rate
