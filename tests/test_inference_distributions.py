@@ -83,6 +83,9 @@ BIJECTIONS = {  # made inside the test, on its backend
     "affine": lambda: inf.Affine(0.5, -2.0),
     "power10": lambda: inf.Compose(inf.Affine(0.0, math.log(10.0)), inf.Exp()),
     "logit": lambda: inf.Sigmoid().inverted(),
+    "identity": lambda: md.distributions.Identity(), "pow10": lambda: md.distributions.Pow10(),
+    "coordinatewise": lambda: md.distributions.Coordinatewise(  # one map per coordinate of x
+        md.distributions.Identity(), md.distributions.Pow10(), inf.Sigmoid(), inf.Exp()),
 }
 
 
