@@ -37,7 +37,7 @@ from minidiff.cli import main
 from minidiff.models import brock_hommes, sir
 
 WRAP = '''from minidiff.models import sir
-from minidiff.models.sir import PARAM_NAMES, TO_NATURAL, default_prior, loss  # noqa: F401
+from minidiff.models.sir import NATURAL, PARAM_NAMES, prior, loss  # noqa: F401
 
 
 def simulate(params, *, n_timesteps, n_agents=1000, rng, **kw):
@@ -89,7 +89,7 @@ def bh(screen: int, folder: Path) -> str:
     seconds, _ = run_cli(["--model", "brock_hommes", "--screen", str(screen), "--json",
                           str(out)])
     res = json.loads(out.read_text())
-    _, prior_sd = brock_hommes.default_prior()
+    prior_sd = md.to_host(brock_hommes.prior().std).tolist()
     errors = [(p["mean"] - p["true"]) / s for p, s in zip(res["parameters"], prior_sd)]
     inside = sum(p["q05"] <= p["true"] <= p["q95"] for p in res["parameters"])
     d = res["diagnostics"]

@@ -18,9 +18,9 @@ Registry
 --------
 ``MODELS`` maps a name to ``(simulate, default_params, loss)``: the model contract,
 ``simulate(params, *, n_timesteps, n_agents, rng)`` returns the observed series and
-``loss(simulated, observed)`` a scalar. Model modules listed in ``_MODULES`` register
-themselves when importable (a model being written elsewhere is skipped, with a note); another
-file can also add a row with :func:`register`.
+``loss(simulated, observed)`` a scalar. Every model of the library's registry
+(``minidiff.models.registry.MODELS``) is a row, plus the variants in ``_VARIANTS`` (a model
+with other keywords); another file can also add a row with :func:`register`.
 
 Run: ``python bench/models.py`` (``--quick``: N ∈ {1e3, 1e4}, T = 20; ``--models sir``,
 ``--sizes 1000 100000``, ``--steps 50``).
@@ -29,7 +29,6 @@ Run: ``python bench/models.py`` (``--quick``: N ∈ {1e3, 1e4}, T = 20; ``--mode
 from __future__ import annotations
 
 import argparse
-import importlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,20 +36,17 @@ from typing import Any
 from _common import add_malloc_option, malloc_from, print_header
 
 import minidiff as md
+from minidiff.models.registry import MODELS as REGISTRY
+from minidiff.models.registry import model_spec
 from minidiff.random import default_rng
 
 ModelRow = tuple[Callable[..., Any], Any, Callable[[Any, Any], Any]]
 MODELS: dict[str, ModelRow] = {}
 
-# (registry name, module, extra keyword arguments for simulate)
-_MODULES: list[tuple[str, str, dict]] = [
-    ("random_walk", "minidiff.models.random_walk", {}),
-    ("sir", "minidiff.models.sir", {}),
-    ("sir_erdos_renyi", "minidiff.models.sir", {"network": "erdos_renyi", "mean_degree": 10}),
-    ("cont", "minidiff.models.cont", {}),
-    ("brock_hommes", "minidiff.models.brock_hommes", {}),
-    ("lob", "minidiff.models.lob", {}),            # N = books
-    ("housing", "minidiff.models.housing", {}),    # N = households
+# (bench name, registry name, extra keyword arguments for simulate); for lob N is the number
+# of books, for housing of households
+_VARIANTS: list[tuple[str, str, dict]] = [
+    ("sir_erdos_renyi", "sir", {"network": "erdos_renyi", "mean_degree": 10}),
 ]
 
 _PARAMS_OVERRIDE = {"sir_erdos_renyi": (0.05, 0.1, 0.01)}  # β is a per-contact probability
@@ -64,19 +60,23 @@ def register(name: str, simulate: Callable[..., Any], default_params: Any,
 
 
 def load_models() -> list[str]:
-    """Register every importable model of ``_MODULES``; return notes on those skipped."""
+    """Register every model of the library's registry and the variants; return notes on those
+    skipped (a module that cannot be imported)."""
     notes = []
-    for name, module_name, extra in _MODULES:
+    rows = [(name, name, {}) for name in REGISTRY]
+    for variant in _VARIANTS:
+        rows.insert([r[0] for r in rows].index(variant[1]) + 1, variant)
+    for name, model, extra in rows:
         try:
-            module = importlib.import_module(module_name)
+            spec = model_spec(model)
         except ModuleNotFoundError as exc:
             notes.append(f"note: skipping {name}: {exc}")
             continue
-        simulate = module.simulate
+        simulate = spec.simulate
         if extra:
-            def simulate(params, _f=module.simulate, _extra=extra, **kw):
+            def simulate(params, _f=spec.simulate, _extra=extra, **kw):
                 return _f(params, **_extra, **kw)
-        register(name, simulate, _PARAMS_OVERRIDE.get(name, module.DEFAULT_PARAMS), module.loss)
+        register(name, simulate, _PARAMS_OVERRIDE.get(name, spec.default_params), spec.loss)
     return notes
 
 

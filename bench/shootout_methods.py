@@ -10,9 +10,9 @@ a simulation (forward mode carrying the tangents) counts as one simulation per s
   whose error is not below it has learnt nothing from the data.
 * ``gvi-pathwise``, ``gvi-score``: :func:`minidiff.inference.calibrate` with a diagonal Gaussian
   q on x = logit((θ − low)/(high − low)), whose prior is the standard logistic (that is, θ
-  uniform on the box), and the model's own defaults from ``minidiff calibrate``'s registry
-  (``SETUPS``: the loss, w, samples per step, Adam's learning rate with a cosine decay), for
-  budget/samples steps. Posterior: 4000 draws of q.
+  uniform on the box), and the model's own defaults from the model registry (its
+  ``CALIBRATION`` in ``minidiff.models.registry``: the loss, w, samples per step, Adam's
+  learning rate with a cosine decay), for budget/samples steps. Posterior: 4000 draws of q.
 * ``black-it``: its default sampler trio (Halton, random forest, best batch; batch size 8,
   round robin), the method-of-simulated-moments loss on the series, an ensemble of 3
   simulations per point, 10⁻⁴ of the box as the grid precision; batches until the budget is
@@ -43,7 +43,7 @@ from shootout_tasks import Task
 
 import minidiff as md
 from minidiff import inference as inf
-from minidiff.cli.calibrate_setup import SETUPS, load_model
+from minidiff.models.registry import model_spec
 
 __all__ = ["Fit", "METHODS", "Counter", "PEERS"]
 
@@ -104,7 +104,8 @@ class StandardLogistic:
 def _gvi(gradient: str) -> Callable[[Task, np.ndarray, int, int], Fit]:
     def run(task: Task, observed: np.ndarray, budget: int, seed: int) -> Fit:
         start = time.perf_counter()
-        setup, model = SETUPS[task.model], load_model(task.model)
+        model = model_spec(task.model)
+        setup = model.calibration
         counter = Counter(task, seed)
         low, width = md.asarray(list(task.low)), md.asarray(
             list(np.subtract(task.high, task.low)))

@@ -4,8 +4,9 @@ Every method sees a task the same way: θ lives in a box [low, high] (the prior 
 it), ``simulate(θ, seed)`` runs the minidiff model on plain arrays and returns the observed
 series as a NumPy array, and ``summaries(series)`` maps a series to the fixed-length vector that
 the summary-based methods (sbi's NPE, pyabc's ABC-SMC) compare. minidiff's GVI uses the model's
-own default loss and weight w (``minidiff.cli.calibrate_setup.SETUPS``), and black-it its method
-of simulated moments on the series, so each method is run the way its users would run it.
+own default loss and weight w (its ``CALIBRATION``, ``minidiff.models.registry``), and black-it
+its method of simulated moments on the series, so each method is run the way its users would
+run it.
 
 Tasks (θ in natural units, the box per coordinate):
 

@@ -32,7 +32,7 @@ mathjax_path = "mathjax/tex-chtml.js"
 # the site build never runs them. Their percent-format .py sources are not pages.
 nb_execution_mode = "off"
 exclude_patterns = ["_build", "tutorials/*.py", "build.py", "source_pages.py", "realdata.py",
-                    "tutorials/figures"]
+                    "toy_model.py", "tutorials/figures"]
 myst_enable_extensions = ["dollarmath", "amsmath"]
 # source_pages rewrites links into the code to this scheme (a link relative to the page)
 myst_url_schemes = {"http": None, "https": None, "mailto": None,

@@ -28,7 +28,7 @@ import minidiff as md
 from minidiff import inference as inf
 from minidiff.cli.calibrate import configure_parser
 from minidiff.cli.calibrate_setup import build_problem, load_model
-from minidiff.inference.distributions import as_vector
+from minidiff.distributions import as_vector
 from minidiff.models.stylised_facts import FACTS, N_LAGS, stylised_facts
 from minidiff.random import default_rng
 
@@ -64,12 +64,12 @@ def main() -> int:
             "--agents", str(options.agents), "--seed", str(options.seed)]
     args = cli.parse_args(argv)
     model = load_model("cont")
-    setup = model.setup
+    setup = model.calibration
     args.loss = args.loss or setup.loss
     steps = options.steps or setup.steps
     problem = build_problem(model, args)
-    loc, scale = md.asarray(list(model.prior[0])), md.asarray(list(model.prior[1]))
-    prior = inf.Normal(loc, scale)
+    prior = problem.prior
+    loc, scale = prior.mean, prior.std
     print(f"command: {shlex.join(['python', 'docs/realdata.py', *sys.argv[1:]])}")
     print(f"the fit: minidiff calibrate {shlex.join(argv)} --steps {steps} (loss "
           f"{args.loss}, w = {setup.w:g}, {setup.samples} samples per step, lr {setup.lr:g})")

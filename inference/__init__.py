@@ -8,17 +8,15 @@ posterior; a simulator-based discrepancy (MMD, energy distance) gives a generali
 module              what it holds
 ==================  =================================================================
 ``pytree``          ``ravel`` of nested dicts/lists/tuples of arrays into one vector
-``bijections``      Exp, Sigmoid, Affine, Inverse, Compose (with log |det J|)
-``distributions``   Normal, LogNormal, Uniform, Beta, Gamma, Independent, Transformed
-``implicit``        Beta and Gamma quantiles with implicit reparameterisation gradients
 ``families``        DiagonalGaussian, FullRankGaussian (the family interface)
 ``flows``           RealNVP
 ``beta_family``     BetaFamily
-``divergence``      KL(q‖π), closed form or Monte Carlo
+``divergence``      KL(q‖π), by the closed-form table or by Monte Carlo
 ``losses``          mmd, energy_distance, gaussian_nll, mse
 ``objective``       the objective, pathwise (forward / reverse / triples) and score estimators
 ``optimizers``      sgd, adam, adamw, clip_by_global_norm, chain, constant, cosine
 ``executors``       where the per-sample work runs: serial, processes, Dask
+``extras``          optional dependencies (matplotlib, tqdm) imported where used
 ``records``         History, its JSON-lines log, the progress bar, the NaN summary
 ``run_state``       crash-safe checkpoints (atomic, no pickle) and exact resume
 ``plots``           the loss by step, q against the prior, posterior-predictive bands, ranks
@@ -27,6 +25,10 @@ module              what it holds
 ``diagnostics``     predictive-band share, the data's share of the loss, the warnings
 ``coverage``        simulation-based calibration: ranks and coverage over R data sets
 ==================  =================================================================
+
+The distributions and bijections (``Normal``, ``Beta``, ``Independent``, ``Exp``, ``Sigmoid``,
+``register_kl``, ...) live in :mod:`minidiff.distributions`, below the models, and are
+re-exported here.
 
 Example (a Gaussian mean, by GVI with the negative log-likelihood)::
 
@@ -40,21 +42,29 @@ Example (a Gaussian mean, by GVI with the negative log-likelihood)::
                            optimizer=inf.adam(inf.cosine(0.05, 400)))
 """
 
+from minidiff.distributions import (
+    Affine,
+    Beta,
+    Bijection,
+    Compose,
+    Distribution,
+    Exp,
+    Gamma,
+    Independent,
+    Inverse,
+    LogNormal,
+    MultivariateNormalTriL,
+    Normal,
+    Sigmoid,
+    Transformed,
+    Uniform,
+    register_kl,
+)
+
 from .beta_family import BetaFamily
-from .bijections import Affine, Bijection, Compose, Exp, Inverse, Sigmoid
 from .calibrate import CalibrationResult, History, calibrate, run_config
 from .coverage import CoverageResult, coverage
 from .diagnostics import Diagnostics, data_share, diagnose, predictive_share
-from .distributions import (
-    Beta,
-    Distribution,
-    Gamma,
-    Independent,
-    LogNormal,
-    Normal,
-    Transformed,
-    Uniform,
-)
 from .divergence import analytic_kl, kl_divergence
 from .executors import DaskExecutor, Executor, ProcessExecutor, SerialExecutor, make_executor
 from .families import DiagonalGaussian, Family, FullRankGaussian
@@ -82,13 +92,15 @@ __all__ = [
     "Compose", "CoverageResult", "DaskExecutor", "Diagnostics", "DiagonalGaussian",
     "Distribution", "Executor", "Exp", "Family",
     "FullRankGaussian", "Gamma", "History", "HistoryLog", "Independent", "Inverse", "LogNormal",
+    "MultivariateNormalTriL",
     "NonFiniteError", "Normal", "Objective", "Optimizer", "ProcessExecutor", "ProgressBar",
     "RealNVP", "RunState", "Screening", "SerialExecutor", "Sigmoid", "StepEstimate", "Transformed",
     "Uniform", "adam", "adamw", "analytic_kl", "apply_updates", "calibrate", "chain",
     "clip_by_global_norm", "constant", "cosine", "coverage", "data_share", "diagnose",
     "energy_distance", "evaluate_sample",
     "gaussian_nll", "kl_divergence", "load_checkpoint", "make_executor", "median_heuristic",
-    "mmd", "mse", "nan_summary", "predictive_share", "ravel", "run_config", "save_checkpoint",
+    "mmd", "mse", "nan_summary", "predictive_share", "ravel", "register_kl", "run_config",
+    "save_checkpoint",
     "screen", "sgd",
     "tree_leaves", "tree_map",
 ]

@@ -8,7 +8,7 @@ implicit one, dθ/dα = −(∂F/∂α)(θ)/p(θ) (:mod:`.implicit`): a pathwise
 Gaussian, though no closed-form θ = g_φ(ε) exists. log q is computed along the pass at the
 traced θ, so its derivative is the total one (through θ and through α, β).
 
-A Beta family against a Beta prior has a closed-form KL (:mod:`.divergence`).
+A Beta family against a Beta prior has a closed-form KL (:mod:`minidiff.distributions.kl`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 import minidiff as md
+from minidiff.distributions import Beta, Independent, beta_quantile, open_uniform
 
-from .distributions import Beta
 from .families import Family, check_count, check_dim
-from .implicit import beta_quantile, open_uniform
 
 __all__ = ["BetaFamily"]
 
@@ -59,5 +58,5 @@ class BetaFamily(Family):
         alpha, beta = self.concentrations(params)
         return md.sum(Beta(alpha, beta).log_prob(theta), axis=-1)
 
-    def beta(self, params: dict) -> tuple[Any, Any]:
-        return self.concentrations(params)
+    def distribution(self, params: dict) -> Independent:
+        return Independent(Beta(*self.concentrations(params)))

@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import minidiff as md
+from minidiff.distributions import Independent, Normal, as_vector
 from minidiff.random import default_rng
+from minidiff.validation import check_int, check_positive_int
 
 from .calibrate import calibrate
-from .distributions import Independent, Normal, as_vector
 from .families import DiagonalGaussian
 
 __all__ = ["coverage", "CoverageResult", "LEVELS"]
@@ -94,12 +95,9 @@ class CoverageResult:
 
 
 def _check_count(n_datasets: Any, n_draws: Any) -> None:
-    if isinstance(n_datasets, bool) or not isinstance(n_datasets, int) or n_datasets < 2:
-        raise ValueError(f"coverage: n_datasets must be an integer ≥ 2 (coverage is a share "
-                         f"over datasets; one dataset says nothing about it), got "
-                         f"{n_datasets!r}")
-    if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
-        raise ValueError(f"coverage: n_draws must be an integer ≥ 1, got {n_draws!r}")
+    check_int("coverage", "n_datasets", n_datasets, 2,
+              why="coverage is a share over datasets; one dataset says nothing about it")
+    check_positive_int("coverage", "n_draws", n_draws)
 
 
 def _rows(x: Any) -> list[list[float]]:

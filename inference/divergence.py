@@ -1,16 +1,9 @@
 """KL(q_φ ‖ π): in closed form where one exists, by Monte Carlo otherwise.
 
-Closed forms (``method="analytic"``, chosen by ``"auto"`` when they apply):
-
-* a Gaussian family q = N(μ, LLᵀ) (``family.gaussian``) against a Gaussian prior with
-  diagonal covariance π = N(m, diag s²) (``prior.gaussian``):
-
-      KL = Σ_j log s_j − Σ_j log L_jj + ½ [Σ_jk L_jk²/s_j² + Σ_j (μ_j − m_j)²/s_j² − d];
-
-* a Beta family against a Beta prior, coordinate by coordinate (B the beta function, ψ the
-  digamma function):
-
-      KL = log B(a₀, b₀) − log B(a, b) + (a − a₀)ψ(a) + (b − b₀)ψ(b) + (a₀ − a + b₀ − b)ψ(a + b).
+Closed forms (``method="analytic"``, chosen by ``"auto"`` when they apply) come from the table
+of :mod:`minidiff.distributions.kl`, looked up for the family's distribution
+(``family.distribution(params)``: a product of Normals or Betas, a full-rank Gaussian) against
+the prior; a new pair is one ``register_kl(Q, P)`` rule there.
 
 Monte Carlo (``method="mc"``): KL ≈ (1/S) Σ_s [log q_φ(θ_s) − log π(θ_s)] with θ_s = g_φ(ε_s)
 and log q_φ(θ_s) taken from the sampling pass. Differentiating this estimate gives the *full*
@@ -25,8 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import minidiff as md
-
-from .distributions import as_vector
+from minidiff.distributions import as_vector, closed_form_kl
 
 __all__ = ["kl_divergence", "analytic_kl"]
 
@@ -34,35 +26,10 @@ METHODS = ("auto", "analytic", "mc")
 
 
 def analytic_kl(family: Any, params: Any, prior: Any) -> Any | None:
-    """The closed-form KL(q_φ ‖ π) (a scalar, traced in ``params``), or None if there is none
-    for this family and prior."""
-    prior = as_vector(prior)
-    q_gauss = family.gaussian(params) if hasattr(family, "gaussian") else None
-    p_gauss = prior.gaussian() if hasattr(prior, "gaussian") else None
-    if q_gauss is not None and p_gauss is not None:
-        loc, scale_tril = q_gauss
-        m, s = p_gauss
-        b = md.get_backend()
-        eye = b.xp.eye(family.dim, dtype=b.float_dtype)
-        log_diag = md.log(md.sum(md.multiply(scale_tril, eye), axis=1))
-        trace = md.sum(md.square(scale_tril) / md.expand_dims(md.square(s), 1))
-        mahalanobis = md.sum(md.square(md.subtract(loc, m) / s))
-        return md.add(md.subtract(md.sum(md.log(s)), md.sum(log_diag)),
-                      0.5 * (trace + mahalanobis - family.dim))
-    q_beta = family.beta(params) if hasattr(family, "beta") else None
-    p_beta = prior.beta() if hasattr(prior, "beta") else None
-    if q_beta is not None and p_beta is not None:
-        a, b_ = q_beta
-        a0, b0 = p_beta
-
-        def log_beta_fn(x: Any, y: Any) -> Any:
-            return md.gammaln(x) + md.gammaln(y) - md.gammaln(x + y)
-
-        terms = md.subtract(log_beta_fn(a0, b0), log_beta_fn(a, b_))
-        terms = terms + md.subtract(a, a0) * md.digamma(a) + md.subtract(b_, b0) * md.digamma(b_)
-        terms = terms + md.subtract(md.add(a0, b0), a + b_) * md.digamma(a + b_)
-        return md.sum(terms)
-    return None
+    """The closed-form KL(q_φ ‖ π) (a scalar, traced in ``params``), or None if the table has
+    no rule for this family's distribution and the prior."""
+    q = family.distribution(params) if hasattr(family, "distribution") else None
+    return None if q is None else closed_form_kl(q, as_vector(prior))
 
 
 def kl_divergence(family: Any, params: Any, prior: Any, *, rng: Any = None,

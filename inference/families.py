@@ -10,8 +10,10 @@ Every family has the same three calls (and ``dim``, the dimension d of θ):
   what the entropy term of the KL needs;
 * ``family.log_prob(params, theta) -> (n,)``: log q_φ(θ) at given points (θ of shape (n, d)).
 
-Families that are Gaussian also give ``gaussian(params) -> (loc (d,), scale_tril (d, d))``,
-which the divergence uses for the closed-form KL.
+A family whose q_φ is a distribution of :mod:`minidiff.distributions` also gives
+``distribution(params)`` (None otherwise); the divergence looks that distribution and the
+prior up in the table of closed-form KLs (:mod:`minidiff.distributions.kl`). The Gaussians also
+give ``gaussian(params) -> (loc (d,), scale_tril (d, d))``.
 
 This module holds the Gaussians; the flow is in :mod:`.flows`, the Beta family in
 :mod:`.beta_family`.
@@ -19,14 +21,18 @@ This module holds the Gaussians; the flow is in :mod:`.flows`, the Beta family i
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import minidiff as md
+from minidiff.distributions import (
+    Independent,
+    MultivariateNormalTriL,
+    Normal,
+    standard_normal_log_prob,
+)
+from minidiff.validation import check_positive_int
 
 __all__ = ["Family", "DiagonalGaussian", "FullRankGaussian"]
-
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 class Family:
@@ -43,10 +49,8 @@ class Family:
     def log_prob(self, params: Any, theta: Any) -> Any:
         raise NotImplementedError
 
-    def gaussian(self, params: Any) -> tuple[Any, Any] | None:
-        return None
-
-    def beta(self, params: Any) -> tuple[Any, Any] | None:
+    def distribution(self, params: Any) -> Any | None:
+        """q_φ as a distribution of :mod:`minidiff.distributions`, or None (a flow)."""
         return None
 
     def __repr__(self) -> str:
@@ -54,20 +58,13 @@ class Family:
 
 
 def check_dim(name: str, dim: Any) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"{name}: dim must be an integer ≥ 1, got {dim!r}")
-    return dim
+    """d, an integer ≥ 1."""
+    return check_positive_int(name, "dim", dim)
 
 
 def check_count(name: str, n: Any) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{name}: the number of samples must be an integer ≥ 1, got {n!r}")
-    return n
-
-
-def standard_normal_log_prob(eps: Any) -> Any:
-    """Σ_j log N(ε_j; 0, 1) over the last axis."""
-    return md.sum(-0.5 * eps * eps, axis=-1) - eps.shape[-1] * _HALF_LOG_2PI
+    """The number of draws, an integer ≥ 1."""
+    return check_positive_int(name, "the number of samples", n)
 
 
 def _initial(value: Any, dim: int, default: float, name: str) -> Any:
@@ -103,6 +100,9 @@ class DiagonalGaussian(Family):
         eps = md.multiply(md.subtract(theta, params["loc"]), md.exp(-params["log_scale"]))
         return md.subtract(standard_normal_log_prob(eps), md.sum(params["log_scale"]))
 
+    def distribution(self, params: dict) -> Independent:
+        return Independent(Normal(params["loc"], md.exp(params["log_scale"])))
+
     def gaussian(self, params: dict) -> tuple[Any, Any]:
         xp = md.get_backend().xp
         eye = xp.eye(self.dim, dtype=md.get_backend().float_dtype)
@@ -114,8 +114,8 @@ class FullRankGaussian(Family):
 
     params ``{"loc": (d,), "tril": (d, d)}``: L takes the strictly lower triangle of ``tril``
     and exp of its diagonal (the upper triangle is unused). θ = μ + L ε, ε ~ N(0, I);
-    log q = Σ_j [−½ε_j² − log L_jj − ½ log 2π]. ``log_prob`` solves L ε = θ − μ by forward
-    substitution, one coordinate at a time (d is small)."""
+    log q = Σ_j [−½ε_j² − log L_jj − ½ log 2π] (``log_prob`` is the distribution's,
+    :class:`minidiff.distributions.MultivariateNormalTriL`)."""
 
     def __init__(self, dim: int, loc: Any = None, scale: Any = None) -> None:
         self.dim = check_dim("FullRankGaussian", dim)
@@ -147,16 +147,10 @@ class FullRankGaussian(Family):
         return theta, md.subtract(standard_normal_log_prob(eps), md.sum(log_diag))
 
     def log_prob(self, params: dict, theta: Any) -> Any:
-        scale_tril, log_diag = self._factor(params)
-        centred = md.subtract(theta, params["loc"])
-        columns = []  # ε_j = (x_j − Σ_{k<j} L_jk ε_k) / L_jj
-        for j in range(self.dim):
-            acc = md.getitem(centred, (Ellipsis, j))
-            for k in range(j):
-                acc = md.subtract(acc, md.multiply(md.getitem(scale_tril, (j, k)), columns[k]))
-            columns.append(md.divide(acc, md.getitem(scale_tril, (j, j))))
-        eps = md.stack(columns, axis=-1)
-        return md.subtract(standard_normal_log_prob(eps), md.sum(log_diag))
+        return self.distribution(params).log_prob(theta)
+
+    def distribution(self, params: dict) -> MultivariateNormalTriL:
+        return MultivariateNormalTriL(params["loc"], self._factor(params)[0])
 
     def gaussian(self, params: dict) -> tuple[Any, Any]:
         return params["loc"], self._factor(params)[0]

@@ -42,6 +42,7 @@ import math
 from typing import Any
 
 import minidiff as md
+from minidiff.validation import check_positive_int
 
 from .families import DiagonalGaussian, Family, check_count, check_dim, standard_normal_log_prob
 
@@ -94,8 +95,7 @@ class RealNVP(Family):
     def __init__(self, dim: int, n_layers: int = 5, hidden: tuple[int, ...] = (50, 50), *,
                  base: str = "gaussian", loc: Any = None, scale: Any = None) -> None:
         self.dim = check_dim("RealNVP", dim)
-        if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
-            raise ValueError(f"RealNVP: n_layers must be an integer ≥ 1, got {n_layers!r}")
+        check_positive_int("RealNVP", "n_layers", n_layers)
         if base not in ("gaussian", "sinh_arcsinh"):
             raise ValueError(f"RealNVP: base must be 'gaussian' or 'sinh_arcsinh', got {base!r}")
         if dim == 1 and base == "gaussian":

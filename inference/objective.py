@@ -59,9 +59,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import minidiff as md
+from minidiff.distributions import as_vector
 from minidiff.random import default_rng
 
-from .distributions import as_vector
 from .divergence import kl_divergence
 from .executors import SerialExecutor
 from .pytree import ravel

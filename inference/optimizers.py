@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import minidiff as md
+from minidiff.validation import check_positive_int
 
 from .pytree import tree_leaves, tree_map
 
@@ -61,8 +62,7 @@ def cosine(lr: float, n_steps: int, final: float = 0.0) -> Schedule:
     """η_t = final + ½(lr − final)(1 + cos(π t/n_steps)) for t < n_steps, then ``final``:
     from lr at t = 0 down to ``final`` at t = n_steps."""
     lr = _positive("cosine", "lr", lr)
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"cosine: n_steps must be an integer ≥ 1, got {n_steps!r}")
+    check_positive_int("cosine", "n_steps", n_steps)
     if isinstance(final, bool) or not isinstance(final, numbers.Real) or not (
             0.0 <= final <= lr):
         raise ValueError(f"cosine: final (the last rate) must be a number in [0, lr] = "

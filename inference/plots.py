@@ -20,6 +20,8 @@ from typing import Any
 
 import minidiff as md
 
+from .extras import require
+
 __all__ = ["plot_history", "plot_pairs", "plot_predictive", "calibration_figure", "quantiles",
            "rank_figure"]
 
@@ -27,12 +29,7 @@ BANDS = ((0.05, 0.95), (0.25, 0.75))
 
 
 def _figure_class() -> Any:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise ImportError("plots need matplotlib, which is the 'plot' extra: pip install "
-                          "'minidiff[plot]'") from exc
-    return Figure
+    return require("matplotlib.figure", "Figure", "plots need", "plot")
 
 
 def quantiles(x: Any, qs: tuple[float, ...], axis: int = 0) -> list[Any]:

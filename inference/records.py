@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .extras import require
 from .optimizers import global_norm
 
 __all__ = ["History", "HistoryLog", "ProgressBar", "nan_summary", "record_of"]
@@ -105,12 +106,8 @@ class HistoryLog:
 
 
 def _tqdm() -> Any:
-    try:
-        from tqdm import tqdm
-    except ImportError as exc:
-        raise ImportError("progress=True needs tqdm, which is the 'progress' extra: "
-                          "pip install 'minidiff[progress]' (or pass progress=False)") from exc
-    return tqdm
+    return require("tqdm", "tqdm", "progress=True needs", "progress",
+                   " (or pass progress=False)")
 
 
 class ProgressBar:

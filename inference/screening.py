@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import minidiff as md
+from minidiff.distributions import as_vector
 from minidiff.random import default_rng
-
-from .distributions import as_vector
+from minidiff.validation import check_int
 
 __all__ = ["screen", "Screening"]
 
@@ -52,9 +52,8 @@ def screen(loss: Callable[[Any, Any], Any], prior: Any, *, n_draws: int, seed: i
            elite: float = 0.1, min_scale: float = 0.05) -> Screening:
     """Prior-predictive screening (see the module notes): M = ``n_draws`` draws of ``prior``,
     ``loss(theta, rng)`` at each, and q's start from the elite."""
-    if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 2:
-        raise ValueError(f"screen: n_draws must be an integer ≥ 2 (the elite's spread needs "
-                         f"two draws at least), got {n_draws!r}")
+    check_int("screen", "n_draws", n_draws, 2,
+              why="the elite's spread needs two draws at least")
     if not 0 < elite <= 1:
         raise ValueError(f"screen: elite must be a share in (0, 1], got {elite!r}")
     prior = as_vector(prior)

@@ -5,8 +5,8 @@ total infinite, a non-JSON ``config`` fails at the first checkpoint, a prior who
 narrower than the family's makes KL(q‖π) infinite. Each check here names the function, the
 setting, what is allowed and what it got:
 
-* :func:`real`: a finite real number in an interval (bools, strings, NaN and ±∞ refused);
-* :func:`count`: an integer ≥ a least value;
+* ``real``: a finite real number in an interval (bools, strings, NaN and ±∞ refused), and
+  :func:`count`: an integer ≥ a least value (the settings checks of :mod:`minidiff.validation`);
 * :func:`json_config`: a value made only of what JSON holds exactly (dicts with string keys,
   lists, tuples, strings, finite or non-finite floats, ints, booleans, None), with the path of
   the first entry that is not;
@@ -23,14 +23,15 @@ prior).
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import minidiff as md
+from minidiff.distributions import Beta, Gamma, Independent, LogNormal, Normal, Uniform
 from minidiff.random import default_rng
+from minidiff.validation import check_int
+from minidiff.validation import check_real as real
 
 from .beta_family import BetaFamily
-from .distributions import Beta, Gamma, Independent, LogNormal, Normal, Uniform
 from .families import DiagonalGaussian, FullRankGaussian
 from .flows import RealNVP
 
@@ -40,30 +41,9 @@ _REAL_LINE = (-math.inf, math.inf)
 SUPPORT_PROBES = 256  # draws of q at its initial params whose prior density must be > 0
 
 
-def real(where: str, name: str, value: Any, low: float = -math.inf, *,
-         open_low: bool = False, high: float = math.inf) -> float:
-    """``value`` as a float, refused unless it is a finite real number in [low, high] (or
-    (low, high] with ``open_low``)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{where}: {name} must be a real number, got {value!r} "
-                        f"({type(value).__name__})")
-    v = float(value)
-    left = "(" if open_low or low == -math.inf else "["
-    right = ")" if high == math.inf else "]"
-    allowed = f"{left}{low:g}, {high:g}{right}"
-    if not math.isfinite(v) or v < low or v > high or (open_low and v == low):
-        raise ValueError(f"{where}: {name} must be a finite number in {allowed}, got {value!r}")
-    return v
-
-
 def count(where: str, name: str, value: Any, least: int = 1) -> int:
     """``value`` as an int, refused unless it is an integer ≥ ``least`` (not a bool)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{where}: {name} must be an integer ≥ {least}, got {value!r} "
-                        f"({type(value).__name__})")
-    if value < least:
-        raise ValueError(f"{where}: {name} must be an integer ≥ {least}, got {value!r}")
-    return int(value)
+    return check_int(where, name, value, least)
 
 
 def _first_non_json(value: Any, path: str, open_: tuple[int, ...] = ()) -> str | None:

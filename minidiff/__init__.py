@@ -8,7 +8,7 @@ chosen at run time.
 
 from __future__ import annotations
 
-from . import jit, pytree, random  # jit is a callable module: md.jit(f)
+from . import distributions, jit, pytree, random  # jit is a callable module: md.jit(f)
 from .backend import (
     Backend,
     BackendError,

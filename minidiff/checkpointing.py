@@ -56,6 +56,7 @@ from .revolve import (
     Action,
     revolve_schedule,
 )
+from .validation import check_int, check_positive_int
 
 __all__ = ["checkpoint", "checkpointed_loop", "revolve_schedule", "default_snapshots",
            "Recomputation", "ReplayError", "birth_mark", "check_draw", "check_entropy"]
@@ -209,10 +210,8 @@ def checkpointed_loop(step: Callable[[State, int], State], state: State, n_steps
     the forward pass had (the step reads an array updated in place since) raises
     :class:`ReplayError`.
     """
-    if not isinstance(n_steps, int) or n_steps < 0:
-        raise ValueError(f"checkpointed_loop: n_steps must be an int >= 0, got {n_steps!r}")
-    if snapshots is not None and (not isinstance(snapshots, int) or snapshots < 1):
-        raise ValueError(f"checkpointed_loop: snapshots must be an int >= 1, got {snapshots!r}")
+    check_int("checkpointed_loop", "n_steps", n_steps, 0)
+    check_positive_int("checkpointed_loop", "snapshots", snapshots, none_ok=True)
     states, tree = _state_leaves(state, "the initial state")
     signature = _signature(states)
     run = _checked_step(step, tree, signature)

@@ -43,6 +43,7 @@ from .jit.simplify import prune
 from .jit.tracing import JitError, TraceEngine, Tracer, compare_traces
 from .scan_derive import step_sample
 from .scan_primitive import scan_p
+from .validation import check_int, check_positive_int
 
 __all__ = ["scan", "ScanError"]
 
@@ -138,8 +139,7 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     """
     if not callable(f):
         raise TypeError(f"md.scan: expected a step function, got {type(f).__name__}")
-    if isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1:
-        raise ValueError(f"md.scan: unroll must be an int >= 1, got {unroll!r}")
+    check_positive_int("md.scan", "unroll", unroll)
     name = getattr(f, "__name__", "f")
     name = "lambda" if name == "<lambda>" else name
     backend = _backend.get_backend()
@@ -278,9 +278,7 @@ def _raw(x: Any) -> Any:
 
 
 def _check_length(name: str, x_leaves: list[Any], length: int | None) -> int:
-    if length is not None and (isinstance(length, bool) or not isinstance(length, int)
-                               or length < 0):
-        raise ValueError(f"md.scan({name}): length must be an int >= 0, got {length!r}")
+    check_int(f"md.scan({name})", "length", length, 0, none_ok=True)
     if not x_leaves:
         if length is None:
             raise ValueError(f"md.scan({name}): with xs=None (or xs without arrays), give "

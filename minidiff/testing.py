@@ -23,6 +23,7 @@ from .core import raw, shape_of
 from .ops import concatenate, reshape
 from .pytree import tree_leaves, tree_map
 from .transforms import jvp, vjp
+from .validation import check_positive_int
 
 __all__ = ["check_grads"]
 
@@ -88,8 +89,7 @@ def check_grads(
     unknown = set(modes) - {"fwd", "rev"}
     if unknown:
         raise ValueError(f"check_grads: unknown modes {sorted(unknown)}; use 'fwd' and 'rev'")
-    if order < 1:
-        raise ValueError("check_grads: order must be at least 1")
+    check_positive_int("check_grads", "order", order)
     if not isinstance(args, tuple | list):
         raise TypeError(f"check_grads: args must be a tuple (or list) of arguments, got "
                         f"{type(args).__name__}; write check_grads(f, (x,))")

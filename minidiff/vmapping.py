@@ -23,6 +23,7 @@ from .backend import get_backend
 from .batching import BatchEngine, BatchTracer, batched_type_combiner
 from .core import Box, close_level, ndim_of, open_level, shape_of, strip_inactive
 from .ops import broadcast_to, reshape, transpose
+from .validation import check_int
 
 __all__ = ["vmap"]
 
@@ -223,9 +224,7 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
 
 
 def _batch_size(found: list, axis_size: int | None) -> int:
-    if axis_size is not None and (isinstance(axis_size, bool) or not isinstance(axis_size, int)
-                                  or axis_size < 0):
-        raise ValueError(f"vmap: axis_size must be an int ≥ 0, got {axis_size!r}")
+    check_int("vmap", "axis_size", axis_size, 0, none_ok=True)
     sizes = {n for *_, n in found}
     if len(sizes) > 1 or (axis_size is not None and sizes and sizes != {axis_size}):
         listed = "; ".join(f"{where} has {n} along axis {axis}" for _, axis, where, n in found)

@@ -12,9 +12,13 @@ Every model module keeps one contract:
 * ``loss(simulated, observed)``: a scalar discrepancy between two observed series, documented
   in the module, 0 when they are equal and differentiable in the simulated one;
 * a module docstring with the equations, parameters, defaults and estimators;
-* for ``minidiff calibrate``, in one marked block at the end: ``default_prior()`` (loc and scale
-  of a Normal prior on the unconstrained space) and ``TO_NATURAL`` (per parameter, the map
-  from that space to the natural one: ``"identity"``, ``"exp"``, ``"sigmoid"`` or ``"pow10"``).
+* for ``minidiff calibrate``, in one marked block at the end: ``prior()`` (the default prior on
+  the unconstrained space, a distribution of :mod:`minidiff.distributions`), ``NATURAL`` (the
+  map from that space to the natural parameters, a bijection: ``Coordinatewise(Identity(),
+  Exp(), Sigmoid(), Pow10(), ...)``) and ``CALIBRATION`` (the run's defaults).
+
+A model is listed once, in :mod:`minidiff.models.registry` (one line per model), which the
+command, the benchmarks and the docs read.
 
 Wrong arguments are refused before anything runs, by the checks of ``models/_checks.py``, with
 errors that name the model, the argument and what is allowed.

@@ -6,7 +6,8 @@ and what it got, and raises before any simulation runs:
 * :func:`unpack`: ``params`` as one scalar per name of the model's ``PARAM_NAMES``;
 * :func:`check_number`: a scalar that must be finite and lie in an interval (a parameter, or a
   setting such as a step length); traced values are checked by their primal value;
-* :func:`check_count`: an integer ≥ a least value (agents, steps);
+* ``check_count``: an integer ≥ a least value (agents, steps), the settings check
+  :func:`minidiff.validation.check_int`;
 * :func:`check_estimator`: a name from :data:`minidiff.random.ESTIMATORS`;
 * :func:`generator`: the ``rng`` of the model contract, an int seed, a
   :class:`minidiff.random.Generator` or None (fresh entropy from the operating system), turned
@@ -24,6 +25,8 @@ from typing import Any
 import minidiff as md
 from minidiff.core import Box, raw, shape_of
 from minidiff.random import ESTIMATORS, Generator, default_rng
+from minidiff.validation import check_int as check_count
+from minidiff.validation import interval
 
 __all__ = ["unpack", "check_number", "check_count", "check_estimator", "generator", "interval"]
 
@@ -52,13 +55,6 @@ def unpack(where: str, params: Any, names: tuple[str, ...]) -> tuple[Any, ...]:
         raise ValueError(f"{where}: params must hold {expected}, as a sequence or an array of "
                          f"shape ({k},), got shape {shape}")
     return tuple(md.getitem(arr, i) for i in range(k))
-
-
-def interval(low: float, high: float, open_low: bool = False, open_high: bool = False) -> str:
-    """The interval in the usual notation, e.g. ``[0, inf)``; infinite ends are open."""
-    left = "(" if open_low or low == -math.inf else "["
-    right = ")" if open_high or high == math.inf else "]"
-    return f"{left}{low:g}, {high:g}{right}"
 
 
 def check_number(where: str, name: str, x: Any, low: float = -math.inf, high: float = math.inf,
@@ -96,19 +92,6 @@ def check_number(where: str, name: str, x: Any, low: float = -math.inf, high: fl
             open_high and value == high):
         raise ValueError(f"{where}: {name} must lie in {allowed}, got {value!r}")
     return value
-
-
-def check_count(where: str, name: str, n: Any, least: int) -> int:
-    """An integer ≥ ``least``, as an int (bools, floats and strings refused)."""
-    try:
-        k = None if isinstance(n, bool) else operator.index(n)
-    except TypeError:
-        k = None
-    if k is None:
-        raise TypeError(f"{where}: {name} must be an integer ≥ {least}, got {n!r}")
-    if k < least:
-        raise ValueError(f"{where}: {name} must be an integer ≥ {least}, got {k}")
-    return k
 
 
 def check_estimator(where: str, estimator: Any, *, optional: bool = False) -> None:

@@ -88,9 +88,11 @@ from typing import Any
 
 import minidiff as md
 from minidiff.core import shape_of
+from minidiff.distributions import Coordinatewise, Identity, Independent, Normal
 
 from ._checks import check_count, check_estimator, check_number, generator, unpack
 from ._scales import moment_se
+from .registry import Calibration
 
 __all__ = ["simulate", "loss", "summary_statistics", "N_LAGS", "SQUASH", "DEFAULT_PARAMS",
            "PARAM_NAMES",
@@ -200,18 +202,22 @@ def loss(simulated: Any, observed: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
-# Calibration (``minidiff calibrate``): the default prior and the map to natural parameters
+# Calibration (``minidiff calibrate``): the prior, the map to natural parameters, the defaults
 # ---------------------------------------------------------------------------------------------
 
-__all__ += ["TO_NATURAL", "default_prior"]
+__all__ += ["NATURAL", "prior", "CALIBRATION"]
 
-TO_NATURAL = ("identity", "identity", "identity", "identity")
+NATURAL = Coordinatewise(Identity(), Identity(), Identity(), Identity())
 """How each coordinate x_j of the unconstrained space (where inference runs) maps to the
-natural parameter, one of ``"identity"``, ``"exp"``, ``"sigmoid"``, ``"pow10"`` (10^x):
-(g2, g3, b2, b3) = x (all four are real)."""
+natural parameter: (g2, g3, b2, b3) = x (all four are real)."""
 
 
-def default_prior() -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(loc, scale) of the default prior x_j ~ N(loc_j, scale_j²) on the unconstrained x:
+def prior() -> Independent:
+    """The default prior x_j ~ N(loc_j, scale_j²) on the unconstrained x:
     g2, g3 ~ N(0.5, 0.5²) (trends well inside |g| < R) and b2, b3 ~ N(0, 0.5²)."""
-    return (0.5, 0.5, 0.0, 0.0), (0.5, 0.5, 0.5, 0.5)
+    loc, scale = (0.5, 0.5, 0.0, 0.0), (0.5, 0.5, 0.5, 0.5)
+    return Independent(Normal(list(loc), list(scale)))
+
+
+# a moment loss scaled by its standard errors from the data: w = 1
+CALIBRATION = Calibration({"n_timesteps": 50}, "model", 1.0, 10, 200, 0.05)

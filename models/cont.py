@@ -113,9 +113,11 @@ from typing import Any
 
 import minidiff as md
 from minidiff.core import shape_of
+from minidiff.distributions import Coordinatewise, Identity, Independent, Normal, Pow10
 from minidiff.stochastic import soft_step
 
 from ._checks import check_count, check_estimator, check_number, generator, unpack
+from .registry import Calibration
 
 __all__ = ["simulate", "loss", "summary_statistics", "realised_variance", "Noise",
            "DEFAULT_PARAMS", "PARAM_NAMES", "DEFAULT_S", "DEFAULT_K", "DEFAULT_N_AGENTS",
@@ -317,19 +319,22 @@ def _arguments(where: str, params: Any, n_timesteps: Any, n_agents: Any, rng: An
 
 
 # ---------------------------------------------------------------------------------------------
-# Calibration (``minidiff calibrate``): the default prior and the map to natural parameters
+# Calibration (``minidiff calibrate``): the prior, the map to natural parameters, the defaults
 # ---------------------------------------------------------------------------------------------
 
-__all__ += ["TO_NATURAL", "default_prior"]
+__all__ += ["NATURAL", "prior", "CALIBRATION"]
 
-TO_NATURAL = ("identity", "pow10", "pow10", "pow10")
+NATURAL = Coordinatewise(Identity(), Pow10(), Pow10(), Pow10())
 """How each coordinate x_j of the unconstrained space (where inference runs) maps to the
-natural parameter, one of ``"identity"``, ``"exp"``, ``"sigmoid"``, ``"pow10"`` (10^x):
-mu = x_0 (real), and sigma_nu, sigma, eta = 10**x_j (their log10)."""
+natural parameter: mu = x_0 (real), and sigma_nu, sigma, eta = 10**x_j (their log10)."""
 
 
-def default_prior() -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(loc, scale) of the default prior x_j ~ N(loc_j, scale_j²) on the unconstrained x:
+def prior() -> Independent:
+    """The default prior x_j ~ N(loc_j, scale_j²) on the unconstrained x:
     mu ~ N(-3, 1); log10 sigma_nu ~ N(0, 0.5²); log10 sigma ~ N(-2, 0.5²) (a signal of about
     1%); log10 eta ~ N(0, 0.5²)."""
-    return (-3.0, 0.0, -2.0, 0.0), (1.0, 0.5, 0.5, 0.5)
+    loc, scale = (-3.0, 0.0, -2.0, 0.0), (1.0, 0.5, 0.5, 0.5)
+    return Independent(Normal(list(loc), list(scale)))
+
+
+CALIBRATION = Calibration({"n_timesteps": 100, "n_agents": 1000}, "mmd", 0.001, 10, 100, 0.05)

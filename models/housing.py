@@ -101,8 +101,10 @@ from typing import Any, NamedTuple
 
 import minidiff as md
 from minidiff.core import raw, shape_of
+from minidiff.distributions import Coordinatewise, Exp, Identity, Independent, Normal, Sigmoid
 
 from ._checks import check_count, check_estimator, check_number, generator, unpack
+from .registry import Calibration
 
 __all__ = ["simulate", "loss", "outcomes", "DEFAULT_PARAMS", "PARAM_NAMES", "DEFAULT_SETTINGS",
            "COLUMNS", "POLICY_NAMES", "BASELINE_POLICY"]
@@ -419,22 +421,26 @@ def loss(simulated: Any, observed: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
-# Calibration (``minidiff calibrate``): the default prior and the map to natural parameters
+# Calibration (``minidiff calibrate``): the prior, the map to natural parameters, the defaults
 # ---------------------------------------------------------------------------------------------
 
-__all__ += ["TO_NATURAL", "default_prior"]
+__all__ += ["NATURAL", "prior", "CALIBRATION"]
 
-TO_NATURAL = ("sigmoid", "exp", "sigmoid", "sigmoid", "identity", "exp")
+NATURAL = Coordinatewise(Sigmoid(), Exp(), Sigmoid(), Sigmoid(), Identity(), Exp())
 """How each coordinate x_j of the unconstrained space (where inference runs) maps to the
 natural parameter: the LTV cap, the share of loans above the LTI threshold and the
 affordability ratio lie in (0, 1) (sigmoid); the LTI cap and the trend-following weight are
 positive (exp); the sellers' log markup is real."""
 
 
-def default_prior() -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(loc, scale) of the default prior x_j ~ N(loc_j, scale_j²) on the unconstrained x,
+def prior() -> Independent:
+    """The default prior x_j ~ N(loc_j, scale_j²) on the unconstrained x,
     centred on the UK's policy settings (LTV 0.9, LTI 4.5, a 15% flow limit, affordability
     one third) with modest spread, markup ~ N(0, 0.3²) and log trend ~ N(log 0.2, 0.5²)."""
     logit = lambda p: math.log(p / (1.0 - p))  # noqa: E731
-    return ((logit(0.9), math.log(4.5), logit(0.15), logit(1.0 / 3.0), 0.0, math.log(0.2)),
-            (0.5, 0.25, 0.5, 0.5, 0.3, 0.5))
+    loc = (logit(0.9), math.log(4.5), logit(0.15), logit(1.0 / 3.0), 0.0, math.log(0.2))
+    scale = (0.5, 0.25, 0.5, 0.5, 0.3, 0.5)
+    return Independent(Normal(list(loc), list(scale)))
+
+
+CALIBRATION = Calibration({"n_timesteps": 24, "n_agents": 500}, "model", 0.01, 8, 100, 0.05)

@@ -125,9 +125,11 @@ from typing import Any
 
 import minidiff as md
 from minidiff.core import Box, raw, shape_of
+from minidiff.distributions import Coordinatewise, Exp, Independent, Normal
 from minidiff.stochastic.triples import perturbed
 
 from ._checks import check_count, check_estimator, check_number, generator, unpack
+from .registry import Calibration
 
 __all__ = ["simulate", "loss", "summary_statistics", "window_size", "DEFAULT_PARAMS",
            "PARAM_NAMES", "DEFAULT_N_LEVELS", "DEFAULT_N_BOOKS", "RETURN_FLOOR"]
@@ -378,18 +380,22 @@ def loss(simulated: Any, observed: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
-# Calibration (``minidiff calibrate``): the default prior and the map to natural parameters
+# Calibration (``minidiff calibrate``): the prior, the map to natural parameters, the defaults
 # ---------------------------------------------------------------------------------------------
 
-__all__ += ["TO_NATURAL", "default_prior"]
+__all__ += ["NATURAL", "prior", "CALIBRATION"]
 
-TO_NATURAL = ("exp", "exp", "exp", "exp")
+NATURAL = Coordinatewise(Exp(), Exp(), Exp(), Exp())
 """How each coordinate x_j of the unconstrained space (where inference runs) maps to the
 natural parameter: every parameter is positive, so each is exp(x_j) (x_j its log)."""
 
 
-def default_prior() -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(loc, scale) of the default prior x_j ~ N(loc_j, scale_j²) on the logs: λ₀ and μ around
+def prior() -> Independent:
+    """The default prior x_j ~ N(loc_j, scale_j²) on the logs: λ₀ and μ around
     one order per step (log-sd 1), α around 0.5 and θ around 0.2 (log-sd 0.5): broad,
     weakly informative priors near the book's usual regime."""
-    return (0.0, math.log(0.5), math.log(0.2), 0.0), (1.0, 0.5, 0.5, 1.0)
+    loc, scale = (0.0, math.log(0.5), math.log(0.2), 0.0), (1.0, 0.5, 0.5, 1.0)
+    return Independent(Normal(list(loc), list(scale)))
+
+
+CALIBRATION = Calibration({"n_timesteps": 50, "n_agents": 20}, "model", 0.01, 8, 100, 0.05)

@@ -42,8 +42,10 @@ from typing import Any
 
 import minidiff as md
 from minidiff.core import shape_of
+from minidiff.distributions import Coordinatewise, Independent, Normal, Sigmoid
 
 from ._checks import check_count, check_estimator, check_number, generator, unpack
+from .registry import Calibration
 
 __all__ = ["simulate", "loss", "mean_final_position", "DEFAULT_PARAMS", "PARAM_NAMES"]
 
@@ -104,19 +106,25 @@ def mean_final_position(path: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
-# Calibration (``minidiff calibrate``): the default prior and the map to natural parameters
+# Calibration (``minidiff calibrate``): the prior, the map to natural parameters, the defaults
 # ---------------------------------------------------------------------------------------------
 
-__all__ += ["TO_NATURAL", "default_prior"]
+__all__ += ["NATURAL", "prior", "CALIBRATION"]
 
-TO_NATURAL = ("sigmoid",)
+NATURAL = Coordinatewise(Sigmoid())
 """How each coordinate x_j of the unconstrained space (where inference runs) maps to the
-natural parameter, one of ``"identity"``, ``"exp"``, ``"sigmoid"``, ``"pow10"`` (10^x):
-theta = sigmoid(x) (x = logit theta)."""
+natural parameter: theta = sigmoid(x) (x = logit theta)."""
 
 
-def default_prior() -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(loc, scale) of the default prior x_j ~ N(loc_j, scale_j²) on the unconstrained x:
+def prior() -> Independent:
+    """The default prior x_j ~ N(loc_j, scale_j²) on the unconstrained x:
     the tutorial's N(logit 0.9, 1): a prior that leans towards walks that mostly go up, so a fit
     to a symmetric walk has to move away from it."""
-    return (math.log(9.0),), (1.0,)
+    loc, scale = (math.log(9.0),), (1.0,)
+    return Independent(Normal(list(loc), list(scale)))
+
+
+# the embedded default of ``minidiff calibrate``: 100 steps of one walker, the energy distance
+# of the increments, w = 0.05, stochastic triples (unbiased through the Bernoulli draws)
+CALIBRATION = Calibration({"n_timesteps": 100}, "energy", 0.05, 5, 150, 0.1, "triples",
+                          "increments", 0)

@@ -100,9 +100,11 @@ from typing import Any, NamedTuple
 
 import minidiff as md
 from minidiff.core import shape_of
+from minidiff.distributions import Coordinatewise, Exp, Independent, Normal, Sigmoid
 
 from ._checks import check_count, check_estimator, check_number, generator, unpack
 from ._scales import noise_sd
+from .registry import Calibration
 
 __all__ = ["simulate", "loss", "summary_statistics", "attack_rate", "peak_step",
            "DEFAULT_PARAMS", "PARAM_NAMES",
@@ -311,19 +313,23 @@ def peak_step(series: Any) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Calibration (``minidiff calibrate``): the default prior and the map to natural parameters
+# Calibration (``minidiff calibrate``): the prior, the map to natural parameters, the defaults
 # ---------------------------------------------------------------------------------------------
 
-__all__ += ["TO_NATURAL", "default_prior"]
+__all__ += ["NATURAL", "prior", "CALIBRATION"]
 
-TO_NATURAL = ("exp", "exp", "sigmoid")
+NATURAL = Coordinatewise(Exp(), Exp(), Sigmoid())
 """How each coordinate x_j of the unconstrained space (where inference runs) maps to the
-natural parameter, one of ``"identity"``, ``"exp"``, ``"sigmoid"``, ``"pow10"`` (10^x):
-beta = exp(x_0), gamma = exp(x_1), initial_infected = sigmoid(x_2)."""
+natural parameter: beta = exp(x_0), gamma = exp(x_1), initial_infected = sigmoid(x_2)."""
 
 
-def default_prior() -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(loc, scale) of the default prior x_j ~ N(loc_j, scale_j²) on the unconstrained x:
+def prior() -> Independent:
+    """The default prior x_j ~ N(loc_j, scale_j²) on the unconstrained x:
     log beta ~ N(log 0.25, 0.75²), log gamma ~ N(log 0.125, 0.75²) (a mean infectious period
     of about a week, within a factor of two or so) and logit i0 ~ N(logit 0.02, 1)."""
-    return (math.log(0.25), math.log(0.125), math.log(0.02 / 0.98)), (0.75, 0.75, 1.0)
+    loc, scale = (math.log(0.25), math.log(0.125), math.log(0.02 / 0.98)), (0.75, 0.75, 1.0)
+    return Independent(Normal(list(loc), list(scale)))
+
+
+# the loss is a Gaussian log-likelihood with its noise scale from the data: w = 1
+CALIBRATION = Calibration({"n_timesteps": 50, "n_agents": 1000}, "model", 1.0, 8, 200, 0.05)

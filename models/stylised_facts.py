@@ -22,6 +22,7 @@ from typing import Any
 
 import minidiff as md
 from minidiff.core import shape_of
+from minidiff.validation import check_positive_int
 
 __all__ = ["excess_kurtosis", "autocorrelation", "stylised_facts", "FACTS", "N_LAGS"]
 
@@ -52,8 +53,7 @@ def excess_kurtosis(returns: Any) -> Any:
 def autocorrelation(x: Any, lag: int) -> Any:
     """ρ(lag) = Σ_{t=1}^{T−lag} a_t a_{t+lag} / Σ_t a_t², a = x − mean(x); x of shape (T,)
     with T > lag ≥ 1."""
-    if isinstance(lag, bool) or not isinstance(lag, int) or lag < 1:
-        raise ValueError(f"autocorrelation: lag must be an integer ≥ 1, got {lag!r}")
+    check_positive_int("autocorrelation", "lag", lag)
     x = _series("autocorrelation", x, lag + 1)
     a = md.subtract(x, md.mean(x))
     head = md.getitem(a, slice(None, -lag))

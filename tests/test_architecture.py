@@ -213,3 +213,17 @@ def test_the_scans_catch_what_they_should(tmp_path):
     names = imports[0][1]
     assert "minidiff.transforms" in names
     assert layer_of("minidiff.transforms", LAYERS) > layer_of("minidiff.ops.linear", LAYERS)
+
+
+def test_the_model_registry_is_the_one_list_of_models():
+    """A model is listed once, in models/registry.py: no other module of the library imports
+    two or more model modules (a second table of models would drift from the registry)."""
+    registry_text = (ROOT / "models" / "registry.py").read_text(encoding="utf-8")
+    listed = set(re.findall(r'"minidiff\.models\.(\w+)"', registry_text))
+    assert {"random_walk", "sir", "cont", "brock_hommes", "lob", "housing"} <= listed
+    for path in sources():
+        imported = {name.rsplit(".", 1)[-1] for _, names, _ in minidiff_imports(path)
+                    for name in names if name.startswith("minidiff.models.")}
+        assert len(imported & listed) <= 1, (
+            f"{module_name(path)} imports the models {sorted(imported & listed)}: read "
+            f"minidiff.models.registry instead")

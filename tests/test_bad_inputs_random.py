@@ -287,7 +287,7 @@ def usage_error(argv, capsys):
 
 def test_minidiff_memory_with_a_negative_seed_is_a_usage_error(capsys):
     assert usage_error(["memory", "--seed", "-1"], capsys) == (
-        "minidiff memory: error: argument --seed: a seed must be an integer >= 0, got -1")
+        "minidiff memory: error: argument --seed: expected an integer seed ≥ 0, got -1")
 
 
 @pytest.mark.skipif(importlib.util.find_spec("cupy") is not None,

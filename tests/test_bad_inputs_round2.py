@@ -31,7 +31,7 @@ import scipy.special as sps
 
 import minidiff as md
 from minidiff.checkpointing import ReplayError
-from minidiff.inference.implicit import beta_quantile, gamma_quantile
+from minidiff.distributions.implicit import beta_quantile, gamma_quantile
 from minidiff.stochastic import compare_estimators, derivative_estimate
 from minidiff.stochastic.harness import per_seed
 from minidiff.testing import check_grads

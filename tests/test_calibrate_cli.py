@@ -11,6 +11,7 @@ import textwrap
 
 import pytest
 
+import minidiff as md
 from minidiff.cli import main
 
 TINY = ["--steps", "3", "--samples", "2", "--timesteps", "10", "--screen", "10", "--quiet",
@@ -164,15 +165,15 @@ def test_a_non_empty_checkpoint_folder_is_not_overwritten(capsys, tmp_path):
 def test_the_finance_models_are_registered_and_run(capsys, model):
     """lob and housing declare a prior and a map to natural units the command can use: a tiny
     run prints one finite row per parameter, with the truth (their DEFAULT_PARAMS)."""
-    from minidiff.cli.calibrate_setup import MODELS
+    from minidiff.models.registry import model_spec
 
-    module = MODELS[model]
-    assert len(module.TO_NATURAL) == len(module.PARAM_NAMES)
-    loc, scale = module.default_prior()
-    assert len(loc) == len(scale) == len(module.PARAM_NAMES) and min(scale) > 0
+    spec = model_spec(model)
+    assert len(spec.natural) == len(spec.param_names)
+    prior = spec.prior()
+    assert prior.dim == len(spec.param_names) and float(md.min(prior.std)) > 0
     code, out, _ = run(capsys, "--model", model, *TINY)
     assert code == 0
-    for name, true in zip(module.PARAM_NAMES, module.DEFAULT_PARAMS):
+    for name, true in zip(spec.param_names, spec.default_params):
         (row,) = [line for line in out.splitlines() if line.startswith(name + " ")]
         assert float(row.split()[1]) == pytest.approx(true)
         assert "nan" not in row

@@ -11,8 +11,8 @@ import math
 import pytest
 
 from minidiff.cli import main
-from minidiff.cli.calibrate_setup import MODELS, NATURAL
-from minidiff.ops import asarray
+from minidiff.models.registry import MODELS, model_spec
+from minidiff.ops import asarray, to_host
 
 # short runs: the point is whether q depends on the data, not how well it fits
 SHORT = {"random_walk": ["--timesteps", "40"], "sir": ["--timesteps", "20", "--agents", "300"],
@@ -21,16 +21,15 @@ SHORT = {"random_walk": ["--timesteps", "40"], "sir": ["--timesteps", "20", "--a
          "housing": ["--timesteps", "8", "--agents", "100"]}
 
 
-def second_truth(module) -> list[float]:
+def second_truth(spec) -> list[float]:
     """A parameter set one prior sd from the prior's centre, on the side away from
     DEFAULT_PARAMS (in the unconstrained space), mapped to natural units."""
-    loc, scale = module.default_prior()
-    out = []
-    for j, (m, s, kind) in enumerate(zip(loc, scale, module.TO_NATURAL)):
-        default = float(module.DEFAULT_PARAMS[j])
-        x = m + s if float(NATURAL[kind](asarray(m))) > default else m - s
-        out.append(float(NATURAL[kind](asarray(x))))
-    return out
+    prior = spec.prior()
+    loc, scale = to_host(prior.mean), to_host(prior.std)
+    centre, up, down = (to_host(spec.natural.forward(asarray(x)))
+                        for x in (loc, loc + scale, loc - scale))
+    return [float(up[j] if centre[j] > default else down[j])
+            for j, default in enumerate(spec.default_params)]
 
 
 def fit(tmp_path, capsys, name: str, truth: list[float], tag: str) -> dict:
@@ -47,9 +46,9 @@ def fit(tmp_path, capsys, name: str, truth: list[float], tag: str) -> dict:
 def test_posteriors_at_two_parameter_sets_differ(tmp_path, capsys, name):
     """Some parameter's posterior mean moves by more than 0.5 of the larger of its two
     posterior sds between the data sets (a data-blind q moves by exactly 0)."""
-    module = MODELS[name]
-    a = fit(tmp_path, capsys, name, [float(v) for v in module.DEFAULT_PARAMS], "a")
-    b = fit(tmp_path, capsys, name, second_truth(module), "b")
+    spec = model_spec(name)
+    a = fit(tmp_path, capsys, name, [float(v) for v in spec.default_params], "a")
+    b = fit(tmp_path, capsys, name, second_truth(spec), "b")
     moves = [abs(p["mean"] - q["mean"]) / max(p["sd"], q["sd"])
              for p, q in zip(a["parameters"], b["parameters"])]
     assert all(math.isfinite(m) for m in moves)

@@ -76,7 +76,7 @@ def test_plot_without_matplotlib_is_a_clear_usage_error(capsys, monkeypatch, tmp
 
 @pytest.mark.parametrize("steps, message", [
     ("10,abc", "expected comma-separated integers"),
-    ("0,5", "must be >= 1"),
+    ("0,5", "expected a step count ≥ 1, got 0"),
     (",", "comma-separated list"),
 ])
 def test_bad_steps_is_a_usage_error(capsys, steps, message):

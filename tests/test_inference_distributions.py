@@ -19,7 +19,7 @@ import minidiff as md
 from minidiff import inference as inf
 
 N = 20_000
-beta_quantile, gamma_quantile = inf.implicit.beta_quantile, inf.implicit.gamma_quantile
+beta_quantile, gamma_quantile = md.distributions.beta_quantile, md.distributions.gamma_quantile
 
 
 def host(x):
@@ -83,6 +83,9 @@ BIJECTIONS = {  # made inside the test, on its backend
     "affine": lambda: inf.Affine(0.5, -2.0),
     "power10": lambda: inf.Compose(inf.Affine(0.0, math.log(10.0)), inf.Exp()),
     "logit": lambda: inf.Sigmoid().inverted(),
+    "identity": lambda: md.distributions.Identity(), "pow10": lambda: md.distributions.Pow10(),
+    "coordinatewise": lambda: md.distributions.Coordinatewise(  # one map per coordinate of x
+        md.distributions.Identity(), md.distributions.Pow10(), inf.Sigmoid(), inf.Exp()),
 }
 
 

@@ -13,9 +13,9 @@ observations (simulated at ``--true-params`` with ``--data-seed``, or read from 
 FILE.csv``: one row per time step, one column per observed variable, a header line allowed
 when it is not numeric; or ``--data sp500``: the last ``--timesteps`` daily S&P 500
 returns of the ``arch`` package's bundled data, see ``minidiff.models.datasets``), the
-model's default prior on the unconstrained space and its map ``TO_NATURAL`` to natural
-parameters, a loss between the simulated and observed series, and
-``minidiff.inference.calibrate`` (executors, checkpoints, progress).
+model's prior on the unconstrained space and its map ``NATURAL`` to natural parameters
+(both declared by the model, :mod:`minidiff.models.registry`), a loss between the simulated
+and observed series, and ``minidiff.inference.calibrate`` (executors, checkpoints, progress).
 At the end it prints, per parameter in natural units, the true value where known, the
 posterior mean ± sd, the 90% interval, and the posterior sd over the prior's (small where the
 data identify the parameter); ``--plot`` draws the objective, the posterior-predictive bands and
@@ -40,11 +40,12 @@ from typing import Any
 from .. import __version__
 from .. import inference as inf
 from ..backend import get_backend
-from ..inference import distributions, executors, objective, plots
+from ..inference import executors, objective, plots
 from ..ops import asarray, getitem, mean, sqrt, stack
 from ..random import default_rng
 from .calibrate_checks import diagnostics, run_coverage, screen_start
 from .calibrate_setup import LOSSES, MODELS, Model, Problem, UsageError, build_problem, load_model
+from .options import integer_option
 
 __all__ = ["DESCRIPTION", "configure_parser", "command"]
 
@@ -58,23 +59,8 @@ FLOW_LR = 1e-3  # the flow's default learning rate (the tutorial's): a coupling 
 # ---------------------------------------------------------------------------------------------
 
 
-def _integer(what: str, minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer ≥ ``minimum``, refused as "expected {what} ≥ minimum"."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected {what} ≥ {minimum}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {what} ≥ {minimum}, got {value}")
-        return value
-
-    return parse
-
-
-_positive_int = _integer("an integer", 1)
-_seed = _integer("an integer seed", 0)
+_positive_int = integer_option("an integer", 1)
+_seed = integer_option("an integer seed", 0)
 
 
 def _number(low: float, strict: bool) -> Callable[[str], float]:
@@ -92,7 +78,8 @@ def _number(low: float, strict: bool) -> Callable[[str], float]:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """The options of ``minidiff calibrate`` (defaults per model: see ``SETUPS``)."""
+    """The options of ``minidiff calibrate`` (defaults per model: each model's
+    ``CALIBRATION``, :mod:`minidiff.models.registry`)."""
     g = parser.add_argument_group("model and data")
     g.add_argument("--model", default="random_walk", metavar="NAME|module:function",
                    help=f"{', '.join(MODELS)} (default random_walk), or module:function "
@@ -146,7 +133,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _validate(args: argparse.Namespace, model: Model) -> argparse.Namespace:
-    s = model.setup
+    s = model.calibration
     args = argparse.Namespace(**vars(args))
     flow_lr = min(s.lr, FLOW_LR) if args.family == "flow" else s.lr
     for name, default in (("loss", s.loss), ("samples", s.samples), ("steps", s.steps),
@@ -210,6 +197,17 @@ def _family(kind: str, loc: Any, scale: Any) -> Any:
                        base="gaussian" if d >= 2 else "sinh_arcsinh", loc=loc, scale=scale)
 
 
+def _moments(prior: Any) -> tuple[Any, Any]:
+    """(mean (d,), sd (d,)) of the prior, where q starts: closed form where there is one,
+    else from 10,000 draws."""
+    try:
+        return prior.mean, prior.std
+    except NotImplementedError:
+        draws = prior.sample(default_rng(0), 10_000)
+        m = mean(draws, axis=0)
+        return m, sqrt(mean((draws - m) * (draws - m), axis=0))
+
+
 def _summary(x: Any) -> tuple[float, float, float, float]:
     m = mean(x)
     sd = sqrt(mean((x - m) * (x - m)))
@@ -264,9 +262,8 @@ def _run(problem: Problem, args: argparse.Namespace, can_plot: bool,
          emit: Callable[[str], None]) -> int:
     model = problem.model
     names = list(model.param_names)
-    loc, scale = asarray(list(model.prior[0])), asarray(list(model.prior[1]))
-    prior = inf.Normal(loc, scale)
-    family = _family(args.family, loc, scale)
+    prior = problem.prior
+    family = _family(args.family, *_moments(prior))
     if args.coverage is not None:
         emit(f"minidiff calibrate --coverage {args.coverage}: {model.name} "
              f"{problem.config['settings']}, loss {args.loss}, w = {args.w:g}; "
@@ -288,7 +285,8 @@ def _run(problem: Problem, args: argparse.Namespace, can_plot: bool,
         at = ", ".join(f"{n} = {v:g}" for n, v in zip(names, problem.truth))
         data = f"data simulated at {at} (data seed {args.data_seed})"
     emit(f"minidiff calibrate: {model.name} {problem.config['settings']}, {data}")
-    emit(f"  loss {args.loss}{' of the increments' if model.setup.features == 'increments' else ''}"
+    increments = model.calibration.features == "increments"
+    emit(f"  loss {args.loss}{' of the increments' if increments else ''}"
          f", w = {args.w:g}; {args.family} q, {args.samples} samples x {args.steps} steps, "
          f"Adam lr {args.lr:g} (cosine); {args.gradient}"
          f"{'' if args.gradient == 'score' else f' ({args.mode})'}; seed {args.seed}; "
@@ -311,8 +309,7 @@ def _run(problem: Problem, args: argparse.Namespace, can_plot: bool,
     seconds = time.perf_counter() - start
     theta = result.sample(N_POSTERIOR, seed=args.seed + 1)
     q = problem.natural(theta)
-    prior_draws = problem.natural(distributions.as_vector(prior).sample(
-        default_rng(args.seed + 2), N_POSTERIOR))
+    prior_draws = problem.natural(prior.sample(default_rng(args.seed + 2), N_POSTERIOR))
     rows = []
     for j in range(len(names)):
         m, sd, lo, hi = _summary(getitem(q, (slice(None), j)))

@@ -1,12 +1,13 @@
 """What ``minidiff calibrate`` calibrates: the model, the observations, the loss and the prior.
 
-* :func:`load_model`: a built-in model (``SETUPS`` holds each one's run defaults) or a user's
-  ``module:function``, as a :class:`Model`;
+* :func:`load_model`: a model of the registry (:mod:`minidiff.models.registry`, where each
+  model declares its prior, its map to natural units and its run defaults) or a user's
+  ``module:function`` declaring the same, as a :class:`~minidiff.models.registry.ModelSpec`;
 * :func:`read_csv`: observations from a CSV file (UTF-8, a byte-order mark allowed, a
   non-numeric header allowed), checked cell by cell: an empty or non-numeric cell is refused
   naming its line and column, never dropped, so no column shifts; two rows at least;
 * :func:`build_problem`: the observations (read, or simulated at the true parameters), the map
-  x ↦ params from the model's ``TO_NATURAL``, and the loss ℓ(x, rng) = distance(simulate(
+  x ↦ params from the model's ``NATURAL``, and the loss ℓ(x, rng) = distance(simulate(
   params(x), rng)) on the unconstrained x, as a :class:`Problem`.
 
 Losses: ``model`` (the model's own ``loss(simulated, observed)``), ``mmd``, ``energy``
@@ -27,83 +28,35 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import inference as inf
 from ..backend import get_backend
-from ..models import brock_hommes, cont, datasets, housing, lob, random_walk, sir
-from ..ops import asarray, exp, getitem, power, sigmoid, stack, stop_gradient
+from ..models import datasets
+from ..models.registry import LOSSES, MODELS, ModelSpec, model_spec, spec_from_module
+from ..ops import asarray, getitem, mean, stop_gradient
 from ..random import default_rng
 
-__all__ = ["MODELS", "LOSSES", "NATURAL", "SETUPS", "Setup", "Model", "Problem", "UsageError",
-           "load_model", "natural_map", "read_csv", "parse_csv", "build_problem"]
+__all__ = ["MODELS", "LOSSES", "Model", "Problem", "UsageError", "load_model", "read_csv",
+           "parse_csv", "build_problem", "prior_centre"]
 
-MODELS = {"random_walk": random_walk, "sir": sir, "cont": cont, "brock_hommes": brock_hommes,
-          "lob": lob, "housing": housing}
-LOSSES = ("model", "mmd", "energy", "mse")
-NATURAL = {"identity": lambda x: x, "exp": exp, "sigmoid": sigmoid,
-           "pow10": lambda x: power(10.0, x)}
-
-
-@dataclass(frozen=True)
-class Setup:
-    """The run's defaults for one model (each is a flag)."""
-
-    settings: dict = field(default_factory=dict)   # keywords of simulate
-    loss: str = "model"
-    w: float = 1.0
-    samples: int = 10
-    steps: int = 200
-    lr: float = 0.05
-    mode: str = "auto"
-    features: str = "series"                        # or "increments"
-    screen: int = 200                               # prior draws screened before the steps
-
-
-SETUPS = {
-    # the embedded default: 100 steps of one walker, the energy distance of the increments,
-    # w = 0.05, stochastic triples (unbiased through the Bernoulli draws); about 10 s
-    "random_walk": Setup({"n_timesteps": 100}, "energy", 0.05, 5, 150, 0.1, "triples",
-                         "increments", 0),
-    # sir's loss is a Gaussian log-likelihood with its noise scale from the data: w = 1
-    "sir": Setup({"n_timesteps": 50, "n_agents": 1000}, "model", 1.0, 8, 200, 0.05),
-    "cont": Setup({"n_timesteps": 100, "n_agents": 1000}, "mmd", 0.001, 10, 100, 0.05),
-    # brock_hommes: a moment loss scaled by its standard errors from the data: w = 1
-    "brock_hommes": Setup({"n_timesteps": 50}, "model", 1.0, 10, 200, 0.05),
-    "lob": Setup({"n_timesteps": 50, "n_agents": 20}, "model", 0.01, 8, 100, 0.05),
-    "housing": Setup({"n_timesteps": 24, "n_agents": 500}, "model", 0.01, 8, 100, 0.05),
-}
-
-
-@dataclass(frozen=True)
-class Model:
-    """A simulator with what calibration needs to know about it."""
-
-    name: str
-    simulate: Callable[..., Any]
-    param_names: tuple[str, ...]
-    default_params: tuple[float, ...] | None
-    to_natural: tuple[str, ...]
-    prior: tuple[tuple[float, ...], tuple[float, ...]]
-    loss: Callable[[Any, Any], Any] | None
-    setup: Setup
+Model = ModelSpec  # what ``minidiff calibrate`` calibrates: a model of the registry
 
 
 class UsageError(ValueError):
     """A bad flag or bad data: reported as one argparse-style line."""
 
 
-def load_model(spec: str) -> Model:
-    """A built-in model by name, or ``module:function`` (the module may define
-    ``PARAM_NAMES``, ``DEFAULT_PARAMS``, ``TO_NATURAL``, ``default_prior()`` and ``loss`` as the
-    built-in models do; without them, parameters are named p0, p1, ... by ``--true-params``,
-    the prior is N(0, 1) on each and the map the identity)."""
+def load_model(spec: str) -> ModelSpec:
+    """A built-in model by name (:data:`minidiff.models.registry.MODELS`), or
+    ``module:function``, whose module may declare what a built-in model does (``PARAM_NAMES``,
+    ``DEFAULT_PARAMS``, ``NATURAL``, ``prior()``, ``loss``, ``CALIBRATION``; see
+    :mod:`minidiff.models.registry`); without ``PARAM_NAMES`` the parameters are named p0,
+    p1, ... by ``--true-params``, the prior is N(0, 1) on each and the map the identity."""
     if spec in MODELS:
-        m = MODELS[spec]
-        return Model(spec, m.simulate, tuple(m.PARAM_NAMES), tuple(m.DEFAULT_PARAMS),
-                     tuple(m.TO_NATURAL), m.default_prior(), m.loss, SETUPS[spec])
+        return model_spec(spec)
     if ":" not in spec:
         raise UsageError(f"--model: unknown model {spec!r}; choose one of "
                          f"{', '.join(MODELS)}, or give module:function")
@@ -113,15 +66,10 @@ def load_model(spec: str) -> Model:
     if not callable(simulate):
         raise UsageError(f"--model {spec}: module {module_name!r} has no function "
                          f"{function!r}")
-    names = tuple(getattr(module, "PARAM_NAMES", ()))
-    defaults = getattr(module, "DEFAULT_PARAMS", None)
-    d = len(names)  # 0: set by --true-params (build_problem)
-    prior = module.default_prior() if hasattr(module, "default_prior") else (
-        (0.0,) * d, (1.0,) * d)
-    return Model(spec, simulate, names, None if defaults is None else tuple(defaults),
-                 tuple(getattr(module, "TO_NATURAL", ("identity",) * d)), prior,
-                 getattr(module, "loss", None), Setup(loss="model" if hasattr(module, "loss")
-                                                      else "mse"))
+    try:
+        return spec_from_module(spec, module, simulate)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--model {spec}: {exc}") from None
 
 
 def _import_user_module(spec: str, module_name: str) -> Any:
@@ -148,19 +96,6 @@ def _import_user_module(spec: str, module_name: str) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-def natural_map(to_natural: tuple[str, ...]) -> Callable[[Any], Any]:
-    """x ↦ params along the last axis (x of shape (d,) or (n, d))."""
-    unknown = [t for t in to_natural if t not in NATURAL]
-    if unknown:
-        raise UsageError(f"TO_NATURAL names {unknown}; allowed: {', '.join(NATURAL)}")
-    maps = [NATURAL[t] for t in to_natural]
-
-    def natural(x: Any) -> Any:
-        return stack([f(getitem(x, (Ellipsis, j))) for j, f in enumerate(maps)], axis=-1)
-
-    return natural
-
-
 def _features(kind: str) -> Callable[[Any], Any]:
     if kind == "increments":
         return lambda s: getitem(s, slice(1, None)) - getitem(s, slice(0, -1))
@@ -171,10 +106,11 @@ def _features(kind: str) -> Callable[[Any], Any]:
 class Problem:
     """Everything ``calibrate`` needs, plus what the report shows."""
 
-    model: Model
+    model: ModelSpec
     observed: Any
     truth: list[float] | None
     natural: Callable[[Any], Any]
+    prior: Any
     loss: Callable[[Any, Any], Any]
     simulate: Callable[[Any, Any], Any]
     config: dict
@@ -277,7 +213,7 @@ def _observations(raw: bytes, path: str) -> Any:
     return getitem(data, (slice(None), 0)) if len(rows[0]) == 1 else data
 
 
-def _distance(kind: str, model: Model, observed: Any, features: Callable) -> Callable:
+def _distance(kind: str, model: ModelSpec, observed: Any, features: Callable) -> Callable:
     if kind == "model":
         if model.loss is None:
             raise UsageError(f"--loss model: {model.name} has no loss; use --loss mmd, "
@@ -289,21 +225,20 @@ def _distance(kind: str, model: Model, observed: Any, features: Callable) -> Cal
     return lambda simulated: distance(features(simulated))
 
 
-def build_problem(model: Model, args: argparse.Namespace) -> Problem:
+def build_problem(model: ModelSpec, args: argparse.Namespace) -> Problem:
     """The observations, the loss ℓ(θ, rng) on the unconstrained θ, and the configuration."""
-    if not model.to_natural:  # a user's model that does not say how many parameters it has
+    if not model.param_names:  # a user's model that does not say how many parameters it has
         if args.true_params is None:
             raise UsageError(f"--model {model.name}: the module defines no PARAM_NAMES, so "
                              f"give --true-params (their number sets the dimension)")
-        d = len(args.true_params.split(","))
-        model = replace(model, param_names=tuple(f"p{j}" for j in range(d)),
-                        to_natural=("identity",) * d, prior=((0.0,) * d, (1.0,) * d))
-    settings = dict(model.setup.settings)
+        model = model.with_dimension(len(args.true_params.split(",")))
+    prior = model.prior()
+    settings = dict(model.calibration.settings)
     if args.timesteps is not None:
         settings["n_timesteps"] = args.timesteps
     if args.agents is not None:
         settings["n_agents"] = args.agents
-    natural = natural_map(model.to_natural)
+    natural = model.natural.forward
     simulate = model.simulate
 
     def run(params: Any, rng: Any) -> Any:
@@ -317,7 +252,7 @@ def build_problem(model: Model, args: argparse.Namespace) -> Problem:
         else:
             raw = _read_data_file(args.data)  # read once: the hash is of the bytes parsed
             observed = _observations(raw, args.data)
-        probe = run(natural(asarray(list(model.prior[0]))), default_rng(0))
+        probe = run(natural(prior_centre(prior)), default_rng(0))
         if tuple(observed.shape) != tuple(probe.shape):
             raise UsageError(f"--data {args.data}: the data have shape "
                              f"{tuple(observed.shape)} but {model.name} simulates "
@@ -328,22 +263,39 @@ def build_problem(model: Model, args: argparse.Namespace) -> Problem:
         truth = _true_params(model, args.true_params)
         observed = stop_gradient(run(asarray(truth), default_rng(args.data_seed)))
         source = {"true_params": truth, "data_seed": args.data_seed}
-    d = len(model.to_natural)
-    if len(model.prior[0]) != d or len(model.prior[1]) != d:
-        raise UsageError(f"{model.name}: default_prior() gives {len(model.prior[0])} "
-                         f"locations for {d} parameters")
-    features = _features(model.setup.features)
+    if prior.dim != model.dim:
+        raise UsageError(f"{model.name}: prior() has dimension {prior.dim} for "
+                         f"{model.dim} parameters")
+    features = _features(model.calibration.features)
     distance = _distance(args.loss, model, observed, features)
 
     def loss(theta: Any, rng: Any) -> Any:
         return distance(run(natural(theta), rng))
 
     config = {"model": model.name, "settings": settings, **source, "loss": args.loss,
-              "features": model.setup.features, "family": args.family, "lr": args.lr,
-              "prior": [list(model.prior[0]), list(model.prior[1])],
-              "to_natural": list(model.to_natural)}
-    return Problem(model, observed, truth, natural, loss, run, config,
+              "features": model.calibration.features, "family": args.family, "lr": args.lr,
+              "prior": _describe_prior(prior), "natural": repr(model.natural)}
+    return Problem(model, observed, truth, natural, prior, loss, run, config,
                    lambda y: _distance(args.loss, model, y, features))
+
+
+def prior_centre(prior: Any) -> Any:
+    """The prior's mean (d,), or, where it has no closed form, the mean of 1,000 draws."""
+    try:
+        return prior.mean
+    except NotImplementedError:
+        draws = prior.sample(default_rng(0), 1000)
+        return stop_gradient(mean(draws, axis=0))
+
+
+def _describe_prior(prior: Any) -> Any:
+    """The prior for the run's configuration (JSON): [loc, scale] for independent Normals, the
+    distribution's repr otherwise."""
+    gaussian = prior.gaussian() if hasattr(prior, "gaussian") else None
+    if gaussian is None:
+        return repr(prior)
+    host = get_backend().to_host
+    return [[float(v) for v in host(part).reshape(-1)] for part in gaussian]
 
 
 def _sp500(settings: dict) -> Any:
@@ -368,7 +320,7 @@ def _true_params(model: Model, text: str | None) -> list[float]:
     except ValueError:
         raise UsageError(f"--true-params: expected comma-separated numbers, got "
                          f"{text!r}") from None
-    d = len(model.to_natural)
+    d = model.dim
     if len(values) != d:
         names = ", ".join(model.param_names) or f"{d} values"
         raise UsageError(f"--true-params: {model.name} has {d} parameter(s) ({names}), got "

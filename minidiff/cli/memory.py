@@ -28,6 +28,7 @@ from ..models import cont
 from ..ops import asarray, to_host
 from ..transforms import grad, jacfwd
 from .memory_figure import draw, run_parameter_sweep
+from .options import integer_list_option, integer_option
 
 __all__ = ["MODES", "Workload", "Problem", "WORKLOADS", "register_workload", "Row",
            "run_sweep", "format_table", "explain", "plot", "configure_parser", "command"]
@@ -324,39 +325,9 @@ def plot(rows: Sequence[Row], param_rows: Sequence[Any], path: str, title: str) 
 # ---------------------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a seed must be an integer >= 0, got {value}")
-    return value
-
-
-def _step_list(text: str) -> list[int]:
-    """``10,100,1000`` as a sorted list of distinct positive step counts."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not parts:
-        raise argparse.ArgumentTypeError("give a comma-separated list such as 10,100,1000")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers such as 10,100,1000, got {text!r}") from None
-    if min(values) < 1:
-        raise argparse.ArgumentTypeError(f"step counts must be >= 1, got {min(values)}")
-    return sorted(set(values))
+_positive_int = integer_option("an integer", 1)
+_seed = integer_option("an integer seed", 0)
+_step_list = integer_list_option("a step count", 1, "10,100,1000")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -56,7 +56,6 @@ divided by 2h, so the variance is O(1/h) instead of O(1/h²). The bias is O(h²)
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -65,6 +64,7 @@ from ..core import Box, raw, shape_of
 from ..ops import add, multiply, stack, stop_gradient, subtract
 from ..random import default_rng
 from ..transforms import jacfwd, jacrev
+from ..validation import check_int
 
 __all__ = ["score_function", "finite_difference"]
 
@@ -82,13 +82,7 @@ def root_generator(seed: Any) -> Any:
 
 def check_count(n_samples: Any, name: str, least: int = 1) -> int:
     """``n_samples`` as an int ≥ ``least`` (any integer type; not a bool or a float)."""
-    try:
-        n = operator.index(n_samples) if not isinstance(n_samples, bool) else None
-    except TypeError:
-        n = None
-    if n is None or n < least:
-        raise ValueError(f"{name}: n_samples must be an integer ≥ {least}, got {n_samples!r}")
-    return n
+    return check_int(name, "n_samples", n_samples, least)
 
 
 def as_theta(theta: Any, name: str) -> Any:

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import minidiff as md
+from .. import ops
+from ..backend import get_backend
+from ..custom import custom_jvp
 
 __all__ = ["beta_quantile", "gamma_quantile", "open_uniform"]
 
@@ -41,16 +43,16 @@ def open_uniform(rng: Any, shape: tuple[int, ...]) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-@md.custom_jvp
+@custom_jvp
 def _beta_partials(a: Any, b: Any, z: Any) -> Any:
     """(dz/da, dz/db) stacked on a leading axis of 2, on raw arrays (no rules of its own)."""
-    d_a, d_b = md.get_backend().betaincinv_grad(a, b, z)
-    return md.stack([d_a, d_b])
+    d_a, d_b = get_backend().betaincinv_grad(a, b, z)
+    return ops.stack([d_a, d_b])
 
 
-@md.custom_jvp
+@custom_jvp
 def _beta_quantile_p(a: Any, b: Any, u: Any) -> Any:
-    return md.get_backend().betaincinv(a, b, u)
+    return get_backend().betaincinv(a, b, u)
 
 
 @_beta_quantile_p.defjvp
@@ -59,7 +61,7 @@ def _beta_quantile_jvp(primals: tuple, tangents: tuple) -> tuple[Any, Any]:
     t_a, t_b, _ = tangents  # u is a uniform draw: never a parameter
     z = _beta_quantile_p(a, b, u)
     partials = _beta_partials(a, b, z)
-    return z, md.getitem(partials, 0) * t_a + md.getitem(partials, 1) * t_b
+    return z, ops.getitem(partials, 0) * t_a + ops.getitem(partials, 1) * t_b
 
 
 def _beta_quantile_fwd(a: Any, b: Any, u: Any) -> tuple[Any, Any]:
@@ -68,7 +70,7 @@ def _beta_quantile_fwd(a: Any, b: Any, u: Any) -> tuple[Any, Any]:
 
 
 def _beta_quantile_bwd(partials: Any, g: Any) -> tuple[Any, Any, Any]:
-    return md.getitem(partials, 0) * g, md.getitem(partials, 1) * g, None
+    return ops.getitem(partials, 0) * g, ops.getitem(partials, 1) * g, None
 
 
 _beta_quantile_p.defvjp(_beta_quantile_fwd, _beta_quantile_bwd)
@@ -78,10 +80,10 @@ def beta_quantile(a: Any, b: Any, u: Any) -> Any:
     """z = F⁻¹(u; a, b), the Beta(a, b) quantile at u, differentiable in a and b.
 
     a, b, u broadcast together; the result has their broadcast shape. u must not be traced."""
-    a, b, u = (md.asarray(v) for v in (a, b, u))
+    a, b, u = (ops.asarray(v) for v in (a, b, u))
     shape = _broadcast_shape(a, b, u)
-    return _beta_quantile_p(md.broadcast_to(a, shape), md.broadcast_to(b, shape),
-                            md.broadcast_to(md.stop_gradient(u), shape))
+    return _beta_quantile_p(ops.broadcast_to(a, shape), ops.broadcast_to(b, shape),
+                            ops.broadcast_to(ops.stop_gradient(u), shape))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,15 +91,15 @@ def beta_quantile(a: Any, b: Any, u: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-@md.custom_jvp
+@custom_jvp
 def _gamma_partial(a: Any, z: Any) -> Any:
     """dz/da on raw arrays (no rules of its own)."""
-    return md.get_backend().gammaincinv_grad(a, z)
+    return get_backend().gammaincinv_grad(a, z)
 
 
-@md.custom_jvp
+@custom_jvp
 def _gamma_quantile_p(a: Any, u: Any) -> Any:
-    return md.get_backend().gammaincinv(a, u)
+    return get_backend().gammaincinv(a, u)
 
 
 @_gamma_quantile_p.defjvp
@@ -117,10 +119,10 @@ _gamma_quantile_p.defvjp(_gamma_quantile_fwd, lambda partial, g: (partial * g, N
 
 def gamma_quantile(a: Any, u: Any) -> Any:
     """z = F⁻¹(u; a), the Gamma(a, 1) quantile at u, differentiable in a (u not traced)."""
-    a, u = md.asarray(a), md.asarray(u)
+    a, u = ops.asarray(a), ops.asarray(u)
     shape = _broadcast_shape(a, u)
-    return _gamma_quantile_p(md.broadcast_to(a, shape),
-                             md.broadcast_to(md.stop_gradient(u), shape))
+    return _gamma_quantile_p(ops.broadcast_to(a, shape),
+                             ops.broadcast_to(ops.stop_gradient(u), shape))
 
 
 def _broadcast_shape(*xs: Any) -> tuple[int, ...]:

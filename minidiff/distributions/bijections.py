@@ -16,25 +16,36 @@ All are written with minidiff ops, so they differentiate in every transform.
 ==============  ==================  ====================  ==================================
 bijection       forward y = f(x)    inverse               log |f′(x)|
 ==============  ==================  ====================  ==================================
+Identity        x                   y                     0
 Exp             eˣ                  log y                 x
+Pow10           10ˣ                 log₁₀ y               x log 10 + log log 10
 Sigmoid         1/(1 + e⁻ˣ)         log y − log(1 − y)    −softplus(−x) − softplus(x)
 Affine(c, s)    c + s·x             (y − c)/s             log |s|
 Inverse(f)      f⁻¹(x)              f(y)                  −log |f′(f⁻¹(x))|
 Compose(f, g)   g(f(x))             f⁻¹(g⁻¹(y))           log |f′(x)| + log |g′(f(x))|
 ==============  ==================  ====================  ==================================
 
-For the tutorial's Cont model, parameters on a log₁₀ scale are
-``Compose(Affine(0.0, math.log(10.0)), Exp())``: y = 10^x.
+:class:`Coordinatewise` applies one bijection per coordinate of the last axis, θ of shape
+(..., d) with d bijections: how a model maps the unconstrained space inference runs in to its
+natural parameters (``Coordinatewise(Identity(), Pow10(), Sigmoid())``: a real, a positive
+scale on a log₁₀ axis, a probability).
+
+For the tutorial's Cont model, parameters on a log₁₀ scale are ``Pow10()``: y = 10^x.
 """
 
 from __future__ import annotations
 
 import abc
+import math
 from typing import Any
 
-import minidiff as md
+from .. import ops
+from ..backend import get_backend
 
-__all__ = ["Bijection", "Exp", "Sigmoid", "Affine", "Inverse", "Compose"]
+__all__ = ["Bijection", "Identity", "Exp", "Pow10", "Sigmoid", "Affine", "Inverse", "Compose",
+           "Coordinatewise"]
+
+_LOG_10 = math.log(10.0)
 
 
 class Bijection(abc.ABC):
@@ -60,59 +71,82 @@ class Bijection(abc.ABC):
         """f⁻¹ as a bijection of its own."""
         return Inverse(self)
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Identity(Bijection):
+    """y = x: a real parameter used as it is."""
+
+    def forward(self, x: Any) -> Any:
+        return x
+
+    def inverse(self, y: Any) -> Any:
+        return y
+
+    def log_det_jacobian(self, x: Any) -> Any:
+        return ops.asarray(x) * 0.0
+
 
 class Exp(Bijection):
     """y = eˣ: ℝ → (0, ∞)."""
 
     def forward(self, x: Any) -> Any:
-        return md.exp(x)
+        return ops.exp(x)
 
     def inverse(self, y: Any) -> Any:
-        return md.log(y)
+        return ops.log(y)
 
     def log_det_jacobian(self, x: Any) -> Any:
-        return md.asarray(x) * 1.0
+        return ops.asarray(x) * 1.0
 
-    def __repr__(self) -> str:
-        return "Exp()"
+
+class Pow10(Bijection):
+    """y = 10ˣ: ℝ → (0, ∞), a positive parameter on a log₁₀ axis."""
+
+    def forward(self, x: Any) -> Any:
+        return ops.power(10.0, x)
+
+    def inverse(self, y: Any) -> Any:
+        return ops.log(y) / _LOG_10
+
+    def log_det_jacobian(self, x: Any) -> Any:
+        return ops.asarray(x) * _LOG_10 + math.log(_LOG_10)
 
 
 class Sigmoid(Bijection):
     """y = 1/(1 + e⁻ˣ): ℝ → (0, 1); its inverse is the logit."""
 
     def forward(self, x: Any) -> Any:
-        return md.sigmoid(x)
+        return ops.sigmoid(x)
 
     def inverse(self, y: Any) -> Any:
-        return md.log(y) - md.log1p(-md.asarray(y))
+        return ops.log(y) - ops.log1p(-ops.asarray(y))
 
     def log_det_jacobian(self, x: Any) -> Any:
         # σ′(x) = σ(x)σ(−x), and log σ(x) = −softplus(−x)
-        return -(md.softplus(x) + md.softplus(-md.asarray(x)))
-
-    def __repr__(self) -> str:
-        return "Sigmoid()"
+        return -(ops.softplus(x) + ops.softplus(-ops.asarray(x)))
 
 
 class Affine(Bijection):
     """y = shift + scale·x with a non-zero scale (scalars or arrays that broadcast with x)."""
 
     def __init__(self, shift: Any = 0.0, scale: Any = 1.0) -> None:
-        self.shift = md.asarray(shift)
-        self.scale = md.asarray(scale)
-        xp = md.get_backend().xp
-        if bool(xp.any(md.stop_gradient(self.scale) == 0)):
+        self.shift = ops.asarray(shift)
+        self.scale = ops.asarray(scale)
+        xp = get_backend().xp
+        if bool(xp.any(ops.stop_gradient(self.scale) == 0)):
             raise ValueError("Affine: scale must be non-zero everywhere (the map would not be "
                              "invertible)")
 
     def forward(self, x: Any) -> Any:
-        return md.add(self.shift, md.multiply(self.scale, x))
+        return ops.add(self.shift, ops.multiply(self.scale, x))
 
     def inverse(self, y: Any) -> Any:
-        return md.divide(md.subtract(y, self.shift), self.scale)
+        return ops.divide(ops.subtract(y, self.shift), self.scale)
 
     def log_det_jacobian(self, x: Any) -> Any:
-        return md.broadcast_to(md.log(md.abs(self.scale)), tuple(md.asarray(x).shape))
+        return ops.broadcast_to(ops.log(ops.abs(self.scale)), tuple(ops.asarray(x).shape))
 
     def __repr__(self) -> str:
         return f"Affine(shift={self.shift!r}, scale={self.scale!r})"
@@ -168,3 +202,38 @@ class Compose(Bijection):
 
     def __repr__(self) -> str:
         return f"Compose{self.bijections!r}"
+
+
+class Coordinatewise(Bijection):
+    """One bijection per coordinate of the last axis: y_j = f_j(x_j) for x of shape (..., d),
+    log |det J| has one term per coordinate, log |f_j′(x_j)|."""
+
+    def __init__(self, *bijections: Bijection) -> None:
+        if not bijections or not all(isinstance(f, Bijection) for f in bijections):
+            raise TypeError(f"Coordinatewise: give one Bijection per coordinate, got "
+                            f"{bijections!r}")
+        self.bijections = bijections
+
+    def __len__(self) -> int:
+        return len(self.bijections)
+
+    def _each(self, method: str, x: Any) -> Any:
+        x = ops.asarray(x)
+        shape = tuple(x.shape)
+        if not shape or shape[-1] != len(self.bijections):
+            raise ValueError(f"Coordinatewise.{method}: x must have shape (..., "
+                             f"{len(self.bijections)}), got {shape}")
+        return ops.stack([getattr(f, method)(ops.getitem(x, (Ellipsis, j)))
+                          for j, f in enumerate(self.bijections)], axis=-1)
+
+    def forward(self, x: Any) -> Any:
+        return self._each("forward", x)
+
+    def inverse(self, y: Any) -> Any:
+        return self._each("inverse", y)
+
+    def log_det_jacobian(self, x: Any) -> Any:
+        return self._each("log_det_jacobian", x)
+
+    def __repr__(self) -> str:
+        return f"Coordinatewise({', '.join(map(repr, self.bijections))})"
