@@ -22,9 +22,10 @@ join without making a cycle (none of its inputs may depend on that group through
 outside it), so that values needed early, such as the arguments of two exponentials, are computed
 together; the groups and the remaining equations then run in a topological order.
 
-What is fused: arithmetic, comparisons, logical ops, ``where``, ``abs``, ``sqrt``, the step of
-``soft_step``, ``stop_gradient`` and ``straight_through``: operations a compiled loop does
-exactly as NumPy does (IEEE arithmetic, no fast-math). What is not: transcendental functions
+What is fused: the primitives that declare how one element reads in a loop
+(``Primitive.loop``): arithmetic, comparisons, logical ops, ``where``, ``abs``, ``sqrt``, the
+step of ``soft_step``, ``stop_gradient`` and ``straight_through``: operations a compiled loop
+does exactly as NumPy does (IEEE arithmetic, no fast-math). What is not: transcendental functions
 (numba calls scalar libm, several times slower than NumPy's vectorised ``exp``, so they stay
 NumPy calls writing into scratch buffers; ``sigmoid`` is split as 1/(1 + exp(−x)) so that only
 its ``exp`` leaves the loop), reductions (NumPy's pairwise sums), shapes, indexing and anything

@@ -9,7 +9,9 @@ so replaying a step costs its arithmetic and a few hundred nanoseconds per equat
 eager mode pays the dispatch of ``bind`` and an engine for every op. It runs on every backend.
 
 **Buffer reuse.** Where the backend's elementwise functions write into a given buffer
-(``Backend.kernels.into``: NumPy's ``out=``), temporaries are not allocated at all. Liveness
+(``Backend.kernels.into``: NumPy's ``out=``), temporaries are not allocated at all. What the
+executor may do with each equation is declared on its primitive (``Primitive.fresh``,
+``into``, ``direct``, ``passes_through``; see :class:`minidiff.core.Primitive`). Liveness
 analysis gives each value its last use; a value that lives only inside the program (not an
 output, not a view that reaches one) is written into a scratch buffer of its shape and dtype,
 and the buffer serves the next value of that shape once every value that may share its memory
