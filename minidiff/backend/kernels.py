@@ -19,6 +19,7 @@ import numpy as np
 
 __all__ = ["Kernels", "generic_kernels", "NUMPY_KERNELS"]
 
+
 @dataclass(frozen=True)
 class Kernels:
     """The fast paths of one backend.
@@ -27,13 +28,14 @@ class Kernels:
         sigmoid: ``sigmoid(x)``, σ(x) = 1/(1 + e^{-x}) of a raw floating array.
         select: ``select(condition, x, y)``, bit for bit the library's ``where``.
         into: the library's elementwise functions that write into a given buffer,
-            ``into[name](*args, out=buffer)``, by the name of the minidiff op they compute
-            bit for bit (``"add"``, ``"exp"``, ``"sigmoid"``, ...). ``minidiff.jit``'s replay
-            executor uses them to reuse buffers instead of allocating; empty where the
-            library has no ``out=`` (array_api_strict).
+            ``into[name](*args, out=buffer)``, each giving bit for bit the op whose primitive
+            declares that name as ``Primitive.into`` (``"add"``, ``"exp"``, ``"sigmoid"``,
+            ...). ``minidiff.jit``'s replay executor uses them to reuse buffers instead of
+            allocating; empty where the library has no ``out=`` (array_api_strict).
         direct: functions that compute an op exactly as its implementation does, with fewer
-            indirections (``"sum"``: the reduction itself; ``"where"``: ``select``), for code
-            that calls them many times (md.jit's replay).
+            indirections, by the name its primitive declares as ``Primitive.direct``
+            (``"sum"``: the reduction itself; ``"where"``: ``select``), for code that calls
+            them many times (md.jit's replay).
     """
 
     sigmoid: Callable[[Any], Any]

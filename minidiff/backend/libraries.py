@@ -30,7 +30,6 @@ __all__ = ["make_numpy", "make_cupy", "make_array_api_strict"]
 # ---------------------------------------------------------------------------------------------
 
 
-
 class _TracemallocPeak:
     """Peak bytes allocated by Python and NumPy inside a ``with`` block, from tracemalloc."""
 
