@@ -668,10 +668,36 @@ class Primitive:
             elementwise rule for ``elementwise`` primitives (line the batch axes up with
             NumPy's right-aligned broadcasting), else a loop over the batch that stacks one
             call per element (exact, slow; ``docs/vmap.md`` lists who uses it).
+
+    Executor fields: what an executor of ``md.jit`` may do instead of calling ``impl``. Each
+    is a fact about the op, declared where the op is defined; the defaults promise nothing, so
+    they are always safe.
+
+        fresh: its result is always a new array, never a view of an argument (so a buffer it
+            writes may be reused once the result is dead).
+        into: the name of the backend kernel (``Backend.kernels.into[into]``) that computes it
+            bit for bit into a given buffer, ``kernel(*args, out=buffer)``.
+        direct: the name of a backend function (``Backend.kernels.direct[direct]``) that
+            computes exactly what ``impl`` does with fewer indirections.
+        loop: how one element of its result reads in a compiled elementwise loop, a format
+            string of its arguments' elements (``"({0} + {1})"``); only for ops that a loop
+            computes exactly as the array library does (IEEE arithmetic, comparisons, logic).
+        passes_through: the position of the argument ``impl`` returns unchanged (the value of
+            ``stop_gradient``), or None.
+        selects: argument 0 is a boolean condition choosing, element by element, between the
+            others (``where``): the others alone decide the result's dtype.
+        coerce_numbers: what ``impl`` makes of a Python-number argument (``where``: a float),
+            for an executor that converts constant arguments once instead of on every call.
+        negation_commutes: f(−u) = −f(u) exactly for its one array argument (a sum, a
+            reshape), so a negation may move across it.
+        expands: its result only repeats its one argument's elements (``broadcast_to``), so
+            an elementwise op costs less applied before it than after it.
     """
 
     __slots__ = ("name", "impl", "jvp", "vjp", "save", "broadcasts", "elementwise",
-                 "differentiable", "batch")
+                 "differentiable", "batch", "fresh", "into", "direct", "loop",
+                 "passes_through", "selects", "coerce_numbers", "negation_commutes",
+                 "expands")
 
     def __init__(
         self,
@@ -685,6 +711,15 @@ class Primitive:
         elementwise: bool = False,
         differentiable: bool = True,
         batch: Callable[..., Any] | None = None,
+        fresh: bool = False,
+        into: str | None = None,
+        direct: str | None = None,
+        loop: str | None = None,
+        passes_through: int | None = None,
+        selects: bool = False,
+        coerce_numbers: Callable[[Any], Any] | None = None,
+        negation_commutes: bool = False,
+        expands: bool = False,
     ) -> None:
         if not differentiable and (jvp is not None or vjp is not None):
             raise ValueError(f"{name}: a non-differentiable primitive takes no jvp or vjp rule")
@@ -697,6 +732,15 @@ class Primitive:
         self.elementwise = elementwise
         self.differentiable = differentiable
         self.batch = batch
+        self.fresh = fresh
+        self.into = into
+        self.direct = direct
+        self.loop = loop
+        self.passes_through = passes_through
+        self.selects = selects
+        self.coerce_numbers = coerce_numbers
+        self.negation_commutes = negation_commutes
+        self.expands = expands
 
     __call__ = bind  # calling a primitive binds it, with no wrapper in between
 

@@ -259,8 +259,8 @@ def _imports(path):
 
 
 def test_models_and_inference_import_no_array_library():
-    """Only minidiff/backend.py imports numpy, scipy or cupy: the models compute with minidiff
-    ops and the backend's namespace (sir builds its contact graphs that way)."""
+    """Only the minidiff/backend/ package imports numpy, scipy or cupy: the models compute
+    with minidiff ops and the backend's namespace (sir builds its contact graphs that way)."""
     sources = sorted((ROOT / "models").rglob("*.py")) + sorted((ROOT / "inference").rglob("*.py"))
     assert ROOT / "models" / "sir.py" in sources
     offenders = {str(p.relative_to(ROOT)): [m for m in _imports(p)

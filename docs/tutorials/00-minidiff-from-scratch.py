@@ -434,9 +434,9 @@ print("exactness: checks passed")
 #   for broadcasting and piecewise-constant ops.
 # * `elementwise(name, impl, partials)` is
 #   [`elementwise_primitive`](../../minidiff/ops/elementwise.py#L132); see
-#   [`multiply`](../../minidiff/ops/elementwise.py#L230). Each partial names what it reads, so
+#   [`multiply`](../../minidiff/ops/elementwise.py#L234). Each partial names what it reads, so
 #   what is kept cannot drift from what is read, and
-#   [`unbroadcast`](../../minidiff/ops/linear.py#L274) sums cotangents over broadcast axes.
+#   [`unbroadcast`](../../minidiff/ops/linear.py#L277) sums cotangents over broadcast axes.
 # * `Level`, `open_level` and `LEVELS` are [`Level`](../../minidiff/core.py#L87) and
 #   [`open_level`](../../minidiff/core.py#L135). The stack of levels is per thread (a context
 #   variable), and the values of a closed level become inert.

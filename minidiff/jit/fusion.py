@@ -22,9 +22,10 @@ join without making a cycle (none of its inputs may depend on that group through
 outside it), so that values needed early, such as the arguments of two exponentials, are computed
 together; the groups and the remaining equations then run in a topological order.
 
-What is fused: arithmetic, comparisons, logical ops, ``where``, ``abs``, ``sqrt``, the step of
-``soft_step``, ``stop_gradient`` and ``straight_through``: operations a compiled loop does
-exactly as NumPy does (IEEE arithmetic, no fast-math). What is not: transcendental functions
+What is fused: the primitives that declare how one element reads in a loop
+(``Primitive.loop``): arithmetic, comparisons, logical ops, ``where``, ``abs``, ``sqrt``, the
+step of ``soft_step``, ``stop_gradient`` and ``straight_through``: operations a compiled loop
+does exactly as NumPy does (IEEE arithmetic, no fast-math). What is not: transcendental functions
 (numba calls scalar libm, several times slower than NumPy's vectorised ``exp``, so they stay
 NumPy calls writing into scratch buffers; ``sigmoid`` is split as 1/(1 + exp(−x)) so that only
 its ``exp`` leaves the loop), reductions (NumPy's pairwise sums), shapes, indexing and anything
@@ -45,8 +46,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import backend as _backend
-from .. import ops
-from ..ops import comparisons, constants, elementwise, surrogates
 from .executors import register_executor
 from .program import Equation, Program, Var
 from .replay import Step, assemble, equation_step
@@ -55,21 +54,6 @@ from .tracing import JitError
 
 __all__ = ["compile_fused", "numba_available", "kernel_cache_size"]
 
-# how each fusable primitive reads in a compiled loop ({0}, {1}, {2}: its arguments)
-EXPRESSIONS = {
-    ops.add: "({0} + {1})", ops.subtract: "({0} - {1})", ops.multiply: "({0} * {1})",
-    ops.divide: "({0} / {1})", ops.negative: "(-{0})", ops.abs: "abs({0})",
-    ops.sqrt: "math.sqrt({0})",
-    elementwise._where_p: "({1} if {0} else {2})",
-    comparisons.greater: "({0} > {1})", comparisons.greater_equal: "({0} >= {1})",
-    comparisons.less: "({0} < {1})", comparisons.less_equal: "({0} <= {1})",
-    comparisons.equal: "({0} == {1})", comparisons.not_equal: "({0} != {1})",
-    comparisons.logical_and: "({0} and {1})", comparisons.logical_or: "({0} or {1})",
-    comparisons.logical_not: "(not {0})",
-    surrogates._soft_step_p: "(1.0 if {0} >= 0.0 else 0.0)",
-    surrogates._straight_through_p: "{1}",
-    constants._stop_gradient_p: "{0}",
-}
 _MAX_RANK = 3
 _OPEN_GROUPS = 4  # groups of one shape an equation may still join (the latest ones)
 _KERNELS: dict[str, Any] = {}  # kernel source -> numba dispatcher
@@ -96,7 +80,7 @@ def kernel_cache_size() -> int:
 
 
 def _fusable(eqn: Equation) -> bool:
-    if eqn.primitive not in EXPRESSIONS or not 1 <= len(eqn.out.shape) <= _MAX_RANK:
+    if eqn.primitive.loop is None or not 1 <= len(eqn.out.shape) <= _MAX_RANK:
         return False
     if str(eqn.out.dtype) not in ("float64", "bool"):
         return False
@@ -182,7 +166,7 @@ def _group(eqns: Sequence[Equation]) -> list[_Node]:
     # a group of one equation is not worth a kernel, except a where: NumPy's branches on
     # every element, which a random mask makes unpredictable; the loop selects without them
     for n in order:
-        if n.fused and len(n.eqns) == 1 and n.eqns[0].primitive is not elementwise._where_p:
+        if n.fused and len(n.eqns) == 1 and not n.eqns[0].primitive.selects:
             n.fused = False
     return order
 
@@ -231,7 +215,7 @@ def _kernel_step(node: _Node, used_outside: set, program: Program, index: int) -
                 constants_ns[key] = a.value
                 args.append(key)
         names[id(eqn.out)] = f"m{m}"
-        body.append(f"{pad}m{m} = {EXPRESSIONS[eqn.primitive].format(*args)}")
+        body.append(f"{pad}m{m} = {eqn.primitive.loop.format(*args)}")
     for o, v in enumerate(outs):
         body.append(f"{pad}o{o}[{', '.join(loops)}] = {names[id(v)]}")
     params = [f"i{i}" for i in range(len(inputs))] + [f"o{o}" for o in range(len(outs))]

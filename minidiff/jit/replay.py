@@ -9,7 +9,9 @@ so replaying a step costs its arithmetic and a few hundred nanoseconds per equat
 eager mode pays the dispatch of ``bind`` and an engine for every op. It runs on every backend.
 
 **Buffer reuse.** Where the backend's elementwise functions write into a given buffer
-(``Backend.kernels.into``: NumPy's ``out=``), temporaries are not allocated at all. Liveness
+(``Backend.kernels.into``: NumPy's ``out=``), temporaries are not allocated at all. What the
+executor may do with each equation is declared on its primitive (``Primitive.fresh``,
+``into``, ``direct``, ``passes_through``; see :class:`minidiff.core.Primitive`). Liveness
 analysis gives each value its last use; a value that lives only inside the program (not an
 output, not a view that reaches one) is written into a scratch buffer of its shape and dtype,
 and the buffer serves the next value of that shape once every value that may share its memory
@@ -38,55 +40,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import backend as _backend
-from .. import ops
-from ..ops import (
-    comparisons,
-    constants,
-    elementwise,
-    indexing,
-    linalg,
-    linear,
-    reductions,
-    special,
-    surrogates,
-)
 from .executors import register_executor
 from .program import Const, Program, Var
-from .simplify import quiet_exp, simplify
+from .simplify import simplify
 
 __all__ = ["compile_replay", "Step", "Plan", "plan", "equation_step", "equation_steps",
-           "write_function", "assemble", "DIRECT",
-           "FRESH", "INTO", "IDENTITY"]
-
-# minidiff's own primitives that always return a new array (never a view of an argument)
-FRESH = {
-    ops.add, ops.subtract, ops.multiply, ops.divide, ops.power, ops.negative, ops.maximum,
-    ops.exp, ops.log, ops.log1p, ops.expm1, ops.sqrt, ops.sin, ops.cos, ops.tanh, ops.sigmoid,
-    ops.softplus, ops.abs, elementwise._where_p, comparisons.equal, comparisons.not_equal,
-    comparisons.less, comparisons.less_equal, comparisons.greater, comparisons.greater_equal,
-    comparisons.logical_and, comparisons.logical_or, comparisons.logical_not,
-    comparisons.sign, comparisons.floor, surrogates._soft_step_p, special.erf,
-    special.gammaln, special.polygamma_p, linear._sum_p, reductions._max_p,
-    reductions._prod_p, reductions._cumsum_p, linalg._matmul_p, indexing._concat_p,
-    indexing._scatter_add_p, quiet_exp,
-}
-# ... and those a backend may compute into a given buffer, by op name (Kernels.into)
-INTO = {
-    ops.add: "add", ops.subtract: "subtract", ops.multiply: "multiply", ops.divide: "divide",
-    ops.negative: "negative", ops.maximum: "maximum", ops.exp: "exp", ops.log: "log",
-    ops.log1p: "log1p", ops.expm1: "expm1", ops.sqrt: "sqrt", ops.sin: "sin", ops.cos: "cos",
-    ops.tanh: "tanh", ops.abs: "abs", ops.sigmoid: "sigmoid", comparisons.sign: "sign",
-    comparisons.floor: "floor", comparisons.equal: "equal", comparisons.not_equal: "not_equal",
-    comparisons.less: "less", comparisons.less_equal: "less_equal",
-    comparisons.greater: "greater", comparisons.greater_equal: "greater_equal",
-    comparisons.logical_and: "logical_and", comparisons.logical_or: "logical_or",
-    comparisons.logical_not: "logical_not", quiet_exp: "quiet_exp",
-    elementwise._where_p: "where",
-}
-IDENTITY = {constants._stop_gradient_p}
-# ... and those with a direct function (Kernels.direct): where's Python numbers are made floats
-# here once, as its implementation would on every call
-DIRECT = {elementwise._where_p: "where", linear._sum_p: "sum"}
+           "write_function", "assemble"]
 
 
 class Step:
@@ -184,11 +143,11 @@ def plan(steps: Sequence[Step], program: Program, reuse: bool) -> Plan:
 
 def _writes_into(eqn: Any, into: Any) -> bool:
     """Whether the backend's ``into`` kernel computes this equation bit for bit."""
-    name = INTO.get(eqn.primitive)
+    name = eqn.primitive.into
     if name is None or name not in into:
         return False
     inputs = eqn.inputs
-    if eqn.primitive is elementwise._where_p:  # the condition is boolean; the branches decide
+    if eqn.primitive.selects:  # the condition is boolean; the others decide
         if str(eqn.out.dtype) != "float64":
             return False
         inputs = inputs[1:]
@@ -202,34 +161,35 @@ def _writes_into(eqn: Any, into: Any) -> bool:
 
 def equation_step(eqn: Any, k: int, backend: _backend.Backend) -> Step:
     """The step of one equation: its impl (or its ``into`` kernel, when it gets a buffer)."""
+    primitive = eqn.primitive
     into = backend.kernels.into
     writes = _writes_into(eqn, into)
 
     def write(args: list[str], outs: list[str], buffers: list[str | None],
               namespace: dict) -> list[str]:
-        if eqn.primitive in IDENTITY:
-            return [f"{outs[0]} = {args[0]}"]
-        if eqn.primitive is elementwise._where_p:  # its numbers as floats, once, as its impl
-            for i, a in enumerate(eqn.inputs):     # would make them on every call
+        if primitive.passes_through is not None:
+            return [f"{outs[0]} = {args[primitive.passes_through]}"]
+        if primitive.coerce_numbers is not None:  # once here, where the impl would convert
+            for i, a in enumerate(eqn.inputs):    # its numbers on every call
                 if isinstance(a, Const) and not a.is_array:
-                    namespace[f"n{k}_{i}"] = elementwise._float_number(a.value)
+                    namespace[f"n{k}_{i}"] = primitive.coerce_numbers(a.value)
                     args = [*args[:i], f"n{k}_{i}", *args[i + 1:]]
         if buffers[0] is not None:
-            namespace[f"g{k}"] = into[INTO[eqn.primitive]]
+            namespace[f"g{k}"] = into[primitive.into]
             return [f"{outs[0]} = g{k}({', '.join(args)}, out={buffers[0]})"]
         if writes:  # the library function itself, without the impl's indirections
-            namespace[f"g{k}"] = into[INTO[eqn.primitive]]
+            namespace[f"g{k}"] = into[primitive.into]
             return [f"{outs[0]} = g{k}({', '.join(args)})"]
-        direct = backend.kernels.direct.get(DIRECT.get(eqn.primitive, ""))
+        direct = backend.kernels.direct.get(primitive.direct) if primitive.direct else None
         if direct is not None:
             namespace[f"f{k}"] = functools.partial(direct, **eqn.params) if eqn.params \
                 else direct
             return [f"{outs[0]} = f{k}({', '.join(args)})"]
-        impl = eqn.primitive.impl
+        impl = primitive.impl
         namespace[f"f{k}"] = functools.partial(impl, **eqn.params) if eqn.params else impl
         return [f"{outs[0]} = f{k}({', '.join(args)})"]
 
-    return Step(eqn.inputs, [eqn.out], eqn.primitive in FRESH, [writes], write)
+    return Step(eqn.inputs, [eqn.out], primitive.fresh, [writes], write)
 
 
 def equation_steps(program: Program, backend: _backend.Backend) -> list[Step]:

@@ -33,14 +33,13 @@ from typing import Any
 from .. import backend as _backend
 from .. import ops
 from ..core import Primitive
-from ..ops import linear
 from .program import Const, Equation, Program, Var
 
 __all__ = ["simplify", "prune", "quiet_exp"]
 
 # exp whose overflow to inf is expected (inside a split sigmoid, where 1/(1 + inf) = 0)
 quiet_exp = Primitive("exp", lambda x: _backend.get_backend().kernels.into["quiet_exp"](x),
-                      elementwise=True)
+                      elementwise=True, fresh=True, into="quiet_exp")
 
 
 def simplify(program: Program, backend: _backend.Backend | None = None) -> Program:
@@ -170,11 +169,13 @@ def _merge_repeats(program: Program) -> Program:
 
 
 def _negate_before_broadcast(program: Program) -> Program:
+    """``negative(e(u))`` becomes ``e(negative(u))`` for an op ``e`` that only repeats its
+    argument's elements (``Primitive.expands``: ``broadcast_to``)."""
     broadcast_of: dict[int, Equation] = {}
     equations = []
     changed = False
     for eqn in program.equations:
-        if eqn.primitive is linear._broadcast_p:
+        if eqn.primitive.expands:
             broadcast_of[id(eqn.out)] = eqn
         source = broadcast_of.get(id(eqn.inputs[0])) if (
             eqn.primitive is ops.negative and isinstance(eqn.inputs[0], Var)) else None
@@ -182,7 +183,7 @@ def _negate_before_broadcast(program: Program) -> Program:
             small = source.inputs[0]
             negated = Var(small.shape, small.dtype)
             equations.append(Equation(ops.negative, [small], {}, negated))
-            equations.append(Equation(linear._broadcast_p, [negated], dict(source.params),
+            equations.append(Equation(source.primitive, [negated], dict(source.params),
                                       eqn.out))
             changed = True
             continue
@@ -249,8 +250,7 @@ def _carry_negations(program: Program) -> Program:
             else:
                 emit(ops.add, [a, b], {}, out, flip=False)         # a − (−b) = a + b
             continue
-        if floating and signs and signs[0] and len(ins) == 1 and (
-                p is linear._sum_p or p is linear._reshape_p or p is linear._broadcast_p):
+        if floating and signs and signs[0] and len(ins) == 1 and p.negation_commutes:
             emit(p, inner, eqn.params, out, flip=True)             # Σ(−u) = −Σu
             continue
         if any(signs) or any(isinstance(a, Var) and id(a) in alias for a in eqn.inputs):

@@ -23,22 +23,29 @@ __all__ = [
 ]
 
 
-def _constant(name: str, impl: Callable[..., Any], n_args: int) -> Primitive:
-    return Primitive(name, impl, broadcasts=n_args > 1, elementwise=True, differentiable=False)
+def _constant(name: str, impl: Callable[..., Any], n_args: int, loop: str | None = None
+              ) -> Primitive:
+    """A piecewise-constant elementwise op: a fresh array, computed into a buffer by the
+    backend's ``into`` kernel of the same name (and, given ``loop``, in a compiled loop)."""
+    return Primitive(name, impl, broadcasts=n_args > 1, elementwise=True, differentiable=False,
+                     fresh=True, into=name, loop=loop)
 
 
 # comparisons: boolean arrays
-equal = _constant("equal", operator.eq, 2)                # x == y
-not_equal = _constant("not_equal", operator.ne, 2)        # x != y
-less = _constant("less", operator.lt, 2)                  # x < y
-less_equal = _constant("less_equal", operator.le, 2)      # x <= y
-greater = _constant("greater", operator.gt, 2)            # x > y
-greater_equal = _constant("greater_equal", operator.ge, 2)  # x >= y
+equal = _constant("equal", operator.eq, 2, "({0} == {1})")                # x == y
+not_equal = _constant("not_equal", operator.ne, 2, "({0} != {1})")        # x != y
+less = _constant("less", operator.lt, 2, "({0} < {1})")                   # x < y
+less_equal = _constant("less_equal", operator.le, 2, "({0} <= {1})")      # x <= y
+greater = _constant("greater", operator.gt, 2, "({0} > {1})")             # x > y
+greater_equal = _constant("greater_equal", operator.ge, 2, "({0} >= {1})")  # x >= y
 
 # logical combinations of booleans (the operators &, | and ~ of a traced boolean)
-logical_and = _constant("logical_and", lambda x, y: get_backend().xp.logical_and(x, y), 2)
-logical_or = _constant("logical_or", lambda x, y: get_backend().xp.logical_or(x, y), 2)
-logical_not = _constant("logical_not", lambda x: get_backend().xp.logical_not(x), 1)
+logical_and = _constant("logical_and", lambda x, y: get_backend().xp.logical_and(x, y), 2,
+                        "({0} and {1})")
+logical_or = _constant("logical_or", lambda x, y: get_backend().xp.logical_or(x, y), 2,
+                       "({0} or {1})")
+logical_not = _constant("logical_not", lambda x: get_backend().xp.logical_not(x), 1,
+                        "(not {0})")
 
 # sign of x (-1, 0, 1) and the largest integer ≤ x (as a float)
 sign = _constant("sign", lambda x: get_backend().xp.sign(x), 1)

@@ -68,7 +68,7 @@ def to_host(x: Any) -> Any:
 
 # the identity, recorded when md.jit traces a stop_gradient (so a derived program keeps the cut)
 _stop_gradient_p = Primitive("stop_gradient", lambda x: x, elementwise=True,
-                             differentiable=False)
+                             differentiable=False, passes_through=0, loop="{0}")
 
 
 def stop_gradient(x: Any) -> Any:

@@ -130,7 +130,7 @@ def _reader(op: str, wrt: str, partial: Partial, args: list[str],
 
 
 def elementwise_primitive(name: str, impl: Callable[..., Any],
-                          partials: Sequence[Partial | None]) -> Primitive:
+                          partials: Sequence[Partial | None], **executor: Any) -> Primitive:
     """Build an elementwise primitive from its partial derivatives.
 
     Args:
@@ -142,6 +142,8 @@ def elementwise_primitive(name: str, impl: Callable[..., Any],
             partials are given directly instead, so no pass multiplies by them: None for 1
             (as in ``add``) and ``NEGATE`` for -1 (as in ``subtract``). A partial may also
             return None for 1.
+        executor: the executor fields of :class:`~minidiff.core.Primitive` (``fresh``,
+            ``into``, ``loop``, ...).
     """
     arg_names, statics = _impl_signature(name, impl)
     if len(partials) != len(arg_names):
@@ -216,28 +218,33 @@ def elementwise_primitive(name: str, impl: Callable[..., Any],
         return grads
 
     return Primitive(name, impl, jvp=jvp, vjp=vjp, save=save, broadcasts=n_args > 1,
-                     elementwise=True)
+                     elementwise=True, **executor)
 
 
 # ---------------------------------------------------------------------------------------------
 # Arithmetic
 # ---------------------------------------------------------------------------------------------
 
-add = elementwise_primitive("add", lambda x, y: x + y, partials=[None, None])
+add = elementwise_primitive("add", lambda x, y: x + y, partials=[None, None],
+                            fresh=True, into="add", loop="({0} + {1})")
 
-subtract = elementwise_primitive("subtract", lambda x, y: x - y, partials=[None, NEGATE])
+subtract = elementwise_primitive("subtract", lambda x, y: x - y, partials=[None, NEGATE],
+                                 fresh=True, into="subtract", loop="({0} - {1})")
 
 multiply = elementwise_primitive(
     "multiply", lambda x, y: x * y,
     partials=[lambda y: y,                     # ∂(xy)/∂x = y
-              lambda x: x])                    # ∂(xy)/∂y = x
+              lambda x: x],                    # ∂(xy)/∂y = x
+    fresh=True, into="multiply", loop="({0} * {1})")
 
 divide = elementwise_primitive(
     "divide", lambda x, y: x / y,
     partials=[lambda y: 1.0 / y,               # ∂(x/y)/∂x = 1/y
-              lambda out, y: negative(out / y)])  # ∂(x/y)/∂y = -x/y² = -out/y
+              lambda out, y: negative(out / y)],  # ∂(x/y)/∂y = -x/y² = -out/y
+    fresh=True, into="divide", loop="({0} / {1})")
 
-negative = elementwise_primitive("negative", lambda x: -x, partials=[NEGATE])
+negative = elementwise_primitive("negative", lambda x: -x, partials=[NEGATE],
+                                 fresh=True, into="negative", loop="(-{0})")
 
 
 def _power_dx(x: Any, y: Any) -> Any:
@@ -276,7 +283,8 @@ def _is_zero(v: Any) -> Any:
     return _xp().asarray(v == 0)  # asarray: v may be a Python number
 
 
-power = elementwise_primitive("power", lambda x, y: x ** y, partials=[_power_dx, _power_dy])
+power = elementwise_primitive("power", lambda x, y: x ** y, partials=[_power_dx, _power_dy],
+                              fresh=True)
 
 
 def _maximum_dx(x: Any, y: Any) -> Any:
@@ -288,7 +296,7 @@ def _maximum_dx(x: Any, y: Any) -> Any:
 
 maximum = elementwise_primitive(
     "maximum", lambda x, y: _xp().maximum(as_array(x), as_array(y)),
-    partials=[_maximum_dx, lambda x, y: _maximum_dx(y, x)])
+    partials=[_maximum_dx, lambda x, y: _maximum_dx(y, x)], fresh=True, into="maximum")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +345,9 @@ def _where_vjp(g: Any, residuals: Any, needs: Sequence[bool]) -> list[Any]:
 
 
 _where_p = Primitive("where", _where_impl, jvp=_where_jvp, vjp=_where_vjp, save=_where_save,
-                     broadcasts=True, elementwise=True)
+                     broadcasts=True, elementwise=True, fresh=True, into="where",
+                     direct="where", loop="({1} if {0} else {2})", selects=True,
+                     coerce_numbers=_float_number)
 
 
 def where(condition: Any, x: Any, y: Any) -> Any:
@@ -351,15 +361,20 @@ def where(condition: Any, x: Any, y: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
-def _unary(name: str, impl: Callable[[Any], Any], partial: Partial) -> Primitive:
-    return elementwise_primitive(name, impl, [partial])
+def _unary(name: str, impl: Callable[[Any], Any], partial: Partial, **executor: Any
+           ) -> Primitive:
+    """An elementwise function of one argument; unless told otherwise its result is fresh and
+    the backend's ``into`` kernel of the same name computes it into a buffer."""
+    return elementwise_primitive(name, impl, [partial], **{"fresh": True, "into": name,
+                                                            **executor})
 
 
 exp = _unary("exp", lambda x: _xp().exp(x), lambda out: out)               # (eˣ)' = eˣ
 log = _unary("log", lambda x: _xp().log(x), lambda x: 1.0 / x)             # (log x)' = 1/x
 log1p = _unary("log1p", lambda x: _xp().log1p(x), lambda x: 1.0 / (1.0 + x))  # 1/(1+x)
 expm1 = _unary("expm1", lambda x: _xp().expm1(x), lambda out: out + 1.0)   # eˣ
-sqrt = _unary("sqrt", lambda x: _xp().sqrt(x), lambda out: 0.5 / out)      # 1/(2√x)
+sqrt = _unary("sqrt", lambda x: _xp().sqrt(x), lambda out: 0.5 / out,     # 1/(2√x)
+              loop="math.sqrt({0})")
 sin = _unary("sin", lambda x: _xp().sin(x), lambda x: cos(x))
 cos = _unary("cos", lambda x: _xp().cos(x), lambda x: negative(sin(x)))
 tanh = _unary("tanh", lambda x: _xp().tanh(x), lambda out: 1.0 - out * out)  # 1 - tanh²
@@ -375,9 +390,10 @@ def _softplus_impl(x: Any) -> Any:
     return xp.maximum(x, as_array(0.0)) + xp.log1p(xp.exp(-xp.abs(x)))
 
 
-softplus = _unary("softplus", _softplus_impl, lambda x: sigmoid(x))  # σ(x)
+softplus = _unary("softplus", _softplus_impl, lambda x: sigmoid(x), into=None)  # σ(x)
 
-abs = _unary("abs", lambda x: _xp().abs(x), lambda x: sign(x))  # noqa: A001  (|x|)' = sign x
+abs = _unary("abs", lambda x: _xp().abs(x), lambda x: sign(x),  # noqa: A001  (|x|)' = sign x
+             loop="abs({0})")
 
 register_ops(add=add, subtract=subtract, multiply=multiply, divide=divide, power=power,
              negative=negative, abs=abs)

@@ -115,6 +115,7 @@ _getitem_p = Primitive(
 _scatter_add_p = Primitive(
     "scatter_add",
     _scatter_add_impl,
+    fresh=True,
     jvp=lambda ts, args, out, index, shape: _scatter_add_p(
         ts[0], index=_shifted_index(index), shape=(shape_of(ts[0])[0], *shape)),
     save=lambda args, out, needs, index, shape: index.items,
@@ -166,6 +167,7 @@ def _concat_batch(size: int, args: Sequence[Any], batched: Sequence[bool], axis:
 _concat_p = Primitive(
     "concatenate",
     lambda *xs, axis: get_backend().xp.concat(xs, axis=axis),
+    fresh=True,
     jvp=_concat_jvp,
     save=lambda args, out, needs, axis: tuple(shape_of(a)[axis] for a in args),
     vjp=_concat_vjp,

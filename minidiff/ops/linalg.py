@@ -51,6 +51,7 @@ def _matmul_vjp(g: Any, residuals: Any, needs: Sequence[bool]) -> list[Any]:
 _matmul_p = Primitive(
     "matmul",
     lambda a, b: get_backend().xp.matmul(a, b),
+    fresh=True,
     jvp=_matmul_jvp,
     save=_matmul_save,
     vjp=_matmul_vjp,

@@ -81,6 +81,7 @@ def _max_vjp(g: Any, residuals: Any, needs: Sequence[bool], axis: tuple,
 _max_p = Primitive(
     "max",
     lambda x, axis, keepdims: _xp().max(x, axis=axis, keepdims=keepdims),
+    fresh=True,
     jvp=_max_jvp,
     save=lambda args, out, needs, axis, keepdims: (without_derivatives(args[0]),
                                                    without_derivatives(out)),
@@ -173,6 +174,7 @@ def _prod_vjp(g: Any, x: Any, needs: Sequence[bool], axis: tuple, keepdims: bool
 _prod_p = Primitive(
     "prod",
     lambda x, axis, keepdims: _xp().prod(x, axis=axis, keepdims=keepdims),
+    fresh=True,
     jvp=_prod_jvp,
     save=lambda args, out, needs, axis, keepdims: args[0],
     vjp=_prod_vjp,
@@ -200,6 +202,7 @@ def _cumsum_vjp(g: Any, residuals: Any, needs: Sequence[bool], axis: int) -> lis
 _cumsum_p = Primitive(
     "cumsum",
     lambda x, axis: _xp().cumulative_sum(x, axis=axis),
+    fresh=True,
     jvp=lambda ts, args, out, axis: _cumsum_p(ts[0], axis=axis + 1),
     save=lambda args, out, needs, axis: None,
     vjp=_cumsum_vjp,

@@ -20,15 +20,18 @@ _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 erf = elementwise_primitive(
     "erf", lambda x: get_backend().erf(x),
-    partials=[lambda x: _TWO_OVER_SQRT_PI * exp(negative(x * x))])        # (2/√π) e^{-x²}
+    partials=[lambda x: _TWO_OVER_SQRT_PI * exp(negative(x * x))],        # (2/√π) e^{-x²}
+    fresh=True)
 
 polygamma_p = elementwise_primitive(
     "polygamma", lambda x, *, n: get_backend().polygamma(n, x),
-    partials=[lambda x, n: polygamma_p(x, n=n + 1)])                      # ψ⁽ⁿ⁾' = ψ⁽ⁿ⁺¹⁾
+    partials=[lambda x, n: polygamma_p(x, n=n + 1)],                      # ψ⁽ⁿ⁾' = ψ⁽ⁿ⁺¹⁾
+    fresh=True)
 
 gammaln = elementwise_primitive(
     "gammaln", lambda x: get_backend().gammaln(x),
-    partials=[lambda x: polygamma_p(x, n=0)])                             # ψ(x)
+    partials=[lambda x: polygamma_p(x, n=0)],                             # ψ(x)
+    fresh=True)
 
 
 def digamma(x: Any) -> Any:

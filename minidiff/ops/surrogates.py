@@ -47,7 +47,8 @@ def _sigmoid_slope(x: Any, k: float) -> Any:
     return add(multiply(multiply(t, t), -0.25 * k), 0.25 * k)
 
 
-_soft_step_p = elementwise_primitive("soft_step", _step, partials=[_sigmoid_slope])
+_soft_step_p = elementwise_primitive("soft_step", _step, partials=[_sigmoid_slope], fresh=True,
+                                     loop="(1.0 if {0} >= 0.0 else 0.0)")
 
 
 def soft_step(x: Any, k: float = 1.0) -> Any:
@@ -69,6 +70,8 @@ def _st_jvp(tangents: Sequence[Any], args: Sequence[Any], out: Any) -> Any:
 _straight_through_p = Primitive(
     "straight_through",
     lambda soft, hard: hard,
+    passes_through=1,
+    loop="{1}",
     jvp=_st_jvp,
     save=lambda args, out, needs: shape_of(args[0]),
     vjp=lambda g, soft_shape, needs: [unbroadcast(g, soft_shape), None],
