@@ -95,7 +95,7 @@ def checkpoint(f: Callable[..., Any]) -> Callable[..., Any]:
             return f(*positional, **keywords)
 
         replayed = replayable(call, "checkpoint")
-        keep = level.engine.tape.keep  # constants as they are now, for the recomputation
+        keep = level.tape.keep  # constants as they are now, for the recomputation
         primals = [unbox(a, level) if t else keep(a) for a, t in zip(leaves, traced)]
         with level_active(level, False):
             out = replayed(*primals)
@@ -109,13 +109,13 @@ def checkpoint(f: Callable[..., Any]) -> Callable[..., Any]:
             again = tree_flatten(replayed(*flat))[0]
             return packing.pack(tuple(v for v, fl in zip(again, floating) if fl))
 
-        outer = level.engine.tape
+        outer = level.tape
         forward = packing.pack(tuple(v for v, fl in zip(out_leaves, floating) if fl))
 
         def backward(g: Any, residuals: Any) -> list[Any]:
             return pull_back(level, packed, residuals, g, outer, traced, forward, name)
 
-        node = level.engine.record(Recomputation(name, backward), leaves, tuple(primals),
+        node = level.record(Recomputation(name, backward), leaves, tuple(primals),
                                    forward)
         pieces = iter(packing.split(node))
         return out_tree.unflatten([next(pieces) if fl else v
@@ -229,12 +229,12 @@ def checkpointed_loop(step: Callable[[State, int], State], state: State, n_steps
     snapshots = default_snapshots(n_steps) if snapshots is None else snapshots
     schedule = revolve_schedule(n_steps, snapshots)
     run = replayable(run, "checkpointed_loop")  # every run may be run again: same draws
-    primals = tuple(unbox(s, level) if isinstance(s, Box) else level.engine.tape.keep(s)
+    primals = tuple(unbox(s, level) if isinstance(s, Box) else level.tape.keep(s)
                     for s in states)  # a constant initial state as it is now
     stored, held, first_turn = _forward_sweep(run, primals, schedule, level)
     final = _advance(run, held, n_steps - 1, n_steps, level)  # the last step, unrecorded
 
-    outer = level.engine.tape
+    outer = level.tape
     packing = Packing(final)
 
     def backward(g: Any, residuals: Any) -> list[Any]:
@@ -245,7 +245,7 @@ def checkpointed_loop(step: Callable[[State, int], State], state: State, n_steps
         return list(adjoint)
 
     rule = Recomputation("checkpointed_loop", backward)
-    out = level.engine.record(rule, states, (stored, held), packing.pack(final))
+    out = level.record(rule, states, (stored, held), packing.pack(final))
     return repack(packing.split(out))
 
 

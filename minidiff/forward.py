@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .core import Box, Level, ModeError, Primitive, bind
+from .core import Box, Engine, Level, ModeError, Primitive, bind
 
 __all__ = ["Dual", "ForwardEngine"]
 
@@ -42,18 +42,17 @@ class Dual(Box):
         return f"Dual(value={self.value!r}, tangent={self.tangent!r})"
 
 
-class ForwardEngine:
+class ForwardEngine(Engine):
     """Processes primitives at one forward-mode level with K tangent directions."""
 
     def __init__(self, n_directions: int) -> None:
         self.n_directions = n_directions
-        self.level: Level | None = None
 
     def process(self, primitive: Primitive, args: tuple, params: dict) -> Dual:
         own = getattr(primitive, "process_forward", None)
         if own is not None:  # a primitive with a joint value-and-tangent rule (md.jit's call)
             return own(self, args, params)
-        level = self.level
+        level = self
         if primitive.jvp is None:
             raise ModeError(
                 f"{primitive.name} has no JVP rule, so forward mode (jvp, jacfwd, hessian) "

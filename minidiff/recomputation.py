@@ -111,7 +111,7 @@ def replayable(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
 def innermost_reverse_level() -> Level | None:
     """The deepest open level if it is a reverse-mode level (else None: nothing to save)."""
     stack = core.active_levels()
-    if stack and isinstance(stack[-1].engine, ReverseEngine):
+    if stack and isinstance(stack[-1], ReverseEngine):
         return stack[-1]
     return None
 
@@ -131,7 +131,7 @@ def level_active(level: Level, active: bool) -> Iterator[None]:
 @contextlib.contextmanager
 def _recording_on(level: Level, tape: Tape) -> Iterator[None]:
     """Send what ``level`` records to ``tape`` (a sub-tape) for the duration."""
-    engine = level.engine
+    engine = level
     previous = engine.tape
     engine.tape = tape
     # back on the stack too: a transform opened while the segment re-records (a scan's

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .backend import get_backend
-from .core import Box, Level, ModeError, Primitive, bind
+from .core import Box, Engine, Level, ModeError, Primitive, bind
 from .ops import add
 
 __all__ = ["Node", "Tape", "TapeValue", "ReverseEngine", "copy_array", "is_mutable_array",
@@ -265,7 +265,7 @@ def _replace(x: Any, targets: dict[int, Any], keep: Callable[[Any], Any], depth:
     return x
 
 
-class ReverseEngine:
+class ReverseEngine(Engine):
     """Processes primitives at one reverse-mode level by recording them on a tape.
 
     ``tape`` is where the nodes go (a fresh :class:`Tape` by default; a metered one to count
@@ -274,14 +274,13 @@ class ReverseEngine:
 
     def __init__(self, tape: Tape | None = None) -> None:
         self.tape = Tape() if tape is None else tape
-        self.level: Level | None = None
 
     def process(self, primitive: Primitive, args: tuple, params: dict) -> TapeValue:
         """Compute ``primitive`` on the primals of ``args`` and record one node for it."""
         own = getattr(primitive, "process_reverse", None)
         if own is not None:  # a primitive that computes its value with its residuals and
             return own(self, args, params)  # records its own nodes (md.jit's call)
-        level = self.level
+        level = self
         if primitive.vjp is None:
             raise ModeError(
                 f"{primitive.name} has no VJP rule, so reverse mode (grad, vjp, jacrev) "
@@ -313,7 +312,7 @@ class ReverseEngine:
         constants. ``process`` records primitives this way; checkpointing records its own
         nodes, whose rule re-runs a segment instead of applying a formula.
         """
-        level = self.level
+        level = self
         parents = tuple(a.node if isinstance(a, TapeValue) and a.level is level else None
                         for a in args)
         node = self.tape.record(rule, parents, residuals, {} if params is None else params,

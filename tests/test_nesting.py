@@ -200,7 +200,6 @@ def test_exp_keeps_only_its_output_and_add_keeps_nothing(backend, to_array, reco
 def test_tape_holds_residuals_until_backward_then_frees_them(backend, to_array):
     engine = ReverseEngine(MeteredTape())
     level = open_level(engine)
-    engine.level = level
     try:
         x = engine.tape.add_input(to_array(np.linspace(-1.0, 1.0, N)), level)
         y = md.exp(x)

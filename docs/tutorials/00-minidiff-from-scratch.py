@@ -429,7 +429,7 @@ print("exactness: checks passed")
 # checkout and on this site, each link opens the file at that line), and each adds what arrays
 # and real programs need.
 #
-# * `Primitive(name, impl, jvp, vjp)` is [`Primitive`](../../minidiff/core.py#L640). It adds
+# * `Primitive(name, impl, jvp, vjp)` is [`Primitive`](../../minidiff/core.py#L679). It adds
 #   a `save` rule naming the residuals the VJP reads, so the tape keeps only those, and flags
 #   for broadcasting and piecewise-constant ops.
 # * `elementwise(name, impl, partials)` is
@@ -437,18 +437,18 @@ print("exactness: checks passed")
 #   [`multiply`](../../minidiff/ops/elementwise.py#L230). Each partial names what it reads, so
 #   what is kept cannot drift from what is read, and
 #   [`unbroadcast`](../../minidiff/ops/linear.py#L274) sums cotangents over broadcast axes.
-# * `Level`, `open_level` and `LEVELS` are [`Level`](../../minidiff/core.py#L87) and
-#   [`open_level`](../../minidiff/core.py#L135). The stack of levels is per thread (a context
+# * `Level`, `open_level` and `LEVELS` are [`Level`](../../minidiff/core.py#L177) and
+#   [`open_level`](../../minidiff/core.py#L192). The stack of levels is per thread (a context
 #   variable), and the values of a closed level become inert.
-# * `bind` is [`bind`](../../minidiff/core.py#L542). Piecewise-constant ops skip the levels
+# * `bind` is [`bind`](../../minidiff/core.py#L581). Piecewise-constant ops skip the levels
 #   that follow derivatives, and Python numbers and lists of traced values become arrays.
-# * The `Box` operators are [`Box`](../../minidiff/core.py#L254): NumPy's operators and
+# * The `Box` operators are [`Box`](../../minidiff/core.py#L293): NumPy's operators and
 #   methods, and a refusal to become a Python or NumPy number while traced.
 # * `Dual` and `ForwardEngine.process` are [`Dual`](../../minidiff/forward.py#L25) and
-#   [`process`](../../minidiff/forward.py#L52), with a leading axis of K tangent directions,
+#   [`process`](../../minidiff/forward.py#L51), with a leading axis of K tangent directions,
 #   so `jacfwd` gets a whole Jacobian from one pass.
 # * `Node` and `ReverseEngine.process` are [`Node`](../../minidiff/reverse.py#L37) and
-#   [`process`](../../minidiff/reverse.py#L279); other recorders (checkpointing, `md.jit`)
+#   [`process`](../../minidiff/reverse.py#L278); other recorders (checkpointing, `md.jit`)
 #   write nodes of their own.
 # * `backward` is [`_sweep`](../../minidiff/reverse.py#L194), which also frees each node's
 #   residuals as soon as its rule has run.

@@ -38,6 +38,7 @@ from .. import backend as _backend
 from ..batching import BatchingError, batch_levels
 from ..core import (
     Box,
+    Engine,
     Level,
     ModeError,
     Primitive,
@@ -93,14 +94,13 @@ def _primal(x: Any, level: Level) -> Any:
     return x.value if isinstance(x, StochasticTriple) and x.level is level else raw(x)
 
 
-class TripleEngine:
+class TripleEngine(Engine):
     """Processes primitives at one triple level with K directions, and owns the worlds."""
 
     tracks_jumps = True  # piecewise-constant primitives jump between worlds: see them too
 
     def __init__(self, k: int, seed: Any) -> None:
         self.k = k
-        self.level: Level | None = None
         self.current = [0] * k           # id of the alternative world kept, per direction
         self.weight = [0.0] * k          # its weight W (the total rate of all candidates)
         self.rng = _backend.get_backend().make_rng(seed)
@@ -110,7 +110,7 @@ class TripleEngine:
 
     def live_alt(self, x: Any) -> Any:
         """``x``'s alternative values in the worlds kept now (None if it has none)."""
-        if not (isinstance(x, StochasticTriple) and x.level is self.level) or x.alt is None:
+        if not (isinstance(x, StochasticTriple) and x.level is self) or x.alt is None:
             return None
         live = [w == c for w, c in zip(x.worlds, self.current)]
         if all(live):
@@ -122,7 +122,7 @@ class TripleEngine:
         return xp.where(mask, x.alt, x.value)
 
     def process(self, primitive: Primitive, args: tuple, params: dict) -> StochasticTriple:
-        level = self.level
+        level = self
         if primitive.differentiable and primitive.jvp is None:
             raise ModeError(f"{primitive.name} has no JVP rule, so stochastic triples "
                             f"(forward mode) cannot differentiate it")
@@ -173,7 +173,7 @@ class TripleEngine:
         is handled); its parameters' tangents propose new jumps, which compete with the world
         kept (pruning).
         """
-        level = self.level
+        level = self
         xp = _backend.get_backend().xp
         values = [_primal(p, level) for p in params]
         x = dist.sample(u, *values)
@@ -211,7 +211,7 @@ def _zeros(shape: tuple) -> Any:
 
 def _triple_level(params: Sequence[Any]) -> Level | None:
     level = deepest_level(*params)
-    return level if level is not None and isinstance(level.engine, TripleEngine) else None
+    return level if level is not None and isinstance(level, TripleEngine) else None
 
 
 def perturbed(*params: Any) -> bool:
@@ -223,7 +223,7 @@ def perturbed(*params: Any) -> bool:
 def sample_perturbed(dist: Any, u: Any, params: Sequence[Any]) -> StochasticTriple:
     """Draw from ``dist`` by inversion of ``u`` at perturbed ``params``: the triple engine of
     their level draws (:meth:`TripleEngine.sample_discrete`)."""
-    return _triple_level(params).engine.sample_discrete(dist, u, params)
+    return _triple_level(params).sample_discrete(dist, u, params)
 
 
 def _align_param(alt: Any, value: Any, batch_rank: int, dist: Any) -> Any:
@@ -290,7 +290,7 @@ def derivative_estimate(f: Callable[[Any], Any], theta: Any, *, seed: Any = None
     output, the same structure holding one such array per leaf, all from the one pass (so
     they share its draws and pruning decisions).
     """
-    if any(isinstance(lv.engine, ReverseEngine) for lv in active_levels()):
+    if any(isinstance(lv, ReverseEngine) for lv in active_levels()):
         raise TypeError(
             "stochastic triples are a forward-mode estimator and cannot run under grad/vjp "
             "(reverse mode); call derivative_estimate outside the reverse-mode transform, or "
