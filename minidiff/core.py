@@ -707,10 +707,23 @@ class Primitive:
             elementwise rule for ``elementwise`` primitives (line the batch axes up with
             NumPy's right-aligned broadcasting), else a loop over the batch that stacks one
             call per element (exact, slow; ``docs/vmap.md`` lists who uses it).
+        multiple_results: True when ``impl`` returns a tuple of outputs. Every engine then
+            returns a tuple: ``jvp`` returns a tuple of tangents (None for an output without
+            one), ``vjp`` receives a list of cotangents, one per output (None for an output
+            that got none).
+        value_and_jvp: a joint forward rule, ``value_and_jvp(primals, tangents, **params)
+            -> (out, out_tangent)``, used instead of binding the primal and calling ``jvp``
+            (a jitted call runs one program for both; ``custom_jvp``'s rule gives both).
+        value_and_save: a joint reverse rule, ``value_and_save(primals, needs, **params) ->
+            (out, residuals, linked)``, used instead of binding the primal and calling
+            ``save``. ``linked`` (None for all) lists the outputs of a primitive with
+            several results that carry a derivative; empty means none does, and nothing is
+            recorded.
     """
 
     __slots__ = ("name", "impl", "jvp", "vjp", "save", "broadcasts", "elementwise",
-                 "differentiable", "batch")
+                 "differentiable", "batch", "multiple_results", "value_and_jvp",
+                 "value_and_save")
 
     def __init__(
         self,
@@ -724,6 +737,9 @@ class Primitive:
         elementwise: bool = False,
         differentiable: bool = True,
         batch: Callable[..., Any] | None = None,
+        multiple_results: bool = False,
+        value_and_jvp: Callable[..., Any] | None = None,
+        value_and_save: Callable[..., Any] | None = None,
     ) -> None:
         if not differentiable and (jvp is not None or vjp is not None):
             raise ValueError(f"{name}: a non-differentiable primitive takes no jvp or vjp rule")
@@ -736,6 +752,9 @@ class Primitive:
         self.elementwise = elementwise
         self.differentiable = differentiable
         self.batch = batch
+        self.multiple_results = multiple_results
+        self.value_and_jvp = value_and_jvp
+        self.value_and_save = value_and_save
 
     __call__ = bind  # calling a primitive binds it, with no wrapper in between
 

@@ -48,12 +48,9 @@ class ForwardEngine(Engine):
     def __init__(self, n_directions: int) -> None:
         self.n_directions = n_directions
 
-    def process(self, primitive: Primitive, args: tuple, params: dict) -> Dual:
-        own = getattr(primitive, "process_forward", None)
-        if own is not None:  # a primitive with a joint value-and-tangent rule (md.jit's call)
-            return own(self, args, params)
-        level = self
-        if primitive.jvp is None:
+    def process(self, primitive: Primitive, args: tuple, params: dict) -> Any:
+        joint = primitive.value_and_jvp
+        if primitive.jvp is None and joint is None:
             raise ModeError(
                 f"{primitive.name} has no JVP rule, so forward mode (jvp, jacfwd, hessian) "
                 f"cannot differentiate it; give it one with .defjvp, or use reverse mode"
@@ -61,12 +58,17 @@ class ForwardEngine(Engine):
         primals = []
         tangents = []
         for a in args:
-            if isinstance(a, Dual) and a.level is level:
+            if isinstance(a, Dual) and a.level is self:
                 primals.append(a.value)
                 tangents.append(a.tangent)
             else:
                 primals.append(a)
                 tangents.append(None)
-        out = bind(primitive, *primals, **params)
-        tangent = primitive.jvp(tangents, primals, out, **params)
-        return Dual(out, tangent, level)
+        if joint is None:
+            out = bind(primitive, *primals, **params)
+            tangent = primitive.jvp(tangents, primals, out, **params)
+        else:
+            out, tangent = joint(primals, tangents, **params)
+        if primitive.multiple_results:
+            return tuple(o if t is None else Dual(o, t, self) for o, t in zip(out, tangent))
+        return Dual(out, tangent, self)

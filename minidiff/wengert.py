@@ -367,7 +367,7 @@ class _ListingEngine(ReverseEngine):
         self.records.append(Row(index=node.index, name=name, op=node.name, args=labels,
                                 params=dict(node.params), shape=shape,
                                 primal=primal, tangent=tangent, adjoint=None,
-                                nbytes=node.nbytes, kept=kept, traced=traced,
+                                nbytes=self.tape.nbytes_of(node), kept=kept, traced=traced,
                                 rule=rule_texts(name, node.name, labels, traced,
                                                 dict(node.params), broadcast)))
 

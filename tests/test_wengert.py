@@ -46,7 +46,7 @@ def plain_tape_nbytes(f, *args):
         f(*[engine.tape.add_input(md.asarray(a), level) for a in args])
     finally:
         core.close_level(level)
-    return [node.nbytes for node in engine.tape.nodes]
+    return [engine.tape.nbytes_of(node) for node in engine.tape.nodes]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,7 +30,6 @@ from typing import Any
 from .. import backend as _backend
 from ..core import bind, close_level, open_level, raw, shape_of
 from ..forward import Dual, ForwardEngine
-from ..ops import add
 from ..reverse import ReverseEngine, Tape, TapeValue
 from .program import Program, Var
 from .simplify import prune
@@ -137,7 +136,6 @@ class VjpParts:
             ones that get a cotangent).
         n_residuals: how many residuals the forward part returns after the values.
         output_types: (shape, dtype) of every output, for zero cotangents.
-        rule: the tape rule of a call node that runs ``backward`` (set by the jitted call).
     """
 
     forward: Program
@@ -145,26 +143,6 @@ class VjpParts:
     differentiable: tuple[int, ...]
     n_residuals: int
     output_types: tuple[tuple[tuple[int, ...], Any], ...]
-    rule: Any = None
-
-
-class _SeededTape(Tape):
-    """A tape whose backward sweep starts from several outputs at once, each with its seed."""
-
-    def backward_seeded(self, seeds: Sequence[tuple[TapeValue, Any]]) -> list[Any]:
-        cotangents: list[Any] = [None] * len(self.nodes)
-        last = -1
-        for out, g in seeds:
-            i = out.node.index
-            cotangents[i] = g if cotangents[i] is None else add(cotangents[i], g)
-            last = max(last, i)
-        saved = self._cotangents, self._on_foreign
-        self._cotangents, self._on_foreign = cotangents, None
-        try:
-            self._sweep(last, cotangents, retain=False)
-        finally:
-            self._cotangents, self._on_foreign = saved
-        return cotangents
 
 
 def vjp_parts(program: Program, needs: tuple[bool, ...], primals: Sequence[Any]) -> VjpParts:
@@ -178,7 +156,7 @@ def vjp_parts(program: Program, needs: tuple[bool, ...], primals: Sequence[Any])
     backend = _backend.get_backend()
 
     def run(engine: TraceEngine, *leaves: Any) -> list[Any]:
-        tape = _SeededTape()
+        tape = Tape()
         reverse = ReverseEngine(tape)
         level = open_level(reverse)
         try:
@@ -198,7 +176,7 @@ def vjp_parts(program: Program, needs: tuple[bool, ...], primals: Sequence[Any])
                 seed = engine.new_input(backend.xp.ones(shape_of(value), dtype=value.dtype))
                 seeds.append((o, seed))
         values = [o.value if isinstance(o, TapeValue) and o.level is level else o for o in outs]
-        cotangents = tape.backward_seeded(seeds) if seeds else [None] * len(tape.nodes)
+        cotangents = tape.backward_from(seeds) if seeds else [None] * len(tape.nodes)
         grads = []
         for i in sorted(inputs):
             g = cotangents[inputs[i].node.index]

@@ -28,7 +28,16 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..core import Box, Engine, Level, Primitive, TracerConversionError, bind, close_level, open_level
+from ..core import (
+    Box,
+    Engine,
+    Level,
+    Primitive,
+    TracerConversionError,
+    bind,
+    close_level,
+    open_level,
+)
 from ..reverse import copy_array, is_mutable_array, same_values
 from .program import Const, Equation, Program, Var
 
