@@ -23,10 +23,11 @@ handle those scans in turn:
   tangent of every step is carried;
 * **reverse mode** (the joint rule ``value_and_save``) scans the forward part of the body's VJP,
   which returns each step's values and *residuals* (stacked as ys; residuals that are
-  constants or scanned inputs are read where they are, not copied), records **one** tape node, and its rule runs a **reverse scan**
-  of the backward part: its carry is the cotangent of the carry plus one running sum per
-  differentiated constant, its scanned inputs the residuals and the cotangents of the ys,
-  its ys the cotangents of the scanned inputs.
+  constants or scanned inputs are read where they are, not copied), records **one** tape node
+  for the call, and its VJP rule runs a **reverse scan** of the backward part: its carry is
+  the cotangent of the carry plus one running sum per differentiated constant, its scanned
+  inputs the residuals and the cotangents of the ys, its ys the cotangents of the scanned
+  inputs.
 
 So ``grad`` of a scan costs two loops of T program calls and one node, ``hessian`` (forward
 over reverse) scans the JVPs of both parts, and ``grad`` of ``grad`` the VJP of the reverse
