@@ -48,7 +48,6 @@ from .transform_io import (
     jacobian_tree,
     note_list_arguments,
     output_leaves,
-    pack,
     pieces,
     regroup,
     scalar_output,
@@ -81,8 +80,8 @@ def _record(f: Callable[..., Any], args: Sequence[Any], nums: Sequence[int], nam
             kwargs: dict | None = None, tape: Tape | None = None,
             finish: Callable[[Any], Any] | None = None) -> _Recording:
     """Run ``f(*args)`` at a new reverse-mode level with the leaves of ``args[i]`` (i in
-    ``nums``) as inputs; ``finish(result)`` runs before the level closes (to pack outputs
-    into one recorded vector)."""
+    ``nums``) as inputs; ``finish(result)`` runs before the level closes (to check and
+    flatten the outputs)."""
     original, args = args, list(args)
     leaves, trees = [], []
     for i in nums:
@@ -168,27 +167,39 @@ def grad(f: Callable[..., Any], argnums: ArgNums = 0,
 def _backward(engine: ReverseEngine, level: Any, out: Any, inputs: Sequence[TapeValue],
               seed: Any, retain: bool) -> list[Any]:
     """Cotangents of ``inputs`` given the cotangent ``seed`` of ``out`` (1 by default)."""
-    if not (isinstance(out, TapeValue) and out.level is level):  # out does not depend on inputs
+    return _backward_from(engine, level, [out], [seed], inputs, retain)
+
+
+def _backward_from(engine: ReverseEngine, level: Any, outs: Sequence[Any],
+                   seeds: Sequence[Any], inputs: Sequence[TapeValue],
+                   retain: bool) -> list[Any]:
+    """Cotangents of ``inputs`` given the cotangents ``seeds`` of several outputs ``outs``
+    (None for ones), pulled back in one sweep; outputs that do not depend on the inputs are
+    skipped."""
+    pairs = []
+    for out, seed in zip(outs, seeds):
+        if not (isinstance(out, TapeValue) and out.level is level):
+            continue  # out does not depend on the inputs
+        if seed is None:
+            b = _backend.get_backend()
+            seed = b.xp.ones(shape_of(out), dtype=raw(out).dtype)
+        pairs.append((out, seed))
+    if not pairs:
         if not retain:
             engine.tape.release()
         return [zeros(shape_of(x)) for x in inputs]
-    if seed is None:
-        b = _backend.get_backend()
-        seed = b.xp.ones(shape_of(out), dtype=raw(out).dtype)
-    cotangents = engine.tape.backward(out, seed, retain=retain)
+    cotangents = engine.tape.backward_from(pairs, retain=retain)
     return [zeros(shape_of(x)) if cotangents[x.node.index] is None else cotangents[x.node.index]
             for x in inputs]
 
 
-def _packed_outputs(name: str) -> Callable[[Any], tuple]:
-    """A ``finish`` for ``_record``: the output leaves and their structure, packed into one
-    recorded vector (one backward sweep then pulls back every output's cotangent)."""
+def _output_leaves(name: str) -> Callable[[Any], tuple]:
+    """A ``finish`` for ``_record``: the output leaves and their structure."""
 
     def finish(out: Any) -> tuple:
         if out is None:
             as_output(None, name)
-        leaves, tree = output_leaves(out, name)
-        return pack(leaves), leaves, tree
+        return output_leaves(out, name)
 
     return finish
 
@@ -202,8 +213,8 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], tupl
     later (the primals, and constants ``f`` closes over), so the pull-back gives the derivative
     at the forward pass's values even if the caller updates those arrays in place in between.
     """
-    rec = _record(f, primals, range(len(primals)), "vjp", finish=_packed_outputs("vjp"))
-    packed, leaves, out_tree = rec.result
+    rec = _record(f, primals, range(len(primals)), "vjp", finish=_output_leaves("vjp"))
+    leaves, out_tree = rec.result
     shapes = [shape_of(v) for v in leaves]
 
     def vjp_fn(cotangent: Any) -> tuple:
@@ -220,7 +231,7 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], tupl
                 raise ShapeError(f"vjp: the cotangent{where} has shape {shape_of(c)} but the "
                                  f"output{where} has shape {shape}")
             seeds.append(c)
-        grads = _backward(rec.engine, rec.level, packed, rec.inputs, pack(seeds), retain=True)
+        grads = _backward_from(rec.engine, rec.level, leaves, seeds, rec.inputs, retain=True)
         return tuple(regroup(grads, rec.in_trees))
 
     return out_tree.unflatten([as_output(unbox(v, rec.level)) for v in leaves]), vjp_fn
@@ -237,25 +248,30 @@ def jacrev(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
     @functools.wraps(f)
     def jacrev_f(*args: Any, **kwargs: Any) -> Any:
         nums, multiple = argnums_of(argnums, len(args), "jacrev")
-        rec = _record(f, args, nums, "jacrev", kwargs, finish=_packed_outputs("jacrev"))
-        packed, leaves, out_tree = rec.result
+        rec = _record(f, args, nums, "jacrev", kwargs, finish=_output_leaves("jacrev"))
+        leaves, out_tree = rec.result
         out_shapes = [shape_of(v) for v in leaves]
-        packed_shape = shape_of(packed)
-        n_out = math.prod(packed_shape)
-        b = _backend.get_backend()
-        rows: list[list[Any]] = [[] for _ in rec.inputs]
-        eye = b.xp.eye(n_out, dtype=b.float_dtype)
-        for m in range(n_out):
-            seed = b.xp.reshape(eye[m, ...], packed_shape)
-            cotangents = _backward(rec.engine, rec.level, packed, rec.inputs, seed, retain=True)
-            for row, g in zip(rows, cotangents):
-                row.append(g)
         in_shapes = [shape_of(x) for x in rec.inputs]
-        full = [stack(row) if row else zeros((0, *s)) for row, s in zip(rows, in_shapes)]
-        cut = [pieces(j, out_shapes) for j in full]  # cut[j][i]: rows of output leaf i
+        b = _backend.get_backend()
+        blocks: list[list[Any]] = []  # blocks[i][j]: (out_i.size, *in_j.shape)
+        for leaf, shape in zip(leaves, out_shapes):
+            n_out = math.prod(shape)
+            if not (isinstance(leaf, TapeValue) and leaf.level is rec.level):  # a constant
+                blocks.append([zeros((n_out, *s)) for s in in_shapes])
+                continue
+            rows: list[list[Any]] = [[] for _ in rec.inputs]
+            eye = b.xp.eye(n_out, dtype=b.float_dtype)
+            for m in range(n_out):
+                seed = b.xp.reshape(eye[m, ...], shape)
+                cotangents = _backward_from(rec.engine, rec.level, [leaf], [seed], rec.inputs,
+                                            retain=True)
+                for row, g in zip(rows, cotangents):
+                    row.append(g)
+            blocks.append([stack(row) if row else zeros((0, *s))
+                           for row, s in zip(rows, in_shapes)])
 
         def block(i: int, j: int) -> Any:
-            return reshape(cut[j][i], (*out_shapes[i], *in_shapes[j]))
+            return reshape(blocks[i][j], (*out_shapes[i], *in_shapes[j]))
 
         return jacobian_tree(out_tree, rec.in_trees, multiple, block)
 
