@@ -1,7 +1,8 @@
 """Function transforms: what users call to differentiate.
 
-Every transform opens a new level, boxes its inputs at that level, runs the function, and
-unboxes its own level from the result. Nothing else needs to touch a ``Dual`` or a tape.
+Every transform opens a new engine (its level: ``with ReverseEngine() as engine``), boxes its
+inputs with it, runs the function, and unboxes its own level from the result. Nothing else
+needs to touch a ``Dual`` or a tape.
 
 =============  =========================================================  ==================
 transform      returns                                                    engine
@@ -35,7 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import backend as _backend
-from .core import Box, ShapeError, close_level, open_level, raw, shape_of
+from .core import Box, ShapeError, raw, shape_of
 from .forward import Dual, ForwardEngine
 from .ops import reshape, stack, transpose, zeros
 from .pytree import PyTreeDef, tree_flatten
@@ -65,8 +66,9 @@ __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "hessian"
 
 
 class _Recording:
-    """What running ``f`` on a tape leaves: the engine and level, what ``finish`` made of the
-    result, the boxed input leaves (in argnums order) and each argument's structure."""
+    """What running ``f`` on a tape leaves: the engine (``level`` too: a level is its
+    engine), what ``finish`` made of the result, the boxed input leaves (in argnums order) and
+    each argument's structure."""
 
     __slots__ = ("engine", "level", "result", "inputs", "in_trees")
 
@@ -88,12 +90,10 @@ def _record(f: Callable[..., Any], args: Sequence[Any], nums: Sequence[int], nam
         leaves_i, tree = input_leaves(args[i], i, name)
         leaves.append(leaves_i)
         trees.append(tree)
-    engine = ReverseEngine(tape)
-    level = open_level(engine)
-    try:
+    with ReverseEngine(tape) as engine:  # the engine is the new level, closed on exit
         inputs = []
         for i, leaves_i, tree in zip(nums, leaves, trees):
-            boxes = [engine.tape.add_input(engine.tape.keep(v), level) for v in leaves_i]
+            boxes = [engine.tape.add_input(engine.tape.keep(v), engine) for v in leaves_i]
             inputs.extend(boxes)
             args[i] = tree.unflatten(boxes)
         try:
@@ -103,9 +103,7 @@ def _record(f: Callable[..., Any], args: Sequence[Any], nums: Sequence[int], nam
             raise
         if finish is not None:
             result = finish(result)
-    finally:
-        close_level(level)
-    return _Recording(engine, level, result, inputs, trees)
+    return _Recording(engine, engine, result, inputs, trees)
 
 
 def record_on_tape(f: Callable[..., Any], args: Sequence[Any], nums: Sequence[int], name: str,
@@ -318,9 +316,7 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any],
             seeds.append(reshape(dv, (1, *shape_of(dv))))
         args.append(leaves)
         trees.append(tree)
-    engine = ForwardEngine(1)
-    level = open_level(engine)
-    try:
+    with ForwardEngine(1) as level:
         duals = [Dual(v, s, level) for v, s in zip([v for a in args for v in a], seeds)]
         boxed = regroup(duals, trees)
         try:
@@ -328,8 +324,6 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any],
         except TypeError as exc:
             note_list_arguments(exc, primals, range(len(primals)), "jvp")
             raise
-    finally:
-        close_level(level)
     leaves, out_tree = output_leaves(out, "jvp")
     values, out_tangents = [], []
     for o in leaves:
@@ -360,9 +354,7 @@ def jacfwd(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
         sizes = [math.prod(s) for s in in_shapes]
         k = sum(sizes)
         b = _backend.get_backend()
-        engine = ForwardEngine(k)
-        level = open_level(engine)
-        try:
+        with ForwardEngine(k) as level:
             duals, offset = [], 0
             for v, n, shape in zip(leaves, sizes, in_shapes):
                 seed = b.xp.eye(k, n, k=-offset, dtype=b.float_dtype)  # rows offset..offset+n
@@ -375,8 +367,6 @@ def jacfwd(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
             except TypeError as exc:
                 note_list_arguments(exc, original, nums, "jacfwd")
                 raise
-        finally:
-            close_level(level)
         out_leaves, out_tree = output_leaves(out, "jacfwd")
         parts = [_tangent_parts(o, level, k) for o in out_leaves]
         out_shapes = [shape_of(value) for value, _ in parts]
