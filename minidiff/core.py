@@ -1,25 +1,29 @@
-"""The core shared by every engine: primitives, levels, boxed values and dispatch.
+"""The core shared by every engine: primitives, engines (levels), boxed values and dispatch.
 
 A *primitive* is an operation that every engine knows how to handle. It is defined once
 (:class:`Primitive`), with
 
-* ``impl``: its value on raw backend arrays;
+* ``impl``: its value on raw backend arrays (a tuple of them with ``multiple_results``);
 * ``jvp``: its Jacobian-vector product, written with minidiff ops;
 * ``vjp``: its vector-Jacobian product, written with minidiff ops;
-* ``save``: which residuals the reverse pass keeps for ``vjp``.
+* ``save``: which residuals the reverse pass keeps for ``vjp``;
+
+and optionally joint rules that compute the value together with its tangent
+(``value_and_jvp``) or its residuals (``value_and_save``), and a batching rule (``batch``).
 
 Because the rules use minidiff ops, they can themselves be differentiated, which is how a
 Hessian comes out of forward-over-reverse. A primitive made with ``differentiable=False``
 (comparisons, ``sign``, ``floor``) is piecewise constant: it has no rules, and its output is a
 constant to every derivative.
 
-*Levels* keep nested transforms apart. Each transform (``jvp``, ``grad``, ...) opens a new
-:class:`Level`, and each value it creates is *boxed* with that level: a ``Dual`` (forward mode)
-or a ``TapeValue`` (reverse mode). :func:`bind` finds the deepest level among a primitive's
-arguments and lets that level's engine handle the call. The engine unboxes its own level,
-calls :func:`bind` again on what is inside (which may be boxed at lower levels) and boxes the
-result. A value boxed at a lower level is a constant to a higher one, so two nested transforms
-never confuse their perturbations.
+*Engines* keep nested transforms apart. Each transform (``jvp``, ``grad``, ``vmap``, ...) opens
+a new :class:`Engine`, which is its *level*, and each value it creates is *boxed* with that
+engine: a ``Dual`` (forward mode), a ``TapeValue`` (reverse mode), a ``BatchTracer``
+(``vmap``). :func:`bind` finds the deepest engine among a primitive's arguments and hands it
+the call (``engine.process``). The engine unboxes its own values, calls :func:`bind` again on
+what is inside (which may be boxed by shallower engines) and boxes the result. A value boxed
+at a shallower level is a constant to a deeper one, so two nested transforms never confuse
+their perturbations.
 
 The *ops table* gives boxed values NumPy's operators. Core sits below the ops, so it cannot
 import them; instead ``minidiff.ops`` registers the ops that ``Box``'s operators and methods

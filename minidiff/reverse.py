@@ -271,6 +271,19 @@ def _replace(x: Any, targets: dict[int, Any], keep: Callable[[Any], Any], depth:
     return x
 
 
+class _OnlyOutput:
+    """The rule of the one node of a call with a single result, for a rule that takes a list
+    of cotangents."""
+
+    __slots__ = ("rule", "name")
+
+    def __init__(self, rule: Any) -> None:
+        self.rule, self.name = rule, rule.name
+
+    def vjp(self, g: Any, residuals: Any, needs: tuple, **params: Any) -> Any:
+        return self.rule.vjp([g], residuals, needs, **params)
+
+
 class ReverseEngine(Engine):
     """Processes primitives at one reverse-mode level by recording them on a tape.
 
@@ -337,14 +350,19 @@ class ReverseEngine(Engine):
                        params: dict | None = None, needs: tuple | None = None,
                        linked: Sequence[int] | None = None) -> tuple:
         """Record a rule with several results: one node for the call, one per output in
-        ``linked`` (default: all), each boxing its output. ``linked`` empty records nothing
-        (no output depends on a differentiated argument). Returns the outputs."""
+        ``linked`` (default: all), each boxing its output (a single output: one node).
+        ``linked`` empty records nothing (no output depends on a differentiated argument).
+        Returns the outputs."""
         outs = list(outs)
         linked = range(len(outs)) if linked is None else linked
         if not linked:
             return tuple(outs)
-        call = self.record(rule, args, residuals, None, params, needs).node
+        if len(outs) == 1:  # one output: one node, whose rule gets its cotangent in a list
+            outs[0] = self.record(_OnlyOutput(rule), args, residuals, outs[0], params, needs)
+            return tuple(outs)
+        # the call's node has no value of its own: a 0-d zero stands in for it
+        call = self.record(rule, args, residuals, get_backend().xp.zeros(()), params,
+                           needs).node
         for j in linked:
-            node = self.tape.record(_Output(rule.name, j, len(outs)), (), call, {}, ())
-            outs[j] = TapeValue(outs[j], node, self)
+            outs[j] = self.record(_Output(rule.name, j, len(outs)), (), call, outs[j], {}, ())
         return tuple(outs)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .core import Primitive, raw
+from .core import raw
 from .ops import add
+from .recomputation import Recomputation
 from .reverse import Node
 
 __all__ = ["Uses"]
@@ -71,10 +72,10 @@ class _Recorded:
     def vjp(self, g: Any, residuals: Any, needs: Any, **params: Any) -> Any:
         uses = self.uses
         source = uses.names[self.node.index]
-        # A rule that is not a primitive may re-run a segment whose sub-tape sends cotangents
-        # to earlier rows: set their running sums aside, so that what arrives is its own term.
-        earlier = [] if isinstance(self.rule, Primitive) else [
-            (n, n.cotangent) for n in uses.tape.nodes[:self.node.index]]
+        # A recomputation re-runs a segment whose sub-tape sends cotangents to earlier rows it
+        # captured: set their running sums aside, so that what arrives is its own term.
+        earlier = [(n, n.cotangent) for n in uses.tape.nodes[:self.node.index]
+                   ] if isinstance(self.rule, Recomputation) else []
         for n, _ in earlier:
             n.cotangent = None
         try:
