@@ -316,16 +316,16 @@ class ReverseEngine(Engine):
             if not ours and type(a) not in _IMMUTABLE and not isinstance(a, Box):
                 constants = [a] if constants is None else [*constants, a]
         needs = tuple(needs)
-        linked = None
-        if primitive.value_and_save is None:
-            out = bind(primitive, *primals, **params)
-        if params:  # an index array in the parameters, read again by the VJP
+        if params:  # an index array in the parameters, read again by the VJP: as it is now
             params = {k: v.frozen(self.tape.keep) if hasattr(v, "frozen") else v
                       for k, v in params.items()}
-        if primitive.value_and_save is None:
+        joint = primitive.value_and_save
+        if joint is None:
+            out = bind(primitive, *primals, **params)
             residuals = primitive.save(primals, out, needs, **params)
+            linked = None
         else:
-            out, residuals, linked = primitive.value_and_save(primals, needs, **params)
+            out, residuals, linked = joint(primals, needs, **params)
         if constants:
             residuals = self.tape.keep_constants(residuals, constants)
         if primitive.multiple_results:

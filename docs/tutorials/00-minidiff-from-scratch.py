@@ -449,7 +449,7 @@ print("exactness: checks passed")
 #   [`process`](../../minidiff/forward.py#L51), with a leading axis of K tangent directions,
 #   so `jacfwd` gets a whole Jacobian from one pass.
 # * `Node` and `ReverseEngine.process` are [`Node`](../../minidiff/reverse.py#L37) and
-#   [`process`](../../minidiff/reverse.py#L284); other recorders (checkpointing, `md.jit`)
+#   [`process`](../../minidiff/reverse.py#L297); other recorders (checkpointing, `md.jit`)
 #   write nodes of their own.
 # * `backward` is [`_sweep`](../../minidiff/reverse.py#L185), which also frees each node's
 #   residuals as soon as its rule has run.
