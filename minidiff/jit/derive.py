@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import backend as _backend
-from ..core import bind, close_level, open_level, raw, shape_of
+from ..core import bind, raw, shape_of
 from ..forward import Dual, ForwardEngine
 from ..reverse import ReverseEngine, Tape, TapeValue
 from .program import Program, Var
@@ -110,13 +110,10 @@ def evaluate_forward(program: Program, leaves: Sequence[Any], needs: Sequence[bo
     returned level where they have a tangent) and that level, closed."""
     n = len(needs)
     given = iter(leaves[n:])
-    level = open_level(ForwardEngine(k))
-    try:
+    with ForwardEngine(k) as level:
         args = [Dual(p, next(given), level) if need else p
                 for p, need in zip(leaves[:n], needs)]
         return evaluate(program, args), level
-    finally:
-        close_level(level)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,17 +154,13 @@ def vjp_parts(program: Program, needs: tuple[bool, ...], primals: Sequence[Any])
 
     def run(engine: TraceEngine, *leaves: Any) -> list[Any]:
         tape = Tape()
-        reverse = ReverseEngine(tape)
-        level = open_level(reverse)
-        try:
+        with ReverseEngine(tape) as level:
             inputs = {}
             args = list(leaves)
             for i, need in enumerate(needs):
                 if need:
                     args[i] = inputs[i] = tape.add_input(leaves[i], level)
             outs = evaluate(program, args)
-        finally:
-            close_level(level)
         seeds = []
         for j, o in enumerate(outs):
             if isinstance(o, TapeValue) and o.level is level:

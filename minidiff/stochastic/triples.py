@@ -44,9 +44,7 @@ from ..core import (
     Primitive,
     active_levels,
     bind,
-    close_level,
     deepest_level,
-    open_level,
     raw,
     shape_of,
 )
@@ -311,15 +309,11 @@ def derivative_estimate(f: Callable[[Any], Any], theta: Any, *, seed: Any = None
     k = 1
     for d in in_shape:
         k *= d
-    engine = TripleEngine(k, seed)
-    level = open_level(engine)
-    try:
+    with TripleEngine(k, seed) as engine:
         seed_tangent = b.xp.reshape(b.xp.eye(k, dtype=b.float_dtype), (k, *in_shape))
-        out = f(StochasticTriple(theta, seed_tangent, None, engine.snapshot(), level))
+        out = f(StochasticTriple(theta, seed_tangent, None, engine.snapshot(), engine))
         leaves, tree = tree_flatten(out)
-        worlds = [_worlds(leaf, engine, level, k) for leaf in leaves]
-    finally:
-        close_level(level)
+        worlds = [_worlds(leaf, engine, engine, k) for leaf in leaves]
     return tree.unflatten([_estimate(value, tangent, alt, engine, k, in_shape)
                            for value, tangent, alt in worlds])
 
