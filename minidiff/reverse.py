@@ -226,7 +226,7 @@ class _Output:
         if gs is None:
             gs = call.cotangent = [None] * self.m
         gs[self.j] = g
-        return ()
+        return (None,)  # placed, not added: the call's node is its parent only by name
 
 
 _IMMUTABLE = (float, int, bool, type(None))
@@ -361,8 +361,8 @@ class ReverseEngine(Engine):
             outs[0] = self.record(_OnlyOutput(rule), args, residuals, outs[0], params, needs)
             return tuple(outs)
         # the call's node has no value of its own: a 0-d zero stands in for it
-        call = self.record(rule, args, residuals, get_backend().xp.zeros(()), params,
-                           needs).node
-        for j in linked:
-            outs[j] = self.record(_Output(rule.name, j, len(outs)), (), call, outs[j], {}, ())
+        call = self.record(rule, args, residuals, get_backend().xp.zeros(()), params, needs)
+        for j in linked:  # the call is each output's parent (in the listing), sent nothing
+            outs[j] = self.record(_Output(rule.name, j, len(outs)), (call,), call.node,
+                                  outs[j], {}, (True,))
         return tuple(outs)
