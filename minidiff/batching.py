@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .core import Box, Level, Primitive, TracerConversionError, active_levels, bind
+from .core import Box, Engine, Level, Primitive, TracerConversionError, active_levels, bind
 from .escapes import batched_escape_message
 from .ops import getitem, stack
 from .ops.linear import batch_aligned
@@ -96,7 +96,7 @@ class BatchTracer(Box):
         return super().__array__(dtype, copy)
 
 
-class BatchEngine:
+class BatchEngine(Engine):
     """Processes primitives at one batching level, whose batch axis has length ``size``."""
 
     tracks_jumps = True  # comparisons, sign, floor: their values differ per element
@@ -104,10 +104,9 @@ class BatchEngine:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.level: Level | None = None
 
     def process(self, primitive: Primitive, args: tuple, params: dict) -> Any:
-        level = self.level
+        level = self
         values, batched = [], []
         for a in args:
             if isinstance(a, BatchTracer) and a.level is level:
@@ -140,13 +139,13 @@ def loop_rule(primitive: Primitive, size: int, values: Sequence[Any], batched: S
 
 
 def is_batch_level(level: Level) -> bool:
-    return isinstance(level.engine, BatchEngine)
+    return isinstance(level, BatchEngine)
 
 
 def batch_levels() -> tuple[int, ...]:
     """The ids of the batching levels open now in this thread, outermost first: what a
     generator is stamped with when it is made (see :func:`check_batched_draw`)."""
-    return tuple(lv.uid for lv in active_levels() if isinstance(lv.engine, BatchEngine))
+    return tuple(lv.uid for lv in active_levels() if isinstance(lv, BatchEngine))
 
 
 def check_batched_draw(born: tuple[int, ...], what: str) -> None:

@@ -13,7 +13,8 @@ tape of a T-step simulation grows like T. Checkpointing keeps less and recompute
   step recomputations possible with that many stored states.
 
 Both work with values the function closes over (model parameters, say): those are recorded
-on the enclosing tape as usual, and the sub-tapes hand their cotangents back to it. Under
+on the enclosing tape as usual, and the sub-tapes' backward passes add their cotangents to
+those values' nodes. Under
 forward mode, or with no transform at all, both are the plain computation. Gradients are exact:
 the recomputation repeats the same floating-point operations.
 
@@ -46,7 +47,7 @@ from .recomputation import (
     replayable,
     unbox,
 )
-from .reverse import Tape, TapeValue
+from .reverse import TapeValue
 from .revolve import (
     ADVANCE,
     FIRSTTURN,
@@ -96,7 +97,7 @@ def checkpoint(f: Callable[..., Any]) -> Callable[..., Any]:
             return f(*positional, **keywords)
 
         replayed = replayable(call, "checkpoint")
-        keep = level.engine.tape.keep  # constants as they are now, for the recomputation
+        keep = level.tape.keep  # constants as they are now, for the recomputation
         primals = [unbox(a, level) if t else keep(a) for a, t in zip(leaves, traced)]
         with level_active(level, False):
             out = replayed(*primals)
@@ -110,13 +111,12 @@ def checkpoint(f: Callable[..., Any]) -> Callable[..., Any]:
             again = tree_flatten(replayed(*flat))[0]
             return packing.pack(tuple(v for v, fl in zip(again, floating) if fl))
 
-        outer = level.engine.tape
         forward = packing.pack(tuple(v for v, fl in zip(out_leaves, floating) if fl))
 
         def backward(g: Any, residuals: Any) -> list[Any]:
-            return pull_back(level, packed, residuals, g, outer, traced, forward, name)
+            return pull_back(level, packed, residuals, g, traced, forward, name)
 
-        node = level.engine.record(Recomputation(name, backward), leaves, tuple(primals),
+        node = level.record(Recomputation(name, backward), leaves, tuple(primals),
                                    forward)
         pieces = iter(packing.split(node))
         return out_tree.unflatten([next(pieces) if fl else v
@@ -228,23 +228,22 @@ def checkpointed_loop(step: Callable[[State, int], State], state: State, n_steps
     snapshots = default_snapshots(n_steps) if snapshots is None else snapshots
     schedule = revolve_schedule(n_steps, snapshots)
     run = replayable(run, "checkpointed_loop")  # every run may be run again: same draws
-    primals = tuple(unbox(s, level) if isinstance(s, Box) else level.engine.tape.keep(s)
+    primals = tuple(unbox(s, level) if isinstance(s, Box) else level.tape.keep(s)
                     for s in states)  # a constant initial state as it is now
     stored, held, first_turn = _forward_sweep(run, primals, schedule, level)
     final = _advance(run, held, n_steps - 1, n_steps, level)  # the last step, unrecorded
 
-    outer = level.engine.tape
     packing = Packing(final)
 
     def backward(g: Any, residuals: Any) -> list[Any]:
         slots, last = residuals
         adjoint = packing.split(g)
         adjoint = _reverse_sweep(run, packing, slots, last, adjoint, schedule[first_turn:],
-                                 level, outer, final)
+                                 level, final)
         return list(adjoint)
 
     rule = Recomputation("checkpointed_loop", backward)
-    out = level.engine.record(rule, states, (stored, held), packing.pack(final))
+    out = level.record(rule, states, (stored, held), packing.pack(final))
     return repack(packing.split(out))
 
 
@@ -277,7 +276,7 @@ def _forward_sweep(run: Callable[[tuple, int], tuple], state: tuple, schedule: l
 
 def _reverse_sweep(run: Callable[[tuple, int], tuple], packing: Packing,
                    slots: dict[int, tuple], held: tuple, adjoint: tuple, actions: list[Action],
-                   level: Level, outer: Tape, final: tuple) -> tuple:
+                   level: Level, final: tuple) -> tuple:
     """Carry out the rest of the schedule: each turn records one step on a sub-tape and pulls
     the adjoint of state t+1 back to state t; advances and restores move between states.
 
@@ -293,8 +292,8 @@ def _reverse_sweep(run: Callable[[tuple, int], tuple], packing: Packing,
             def one_step(*pieces: Any, t: int = action.state) -> Any:
                 return packing.pack(run(pieces, t))
 
-            cotangents = pull_back(level, one_step, state, packing.pack(adjoint), outer,
-                                    expected=packing.pack(later), what="checkpointed_loop")
+            cotangents = pull_back(level, one_step, state, packing.pack(adjoint),
+                                   expected=packing.pack(later), what="checkpointed_loop")
             adjoint = tuple(zeros(shape_of(s)) if c is None else c
                             for c, s in zip(cotangents, state))
             later, state = state, None

@@ -1,25 +1,29 @@
-"""The core shared by every engine: primitives, levels, boxed values and dispatch.
+"""The core shared by every engine: primitives, engines (levels), boxed values and dispatch.
 
 A *primitive* is an operation that every engine knows how to handle. It is defined once
 (:class:`Primitive`), with
 
-* ``impl``: its value on raw backend arrays;
+* ``impl``: its value on raw backend arrays (a tuple of them with ``multiple_results``);
 * ``jvp``: its Jacobian-vector product, written with minidiff ops;
 * ``vjp``: its vector-Jacobian product, written with minidiff ops;
-* ``save``: which residuals the reverse pass keeps for ``vjp``.
+* ``save``: which residuals the reverse pass keeps for ``vjp``;
+
+and optionally joint rules that compute the value together with its tangent
+(``value_and_jvp``) or its residuals (``value_and_save``), and a batching rule (``batch``).
 
 Because the rules use minidiff ops, they can themselves be differentiated, which is how a
 Hessian comes out of forward-over-reverse. A primitive made with ``differentiable=False``
 (comparisons, ``sign``, ``floor``) is piecewise constant: it has no rules, and its output is a
 constant to every derivative.
 
-*Levels* keep nested transforms apart. Each transform (``jvp``, ``grad``, ...) opens a new
-:class:`Level`, and each value it creates is *boxed* with that level: a ``Dual`` (forward mode)
-or a ``TapeValue`` (reverse mode). :func:`bind` finds the deepest level among a primitive's
-arguments and lets that level's engine handle the call. The engine unboxes its own level,
-calls :func:`bind` again on what is inside (which may be boxed at lower levels) and boxes the
-result. A value boxed at a lower level is a constant to a higher one, so two nested transforms
-never confuse their perturbations.
+*Engines* keep nested transforms apart. Each transform (``jvp``, ``grad``, ``vmap``, ...) opens
+a new :class:`Engine`, which is its *level*, and each value it creates is *boxed* with that
+engine: a ``Dual`` (forward mode), a ``TapeValue`` (reverse mode), a ``BatchTracer``
+(``vmap``). :func:`bind` finds the deepest engine among a primitive's arguments and hands it
+the call (``engine.process``). The engine unboxes its own values, calls :func:`bind` again on
+what is inside (which may be boxed by shallower engines) and boxes the result. A value boxed
+at a shallower level is a constant to a deeper one, so two nested transforms never confuse
+their perturbations.
 
 The *ops table* gives boxed values NumPy's operators. Core sits below the ops, so it cannot
 import them; instead ``minidiff.ops`` registers the ops that ``Box``'s operators and methods
@@ -48,6 +52,7 @@ from .escapes import (
 
 __all__ = [
     "Box",
+    "Engine",
     "Level",
     "Primitive",
     "active_levels",
@@ -78,51 +83,107 @@ class ShapeError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Levels
+# Engines: one per open transform, which is its level
 # ---------------------------------------------------------------------------------------------
 
 _level_counter = itertools.count(1)
 
 
-class Level:
-    """One open transform. ``depth`` orders nested levels: inner transforms are deeper.
+class Engine:
+    """One open transform: a level of nesting *and* the interpreter of primitives at it.
 
-    ``engine`` is the object that processes primitives at this level. Every engine has
+    Every transform makes one engine (``ForwardEngine``, ``ReverseEngine``, ``BatchEngine``,
+    the triples' and ``md.jit``'s), opens it (:meth:`open`, which makes it this thread's
+    deepest level), boxes its inputs with it (``box.level`` is the engine) and closes it
+    (:meth:`close`). ``depth`` orders nested engines: inner transforms are deeper. While open,
+    :func:`bind` hands it every primitive whose deepest argument it boxed:
 
     * ``process(primitive, args, params)``: apply a primitive to arguments of which at least
-      one is boxed at this level, and box the result.
+      one is boxed by this engine, and box the result (a tuple of results for a primitive with
+      ``multiple_results``).
 
-    and may have
+    Class attributes say what kind of interpreter it is:
 
-    * ``tracks_jumps = True``: the engine follows finite jumps of values (stochastic triples),
-      so it must see piecewise-constant primitives, whose outputs jump. Every other engine
-      follows only derivatives, to which those primitives are constants: :func:`bind` gives
-      them the unboxed values and returns the constant unboxed. (Read once, into
-      ``Level.tracks_jumps``.)
+    * ``tracks_jumps = True``: the engine follows finite jumps of values (stochastic triples,
+      batching, tracing), so it must see piecewise-constant primitives, whose outputs jump.
+      Every other engine follows only derivatives, to which those primitives are constants:
+      :func:`bind` gives them the unboxed values and returns the constant unboxed.
     * ``batches = True`` (``vmap``'s engine) with ``batch_axes`` on its boxes (a class
       attribute of ``Box``, 0 by default): leading axes of the box's value that are a batch,
       left out of the shape every op sees (:func:`shape_of`).
-    * ``sample_discrete(dist, u, params)``: draw a discrete sample by inverting the uniforms
-      ``u`` at parameters boxed at this level (``minidiff.random``'s samplers ask the
-      parameters' deepest level, :func:`deepest_level`, before any ``estimator=``).
+    * ``stages = True`` (``md.jit``'s tracing): it follows values, not derivatives (see
+      :func:`without_derivatives`).
+
+    and an engine may have ``sample_discrete(dist, u, params)``: draw a discrete sample by
+    inverting the uniforms ``u`` at parameters boxed by it (``minidiff.random``'s samplers ask
+    the parameters' deepest engine, :func:`deepest_level`, before any ``estimator=``).
     """
 
-    __slots__ = ("depth", "engine", "uid", "active", "tracks_jumps")
+    tracks_jumps = False
+    batches = False
+    stages = False
+    depth = 0          # set by open(): one more than the deepest engine open before it
+    uid = 0            # set by open(): unique over the process (generators stamp it)
+    active = False     # True from open() to close(); values boxed by it are then traced
 
-    def __init__(self, engine: Any, depth: int) -> None:
-        self.engine = engine
-        self.depth = depth
+    def process(self, primitive: Primitive, args: tuple, params: dict) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not process primitives")
+
+    @property
+    def level(self) -> Engine:
+        """The level this engine runs (itself: a level is its engine)."""
+        return self
+
+    @property
+    def engine(self) -> Engine:
+        """The engine that runs this level (itself: a level is its engine)."""
+        return self
+
+    def open(self) -> Engine:
+        """Make this engine this thread's deepest open level; returns it."""
+        if self.uid:
+            raise RuntimeError(f"{self!r} was opened before; an engine runs one level once "
+                               f"(make a new one for each transform)")
+        stack = _open_levels.get()
+        self.depth = (stack[-1].depth if stack else 0) + 1
         self.uid = next(_level_counter)
         self.active = True
-        self.tracks_jumps = bool(getattr(engine, "tracks_jumps", False))
+        if self.batches:
+            with _batching_lock:
+                _batching_levels[0] += 1
+        _open_levels.set(stack + (self,))
+        return self
+
+    def close(self) -> None:
+        """Pop this engine (this thread's deepest level); values it boxed become inert."""
+        was_active = self.active
+        self.active = False
+        stack = _open_levels.get()
+        if not stack or stack[-1] is not self:
+            raise RuntimeError(f"close_level: {self!r} is not this thread's deepest open level "
+                               f"(open: {list(stack)}); levels must close in the order they "
+                               f"opened, in the thread that opened them")
+        _open_levels.set(stack[:-1])
+        if was_active and self.batches:
+            with _batching_lock:
+                _batching_levels[0] -= 1
+
+    def __enter__(self) -> Engine:
+        return self.open()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def __repr__(self) -> str:
-        return f"Level(depth={self.depth}, engine={type(self.engine).__name__})"
+        return f"{type(self).__name__}(depth={self.depth})"
+
+
+Level = Engine  # the name the rules and boxes use for "the engine that boxed this value"
 
 
 # The open levels, outermost first, per thread (and per asyncio task): a context variable
 # holding a tuple, so a new thread starts with none and two threads can differentiate at once.
-_open_levels: contextvars.ContextVar[tuple[Level, ...]] = contextvars.ContextVar(
+_open_levels: contextvars.ContextVar[tuple[Engine, ...]] = contextvars.ContextVar(
     "minidiff_open_levels", default=())
 
 
@@ -132,20 +193,17 @@ _batching_levels = [0]
 _batching_lock = threading.Lock()
 
 
-def open_level(engine: Any) -> Level:
-    """Push a new, deepest level run by ``engine`` in this thread, and tell the engine its
-    level."""
-    stack = _open_levels.get()
-    level = Level(engine, (stack[-1].depth if stack else 0) + 1)
-    engine.level = level
-    if getattr(engine, "batches", False):
-        with _batching_lock:
-            _batching_levels[0] += 1
-    _open_levels.set(stack + (level,))
-    return level
+def open_level(engine: Engine) -> Engine:
+    """``engine.open()``: push ``engine`` as this thread's deepest level and return it."""
+    return engine.open()
 
 
-def reopen_level(level: Level) -> Any:
+def close_level(level: Engine) -> None:
+    """``level.close()``: pop this thread's deepest level; values it boxed become inert."""
+    level.close()
+
+
+def reopen_level(level: Engine) -> Any:
     """Put a closed ``level`` back on this thread's stack as its deepest (a checkpointed
     segment re-recorded by a backward pass that runs after its transform returned), so that
     levels opened meanwhile are deeper than it. Returns the token for :func:`restore_levels`."""
@@ -155,21 +213,6 @@ def reopen_level(level: Level) -> Any:
 def restore_levels(token: Any) -> None:
     """Undo :func:`reopen_level`."""
     _open_levels.reset(token)
-
-
-def close_level(level: Level) -> None:
-    """Pop ``level`` (this thread's deepest); values still boxed with it become inert."""
-    was_active = level.active
-    level.active = False
-    stack = _open_levels.get()
-    if not stack or stack[-1] is not level:
-        raise RuntimeError(f"close_level: {level!r} is not this thread's deepest open level "
-                           f"(open: {list(stack)}); levels must close in the order they opened, "
-                           f"in the thread that opened them")
-    _open_levels.set(stack[:-1])
-    if was_active and getattr(level.engine, "batches", False):
-        with _batching_lock:
-            _batching_levels[0] -= 1
 
 
 def active_levels() -> tuple[Level, ...]:
@@ -451,7 +494,7 @@ def without_derivatives(x: Any) -> Any:
             if x.batch_axes:
                 inner = without_derivatives(x.value)
                 return x if inner is x.value else type(x)(inner, x.level)
-            if getattr(x.level.engine, "stages", False):
+            if x.level.stages:
                 return x
         x = x.value
     return x
@@ -561,7 +604,7 @@ def bind(primitive: Primitive, *args: Any, **params: Any) -> Any:
         # a (nested) list or tuple of traced values means the array they make, as in NumPy
         return bind(primitive, *map(stacked, args), **params)
     if primitive.differentiable or top.tracks_jumps:
-        return top.engine.process(primitive, args, params)
+        return top.process(primitive, args, params)
     # piecewise constant: unbox every level whose engine follows only derivatives (to them the
     # result is a constant), down to one that tracks jumps
     stripped = []
@@ -668,6 +711,18 @@ class Primitive:
             elementwise rule for ``elementwise`` primitives (line the batch axes up with
             NumPy's right-aligned broadcasting), else a loop over the batch that stacks one
             call per element (exact, slow; ``docs/vmap.md`` lists who uses it).
+        multiple_results: True when ``impl`` returns a tuple of outputs. Every engine then
+            returns a tuple: ``jvp`` returns a tuple of tangents (None for an output without
+            one), ``vjp`` receives a list of cotangents, one per output (None for an output
+            that got none).
+        value_and_jvp: a joint forward rule, ``value_and_jvp(primals, tangents, **params)
+            -> (out, out_tangent)``, used instead of binding the primal and calling ``jvp``
+            (a jitted call runs one program for both; ``custom_jvp``'s rule gives both).
+        value_and_save: a joint reverse rule, ``value_and_save(primals, needs, **params) ->
+            (out, residuals, linked)``, used instead of binding the primal and calling
+            ``save``. ``linked`` (None for all) lists the outputs of a primitive with
+            several results that carry a derivative; empty means none does, and nothing is
+            recorded.
 
     Executor fields: what an executor of ``md.jit`` may do instead of calling ``impl``. Each
     is a fact about the op, declared where the op is defined; the defaults promise nothing, so
@@ -695,9 +750,9 @@ class Primitive:
     """
 
     __slots__ = ("name", "impl", "jvp", "vjp", "save", "broadcasts", "elementwise",
-                 "differentiable", "batch", "fresh", "into", "direct", "loop",
-                 "passes_through", "selects", "coerce_numbers", "negation_commutes",
-                 "expands")
+                 "differentiable", "batch", "multiple_results", "value_and_jvp",
+                 "value_and_save", "fresh", "into", "direct", "loop", "passes_through",
+                 "selects", "coerce_numbers", "negation_commutes", "expands")
 
     def __init__(
         self,
@@ -711,6 +766,9 @@ class Primitive:
         elementwise: bool = False,
         differentiable: bool = True,
         batch: Callable[..., Any] | None = None,
+        multiple_results: bool = False,
+        value_and_jvp: Callable[..., Any] | None = None,
+        value_and_save: Callable[..., Any] | None = None,
         fresh: bool = False,
         into: str | None = None,
         direct: str | None = None,
@@ -732,6 +790,9 @@ class Primitive:
         self.elementwise = elementwise
         self.differentiable = differentiable
         self.batch = batch
+        self.multiple_results = multiple_results
+        self.value_and_jvp = value_and_jvp
+        self.value_and_save = value_and_save
         self.fresh = fresh
         self.into = into
         self.direct = direct

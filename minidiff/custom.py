@@ -191,10 +191,11 @@ class CustomPrimitive:
     def defjvp(self, rule: Callable[[tuple, tuple], tuple[Any, Any]]) -> Callable:
         """``rule(primals, tangents) -> (out, out_tangent)``. Constant arguments get zero
         tangents; the tangent has the output's structure, each leaf of shape
-        ``(K, *out.shape)``."""
+        ``(K, *out.shape)``. Under forward mode the rule's ``out`` is the value (the function
+        itself does not run, so the primal is computed once)."""
         name = f"{self.name}: the jvp {_rule_name(rule)}"
 
-        def jvp(tangents: list, args: list, out: Any, call: _Call) -> Any:
+        def value_and_jvp(args: list, tangents: list, call: _Call) -> tuple[Any, Any]:
             k = next(shape_of(t)[0] for t in tangents if t is not None)
             filled = [zeros((k, *shape_of(a))) if t is None else t
                       for t, a in zip(tangents, args)]
@@ -202,6 +203,14 @@ class CustomPrimitive:
             if not (isinstance(result, tuple | list) and len(result) == 2):
                 raise TypeError(f"{name} must return a pair (output, tangent), got "
                                 f"{_describe_value(result)}")
+            if call.out_tree is None:  # the function has not run: the rule's output is the value
+                values = call.record_output(result[0])
+            else:
+                values, tree = tree_flatten(result[0])
+                if tree != call.out_tree:
+                    raise ValueError(f"{name} returned an output of structure "
+                                     f"{tree._describe()}, but the function returns "
+                                     f"{call.out_tree._describe()}")
             t_leaves, t_tree = tree_flatten(result[1])
             if t_tree != call.out_tree:
                 raise ValueError(f"{name} returned a tangent of structure {t_tree._describe()},"
@@ -212,9 +221,13 @@ class CustomPrimitive:
                                              call.out_tree.paths()):
                 where = f"{name} returned a tangent{' at ' + path if path else ''} that"
                 checked.append(_check_leaf(t, (k, *shape), dtype, where))
-            return _pack(checked, k)
+            return _pack(values), _pack(checked, k)
+
+        def jvp(tangents: list, args: list, out: Any, call: _Call) -> Any:
+            return value_and_jvp(args, tangents, call)[1]  # the function gave the value
 
         self.primitive.jvp = jvp
+        self.primitive.value_and_jvp = value_and_jvp
         return rule
 
     def defvjp(self, fwd: Callable[..., tuple[Any, Any]],

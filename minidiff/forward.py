@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .core import Box, Level, ModeError, Primitive, bind
+from .core import Box, Engine, Level, ModeError, Primitive, bind
 
 __all__ = ["Dual", "ForwardEngine"]
 
@@ -42,19 +42,15 @@ class Dual(Box):
         return f"Dual(value={self.value!r}, tangent={self.tangent!r})"
 
 
-class ForwardEngine:
+class ForwardEngine(Engine):
     """Processes primitives at one forward-mode level with K tangent directions."""
 
     def __init__(self, n_directions: int) -> None:
         self.n_directions = n_directions
-        self.level: Level | None = None
 
-    def process(self, primitive: Primitive, args: tuple, params: dict) -> Dual:
-        own = getattr(primitive, "process_forward", None)
-        if own is not None:  # a primitive with a joint value-and-tangent rule (md.jit's call)
-            return own(self, args, params)
-        level = self.level
-        if primitive.jvp is None:
+    def process(self, primitive: Primitive, args: tuple, params: dict) -> Any:
+        joint = primitive.value_and_jvp
+        if primitive.jvp is None and joint is None:
             raise ModeError(
                 f"{primitive.name} has no JVP rule, so forward mode (jvp, jacfwd, hessian) "
                 f"cannot differentiate it; give it one with .defjvp, or use reverse mode"
@@ -62,12 +58,17 @@ class ForwardEngine:
         primals = []
         tangents = []
         for a in args:
-            if isinstance(a, Dual) and a.level is level:
+            if isinstance(a, Dual) and a.level is self:
                 primals.append(a.value)
                 tangents.append(a.tangent)
             else:
                 primals.append(a)
                 tangents.append(None)
-        out = bind(primitive, *primals, **params)
-        tangent = primitive.jvp(tangents, primals, out, **params)
-        return Dual(out, tangent, level)
+        if joint is None:
+            out = bind(primitive, *primals, **params)
+            tangent = primitive.jvp(tangents, primals, out, **params)
+        else:
+            out, tangent = joint(primals, tangents, **params)
+        if primitive.multiple_results:
+            return tuple(o if t is None else Dual(o, t, self) for o, t in zip(out, tangent))
+        return Dual(out, tangent, self)

@@ -28,7 +28,7 @@ from .core import Box, shape_of
 from .reverse import Node, Tape
 from .transforms import _backward, record_on_tape
 
-__all__ = ["Measurement", "measure", "MeteredTape", "MeteredNode", "residual_buffers",
+__all__ = ["Measurement", "measure", "MeteredTape", "residual_buffers",
            "tape_memory"]
 
 
@@ -91,23 +91,6 @@ def residual_buffers(x: Any) -> dict[int, int]:
     return found
 
 
-class MeteredNode(Node):
-    """A node that knows what it cost.
-
-    Attributes:
-        nbytes: bytes this node added to the tape's account (buffers already kept by an
-            earlier node are not charged again).
-        buffers: keys of the buffers its residuals keep alive.
-    """
-
-    __slots__ = ("nbytes", "buffers")
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.nbytes = 0
-        self.buffers: tuple[int, ...] = ()
-
-
 class MeteredTape(Tape):
     """A tape that counts the bytes of the residuals it holds, now and at peak, by primitive.
 
@@ -116,9 +99,10 @@ class MeteredTape(Tape):
         bytes_peak: the most held at once.
         bytes_by_primitive: bytes held now, by the name of the node that was charged.
         peak_by_primitive: the most each primitive's nodes held at once.
-    """
 
-    node_class = MeteredNode
+    What each node cost is :meth:`nbytes_of`: the bytes it added to the account (buffers
+    already kept by an earlier node are not charged again).
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -127,6 +111,8 @@ class MeteredTape(Tape):
         self.bytes_by_primitive: dict[str, int] = defaultdict(int)
         self.peak_by_primitive: dict[str, int] = defaultdict(int)
         self._held: dict[int, list] = {}  # buffer key -> [holders, nbytes, charged primitive]
+        self._charges: dict[int, tuple[int, tuple[int, ...]]] = {}  # node index -> (bytes
+        # charged, keys of the buffers its residuals keep alive)
 
     def record(self, rule: Any, parents: tuple, residuals: Any, params: dict,
                needs: tuple | None = None) -> Node:
@@ -141,8 +127,7 @@ class MeteredTape(Tape):
                 charged += nbytes
             else:
                 entry[0] += 1
-        node.nbytes = charged
-        node.buffers = tuple(buffers)
+        self._charges[node.index] = (charged, tuple(buffers))
         if charged:
             self.bytes_now += charged
             self.bytes_peak = max(self.bytes_peak, self.bytes_now)
@@ -155,7 +140,7 @@ class MeteredTape(Tape):
         """Drop a node's residuals; a buffer leaves the account when its last holder goes."""
         if not super().free(node):
             return False
-        for key in node.buffers:
+        for key in self._charges.get(node.index, (0, ()))[1]:
             entry = self._held[key]
             entry[0] -= 1
             if entry[0] == 0:
@@ -163,6 +148,10 @@ class MeteredTape(Tape):
                 self.bytes_now -= entry[1]
                 self.bytes_by_primitive[entry[2]] -= entry[1]
         return True
+
+    def nbytes_of(self, node: Node) -> int:
+        """The bytes ``node`` added to the account when it was recorded."""
+        return self._charges.get(node.index, (0, ()))[0]
 
     def memory(self) -> dict[str, Any]:
         """Bytes of residuals held now and at peak, with a breakdown by primitive."""

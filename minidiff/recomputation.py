@@ -111,7 +111,7 @@ def replayable(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
 def innermost_reverse_level() -> Level | None:
     """The deepest open level if it is a reverse-mode level (else None: nothing to save)."""
     stack = core.active_levels()
-    if stack and isinstance(stack[-1].engine, ReverseEngine):
+    if stack and isinstance(stack[-1], ReverseEngine):
         return stack[-1]
     return None
 
@@ -131,7 +131,7 @@ def level_active(level: Level, active: bool) -> Iterator[None]:
 @contextlib.contextmanager
 def _recording_on(level: Level, tape: Tape) -> Iterator[None]:
     """Send what ``level`` records to ``tape`` (a sub-tape) for the duration."""
-    engine = level.engine
+    engine = level
     previous = engine.tape
     engine.tape = tape
     # back on the stack too: a transform opened while the segment re-records (a scan's
@@ -151,15 +151,16 @@ def unbox(x: Any, level: Level) -> Any:
 
 
 def pull_back(level: Level, fn: Callable[..., Any], inputs: Sequence[Any], seed: Any,
-               outer: Tape, traced: Sequence[bool] | None = None,
-               expected: Any = None, what: str = "checkpoint") -> list[Any]:
+              traced: Sequence[bool] | None = None, expected: Any = None,
+              what: str = "checkpoint") -> list[Any]:
     """Re-run ``fn`` on ``inputs`` recording on a sub-tape, and pull ``seed`` back to them.
 
     Only inputs marked in ``traced`` (all by default) are boxed; the others are passed as they
-    are. Cotangents of values ``fn`` captured from ``outer`` (or a tape enclosing it) are added
-    there. With ``expected`` (the value the forward pass computed), a recomputation that
-    differs from it raises :class:`ReplayError`. Returns one cotangent per input (None where
-    none flows)."""
+    are. Values ``fn`` captured from the enclosing tape (or a tape enclosing that) are parents
+    of nodes on the sub-tape: its backward pass adds their cotangents to their nodes, where
+    the enclosing tape's pass (under way: it is running this segment's rule) finds them. With
+    ``expected`` (the value the forward pass computed), a recomputation that differs from it
+    raises :class:`ReplayError`. Returns one cotangent per input (None where none flows)."""
     sub = Tape()
     traced = [True] * len(inputs) if traced is None else traced
     with _recording_on(level, sub):
@@ -167,9 +168,10 @@ def pull_back(level: Level, fn: Callable[..., Any], inputs: Sequence[Any], seed:
         out = fn(*boxed)
     if expected is not None:
         check_recomputed(unbox(out, level), expected, what)
-    if not (isinstance(out, TapeValue) and out.level is level and sub.owns(out.node)):
-        return [None] * len(inputs)
-    cotangents = sub.backward(out, seed, on_foreign=outer.accumulate)
+    if not (isinstance(out, TapeValue) and out.level is level
+            and out.node.index < len(sub.nodes) and sub.nodes[out.node.index] is out.node):
+        return [None] * len(inputs)  # the output is not recorded on the sub-tape
+    cotangents = sub.backward(out, seed)
     return [cotangents[b.node.index] if t else None for b, t in zip(boxed, traced)]
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .backend import get_backend
-from .core import Box, Level, ModeError, Primitive, bind
+from .core import Box, Engine, Level, ModeError, Primitive, bind
 from .ops import add
 
 __all__ = ["Node", "Tape", "TapeValue", "ReverseEngine", "copy_array", "is_mutable_array",
@@ -47,9 +47,13 @@ class Node:
         params: the rule's static parameters (axis, shape, ...).
         needs: for each argument, whether it was traced (a parent exists): what the VJP rule
             is asked to differentiate.
+        cotangent: during a backward pass, the sum of the cotangents its uses have sent so far
+            (None before the first). It lives on the node, so a pass over a sub-tape that
+            recorded uses of this node (a checkpointed segment re-run during the backward pass
+            of the tape this node is on) adds its terms here like any other use.
     """
 
-    __slots__ = ("index", "rule", "parents", "residuals", "params", "needs")
+    __slots__ = ("index", "rule", "parents", "residuals", "params", "needs", "cotangent")
 
     def __init__(self, index: int, rule: Any, parents: tuple, residuals: Any, params: dict,
                  needs: tuple | None = None) -> None:
@@ -59,6 +63,7 @@ class Node:
         self.residuals = residuals
         self.params = params
         self.needs = tuple(p is not None for p in parents) if needs is None else needs
+        self.cotangent = None
 
     @property
     def name(self) -> str:
@@ -82,15 +87,12 @@ class TapeValue(Box):
 class Tape:
     """The Wengert list of one reverse-mode level: its nodes, and the backward pass over them.
 
-    ``node_class`` is what the entries are made of (a metered tape's carry their bytes).
+    A subclass may watch what is recorded and freed by overriding :meth:`record` and
+    :meth:`free` (the metered tape counts residual bytes that way).
     """
-
-    node_class: type[Node] = Node
 
     def __init__(self) -> None:
         self.nodes: list[Node] = []
-        self._cotangents: list[Any] | None = None  # set during a backward pass
-        self._on_foreign: Callable[[Node, Any], None] | None = None
         self._kept: dict[int, tuple[Any, Any]] = {}  # id of a constant -> (weak ref, copy)
 
     def __len__(self) -> int:
@@ -98,14 +100,14 @@ class Tape:
 
     def add_input(self, value: Any, level: Level) -> TapeValue:
         """Record an input (a node with no rule) and box ``value`` with it."""
-        node = self.node_class(len(self.nodes), None, (), None, {}, ())
+        node = Node(len(self.nodes), None, (), None, {}, ())
         self.nodes.append(node)
         return TapeValue(value, node, level)
 
     def record(self, rule: Any, parents: tuple, residuals: Any, params: dict,
                needs: tuple | None = None) -> Node:
         """Append the node of one rule applied to ``parents`` (None for constants)."""
-        node = self.node_class(len(self.nodes), rule, parents, residuals, params, needs)
+        node = Node(len(self.nodes), rule, parents, residuals, params, needs)
         self.nodes.append(node)
         return node
 
@@ -150,56 +152,45 @@ class Tape:
         for node in self.nodes:
             self.free(node)
 
-    def owns(self, node: Node) -> bool:
-        """True when ``node`` is on this tape (not on an enclosing or a sub-tape)."""
-        return node.index < len(self.nodes) and self.nodes[node.index] is node
+    def backward(self, output: TapeValue, seed: Any, *, retain: bool = False) -> list[Any]:
+        """Pull ``seed`` (the cotangent of ``output``) back to every node: see
+        :meth:`backward_from`."""
+        return self.backward_from([(output, seed)], retain=retain)
 
-    def accumulate(self, node: Node, g: Any) -> None:
-        """Add ``g`` to the cotangent of ``node`` during a backward pass over this tape.
-
-        Checkpointing re-records segments on sub-tapes; their backward passes deliver the
-        cotangents of values captured from this tape (parameters closed over) here.
-        """
-        if not self.owns(node):
-            if self._on_foreign is None:
-                raise RuntimeError("a cotangent arrived for a value recorded on another tape")
-            self._on_foreign(node, g)
-            return
-        if self._cotangents is None:
-            raise RuntimeError("Tape.accumulate is only valid during a backward pass")
-        previous = self._cotangents[node.index]
-        self._cotangents[node.index] = g if previous is None else add(previous, g)
-
-    def backward(self, output: TapeValue, seed: Any, *, retain: bool = False,
-                 on_foreign: Callable[[Node, Any], None] | None = None) -> list[Any]:
-        """Pull ``seed`` (the cotangent of ``output``) back to every node.
+    def backward_from(self, seeds: Sequence[tuple[TapeValue, Any]], *,
+                      retain: bool = False) -> list[Any]:
+        """Pull the cotangents of several outputs, ``seeds = [(output, cotangent), ...]``, back
+        to every node in one sweep.
 
         Returns a list with each node's accumulated cotangent (None where no path leads from
-        that node to the output). With ``retain=False`` residuals are freed as they are used
+        that node to an output). With ``retain=False`` residuals are freed as they are used
         (and so are the cotangents of nodes already passed), so the tape can be walked only
-        once; with ``retain=True`` every node's cotangent is kept in the list. Cotangents for
-        parents recorded on another tape (a sub-tape's captured values) go to
-        ``on_foreign(node, g)``.
+        once; with ``retain=True`` every node's cotangent is kept in the list. Parents recorded
+        on another tape (values a sub-tape's segment captured) receive their cotangents on
+        their nodes, for the sweep of their own tape.
         """
-        cotangents: list[Any] = [None] * len(self.nodes)
-        cotangents[output.node.index] = seed
-        saved = self._cotangents, self._on_foreign
-        self._cotangents, self._on_foreign = cotangents, on_foreign
+        nodes = self.nodes
+        last = -1
         try:
-            self._sweep(output.node.index, cotangents, retain)
+            for output, g in seeds:
+                node = output.node
+                node.cotangent = g if node.cotangent is None else add(node.cotangent, g)
+                last = max(last, node.index)
+            self._sweep(last, retain)
+            return [node.cotangent for node in nodes]
         finally:
-            self._cotangents, self._on_foreign = saved
-        return cotangents
+            for node in nodes:
+                node.cotangent = None
 
-    def _sweep(self, last: int, cotangents: list[Any], retain: bool) -> None:
+    def _sweep(self, last: int, retain: bool) -> None:
         """x̄_i += VJP(ū) for each node u from ``last`` down to the first."""
         nodes = self.nodes
         if not retain:  # nodes recorded after the output cannot reach it
             for node in nodes[last + 1:]:
                 self.free(node)
         for index in range(last, -1, -1):
-            g = cotangents[index]
             node = nodes[index]
+            g = node.cotangent
             if g is None or node.rule is None:
                 if not retain:  # no path to the output: its residuals will never be read
                     self.free(node)
@@ -213,14 +204,29 @@ class Tape:
             for parent, gi in zip(node.parents, grads, strict=True):
                 if parent is None or gi is None:
                     continue
-                if parent.index >= len(nodes) or nodes[parent.index] is not parent:
-                    self.accumulate(parent, gi)  # captured from an enclosing tape
-                    continue
-                previous = cotangents[parent.index]
-                cotangents[parent.index] = gi if previous is None else add(previous, gi)
+                previous = parent.cotangent
+                parent.cotangent = gi if previous is None else add(previous, gi)
             if not retain:
                 self.free(node)
-                cotangents[index] = None
+                node.cotangent = None
+
+
+class _Output:
+    """The rule of the node of one output of a primitive with several results: its cotangent
+    (summed over its uses) goes to slot ``j`` of the call's node, whose rule then gets one
+    cotangent per output (None for those that got none)."""
+
+    __slots__ = ("name", "j", "m")
+
+    def __init__(self, name: str, j: int, m: int) -> None:
+        self.name, self.j, self.m = f"{name}[{j}]", j, m
+
+    def vjp(self, g: Any, call: Node, needs: tuple) -> tuple:
+        gs = call.cotangent
+        if gs is None:
+            gs = call.cotangent = [None] * self.m
+        gs[self.j] = g
+        return (None,)  # placed, not added: the call's node is its parent only by name
 
 
 _IMMUTABLE = (float, int, bool, type(None))
@@ -265,7 +271,20 @@ def _replace(x: Any, targets: dict[int, Any], keep: Callable[[Any], Any], depth:
     return x
 
 
-class ReverseEngine:
+class _OnlyOutput:
+    """The rule of the one node of a call with a single result, for a rule that takes a list
+    of cotangents."""
+
+    __slots__ = ("rule", "name")
+
+    def __init__(self, rule: Any) -> None:
+        self.rule, self.name = rule, rule.name
+
+    def vjp(self, g: Any, residuals: Any, needs: tuple, **params: Any) -> Any:
+        return self.rule.vjp([g], residuals, needs, **params)
+
+
+class ReverseEngine(Engine):
     """Processes primitives at one reverse-mode level by recording them on a tape.
 
     ``tape`` is where the nodes go (a fresh :class:`Tape` by default; a metered one to count
@@ -274,14 +293,15 @@ class ReverseEngine:
 
     def __init__(self, tape: Tape | None = None) -> None:
         self.tape = Tape() if tape is None else tape
-        self.level: Level | None = None
 
-    def process(self, primitive: Primitive, args: tuple, params: dict) -> TapeValue:
-        """Compute ``primitive`` on the primals of ``args`` and record one node for it."""
-        own = getattr(primitive, "process_reverse", None)
-        if own is not None:  # a primitive that computes its value with its residuals and
-            return own(self, args, params)  # records its own nodes (md.jit's call)
-        level = self.level
+    def process(self, primitive: Primitive, args: tuple, params: dict) -> Any:
+        """Compute ``primitive`` on the primals of ``args`` and record one node for it.
+
+        The value and the residuals come from the primitive's ``value_and_save`` if it has
+        one (a jitted call runs one program for both), else from binding it on the primals
+        and asking its ``save``. A primitive with several results records one node for the
+        call and one per output that carries a derivative (see :class:`_Output`).
+        """
         if primitive.vjp is None:
             raise ModeError(
                 f"{primitive.name} has no VJP rule, so reverse mode (grad, vjp, jacrev) "
@@ -290,19 +310,26 @@ class ReverseEngine:
         primals, needs = [], []
         constants = None
         for a in args:
-            ours = isinstance(a, TapeValue) and a.level is level
+            ours = isinstance(a, TapeValue) and a.level is self
             primals.append(a.value if ours else a)
             needs.append(ours)
             if not ours and type(a) not in _IMMUTABLE and not isinstance(a, Box):
                 constants = [a] if constants is None else [*constants, a]
-        out = bind(primitive, *primals, **params)
         needs = tuple(needs)
-        if params:  # an index array in the parameters, read again by the VJP
+        if params:  # an index array in the parameters, read again by the VJP: as it is now
             params = {k: v.frozen(self.tape.keep) if hasattr(v, "frozen") else v
                       for k, v in params.items()}
-        residuals = primitive.save(primals, out, needs, **params)
+        joint = primitive.value_and_save
+        if joint is None:
+            out = bind(primitive, *primals, **params)
+            residuals = primitive.save(primals, out, needs, **params)
+            linked = None
+        else:
+            out, residuals, linked = joint(primals, needs, **params)
         if constants:
             residuals = self.tape.keep_constants(residuals, constants)
+        if primitive.multiple_results:
+            return self.record_results(primitive, args, residuals, out, params, needs, linked)
         return self.record(primitive, args, residuals, out, params, needs)
 
     def record(self, rule: Any, args: tuple | list, residuals: Any, out: Any,
@@ -313,9 +340,29 @@ class ReverseEngine:
         constants. ``process`` records primitives this way; checkpointing records its own
         nodes, whose rule re-runs a segment instead of applying a formula.
         """
-        level = self.level
-        parents = tuple(a.node if isinstance(a, TapeValue) and a.level is level else None
+        parents = tuple(a.node if isinstance(a, TapeValue) and a.level is self else None
                         for a in args)
         node = self.tape.record(rule, parents, residuals, {} if params is None else params,
                                 needs)
-        return TapeValue(out, node, level)
+        return TapeValue(out, node, self)
+
+    def record_results(self, rule: Any, args: tuple | list, residuals: Any, outs: Sequence,
+                       params: dict | None = None, needs: tuple | None = None,
+                       linked: Sequence[int] | None = None) -> tuple:
+        """Record a rule with several results: one node for the call, one per output in
+        ``linked`` (default: all), each boxing its output (a single output: one node).
+        ``linked`` empty records nothing (no output depends on a differentiated argument).
+        Returns the outputs."""
+        outs = list(outs)
+        linked = range(len(outs)) if linked is None else linked
+        if not linked:
+            return tuple(outs)
+        if len(outs) == 1:  # one output: one node, whose rule gets its cotangent in a list
+            outs[0] = self.record(_OnlyOutput(rule), args, residuals, outs[0], params, needs)
+            return tuple(outs)
+        # the call's node has no value of its own: a 0-d zero stands in for it
+        call = self.record(rule, args, residuals, get_backend().xp.zeros(()), params, needs)
+        for j in linked:  # the call is each output's parent (in the listing), sent nothing
+            outs[j] = self.record(_Output(rule.name, j, len(outs)), (call,), call.node,
+                                  outs[j], {}, (True,))
+        return tuple(outs)

@@ -17,15 +17,17 @@ results are the body's outputs in its order: final carries and stacked ys.
 Like the jitted call, every rule binds ``scan_p`` again on a derived body, so enclosing levels
 handle those scans in turn:
 
-* **forward mode** scans the body's JVP: carries (primal, tangent), scanned inputs (primal,
-  tangent), constants (primal, tangent). A carry is given a tangent (zero at first) when its
-  next value depends on a differentiated input, so the tangent of every step is carried;
-* **reverse mode** scans the forward part of the body's VJP, which returns each step's values
-  and *residuals* (stacked as ys; residuals that are constants or scanned inputs are read
-  where they are, not copied), records **one** tape node, and its rule runs a **reverse scan**
-  of the backward part: its carry is the cotangent of the carry plus one running sum per
-  differentiated constant, its scanned inputs the residuals and the cotangents of the ys,
-  its ys the cotangents of the scanned inputs.
+* **forward mode** (the joint rule ``value_and_jvp``) scans the body's JVP: carries (primal,
+  tangent), scanned inputs (primal, tangent), constants (primal, tangent). A carry is given a
+  tangent (zero at first) when its next value depends on a differentiated input, so the
+  tangent of every step is carried;
+* **reverse mode** (the joint rule ``value_and_save``) scans the forward part of the body's VJP,
+  which returns each step's values and *residuals* (stacked as ys; residuals that are
+  constants or scanned inputs are read where they are, not copied), records **one** tape node
+  for the call, and its VJP rule runs a **reverse scan** of the backward part: its carry is
+  the cotangent of the carry plus one running sum per differentiated constant, its scanned
+  inputs the residuals and the cotangents of the ys, its ys the cotangents of the scanned
+  inputs.
 
 So ``grad`` of a scan costs two loops of T program calls and one node, ``hessian`` (forward
 over reverse) scans the JVPs of both parts, and ``grad`` of ``grad`` the VJP of the reverse
@@ -38,15 +40,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import backend as _backend
-from .core import ModeError, Primitive
-from .forward import Dual, ForwardEngine
-from .jit.call import _Collector, _Output, _token
+from .core import ModeError, Primitive, shape_of
 from .jit.derive import concrete, evaluate
 from .jit.executors import run_program
 from .jit.program import Program
 from .ops import stack, transpose
-from .reverse import ReverseEngine, TapeValue
-from .scan_derive import VjpBody, backward_body, close_needs, jvp_body, step_sample, vjp_body
+from .scan_derive import backward_body, close_needs, jvp_body, step_sample, vjp_body
 
 __all__ = ["scan_p", "ScanPrimitive"]
 
@@ -117,82 +116,6 @@ class ScanPrimitive(Primitive):
 
     __slots__ = ()
 
-    # -- forward mode: a scan of the body's JVP ---------------------------------------------------
-
-    def process_forward(self, engine: ForwardEngine, args: tuple, params: dict) -> tuple:
-        body: Program = params["body"]
-        kinds, carry_out = params["kinds"], params["carry_out"]
-        length, reverse = params["length"], params["reverse"]
-        level = engine.level
-        k = engine.n_directions
-        primals, given = [], []
-        for a in args:
-            ours = isinstance(a, Dual) and a.level is level
-            primals.append(a.value if ours else a)
-            given.append(a.tangent if ours else None)
-        needs = close_needs(body, kinds, carry_out, [t is not None for t in given])
-        xp = _backend.get_backend().xp
-        tangents = []
-        for i, need in enumerate(needs):
-            if not need:
-                continue
-            t = given[i]
-            if t is None:  # a carry that becomes differentiated: its tangent starts at zero
-                value = concrete(primals[i])
-                t = xp.zeros((k, *value.shape), dtype=value.dtype)
-            elif kinds[i] == "x":  # (K, T, ...) -> (T, K, ...): step t reads row t
-                t = _swap01(t)
-            tangents.append(t)
-        samples = [step_sample(p, kind, length) for p, kind in zip(primals, kinds)]
-        samples += [step_sample(t, kinds[i], length) if kinds[i] != "x" else
-                    _tangent_row(t, length)
-                    for t, i in zip(tangents, (i for i, n in enumerate(needs) if n))]
-        jvp = jvp_body(body, kinds, carry_out, needs, k, samples)
-        new_kinds = (*kinds, *(kinds[i] for i, n in enumerate(needs) if n))
-        results = self(*primals, *tangents, body=jvp.program, kinds=new_kinds,
-                       carry_out=tuple(range(jvp.n_carry)), length=length, reverse=reverse)
-        out: list[Any] = [None] * len(body.outputs)
-        for j, o in enumerate(carry_out):
-            value = results[j]
-            slot = jvp.carry_tangent[j]
-            out[o] = value if slot is None else Dual(value, results[slot], level)
-        for j, o in enumerate(jvp.y_outputs):
-            value = results[jvp.n_carry + j]
-            slot = jvp.y_tangent[j]
-            out[o] = value if slot is None else Dual(value, _swap01(results[slot]), level)
-        return tuple(out)
-
-    # -- reverse mode: a scan of the forward part, one node, a reverse scan of the backward --
-
-    def process_reverse(self, engine: ReverseEngine, args: tuple, params: dict) -> tuple:
-        body: Program = params["body"]
-        kinds, carry_out = params["kinds"], params["carry_out"]
-        length, reverse = params["length"], params["reverse"]
-        level = engine.level
-        primals, tape_needs = [], []
-        for a in args:
-            ours = isinstance(a, TapeValue) and a.level is level
-            primals.append(a.value if ours else a)
-            tape_needs.append(ours)
-        needs = close_needs(body, kinds, carry_out, list(tape_needs))
-        samples = [step_sample(p, kind, length) for p, kind in zip(primals, kinds)]
-        vjp = vjp_body(body, kinds, carry_out, needs, samples)
-        results = self(*primals, body=vjp.forward, kinds=kinds, carry_out=carry_out,
-                       length=length, reverse=reverse)
-        m = len(body.outputs)
-        values = list(results[:m])
-        outputs = vjp.tape_outputs
-        if not outputs:
-            return tuple(values)
-        collector = _Collector(len(outputs))
-        saved = (list(results[m:]), [primals[i] for i in vjp.passed], collector)
-        rule = _ScanRule(body.name, vjp, params)
-        call = engine.record(rule, args, saved, _token(), {}, tuple(tape_needs))
-        for slot, o in enumerate(outputs):
-            values[o] = engine.record(_Output(f"scan({body.name})", o, slot, collector),
-                                      (call,), None, values[o], {}, (True,))
-        return tuple(values)
-
     def inline_in_trace(self, args: tuple, params: dict) -> tuple:
         """A scan inside a traced function (``md.jit``, another scan's body): its steps are
         recorded one after another."""
@@ -222,7 +145,109 @@ class ScanPrimitive(Primitive):
         return tuple(result)
 
 
-scan_p = ScanPrimitive("scan", _impl, jvp=_no_generic_rule, vjp=_no_generic_rule)
+# -- forward mode: a scan of the body's JVP, values and tangents in one run
+
+def _value_and_jvp(primals: list, given: list, *, body: Program, kinds: tuple,
+                  carry_out: tuple, length: int, reverse: bool) -> tuple:
+    k = next(shape_of(t)[0] for t in given if t is not None)
+    needs = close_needs(body, kinds, carry_out, [t is not None for t in given])
+    xp = _backend.get_backend().xp
+    tangents = []
+    for i, need in enumerate(needs):
+        if not need:
+            continue
+        t = given[i]
+        if t is None:  # a carry that becomes differentiated: its tangent starts at zero
+            value = concrete(primals[i])
+            t = xp.zeros((k, *value.shape), dtype=value.dtype)
+        elif kinds[i] == "x":  # (K, T, ...) -> (T, K, ...): step t reads row t
+            t = _swap01(t)
+        tangents.append(t)
+    samples = [step_sample(p, kind, length) for p, kind in zip(primals, kinds)]
+    samples += [step_sample(t, kinds[i], length) if kinds[i] != "x" else
+                _tangent_row(t, length)
+                for t, i in zip(tangents, (i for i, n in enumerate(needs) if n))]
+    jvp = jvp_body(body, kinds, carry_out, needs, k, samples)
+    new_kinds = (*kinds, *(kinds[i] for i, n in enumerate(needs) if n))
+    results = scan_p(*primals, *tangents, body=jvp.program, kinds=new_kinds,
+                     carry_out=tuple(range(jvp.n_carry)), length=length, reverse=reverse)
+    out: list[Any] = [None] * len(body.outputs)
+    tangent_out: list[Any] = [None] * len(body.outputs)
+    for j, o in enumerate(carry_out):
+        out[o] = results[j]
+        slot = jvp.carry_tangent[j]
+        tangent_out[o] = None if slot is None else results[slot]
+    for j, o in enumerate(jvp.y_outputs):
+        out[o] = results[jvp.n_carry + j]
+        slot = jvp.y_tangent[j]
+        tangent_out[o] = None if slot is None else _swap01(results[slot])
+    return tuple(out), tuple(tangent_out)
+
+# -- reverse mode: a scan of the forward part, one node, a reverse scan of the backward --
+
+def _value_and_save(primals: list, tape_needs: tuple, *, body: Program, kinds: tuple,
+                   carry_out: tuple, length: int, reverse: bool) -> tuple:
+    needs = close_needs(body, kinds, carry_out, list(tape_needs))
+    samples = [step_sample(p, kind, length) for p, kind in zip(primals, kinds)]
+    vjp = vjp_body(body, kinds, carry_out, needs, samples)
+    results = scan_p(*primals, body=vjp.forward, kinds=kinds, carry_out=carry_out,
+                     length=length, reverse=reverse)
+    m = len(body.outputs)
+    saved = (list(results[m:]), [primals[i] for i in vjp.passed], vjp)
+    return tuple(results[:m]), saved, vjp.tape_outputs
+
+
+def _vjp(g: list, residuals: Any, needs: Sequence[bool], *, body: Program, kinds: tuple,
+         carry_out: tuple, length: int, reverse: bool) -> list[Any]:
+    """The rule of a scan's node: the reverse scan of the backward part, with one
+    cotangent per output (None for those that got none)."""
+    stacked, passed, info = residuals
+    xp = _backend.get_backend().xp
+    gs = [g[o] for o in info.tape_outputs]
+    for slot, o in enumerate(info.tape_outputs):
+        if gs[slot] is None:
+            shape, dtype = info.parts.output_types[o]
+            rows = () if o in carry_out else (length,)
+            gs[slot] = xp.zeros((*rows, *shape), dtype=dtype)
+    ct_of = dict(zip(info.tape_outputs, gs))
+    carry_at = [i for i, kind in enumerate(kinds) if kind == "c"]
+    c_need = [j for j, i in enumerate(carry_at) if info.needs[i]]
+    k_need = [i for i, kind in enumerate(kinds) if kind == "k" and info.needs[i]]
+    x_need = [i for i, kind in enumerate(kinds) if kind == "x" and info.needs[i]]
+    diff_ys = [o for o in info.parts.differentiable if o not in set(carry_out)]
+    passed_kinds = [kinds[i] for i in info.passed]
+    ct_carry = [ct_of[carry_out[j]] for j in c_need]
+    acc = [xp.zeros(tuple(body.inputs[i].shape), dtype=body.inputs[i].dtype)
+           for i in k_need]
+    ct_ys = [ct_of[o] for o in diff_ys]
+    px = [p for p, kind in zip(passed, passed_kinds) if kind == "x"]
+    pk = [p for p, kind in zip(passed, passed_kinds) if kind == "k"]
+    operands = [*ct_carry, *acc, *stacked, *px, *ct_ys, *pk]
+    new_kinds = ("c",) * (len(ct_carry) + len(acc)) + ("x",) * (
+        len(stacked) + len(px) + len(ct_ys)) + ("k",) * len(pk)
+    if not length:
+        results = [*ct_carry, *acc] + [
+            xp.zeros((0, *body.inputs[i].shape), dtype=body.inputs[i].dtype)
+            for i in x_need]
+    else:
+        backward = backward_body(info, kinds, carry_out, c_need, k_need, x_need, diff_ys,
+                                 operands, new_kinds)
+        results = scan_p(*operands, body=backward, kinds=new_kinds,
+                         carry_out=tuple(range(len(ct_carry) + len(acc))), length=length,
+                         reverse=not reverse)
+    cts: list[Any] = [None] * len(kinds)
+    it = iter(results)
+    for j in c_need:
+        cts[carry_at[j]] = next(it)
+    for i in k_need:
+        cts[i] = next(it)
+    for i in x_need:
+        cts[i] = next(it)
+    return [ct if need else None for ct, need in zip(cts, needs)]
+
+
+scan_p = ScanPrimitive("scan", _impl, jvp=_no_generic_rule, vjp=_vjp, multiple_results=True,
+                       value_and_jvp=_value_and_jvp, value_and_save=_value_and_save)
 
 
 def _swap01(t: Any) -> Any:
@@ -237,64 +262,3 @@ def _tangent_row(t: Any, length: int) -> Any:
         return value[0, ...]
     xp = _backend.get_backend().xp
     return xp.zeros(tuple(value.shape[1:]), dtype=value.dtype)
-
-
-class _ScanRule:
-    """The rule of a scan's node: the reverse scan of the backward part."""
-
-    __slots__ = ("name", "info", "params")
-
-    def __init__(self, name: str, info: VjpBody, params: dict) -> None:
-        self.name = f"scan({name})"
-        self.info = info
-        self.params = params
-
-    def vjp(self, g: Any, residuals: Any, needs: Sequence[bool]) -> list[Any]:
-        stacked, passed, collector = residuals
-        info: VjpBody = self.info
-        params = self.params
-        body: Program = params["body"]
-        kinds, carry_out = params["kinds"], params["carry_out"]
-        length, reverse = params["length"], params["reverse"]
-        xp = _backend.get_backend().xp
-        gs = collector.take()
-        for slot, o in enumerate(info.tape_outputs):
-            if gs[slot] is None:
-                shape, dtype = info.parts.output_types[o]
-                rows = () if o in carry_out else (length,)
-                gs[slot] = xp.zeros((*rows, *shape), dtype=dtype)
-        ct_of = dict(zip(info.tape_outputs, gs))
-        carry_at = [i for i, kind in enumerate(kinds) if kind == "c"]
-        c_need = [j for j, i in enumerate(carry_at) if info.needs[i]]
-        k_need = [i for i, kind in enumerate(kinds) if kind == "k" and info.needs[i]]
-        x_need = [i for i, kind in enumerate(kinds) if kind == "x" and info.needs[i]]
-        diff_ys = [o for o in info.parts.differentiable if o not in set(carry_out)]
-        passed_kinds = [kinds[i] for i in info.passed]
-        ct_carry = [ct_of[carry_out[j]] for j in c_need]
-        acc = [xp.zeros(tuple(body.inputs[i].shape), dtype=body.inputs[i].dtype)
-               for i in k_need]
-        ct_ys = [ct_of[o] for o in diff_ys]
-        px = [p for p, kind in zip(passed, passed_kinds) if kind == "x"]
-        pk = [p for p, kind in zip(passed, passed_kinds) if kind == "k"]
-        operands = [*ct_carry, *acc, *stacked, *px, *ct_ys, *pk]
-        new_kinds = ("c",) * (len(ct_carry) + len(acc)) + ("x",) * (
-            len(stacked) + len(px) + len(ct_ys)) + ("k",) * len(pk)
-        if not length:
-            results = [*ct_carry, *acc] + [
-                xp.zeros((0, *body.inputs[i].shape), dtype=body.inputs[i].dtype)
-                for i in x_need]
-        else:
-            backward = backward_body(info, kinds, carry_out, c_need, k_need, x_need, diff_ys,
-                                     operands, new_kinds)
-            results = scan_p(*operands, body=backward, kinds=new_kinds,
-                             carry_out=tuple(range(len(ct_carry) + len(acc))), length=length,
-                             reverse=not reverse)
-        cts: list[Any] = [None] * len(kinds)
-        it = iter(results)
-        for j in c_need:
-            cts[carry_at[j]] = next(it)
-        for i in k_need:
-            cts[i] = next(it)
-        for i in x_need:
-            cts[i] = next(it)
-        return [ct if need else None for ct, need in zip(cts, needs)]

@@ -7,9 +7,8 @@ in the tree: None (a forgotten ``return``), strings and other objects, integers 
 (no derivative), and complex values (minidiff is real-valued; a complex derivative needs
 conjugation rules it does not have).
 
-Several output leaves are packed into one flat vector while the function's level is still
-open (:func:`pack`), so a single backward sweep pulls back every output's cotangent and a
-single tangent carries every output's directions.
+Several output leaves stay separate: one backward sweep starts from all of them at once
+(``Tape.backward_from``), and each carries its own tangent.
 """
 
 from __future__ import annotations
@@ -21,11 +20,11 @@ from typing import Any
 
 from . import backend as _backend
 from .core import Box, is_complex_dtype, raw, shape_of
-from .ops import concatenate, getitem, reshape, zeros
+from .ops import getitem
 from .pytree import LEAF, PyTreeDef, _describe_value, tree_flatten, tree_map
 
 __all__ = ["argnums_of", "as_input", "input_leaves", "as_output", "output_leaves", "unbox",
-           "split_aux", "scalar_output", "pack", "pieces", "regroup", "jacobian_tree",
+           "split_aux", "scalar_output", "pieces", "regroup", "jacobian_tree",
            "note_list_arguments"]
 
 ArgNums = int | Sequence[int]
@@ -153,21 +152,6 @@ def split_aux(result: Any, has_aux: bool, name: str) -> tuple[Any, Any]:
         raise TypeError(f"{name}(has_aux=True): the function must return a pair (output, aux), "
                         f"got {_describe_value(result)}")
     return result[0], result[1]
-
-
-def pack(leaves: Sequence[Any]) -> Any:
-    """Output leaves as one flat vector, so one tape node (or one tangent) holds them all."""
-    if len(leaves) == 1:
-        return leaves[0]
-    if not leaves:
-        return zeros((0,))
-    b = _backend.get_backend()
-    flat = []
-    for v in leaves:
-        if not isinstance(v, Box) and not b.xp.isdtype(v.dtype, "real floating"):
-            v = b.xp.astype(v, b.float_dtype)  # an integer or boolean constant output
-        flat.append(reshape(v, (-1,)))
-    return concatenate(flat)
 
 
 def pieces(flat: Any, shapes: Sequence[tuple[int, ...]]) -> list[Any]:

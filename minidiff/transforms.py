@@ -1,7 +1,8 @@
 """Function transforms: what users call to differentiate.
 
-Every transform opens a new level, boxes its inputs at that level, runs the function, and
-unboxes its own level from the result. Nothing else needs to touch a ``Dual`` or a tape.
+Every transform opens a new engine (its level: ``with ReverseEngine() as engine``), boxes its
+inputs with it, runs the function, and unboxes its own level from the result. Nothing else
+needs to touch a ``Dual`` or a tape.
 
 =============  =========================================================  ==================
 transform      returns                                                    engine
@@ -35,7 +36,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import backend as _backend
-from .core import Box, ShapeError, close_level, open_level, raw, shape_of
+from .core import Box, ShapeError, raw, shape_of
 from .forward import Dual, ForwardEngine
 from .ops import reshape, stack, transpose, zeros
 from .pytree import PyTreeDef, tree_flatten
@@ -48,7 +49,6 @@ from .transform_io import (
     jacobian_tree,
     note_list_arguments,
     output_leaves,
-    pack,
     pieces,
     regroup,
     scalar_output,
@@ -66,8 +66,9 @@ __all__ = ["grad", "value_and_grad", "jvp", "vjp", "jacfwd", "jacrev", "hessian"
 
 
 class _Recording:
-    """What running ``f`` on a tape leaves: the engine and level, what ``finish`` made of the
-    result, the boxed input leaves (in argnums order) and each argument's structure."""
+    """What running ``f`` on a tape leaves: the engine (``level`` too: a level is its
+    engine), what ``finish`` made of the result, the boxed input leaves (in argnums order) and
+    each argument's structure."""
 
     __slots__ = ("engine", "level", "result", "inputs", "in_trees")
 
@@ -81,20 +82,18 @@ def _record(f: Callable[..., Any], args: Sequence[Any], nums: Sequence[int], nam
             kwargs: dict | None = None, tape: Tape | None = None,
             finish: Callable[[Any], Any] | None = None) -> _Recording:
     """Run ``f(*args)`` at a new reverse-mode level with the leaves of ``args[i]`` (i in
-    ``nums``) as inputs; ``finish(result)`` runs before the level closes (to pack outputs
-    into one recorded vector)."""
+    ``nums``) as inputs; ``finish(result)`` runs before the level closes (to check and
+    flatten the outputs)."""
     original, args = args, list(args)
     leaves, trees = [], []
     for i in nums:
         leaves_i, tree = input_leaves(args[i], i, name)
         leaves.append(leaves_i)
         trees.append(tree)
-    engine = ReverseEngine(tape)
-    level = open_level(engine)
-    try:
+    with ReverseEngine(tape) as engine:  # the engine is the new level, closed on exit
         inputs = []
         for i, leaves_i, tree in zip(nums, leaves, trees):
-            boxes = [engine.tape.add_input(engine.tape.keep(v), level) for v in leaves_i]
+            boxes = [engine.tape.add_input(engine.tape.keep(v), engine) for v in leaves_i]
             inputs.extend(boxes)
             args[i] = tree.unflatten(boxes)
         try:
@@ -104,9 +103,7 @@ def _record(f: Callable[..., Any], args: Sequence[Any], nums: Sequence[int], nam
             raise
         if finish is not None:
             result = finish(result)
-    finally:
-        close_level(level)
-    return _Recording(engine, level, result, inputs, trees)
+    return _Recording(engine, engine, result, inputs, trees)
 
 
 def record_on_tape(f: Callable[..., Any], args: Sequence[Any], nums: Sequence[int], name: str,
@@ -168,27 +165,39 @@ def grad(f: Callable[..., Any], argnums: ArgNums = 0,
 def _backward(engine: ReverseEngine, level: Any, out: Any, inputs: Sequence[TapeValue],
               seed: Any, retain: bool) -> list[Any]:
     """Cotangents of ``inputs`` given the cotangent ``seed`` of ``out`` (1 by default)."""
-    if not (isinstance(out, TapeValue) and out.level is level):  # out does not depend on inputs
+    return _backward_from(engine, level, [out], [seed], inputs, retain)
+
+
+def _backward_from(engine: ReverseEngine, level: Any, outs: Sequence[Any],
+                   seeds: Sequence[Any], inputs: Sequence[TapeValue],
+                   retain: bool) -> list[Any]:
+    """Cotangents of ``inputs`` given the cotangents ``seeds`` of several outputs ``outs``
+    (None for ones), pulled back in one sweep; outputs that do not depend on the inputs are
+    skipped."""
+    pairs = []
+    for out, seed in zip(outs, seeds):
+        if not (isinstance(out, TapeValue) and out.level is level):
+            continue  # out does not depend on the inputs
+        if seed is None:
+            b = _backend.get_backend()
+            seed = b.xp.ones(shape_of(out), dtype=raw(out).dtype)
+        pairs.append((out, seed))
+    if not pairs:
         if not retain:
             engine.tape.release()
         return [zeros(shape_of(x)) for x in inputs]
-    if seed is None:
-        b = _backend.get_backend()
-        seed = b.xp.ones(shape_of(out), dtype=raw(out).dtype)
-    cotangents = engine.tape.backward(out, seed, retain=retain)
+    cotangents = engine.tape.backward_from(pairs, retain=retain)
     return [zeros(shape_of(x)) if cotangents[x.node.index] is None else cotangents[x.node.index]
             for x in inputs]
 
 
-def _packed_outputs(name: str) -> Callable[[Any], tuple]:
-    """A ``finish`` for ``_record``: the output leaves and their structure, packed into one
-    recorded vector (one backward sweep then pulls back every output's cotangent)."""
+def _output_leaves(name: str) -> Callable[[Any], tuple]:
+    """A ``finish`` for ``_record``: the output leaves and their structure."""
 
     def finish(out: Any) -> tuple:
         if out is None:
             as_output(None, name)
-        leaves, tree = output_leaves(out, name)
-        return pack(leaves), leaves, tree
+        return output_leaves(out, name)
 
     return finish
 
@@ -202,8 +211,8 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], tupl
     later (the primals, and constants ``f`` closes over), so the pull-back gives the derivative
     at the forward pass's values even if the caller updates those arrays in place in between.
     """
-    rec = _record(f, primals, range(len(primals)), "vjp", finish=_packed_outputs("vjp"))
-    packed, leaves, out_tree = rec.result
+    rec = _record(f, primals, range(len(primals)), "vjp", finish=_output_leaves("vjp"))
+    leaves, out_tree = rec.result
     shapes = [shape_of(v) for v in leaves]
 
     def vjp_fn(cotangent: Any) -> tuple:
@@ -220,7 +229,7 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], tupl
                 raise ShapeError(f"vjp: the cotangent{where} has shape {shape_of(c)} but the "
                                  f"output{where} has shape {shape}")
             seeds.append(c)
-        grads = _backward(rec.engine, rec.level, packed, rec.inputs, pack(seeds), retain=True)
+        grads = _backward_from(rec.engine, rec.level, leaves, seeds, rec.inputs, retain=True)
         return tuple(regroup(grads, rec.in_trees))
 
     return out_tree.unflatten([as_output(unbox(v, rec.level)) for v in leaves]), vjp_fn
@@ -237,25 +246,30 @@ def jacrev(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
     @functools.wraps(f)
     def jacrev_f(*args: Any, **kwargs: Any) -> Any:
         nums, multiple = argnums_of(argnums, len(args), "jacrev")
-        rec = _record(f, args, nums, "jacrev", kwargs, finish=_packed_outputs("jacrev"))
-        packed, leaves, out_tree = rec.result
+        rec = _record(f, args, nums, "jacrev", kwargs, finish=_output_leaves("jacrev"))
+        leaves, out_tree = rec.result
         out_shapes = [shape_of(v) for v in leaves]
-        packed_shape = shape_of(packed)
-        n_out = math.prod(packed_shape)
-        b = _backend.get_backend()
-        rows: list[list[Any]] = [[] for _ in rec.inputs]
-        eye = b.xp.eye(n_out, dtype=b.float_dtype)
-        for m in range(n_out):
-            seed = b.xp.reshape(eye[m, ...], packed_shape)
-            cotangents = _backward(rec.engine, rec.level, packed, rec.inputs, seed, retain=True)
-            for row, g in zip(rows, cotangents):
-                row.append(g)
         in_shapes = [shape_of(x) for x in rec.inputs]
-        full = [stack(row) if row else zeros((0, *s)) for row, s in zip(rows, in_shapes)]
-        cut = [pieces(j, out_shapes) for j in full]  # cut[j][i]: rows of output leaf i
+        b = _backend.get_backend()
+        blocks: list[list[Any]] = []  # blocks[i][j]: (out_i.size, *in_j.shape)
+        for leaf, shape in zip(leaves, out_shapes):
+            n_out = math.prod(shape)
+            if not (isinstance(leaf, TapeValue) and leaf.level is rec.level):  # a constant
+                blocks.append([zeros((n_out, *s)) for s in in_shapes])
+                continue
+            rows: list[list[Any]] = [[] for _ in rec.inputs]
+            eye = b.xp.eye(n_out, dtype=b.float_dtype)
+            for m in range(n_out):
+                seed = b.xp.reshape(eye[m, ...], shape)
+                cotangents = _backward_from(rec.engine, rec.level, [leaf], [seed], rec.inputs,
+                                            retain=True)
+                for row, g in zip(rows, cotangents):
+                    row.append(g)
+            blocks.append([stack(row) if row else zeros((0, *s))
+                           for row, s in zip(rows, in_shapes)])
 
         def block(i: int, j: int) -> Any:
-            return reshape(cut[j][i], (*out_shapes[i], *in_shapes[j]))
+            return reshape(blocks[i][j], (*out_shapes[i], *in_shapes[j]))
 
         return jacobian_tree(out_tree, rec.in_trees, multiple, block)
 
@@ -302,9 +316,7 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any],
             seeds.append(reshape(dv, (1, *shape_of(dv))))
         args.append(leaves)
         trees.append(tree)
-    engine = ForwardEngine(1)
-    level = open_level(engine)
-    try:
+    with ForwardEngine(1) as level:
         duals = [Dual(v, s, level) for v, s in zip([v for a in args for v in a], seeds)]
         boxed = regroup(duals, trees)
         try:
@@ -312,8 +324,6 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any],
         except TypeError as exc:
             note_list_arguments(exc, primals, range(len(primals)), "jvp")
             raise
-    finally:
-        close_level(level)
     leaves, out_tree = output_leaves(out, "jvp")
     values, out_tangents = [], []
     for o in leaves:
@@ -344,9 +354,7 @@ def jacfwd(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
         sizes = [math.prod(s) for s in in_shapes]
         k = sum(sizes)
         b = _backend.get_backend()
-        engine = ForwardEngine(k)
-        level = open_level(engine)
-        try:
+        with ForwardEngine(k) as level:
             duals, offset = [], 0
             for v, n, shape in zip(leaves, sizes, in_shapes):
                 seed = b.xp.eye(k, n, k=-offset, dtype=b.float_dtype)  # rows offset..offset+n
@@ -359,8 +367,6 @@ def jacfwd(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
             except TypeError as exc:
                 note_list_arguments(exc, original, nums, "jacfwd")
                 raise
-        finally:
-            close_level(level)
         out_leaves, out_tree = output_leaves(out, "jacfwd")
         parts = [_tangent_parts(o, level, k) for o in out_leaves]
         out_shapes = [shape_of(value) for value, _ in parts]

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import backend as _backend
-from .core import ShapeError, close_level, open_level, raw, shape_of
+from .core import ShapeError, raw, shape_of
 from .forward import Dual, ForwardEngine
 from .memory import MeteredTape
 from .reverse import Node, ReverseEngine, TapeValue
@@ -256,20 +256,12 @@ def wengert(f: Callable[..., Any], *args: Any, tangents: Sequence[Any] | None = 
     seeds_in = _seeds(tangents, [shape_of(x) for x in inputs], "tangents")
     xp = _backend.get_backend().xp
 
-    forward = ForwardEngine(1)
-    f_level = open_level(forward)
-    engine = _ListingEngine(f_level)
-    try:
-        r_level = open_level(engine)
-        try:
-            # each tangent of shape S becomes the (K=1, *S) batch the forward engine carries
-            boxed = [engine.add_input(Dual(x, xp.reshape(t, (1, *shape_of(t))), f_level))
-                     for x, t in zip(inputs, seeds_in)]
-            result = f(*boxed)
-        finally:
-            close_level(r_level)
-    finally:
-        close_level(f_level)
+    with ForwardEngine(1) as f_level, _ListingEngine(f_level) as engine:
+        r_level = engine
+        # each tangent of shape S becomes the (K=1, *S) batch the forward engine carries
+        boxed = [engine.add_input(Dual(x, xp.reshape(t, (1, *shape_of(t))), f_level))
+                 for x, t in zip(inputs, seeds_in)]
+        result = f(*boxed)
 
     many = isinstance(result, tuple | list)
     outs = [_as_output(o) for o in (result if many else [result])]
@@ -367,7 +359,7 @@ class _ListingEngine(ReverseEngine):
         self.records.append(Row(index=node.index, name=name, op=node.name, args=labels,
                                 params=dict(node.params), shape=shape,
                                 primal=primal, tangent=tangent, adjoint=None,
-                                nbytes=node.nbytes, kept=kept, traced=traced,
+                                nbytes=self.tape.nbytes_of(node), kept=kept, traced=traced,
                                 rule=rule_texts(name, node.name, labels, traced,
                                                 dict(node.params), broadcast)))
 

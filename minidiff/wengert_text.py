@@ -187,9 +187,13 @@ def format_value(x: Any, max_size: int = 6) -> str:
 
 
 def param_text(v: Any) -> str:
-    """A static parameter as text; an index (``getitem``'s) as ``[1:, ..., [0, 0]]``."""
+    """A static parameter as text; an index (``getitem``'s) as ``[1:, ..., [0, 0]]``; a named
+    object (a jitted call's program) by its type and name."""
     items = getattr(v, "items", None)
     if not isinstance(items, tuple):
+        name = getattr(v, "name", None)
+        if isinstance(name, str) and not isinstance(v, type):
+            return f"<{type(v).__name__} {name}>"
         return repr(v)
 
     def one(item: Any) -> str:

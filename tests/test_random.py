@@ -13,7 +13,7 @@ import pytest
 
 import minidiff as md
 from minidiff import random as mr
-from minidiff.core import Box, close_level, open_level
+from minidiff.core import Box, Engine, close_level, open_level
 
 N = 20_000
 EULER_GAMMA = 0.5772156649015329
@@ -410,7 +410,7 @@ def test_score_ledger_is_shared_by_streams_and_reset(backend):
 def test_an_engine_that_samples_receives_the_raw_uniforms_before_any_estimator():
     calls = []
 
-    class SamplingEngine:  # what stochastic triples provide: a sampler of the level's own
+    class SamplingEngine(Engine):  # what stochastic triples provide: a sampler of the level's own
         def sample_discrete(self, dist, u, params):
             calls.append((dist.name, tuple(u.shape), len(params)))
             return "triple"

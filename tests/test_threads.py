@@ -198,8 +198,7 @@ def test_set_backend_sets_the_default_of_new_threads_but_not_of_a_use_backend_bl
 
 
 def test_closing_a_level_of_another_thread_is_refused():
-    class Engine:
-        pass
+    from minidiff.core import Engine
 
     opened = {}
     thread = threading.Thread(target=lambda: opened.update(level=open_level(Engine())))

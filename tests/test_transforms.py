@@ -457,6 +457,33 @@ def test_custom_jvp_gives_zero_tangent_to_constant_arguments(backend, to_array):
     assert_close(md.jacfwd(product, argnums=1)(x, y), np.diag(host(x)))
 
 
+def test_custom_jvp_computes_the_primal_once_under_forward_mode(backend, to_array):
+    """The rule gives value and tangent together: under jvp and jacfwd the function's body
+    does not run besides it (the rule here never calls it), and the rule runs once."""
+    calls = {"body": 0, "rule": 0}
+
+    @md.custom_jvp
+    def f(x):
+        calls["body"] += 1
+        return md.sin(x)
+
+    @f.defjvp
+    def f_jvp(primals, tangents):
+        calls["rule"] += 1
+        (x,), (t,) = primals, tangents
+        return md.sin(x), md.cos(x) * t
+
+    x, v = to_array(X4), to_array(V4)
+    out, tangent = md.jvp(f, (x,), (v,))
+    assert calls == {"body": 0, "rule": 1}
+    assert_close(out, np.sin(X4))
+    assert_close(tangent, np.cos(X4) * V4)
+    assert_close(md.jacfwd(f)(x), np.diag(np.cos(X4)))
+    assert calls == {"body": 0, "rule": 2}
+    assert_close(f(x), np.sin(X4))
+    assert calls == {"body": 1, "rule": 2}
+
+
 def test_custom_vjp_rule_gives_grad_and_vjp(backend, to_array):
     clip_gradient = make_clip_gradient()
     x = to_array(X4)

@@ -46,7 +46,7 @@ def plain_tape_nbytes(f, *args):
         f(*[engine.tape.add_input(md.asarray(a), level) for a in args])
     finally:
         core.close_level(level)
-    return [node.nbytes for node in engine.tape.nodes]
+    return [engine.tape.nbytes_of(node) for node in engine.tape.nodes]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,3 +310,16 @@ def test_levels_are_closed_even_when_f_raises():
         md.wengert(bad, 1.0)
     md.wengert(square3, 2.0)
     assert len(core.active_levels()) == depth
+
+
+def test_a_jitted_call_with_two_outputs_is_a_row_per_output_and_the_adjoints_are_the_gradient():
+    pair = md.jit(lambda x: (md.sin(x), x * 2.0))
+
+    def f(x):
+        a, b = pair(x)
+        return md.sum(a * b)
+
+    x = np.array([0.1, 0.2])
+    tr = md.wengert(f, x)
+    assert [r.op for r in tr.rows] == ["input", "jit", "jit[0]", "jit[1]", "multiply", "sum"]
+    np.testing.assert_allclose(host(tr.rows[0].adjoint), host(md.grad(f)(x)), rtol=1e-12)

@@ -429,7 +429,7 @@ print("exactness: checks passed")
 # checkout and on this site, each link opens the file at that line), and each adds what arrays
 # and real programs need.
 #
-# * `Primitive(name, impl, jvp, vjp)` is [`Primitive`](../../minidiff/core.py#L640). It adds
+# * `Primitive(name, impl, jvp, vjp)` is [`Primitive`](../../minidiff/core.py#L683). It adds
 #   a `save` rule naming the residuals the VJP reads, so the tape keeps only those, and flags
 #   for broadcasting and piecewise-constant ops.
 # * `elementwise(name, impl, partials)` is
@@ -437,28 +437,29 @@ print("exactness: checks passed")
 #   [`multiply`](../../minidiff/ops/elementwise.py#L234). Each partial names what it reads, so
 #   what is kept cannot drift from what is read, and
 #   [`unbroadcast`](../../minidiff/ops/linear.py#L277) sums cotangents over broadcast axes.
-# * `Level`, `open_level` and `LEVELS` are [`Level`](../../minidiff/core.py#L87) and
-#   [`open_level`](../../minidiff/core.py#L135). The stack of levels is per thread (a context
+# * `Level`, `open_level` and `LEVELS` are [`Engine`](../../minidiff/core.py#L92) (the
+#   engine *is* the level: it has the depth, and its `process` handles the primitives) and
+#   [`open_level`](../../minidiff/core.py#L196). The stack of levels is per thread (a context
 #   variable), and the values of a closed level become inert.
-# * `bind` is [`bind`](../../minidiff/core.py#L542). Piecewise-constant ops skip the levels
+# * `bind` is [`bind`](../../minidiff/core.py#L585). Piecewise-constant ops skip the levels
 #   that follow derivatives, and Python numbers and lists of traced values become arrays.
-# * The `Box` operators are [`Box`](../../minidiff/core.py#L254): NumPy's operators and
+# * The `Box` operators are [`Box`](../../minidiff/core.py#L297): NumPy's operators and
 #   methods, and a refusal to become a Python or NumPy number while traced.
 # * `Dual` and `ForwardEngine.process` are [`Dual`](../../minidiff/forward.py#L25) and
-#   [`process`](../../minidiff/forward.py#L52), with a leading axis of K tangent directions,
+#   [`process`](../../minidiff/forward.py#L51), with a leading axis of K tangent directions,
 #   so `jacfwd` gets a whole Jacobian from one pass.
 # * `Node` and `ReverseEngine.process` are [`Node`](../../minidiff/reverse.py#L37) and
-#   [`process`](../../minidiff/reverse.py#L279); other recorders (checkpointing, `md.jit`)
+#   [`process`](../../minidiff/reverse.py#L297); other recorders (checkpointing, `md.jit`)
 #   write nodes of their own.
-# * `backward` is [`_sweep`](../../minidiff/reverse.py#L194), which also frees each node's
+# * `backward` is [`_sweep`](../../minidiff/reverse.py#L185), which also frees each node's
 #   residuals as soon as its rule has run.
-# * `jvp` and `value_and_grad` are [`jvp`](../../minidiff/transforms.py#L277) and
-#   [`value_and_grad`](../../minidiff/transforms.py#L126) (with
-#   [`_record`](../../minidiff/transforms.py#L80)), plus `argnums`, `has_aux` and checks on
+# * `jvp` and `value_and_grad` are [`jvp`](../../minidiff/transforms.py#L291) and
+#   [`value_and_grad`](../../minidiff/transforms.py#L123) (with
+#   [`_record`](../../minidiff/transforms.py#L81)), plus `argnums`, `has_aux` and checks on
 #   what goes in and out; `jacfwd`, `jacrev`, `vjp`, `hessian` and `hvp` are built the same way.
 # * One float in and one float out become pytrees:
 #   [`tree_flatten`](../../minidiff/pytree.py#L157) and
-#   [`input_leaves`](../../minidiff/transform_io.py#L102) take nested tuples, lists and dicts
+#   [`input_leaves`](../../minidiff/transform_io.py#L101) take nested tuples, lists and dicts
 #   of arrays in and out, checked leaf by leaf.
 #
 # The next cell checks the toy against minidiff on the same function, in both modes.
@@ -501,7 +502,7 @@ print("perturbation confusion cured: checks passed")
 # differentiated. `derivative(grad(f))` runs the reverse engine's backward pass on `Dual`s of
 # an outer forward level: a second derivative from one forward pass over one tape. That is how
 # minidiff builds `hessian` ([`jacfwd(grad(f))`](../../minidiff/transforms.py#L383)) and
-# [`hvp`](../../minidiff/transforms.py#L392), the Hessian-vector product
+# [`hvp`](../../minidiff/transforms.py#L398), the Hessian-vector product
 # $\nabla^2 f(x)\,v$ at the cost of a few gradients, without forming the Hessian.
 
 # %%

@@ -28,9 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import backend as _backend
-from ..core import bind, close_level, open_level, raw, shape_of
+from ..core import bind, raw, shape_of
 from ..forward import Dual, ForwardEngine
-from ..ops import add
 from ..reverse import ReverseEngine, Tape, TapeValue
 from .program import Program, Var
 from .simplify import prune
@@ -111,13 +110,10 @@ def evaluate_forward(program: Program, leaves: Sequence[Any], needs: Sequence[bo
     returned level where they have a tangent) and that level, closed."""
     n = len(needs)
     given = iter(leaves[n:])
-    level = open_level(ForwardEngine(k))
-    try:
+    with ForwardEngine(k) as level:
         args = [Dual(p, next(given), level) if need else p
                 for p, need in zip(leaves[:n], needs)]
         return evaluate(program, args), level
-    finally:
-        close_level(level)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,7 +133,6 @@ class VjpParts:
             ones that get a cotangent).
         n_residuals: how many residuals the forward part returns after the values.
         output_types: (shape, dtype) of every output, for zero cotangents.
-        rule: the tape rule of a call node that runs ``backward`` (set by the jitted call).
     """
 
     forward: Program
@@ -145,26 +140,6 @@ class VjpParts:
     differentiable: tuple[int, ...]
     n_residuals: int
     output_types: tuple[tuple[tuple[int, ...], Any], ...]
-    rule: Any = None
-
-
-class _SeededTape(Tape):
-    """A tape whose backward sweep starts from several outputs at once, each with its seed."""
-
-    def backward_seeded(self, seeds: Sequence[tuple[TapeValue, Any]]) -> list[Any]:
-        cotangents: list[Any] = [None] * len(self.nodes)
-        last = -1
-        for out, g in seeds:
-            i = out.node.index
-            cotangents[i] = g if cotangents[i] is None else add(cotangents[i], g)
-            last = max(last, i)
-        saved = self._cotangents, self._on_foreign
-        self._cotangents, self._on_foreign = cotangents, None
-        try:
-            self._sweep(last, cotangents, retain=False)
-        finally:
-            self._cotangents, self._on_foreign = saved
-        return cotangents
 
 
 def vjp_parts(program: Program, needs: tuple[bool, ...], primals: Sequence[Any]) -> VjpParts:
@@ -178,18 +153,14 @@ def vjp_parts(program: Program, needs: tuple[bool, ...], primals: Sequence[Any])
     backend = _backend.get_backend()
 
     def run(engine: TraceEngine, *leaves: Any) -> list[Any]:
-        tape = _SeededTape()
-        reverse = ReverseEngine(tape)
-        level = open_level(reverse)
-        try:
+        tape = Tape()
+        with ReverseEngine(tape) as level:
             inputs = {}
             args = list(leaves)
             for i, need in enumerate(needs):
                 if need:
                     args[i] = inputs[i] = tape.add_input(leaves[i], level)
             outs = evaluate(program, args)
-        finally:
-            close_level(level)
         seeds = []
         for j, o in enumerate(outs):
             if isinstance(o, TapeValue) and o.level is level:
@@ -198,7 +169,7 @@ def vjp_parts(program: Program, needs: tuple[bool, ...], primals: Sequence[Any])
                 seed = engine.new_input(backend.xp.ones(shape_of(value), dtype=value.dtype))
                 seeds.append((o, seed))
         values = [o.value if isinstance(o, TapeValue) and o.level is level else o for o in outs]
-        cotangents = tape.backward_seeded(seeds) if seeds else [None] * len(tape.nodes)
+        cotangents = tape.backward_from(seeds) if seeds else [None] * len(tape.nodes)
         grads = []
         for i in sorted(inputs):
             g = cotangents[inputs[i].node.index]

@@ -28,7 +28,16 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..core import Box, Level, Primitive, TracerConversionError, bind, close_level, open_level
+from ..core import (
+    Box,
+    Engine,
+    Level,
+    Primitive,
+    TracerConversionError,
+    bind,
+    close_level,
+    open_level,
+)
 from ..reverse import copy_array, is_mutable_array, same_values
 from .program import Const, Equation, Program, Var
 
@@ -184,7 +193,7 @@ class Tracer(Box):
         return self.value.__array__(*args, **kwargs)
 
 
-class TraceEngine:
+class TraceEngine(Engine):
     """Records the primitives bound at one tracing level as the equations of a program."""
 
     tracks_jumps = True  # comparisons, sign, floor: their outputs are data the program recomputes
@@ -192,7 +201,6 @@ class TraceEngine:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.level: Level | None = None
         self.inputs: list[Var] = []
         self.equations: list[Equation] = []
         self.finished = False
@@ -202,7 +210,7 @@ class TraceEngine:
     def new_input(self, concrete: Any) -> Tracer:
         var = Var(tuple(getattr(concrete, "shape", ())), concrete.dtype)
         self.inputs.append(var)
-        return Tracer(JitTracedValue(concrete, var, self), self.level)
+        return Tracer(JitTracedValue(concrete, var, self), self)
 
     def process(self, primitive: Primitive, args: tuple, params: dict) -> Any:
         if self.finished:
@@ -227,11 +235,11 @@ class TraceEngine:
         params = {k: v.frozen(self._baked) if hasattr(v, "frozen") else self._baked(v)
                   for k, v in params.items()}  # an index array: baked like a constant
         self.equations.append(Equation(primitive, atoms, params, var))
-        return Tracer(JitTracedValue(out, var, self), self.level)
+        return Tracer(JitTracedValue(out, var, self), self)
 
     def _atom(self, a: Any, op: str) -> tuple[Any, Any]:
         """The program atom for one argument, and its concrete value."""
-        if isinstance(a, Tracer) and a.level is self.level:
+        if isinstance(a, Tracer) and a.level is self:
             return a.var, a.value.concrete
         if isinstance(a, JitTracedValue) and a.engine is self:  # raw() of one of ours
             return a.var, a.concrete
@@ -258,7 +266,7 @@ class TraceEngine:
     def output_atom(self, x: Any) -> tuple[Any, Any]:
         """The program atom and concrete value of one output of the traced function."""
         if isinstance(x, Box | JitTracedValue) and not (
-                (isinstance(x, Tracer) and x.level is self.level)
+                (isinstance(x, Tracer) and x.level is self)
                 or (isinstance(x, JitTracedValue) and x.engine is self)):
             raise _captured_error(self.name, "the function's result", x)
         return self._atom(x, "the result")
@@ -266,7 +274,7 @@ class TraceEngine:
 
 def _captured_error(name: str, op: str, a: Any) -> JitError:
     level = getattr(a, "level", None)
-    engine = type(level.engine).__name__ if level is not None else "another md.jit trace"
+    engine = type(level).__name__ if level is not None else "another md.jit trace"
     return JitError(
         f"md.jit({name}): {op} received a {type(a).__name__} of an enclosing transform "
         f"({engine}) that {name} reads from outside its arguments (a closure, a global, an "

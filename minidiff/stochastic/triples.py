@@ -38,14 +38,13 @@ from .. import backend as _backend
 from ..batching import BatchingError, batch_levels
 from ..core import (
     Box,
+    Engine,
     Level,
     ModeError,
     Primitive,
     active_levels,
     bind,
-    close_level,
     deepest_level,
-    open_level,
     raw,
     shape_of,
 )
@@ -94,14 +93,13 @@ def _primal(x: Any, level: Level) -> Any:
     return x.value if isinstance(x, StochasticTriple) and x.level is level else raw(x)
 
 
-class TripleEngine:
+class TripleEngine(Engine):
     """Processes primitives at one triple level with K directions, and owns the worlds."""
 
     tracks_jumps = True  # piecewise-constant primitives jump between worlds: see them too
 
     def __init__(self, k: int, seed: Any, *, block_seeds: Sequence[Any] | None = None) -> None:
         self.k = k
-        self.level: Level | None = None
         self.current = [0] * k           # id of the alternative world kept, per direction
         self.weight = [0.0] * k          # its weight W (the total rate of all candidates)
         make_rng = _backend.get_backend().make_rng
@@ -117,7 +115,7 @@ class TripleEngine:
 
     def live_alt(self, x: Any) -> Any:
         """``x``'s alternative values in the worlds kept now (None if it has none)."""
-        if not (isinstance(x, StochasticTriple) and x.level is self.level) or x.alt is None:
+        if not (isinstance(x, StochasticTriple) and x.level is self) or x.alt is None:
             return None
         live = [w == c for w, c in zip(x.worlds, self.current)]
         if all(live):
@@ -129,7 +127,7 @@ class TripleEngine:
         return xp.where(mask, x.alt, x.value)
 
     def process(self, primitive: Primitive, args: tuple, params: dict) -> StochasticTriple:
-        level = self.level
+        level = self
         if primitive.differentiable and primitive.jvp is None:
             raise ModeError(f"{primitive.name} has no JVP rule, so stochastic triples "
                             f"(forward mode) cannot differentiate it")
@@ -195,7 +193,7 @@ class TripleEngine:
         is handled); its parameters' tangents propose new jumps, which compete with the world
         kept (pruning).
         """
-        level = self.level
+        level = self
         xp = _backend.get_backend().xp
         values = [_primal(p, level) for p in params]
         x = dist.sample(u, *values)
@@ -233,7 +231,7 @@ def _zeros(shape: tuple) -> Any:
 
 def _triple_level(params: Sequence[Any]) -> Level | None:
     level = deepest_level(*params)
-    return level if level is not None and isinstance(level.engine, TripleEngine) else None
+    return level if level is not None and isinstance(level, TripleEngine) else None
 
 
 def perturbed(*params: Any) -> bool:
@@ -245,7 +243,7 @@ def perturbed(*params: Any) -> bool:
 def sample_perturbed(dist: Any, u: Any, params: Sequence[Any]) -> StochasticTriple:
     """Draw from ``dist`` by inversion of ``u`` at perturbed ``params``: the triple engine of
     their level draws (:meth:`TripleEngine.sample_discrete`)."""
-    return _triple_level(params).engine.sample_discrete(dist, u, params)
+    return _triple_level(params).sample_discrete(dist, u, params)
 
 
 def _align_param(alt: Any, value: Any, batch_rank: int, dist: Any) -> Any:
@@ -322,7 +320,7 @@ def derivative_estimate(f: Callable[[Any], Any], theta: Any, *, seed: Any = None
     output, the same structure holding one such array per leaf, all from the one pass (so
     they share its draws and pruning decisions).
     """
-    if any(isinstance(lv.engine, ReverseEngine) for lv in active_levels()):
+    if any(isinstance(lv, ReverseEngine) for lv in active_levels()):
         raise TypeError(
             "stochastic triples are a forward-mode estimator and cannot run under grad/vjp "
             "(reverse mode); call derivative_estimate outside the reverse-mode transform, or "
@@ -343,15 +341,11 @@ def derivative_estimate(f: Callable[[Any], Any], theta: Any, *, seed: Any = None
     k = 1
     for d in in_shape:
         k *= d
-    engine = TripleEngine(k, seed)
-    level = open_level(engine)
-    try:
+    with TripleEngine(k, seed) as engine:
         seed_tangent = b.xp.reshape(b.xp.eye(k, dtype=b.float_dtype), (k, *in_shape))
-        out = f(StochasticTriple(theta, seed_tangent, None, engine.snapshot(), level))
+        out = f(StochasticTriple(theta, seed_tangent, None, engine.snapshot(), engine))
         leaves, tree = tree_flatten(out)
-        worlds = [_worlds(leaf, engine, level, k) for leaf in leaves]
-    finally:
-        close_level(level)
+        worlds = [_worlds(leaf, engine, engine, k) for leaf in leaves]
     return tree.unflatten([_estimate(value, tangent, alt, engine, k, in_shape)
                            for value, tangent, alt in worlds])
 
