@@ -369,14 +369,10 @@ def batched_derivative_estimate(f: Callable[[Any], Any], theta: Any,
     if len(seeds) != m:
         raise ValueError(f"batched_derivative_estimate: {len(seeds)} seeds for {m} rows")
     k = m * d
-    engine = TripleEngine(k, None, block_seeds=list(seeds))
-    level = open_level(engine)
-    try:
+    with TripleEngine(k, None, block_seeds=list(seeds)) as engine:
         seed_tangent = b.xp.reshape(b.xp.eye(k, dtype=b.float_dtype), (k, m, d))
-        out = f(StochasticTriple(theta, seed_tangent, None, engine.snapshot(), level))
-        value, tangent, alt = _worlds(out, engine, level, k)
-    finally:
-        close_level(level)
+        out = f(StochasticTriple(theta, seed_tangent, None, engine.snapshot(), engine))
+        value, tangent, alt = _worlds(out, engine, engine, k)
     if shape_of(value) != (m,):
         raise ValueError(f"batched_derivative_estimate: f must return shape ({m},), got "
                          f"{shape_of(value)}")
