@@ -117,10 +117,17 @@ def execute(source: Path, *, quick: bool, figures: Path | None = None,
 
 def key_numbers(notebook: Any) -> dict[str, Any]:
     """The ``key numbers: {...}`` line a notebook printed, parsed (JSON). Raises ``ValueError``
-    naming what is wrong when there is none, or more than one."""
-    lines = [line[len(KEY_NUMBERS):] for cell in notebook.cells if cell.cell_type == "code"
-             for out in cell.get("outputs", []) if out.get("output_type") == "stream"
-             for line in out.get("text", "").splitlines() if line.startswith(KEY_NUMBERS)]
+    naming what is wrong when there is none, or more than one.
+
+    A cell's printed text is joined per stream before it is split into lines: the kernel sends
+    stdout in pieces as its flush timer fires, and on a busy machine one ``print`` can arrive
+    as two outputs (``"key numbers:"`` and ``" {...}"``)."""
+    texts = ["".join(out.get("text", "") for out in cell.get("outputs", [])
+                     if out.get("output_type") == "stream" and out.get("name") == stream)
+             for cell in notebook.cells if cell.cell_type == "code"
+             for stream in ("stdout", "stderr")]
+    lines = [line[len(KEY_NUMBERS):] for text in texts for line in text.splitlines()
+             if line.startswith(KEY_NUMBERS)]
     if len(lines) != 1:
         raise ValueError(f"expected one printed line starting {KEY_NUMBERS!r}, found "
                          f"{len(lines)}: each tutorial prints its key numbers once, as JSON")

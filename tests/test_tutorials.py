@@ -78,6 +78,21 @@ def test_tutorial_runs_in_quick_mode_and_its_checks_pass(name):
                           + "; ".join(problems))
 
 
+def test_key_numbers_are_read_when_one_print_arrives_in_two_outputs():
+    """On a busy machine the kernel can flush a print's words as separate stream outputs."""
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    split = [new_output("stream", name="stdout", text="quick mode\nkey numbers:"),
+             new_output("stream", name="stderr", text="a warning\n"),
+             new_output("stream", name="stdout", text=' {"x": [1.5, 2]}\n')]
+    notebook = new_notebook(cells=[new_code_cell("print(...)", outputs=split)])
+    assert build.key_numbers(notebook) == {"x": [1.5, 2]}
+    twice = new_notebook(cells=[new_code_cell("print(...)", outputs=split),
+                                new_code_cell("print(...)", outputs=split[:1] + split[2:])])
+    with pytest.raises(ValueError, match="found 2"):
+        build.key_numbers(twice)
+
+
 @pytest.mark.parametrize("name", TUTORIALS)
 def test_committed_notebook_matches_its_source_and_has_outputs(name):
     import jupytext
