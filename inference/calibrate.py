@@ -140,18 +140,20 @@ def _fingerprints(loss: Callable, prior: Any, family: Any, optimizer: Optimizer,
     return out
 
 
-def run_config(*, w: float, n_samples: int, n_steps: int, gradient: str, mode: str,
-               seed: int, on_nan: str, kl: str, kl_samples: int, baseline: str,
-               patience: int | None, min_delta: float, family: Any, prior: Any,
-               fingerprints: dict[str, str], config: dict | None) -> dict:
-    """The configuration a checkpoint records and a resumed run must match."""
-    return {"calibrate": {"w": w, "n_samples": n_samples, "n_steps": n_steps,
-                          "gradient": gradient, "mode": mode, "seed": seed, "on_nan": on_nan,
-                          "kl": kl, "kl_samples": kl_samples, "baseline": baseline,
-                          "patience": patience, "min_delta": min_delta,
-                          "family": repr(family), "prior": type(prior).__name__,
-                          "dim": family.dim, "backend": md.get_backend().name},
-            "fingerprints": fingerprints, "user": config or {}}
+def run_config(options: RunOptions, *, n_samples: int, n_steps: int, seed: int,
+               family: Any, prior: Any, fingerprints: dict[str, str]) -> dict:
+    """The configuration a checkpoint records and a resumed run must match: what changes the
+    result (not the executor, progress or checkpoint options), the options' ``config``, and
+    the fingerprints."""
+    o = options
+    return {"calibrate": {"w": o.w, "n_samples": n_samples, "n_steps": n_steps,
+                          "gradient": o.gradient, "mode": o.mode, "seed": seed,
+                          "on_nan": o.on_nan, "kl": o.kl, "kl_samples": o.kl_samples,
+                          "baseline": o.baseline, "patience": o.patience,
+                          "min_delta": o.min_delta, "family": repr(family),
+                          "prior": type(prior).__name__, "dim": family.dim,
+                          "backend": md.get_backend().name},
+            "fingerprints": fingerprints, "user": o.config or {}}
 
 
 def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, n_steps: int,
@@ -175,8 +177,8 @@ def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, n_ste
             checkpoint and resume, the history file and the progress bar, each explained
             there.
 
-    The options used to be keyword arguments of ``calibrate``; passing one so raises a
-    TypeError that shows the ``RunOptions(...)`` to write instead.
+    A run option given as a keyword of ``calibrate`` (``w=0.5``) raises a TypeError that shows
+    the ``RunOptions(...)`` to write.
     """
     where = "calibrate"
     if removed:
@@ -212,12 +214,9 @@ def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, n_ste
         full_config = None
         if folder is not None:
             full_config = run_config(
-                w=opts.w, n_samples=n_samples, n_steps=n_steps, gradient=opts.gradient,
-                mode=opts.mode, seed=seed, on_nan=opts.on_nan, kl=opts.kl,
-                kl_samples=opts.kl_samples, baseline=opts.baseline, patience=opts.patience,
-                min_delta=opts.min_delta, family=family, prior=objective.prior,
-                config=opts.config, fingerprints=_fingerprints(loss, objective.prior, family,
-                                                               optimizer, params, seed))
+                opts, n_samples=n_samples, n_steps=n_steps, seed=seed, family=family,
+                prior=objective.prior, fingerprints=_fingerprints(loss, objective.prior, family,
+                                                                  optimizer, params, seed))
             lock = FolderLock(folder, create=not opts.resume).acquire()  # released in finally
             if opts.resume:
                 state = load_checkpoint(folder, full_config)
