@@ -427,6 +427,16 @@ def test_an_old_keyword_call_is_refused_showing_the_run_options_to_write():
         inf.calibrate(*args, n_steps=1, optimizer=inf.adam(0.1), options={"w": 0.5})
 
 
+def test_calibrate_is_short_and_every_run_option_is_documented():
+    import inspect
+
+    from minidiff.inference import run_options
+
+    assert len(inspect.signature(inf.calibrate).parameters) <= 10
+    undocumented = [name for name in RUN_OPTIONS if f"``{name}``" not in run_options.__doc__]
+    assert not undocumented, f"RunOptions fields missing from the module notes: {undocumented}"
+
+
 def test_run_options_are_frozen_and_replaced_one_at_a_time(tmp_path):
     options = inf.RunOptions(w=2, checkpoint=tmp_path)
     assert options.w == 2.0 and isinstance(options.w, float)  # stored as checked
