@@ -1,5 +1,5 @@
 """``RunOptions``: everything about a calibration run beyond its loss, prior, family, steps,
-samples, optimiser and seed, in one frozen dataclass checked when it is built.
+samples, optimiser and seed, in one frozen dataclass checked when it is built::
 
     options = RunOptions(w=0.5, on_nan="skip", checkpoint="runs/sir", patience=50)
     result = calibrate(loss, prior, family, n_steps=500, optimizer=adam(1e-2), seed=3,
