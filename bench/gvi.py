@@ -185,9 +185,10 @@ def part_cont(n_steps: int, lr: float) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # overflow; counted below
             result = inf.calibrate(loss, inf.Normal(md.zeros((4,)), 1.0), tutorial_flow(),
-                                   w=0.001, n_samples=10, n_steps=n_steps, on_nan="skip",
+                                   n_samples=10, n_steps=n_steps,
                                    optimizer=inf.chain(inf.clip_by_global_norm(1.0),
-                                                       inf.adamw(inf.cosine(lr, n_steps))))
+                                                       inf.adamw(inf.cosine(lr, n_steps))),
+                                   options=inf.RunOptions(w=0.001, on_nan="skip"))
     except inf.NonFiniteError as exc:
         print(f"stopped: {exc}")
         return
@@ -232,9 +233,9 @@ def part_rw(w_values: list[float], n_steps: int, t_steps: int) -> None:
                                       ("pathwise", "forward", "pathwise (smoothed)"),
                                       ("score", "auto", "score (leave-one-out)")):
             start = time.perf_counter()
-            result = inf.calibrate(loss, inf.Normal(*prior), inf.DiagonalGaussian(1), w=w,
-                                   n_samples=10, n_steps=n_steps, gradient=gradient, mode=mode,
-                                   optimizer=inf.adam(inf.cosine(0.05, n_steps)))
+            result = inf.calibrate(loss, inf.Normal(*prior), inf.DiagonalGaussian(1), n_samples=10,
+                                   n_steps=n_steps, optimizer=inf.adam(inf.cosine(0.05, n_steps)),
+                                   options=inf.RunOptions(w=w, gradient=gradient, mode=mode))
             seconds = time.perf_counter() - start
             mean = float(result.params["loc"][0])
             sd = math.exp(float(result.params["log_scale"][0]))

@@ -126,12 +126,11 @@ def _gvi(gradient: str) -> Callable[[Task, np.ndarray, int, int], Fit]:
         n_steps = max(1, budget // setup.samples)
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
-            result = inf.calibrate(loss, StandardLogistic(task.dim),
-                                   inf.DiagonalGaussian(task.dim), w=setup.w,
+            result = inf.calibrate(loss, StandardLogistic(task.dim), inf.DiagonalGaussian(task.dim),
                                    n_samples=setup.samples, n_steps=n_steps,
-                                   optimizer=inf.adam(inf.cosine(setup.lr, n_steps)),
-                                   gradient=gradient, seed=seed, on_nan="skip",
-                                   progress=False)
+                                   optimizer=inf.adam(inf.cosine(setup.lr, n_steps)), seed=seed,
+                                   options=inf.RunOptions(w=setup.w, gradient=gradient,
+                                                          on_nan="skip", progress=False))
         x = np.asarray(md.get_backend().to_host(result.sample(N_DRAWS, seed=seed + 1)))
         draws = np.asarray(task.low) + np.subtract(task.high, task.low) / (1 + np.exp(-x))
         return Fit(draws, None, False, counter.count, time.perf_counter() - start)

@@ -76,10 +76,10 @@ def main() -> int:
     start = time.perf_counter()
     with np.errstate(all="ignore"):
         result = inf.calibrate(problem.loss, prior, inf.DiagonalGaussian(4, loc=loc, scale=scale),
-                               w=setup.w, n_samples=setup.samples, n_steps=steps,
-                               optimizer=inf.adam(inf.cosine(setup.lr, steps)),
-                               mode=setup.mode, seed=options.seed, on_nan="skip",
-                               progress=False)
+                               n_samples=setup.samples, n_steps=steps,
+                               optimizer=inf.adam(inf.cosine(setup.lr, steps)), seed=options.seed,
+                               options=inf.RunOptions(w=setup.w, mode=setup.mode, on_nan="skip",
+                                                      progress=False))
     print(f"{steps} steps in {time.perf_counter() - start:.0f} s; {result.nan_summary()}")
     q = problem.natural(result.sample(options.predictive, seed=options.seed + 1))
     p = problem.natural(as_vector(prior).sample(default_rng(options.seed + 2),

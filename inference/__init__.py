@@ -20,6 +20,7 @@ module              what it holds
 ``records``         History, its JSON-lines log, the progress bar, the NaN summary
 ``run_state``       crash-safe checkpoints (atomic, no pickle) and exact resume
 ``plots``           the loss by step, q against the prior, posterior-predictive bands, ranks
+``run_options``     ``RunOptions``: w, estimator, NaN policy, stopping, executor, checkpoint
 ``calibrate``       ``calibrate`` and its result
 ``screening``       the global first stage: prior-predictive screening, q's start
 ``diagnostics``     predictive-band share, the data's share of the loss, the warnings
@@ -84,6 +85,7 @@ from .optimizers import (
 )
 from .pytree import ravel, tree_leaves, tree_map
 from .records import HistoryLog, ProgressBar, nan_summary
+from .run_options import RunOptions
 from .run_state import CheckpointError, RunState, load_checkpoint, save_checkpoint
 from .screening import Screening, screen
 
@@ -94,7 +96,8 @@ __all__ = [
     "FullRankGaussian", "Gamma", "History", "HistoryLog", "Independent", "Inverse", "LogNormal",
     "MultivariateNormalTriL",
     "NonFiniteError", "Normal", "Objective", "Optimizer", "ProcessExecutor", "ProgressBar",
-    "RealNVP", "RunState", "Screening", "SerialExecutor", "Sigmoid", "StepEstimate", "Transformed",
+    "RealNVP", "RunOptions", "RunState", "Screening", "SerialExecutor", "Sigmoid",
+    "StepEstimate", "Transformed",
     "Uniform", "adam", "adamw", "analytic_kl", "apply_updates", "calibrate", "chain",
     "clip_by_global_norm", "constant", "cosine", "coverage", "data_share", "diagnose",
     "energy_distance", "evaluate_sample",

@@ -5,24 +5,29 @@
     result.sample(1000)      # θ ~ q_φ, shape (1000, d)
     result.history.total     # L per step (and .loss, .kl, .dropped, .skipped)
 
-Each step draws n θ_i from q_φ, evaluates ``loss(θ_i, rng)`` on the stream keyed (step, i) of
-the run's seed, estimates ∇_φ L (:mod:`.objective`) and applies one optimiser update
-(:mod:`.optimizers`). The whole run is a deterministic function of ``seed``.
+    # everything else about the run is one RunOptions (:mod:`.run_options`)
+    calibrate(loss, prior, family, n_steps=500, optimizer=adam(1e-2), n_samples=20, seed=1,
+              options=RunOptions(w=0.5, on_nan="skip", checkpoint="runs/a", patience=50))
 
-Where the samples run: ``executor="serial"`` (here), ``"processes"`` or ``"dask"``
+Each step draws ``n_samples`` θ_i from q_φ, evaluates ``loss(θ_i, rng)`` on the stream keyed
+(step, i) of the run's seed, estimates ∇_φ L (:mod:`.objective`) and applies one optimiser
+update (:mod:`.optimizers`). The whole run is a deterministic function of ``seed``.
+
+Where the samples run: ``RunOptions(executor="serial")`` (here), ``"processes"`` or ``"dask"``
 (:mod:`.executors`); the results are bit-identical whichever runs them.
 
-Run state: with ``checkpoint=DIR`` the run writes its whole state every ``checkpoint_every``
-steps and at the end, atomically and without pickle (:mod:`.run_state`), and the history as
-JSON lines (``DIR/history.jsonl``, or ``history_path``) as it goes. ``resume=True`` continues
-from the checkpoint and ends with the params and history an uninterrupted run would have had,
-bit for bit; it refuses a checkpoint of another configuration. The configuration is
-calibrate's own arguments (not the executor, progress or checkpoint settings, which do not
-change the result), the caller's ``config`` (a JSON-able description of what calibrate
-cannot see: the model, the data, the optimiser's settings), and fingerprints that catch a
-changed prior, family, optimiser or loss anyway: the prior's log density at fixed points, the
-family's initial params, the optimiser's first updates of a fixed gradient, and the loss at one
-fixed draw.
+Run state: with ``RunOptions(checkpoint=DIR)`` the run writes its whole state every
+``checkpoint_every`` steps and at the end, atomically and without pickle (:mod:`.run_state`),
+and the history as JSON lines (``DIR/history.jsonl``, or ``history_path``) as it goes.
+``resume=True`` continues from the checkpoint and ends with the params and history an
+uninterrupted run would have had, bit for bit; it refuses a checkpoint of another
+configuration. The configuration is what changes the result (the steps, samples, seed and the
+options of the objective, NaN policy and stopping; not the executor, progress or checkpoint
+settings), the option ``config`` (a JSON-able description of what calibrate cannot see: the
+model, the data, the optimiser's settings), and fingerprints that catch a changed prior,
+family, optimiser or loss anyway: the prior's log density at fixed points, the family's
+initial params, the optimiser's first updates of a fixed gradient, and the loss at one fixed
+draw.
 
 Progress: ``progress=True`` shows a tqdm bar (the ``progress`` extra) with the step, loss, KL,
 total and best total; None (the default) shows it when tqdm is installed and standard error is
@@ -41,7 +46,7 @@ import hashlib
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +54,13 @@ import minidiff as md
 from minidiff.random import default_rng
 
 from . import settings
-from .executors import CONNECT_TIMEOUT, Executor, make_executor
-from .objective import NonFiniteError, Objective, StepEstimate
+from .executors import Executor, make_executor
+from .objective import NonFiniteError, Objective
 from .optimizers import Optimizer, apply_updates
 from .pytree import tree_leaves, tree_map
 from .records import History, HistoryLog, ProgressBar, nan_summary
 from .run_lock import FolderLock
+from .run_options import RunOptions
 from .run_state import (
     HISTORY_LOG,
     RunState,
@@ -63,7 +69,7 @@ from .run_state import (
     save_checkpoint,
 )
 
-__all__ = ["calibrate", "CalibrationResult", "History", "run_config"]
+__all__ = ["calibrate", "CalibrationResult", "History", "RunOptions", "run_config"]
 
 
 @dataclass
@@ -134,33 +140,25 @@ def _fingerprints(loss: Callable, prior: Any, family: Any, optimizer: Optimizer,
     return out
 
 
-def run_config(*, w: float, n_samples: int, n_steps: int, gradient: str, mode: str,
-               seed: int, on_nan: str, kl: str, kl_samples: int, baseline: str,
-               patience: int | None, min_delta: float, family: Any, prior: Any,
-               fingerprints: dict[str, str], config: dict | None) -> dict:
-    """The configuration a checkpoint records and a resumed run must match."""
-    return {"calibrate": {"w": w, "n_samples": n_samples, "n_steps": n_steps,
-                          "gradient": gradient, "mode": mode, "seed": seed, "on_nan": on_nan,
-                          "kl": kl, "kl_samples": kl_samples, "baseline": baseline,
-                          "patience": patience, "min_delta": min_delta,
-                          "family": repr(family), "prior": type(prior).__name__,
-                          "dim": family.dim, "backend": md.get_backend().name},
-            "fingerprints": fingerprints, "user": config or {}}
+def run_config(options: RunOptions, *, n_samples: int, n_steps: int, seed: int,
+               family: Any, prior: Any, fingerprints: dict[str, str]) -> dict:
+    """The configuration a checkpoint records and a resumed run must match: what changes the
+    result (not the executor, progress or checkpoint options), the options' ``config``, and
+    the fingerprints."""
+    o = options
+    return {"calibrate": {"w": o.w, "n_samples": n_samples, "n_steps": n_steps,
+                          "gradient": o.gradient, "mode": o.mode, "seed": seed,
+                          "on_nan": o.on_nan, "kl": o.kl, "kl_samples": o.kl_samples,
+                          "baseline": o.baseline, "patience": o.patience,
+                          "min_delta": o.min_delta, "family": repr(family),
+                          "prior": type(prior).__name__, "dim": family.dim,
+                          "backend": md.get_backend().name},
+            "fingerprints": fingerprints, "user": o.config or {}}
 
 
-def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, w: float = 1.0,
-              n_samples: int = 10, n_steps: int, optimizer: Optimizer,
-              gradient: str = "pathwise", mode: str = "auto", seed: int = 0,
-              on_nan: str = "raise", init: Any = None, kl: str = "auto",
-              kl_samples: int = 100, baseline: str = "loo", patience: int | None = None,
-              min_delta: float = 0.0,
-              callback: Callable[[int, StepEstimate, Any], None] | None = None,
-              executor: str | Executor = "serial", workers: int | None = None,
-              scheduler: str | None = None, connect_timeout: float = CONNECT_TIMEOUT,
-              checkpoint: str | Path | None = None,
-              checkpoint_every: int = 10, resume: bool = False, config: dict | None = None,
-              history_path: str | Path | None = None, progress: bool | None = None,
-              ) -> CalibrationResult:
+def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, n_steps: int,
+              optimizer: Optimizer, n_samples: int = 10, seed: int = 0,
+              options: RunOptions | None = None, **removed: Any) -> CalibrationResult:
     """Minimise L(φ) = E_{θ~q_φ}[ℓ(θ)] + w·KL(q_φ‖π) over the family's parameters φ.
 
     Args:
@@ -170,36 +168,25 @@ def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, w: fl
         prior: π over the same θ, a vector distribution (:mod:`.distributions`; a scalar one
             is taken as ``Independent(prior)``).
         family: the variational family (:mod:`.families`, :mod:`.flows`, :mod:`.beta_family`).
-        w: the weight of the KL (w = 1 with ℓ the negative log-likelihood is Bayes' rule).
-        n_samples: θ draws per step.
         n_steps: the most steps to take.
         optimizer: an :class:`~.optimizers.Optimizer` (``adam(1e-2)``, ``chain(...)``).
-        gradient: ``"pathwise"`` or ``"score"`` (:mod:`.objective`).
-        mode: ``"auto"``, ``"forward"`` (mixed mode), ``"reverse"`` or ``"triples"``.
+        n_samples: θ draws per step.
         seed: the run's seed; the run is a deterministic function of it.
-        on_nan: ``"raise"`` (default) or ``"skip"`` (drop non-finite samples, counted in the
-            history; skip steps whose KL or gradient is non-finite; a RuntimeWarning at the
-            end says how many and at which steps).
-        init: starting params (default ``family.init(seed)``).
-        kl: ``"auto"``, ``"analytic"`` or ``"mc"`` (:func:`.divergence.kl_divergence`).
-        kl_samples: draws for a Monte Carlo KL.
-        baseline: ``"loo"`` (leave-one-out) or ``"none"``, for ``gradient="score"``.
-        patience, min_delta: early stopping (see the module notes); None never stops early.
-        callback: called as ``callback(step, estimate, params)`` after each update.
-        executor: ``"serial"``, ``"processes"``, ``"dask"`` or an :class:`~.executors.Executor`
-            (one given as an object is not closed here); ``workers``, ``scheduler`` (a Dask
-            scheduler's address) and ``connect_timeout`` (seconds to wait for that scheduler)
-            configure one given by name.
-        checkpoint: a folder for the run state (see the module notes); None keeps none.
-        checkpoint_every: write the state every this many steps (and at the end).
-        resume: continue from the checkpoint in ``checkpoint``.
-        config: a JSON-able description of the run's inputs, recorded in the checkpoint and
-            compared on resume.
-        history_path: where to write the history as JSON lines (default
-            ``checkpoint/history.jsonl`` with a checkpoint, else nowhere).
-        progress: show a progress bar: True, False, or None (when on a terminal).
+        options: a :class:`~.run_options.RunOptions` (default ``RunOptions()``): the KL's
+            weight w, the estimator, the NaN policy, early stopping, the executor, the
+            checkpoint and resume, the history file and the progress bar, each explained
+            there.
+
+    A run option given as a keyword of ``calibrate`` (``w=0.5``) raises a TypeError that shows
+    the ``RunOptions(...)`` to write.
     """
     where = "calibrate"
+    if removed:
+        _refuse_removed(removed)
+    opts = RunOptions() if options is None else options
+    if not isinstance(opts, RunOptions):
+        raise TypeError(f"calibrate: options must be a RunOptions(...), got "
+                        f"{type(opts).__name__}")
     if not callable(loss):
         raise TypeError(f"calibrate: loss must be a function loss(theta, rng), got "
                         f"{type(loss).__name__}")
@@ -207,51 +194,38 @@ def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, w: fl
         raise TypeError(f"calibrate: optimizer must be an Optimizer (adam(1e-2), "
                         f"chain(...)), got {type(optimizer).__name__}")
     n_steps = settings.count(where, "n_steps", n_steps)
-    w = settings.real(where, "w (the weight of the KL)", w, 0.0)
     settings.count(where, "n_samples", n_samples)
-    settings.count(where, "kl_samples", kl_samples)
     settings.count(where, "seed", seed, 0)
-    min_delta = settings.real(where, "min_delta", min_delta, 0.0)
-    if patience is not None:
-        settings.count(where, "patience", patience)
-    settings.count(where, "checkpoint_every", checkpoint_every)
-    config = settings.json_config(where, config)
-    if resume and checkpoint is None:
-        raise ValueError("calibrate: resume=True needs checkpoint=DIR, the folder to resume "
-                         "from")
-    runner = make_executor(executor, workers=workers, scheduler=scheduler,
-                           connect_timeout=connect_timeout)
-    owned = not isinstance(executor, Executor)
+    runner = make_executor(opts.executor, workers=opts.workers, scheduler=opts.scheduler,
+                           connect_timeout=opts.connect_timeout)
+    owned = not isinstance(opts.executor, Executor)
     lock = None
     try:
-        objective = Objective(loss, prior, family, w=w, n_samples=n_samples, gradient=gradient,
-                              mode=mode, seed=seed, kl=kl, kl_samples=kl_samples,
-                              baseline=baseline, on_nan=on_nan,
-                              executor=runner)
-        params = family.init(seed) if init is None else _copy(init)
+        objective = Objective(loss, prior, family, w=opts.w, n_samples=n_samples,
+                              gradient=opts.gradient, mode=opts.mode, seed=seed, kl=opts.kl,
+                              kl_samples=opts.kl_samples, baseline=opts.baseline,
+                              on_nan=opts.on_nan, executor=runner)
+        params = family.init(seed) if opts.init is None else _copy(opts.init)
         settings.support(where, objective.prior, family, params, seed)
         state = RunState(step=0, params=params, optimizer_state=optimizer.init(params),
                          best_params=_copy(params), best_total=math.inf, best_step=-1,
                          since_best=0, stopped_early=False, history=History())
-        folder = None if checkpoint is None else Path(checkpoint)
+        folder = None if opts.checkpoint is None else Path(opts.checkpoint)
         full_config = None
         if folder is not None:
             full_config = run_config(
-                w=w, n_samples=n_samples, n_steps=n_steps, gradient=gradient, mode=mode,
-                seed=seed, on_nan=on_nan, kl=kl, kl_samples=kl_samples, baseline=baseline,
-                patience=patience, min_delta=min_delta, family=family, prior=objective.prior,
-                config=config, fingerprints=_fingerprints(loss, objective.prior, family,
-                                                          optimizer, params, seed))
-            lock = FolderLock(folder, create=not resume).acquire()  # released in finally
-            if resume:
+                opts, n_samples=n_samples, n_steps=n_steps, seed=seed, family=family,
+                prior=objective.prior, fingerprints=_fingerprints(loss, objective.prior, family,
+                                                                  optimizer, params, seed))
+            lock = FolderLock(folder, create=not opts.resume).acquire()  # released in finally
+            if opts.resume:
                 state = load_checkpoint(folder, full_config)
             else:
                 prepare_folder(folder)
-        resumed_from = state.step if resume else None
-        log_path = history_path if history_path is not None else (
+        resumed_from = state.step if opts.resume else None
+        log_path = opts.history_path if opts.history_path is not None else (
             None if folder is None else folder / HISTORY_LOG)
-        _run(objective, optimizer, state, n_steps, min_delta, patience, callback, folder,
-             checkpoint_every, full_config, log_path, progress)
+        _run(objective, optimizer, state, n_steps, opts, folder, full_config, log_path)
     finally:
         if lock is not None:
             lock.release()
@@ -278,13 +252,27 @@ def calibrate(loss: Callable[[Any, Any], Any], prior: Any, family: Any, *, w: fl
                              seed=seed, resumed_from=resumed_from, n_samples=n_samples)
 
 
+def _refuse_removed(removed: dict[str, Any]) -> None:
+    """A TypeError for keywords calibrate no longer takes, showing the RunOptions to write."""
+    known = {f.name for f in fields(RunOptions)}
+    unknown = sorted(set(removed) - known)
+    if unknown:
+        raise TypeError(f"calibrate() got unexpected keyword argument(s) {', '.join(unknown)}; "
+                        f"it takes n_steps, optimizer, n_samples, seed and options="
+                        f"RunOptions(...)")
+    written = ", ".join(f"{k}={v!r}" for k, v in removed.items())
+    what = "is a run option" if len(removed) == 1 else "are run options"
+    raise TypeError(f"calibrate: {', '.join(removed)} {what}: pass options=RunOptions("
+                    f"{written}) (minidiff.inference.RunOptions)")
+
+
 def _run(objective: Objective, optimizer: Optimizer, state: RunState, n_steps: int,
-         min_delta: float, patience: int | None, callback: Callable | None,
-         folder: Path | None, every: int, config: dict | None,
-         log_path: str | Path | None, progress: bool | None) -> None:
+         opts: RunOptions, folder: Path | None, config: dict | None,
+         log_path: str | Path | None) -> None:
     """The loop: one step at a time from ``state.step``, updating ``state`` in place."""
     log = None if log_path is None else HistoryLog(log_path)
-    bar = ProgressBar(n_steps, progress, initial=state.step)
+    bar = ProgressBar(n_steps, opts.progress, initial=state.step)
+    min_delta, patience, callback = opts.min_delta, opts.patience, opts.callback
     saved = state.step if folder is not None and state.step > 0 else None
     try:
         if log is not None:
@@ -311,7 +299,7 @@ def _run(objective: Objective, optimizer: Optimizer, state: RunState, n_steps: i
             if log is not None:
                 log.append(state.history, step)
             bar.update(step, est, state.best_total)
-            if folder is not None and state.step % every == 0:
+            if folder is not None and state.step % opts.checkpoint_every == 0:
                 save_checkpoint(folder, state, config)
                 saved = state.step
         if folder is not None and saved != state.step:

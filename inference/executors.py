@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = ["Executor", "SerialExecutor", "ProcessExecutor", "DaskExecutor", "make_executor",
-           "EXECUTORS", "CONNECT_TIMEOUT"]
+           "check_executor_settings", "EXECUTORS", "CONNECT_TIMEOUT"]
 
 EXECUTORS = ("serial", "processes", "dask")
 CONNECT_TIMEOUT = 10.0  # seconds to wait for a Dask scheduler at a given address
@@ -245,24 +245,35 @@ def _check_workers(workers: Any) -> int | None:
     return workers
 
 
+def check_executor_settings(executor: str | Executor, *, workers: int | None = None,
+                            scheduler: str | None = None,
+                            connect_timeout: float = CONNECT_TIMEOUT) -> None:
+    """Refuse settings :func:`make_executor` cannot honour, before anything starts: an unknown
+    name, a scheduler address for another executor than Dask, workers for the serial one."""
+    _check_timeout(connect_timeout)
+    if isinstance(executor, Executor):
+        return
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {EXECUTORS} or an Executor, got "
+                         f"{executor!r}")
+    if scheduler is not None and executor != "dask":
+        raise ValueError(f"a scheduler address is for executor='dask', not {executor!r}")
+    if executor == "serial" and workers not in (None, 1):
+        raise ValueError(f"executor='serial' runs in this process, with no workers; workers="
+                         f"{workers!r} needs executor='processes' or 'dask'")
+
+
 def make_executor(executor: str | Executor = "serial", *, workers: int | None = None,
                   scheduler: str | None = None,
                   connect_timeout: float = CONNECT_TIMEOUT) -> Executor:
     """An :class:`Executor` from its name (``"serial"``, ``"processes"``, ``"dask"``); an
     Executor passes through. ``workers`` sizes the pool or the ``LocalCluster``; ``scheduler``
     is a Dask scheduler's address, waited for at most ``connect_timeout`` seconds."""
-    _check_timeout(connect_timeout)
+    check_executor_settings(executor, workers=workers, scheduler=scheduler,
+                            connect_timeout=connect_timeout)
     if isinstance(executor, Executor):
         return executor
-    if executor not in EXECUTORS:
-        raise ValueError(f"executor must be one of {EXECUTORS} or an Executor, got "
-                         f"{executor!r}")
-    if scheduler is not None and executor != "dask":
-        raise ValueError(f"a scheduler address is for executor='dask', not {executor!r}")
     if executor == "serial":
-        if workers not in (None, 1):
-            raise ValueError(f"executor='serial' runs in this process, with no workers; workers="
-                             f"{workers!r} needs executor='processes' or 'dask'")
         return SerialExecutor()
     if executor == "processes":
         return ProcessExecutor(workers)

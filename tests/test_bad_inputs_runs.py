@@ -12,6 +12,7 @@ never moves. Cases where arrays are involved run on NumPy and array_api_strict (
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -131,9 +132,11 @@ def test_calibrate_refuses_a_folder_another_calibrate_holds(tmp_path):
     args = (square, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1))
     with FolderLock(tmp_path):
         with pytest.raises(FolderInUseError, match="in use by another run"):
-            inf.calibrate(*args, n_steps=2, optimizer=inf.adam(0.1), checkpoint=tmp_path)
+            inf.calibrate(*args, n_steps=2, optimizer=inf.adam(0.1),
+                          options=inf.RunOptions(checkpoint=tmp_path))
     assert not (tmp_path / "manifest.json").exists()  # nothing was written
-    inf.calibrate(*args, n_steps=2, optimizer=inf.adam(0.1), checkpoint=tmp_path)
+    inf.calibrate(*args, n_steps=2, optimizer=inf.adam(0.1),
+                  options=inf.RunOptions(checkpoint=tmp_path))
     assert (tmp_path / "manifest.json").exists()
 
 
@@ -142,8 +145,8 @@ def test_a_run_that_raises_releases_its_folder(tmp_path):
         raise RuntimeError("the simulator broke")
 
     with pytest.raises(RuntimeError, match="the simulator broke"):
-        inf.calibrate(broken, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1), n_steps=3,
-                      n_samples=1, optimizer=inf.adam(0.1), checkpoint=tmp_path)
+        inf.calibrate(broken, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1), n_steps=3, n_samples=1,
+                      optimizer=inf.adam(0.1), options=inf.RunOptions(checkpoint=tmp_path))
     assert (tmp_path / "run.lock").exists()  # it was taken ...
     with FolderLock(tmp_path) as again:       # ... and released
         assert again.held
@@ -159,12 +162,13 @@ def test_a_lock_whose_details_are_unreadable_still_refuses_and_says_so(tmp_path)
 def test_resume_into_a_missing_folder_names_it_and_a_file_is_not_a_folder(tmp_path):
     args = (square, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1))
     with pytest.raises(inf.CheckpointError, match="there is no checkpoint folder"):
-        inf.calibrate(*args, n_steps=2, optimizer=inf.adam(0.1), checkpoint=tmp_path / "x",
-                      resume=True)
+        inf.calibrate(*args, n_steps=2, optimizer=inf.adam(0.1),
+                      options=inf.RunOptions(checkpoint=tmp_path / "x", resume=True))
     assert not (tmp_path / "x").exists()  # resume creates nothing
     (tmp_path / "f").write_text("")
     with pytest.raises(inf.CheckpointError, match="exists and is not a folder"):
-        inf.calibrate(*args, n_steps=2, optimizer=inf.adam(0.1), checkpoint=tmp_path / "f")
+        inf.calibrate(*args, n_steps=2, optimizer=inf.adam(0.1),
+                      options=inf.RunOptions(checkpoint=tmp_path / "f"))
 
 
 @pytest.mark.parametrize("edit, says", [
@@ -174,24 +178,24 @@ def test_resume_into_a_missing_folder_names_it_and_a_file_is_not_a_folder(tmp_pa
 ], ids=["step-string", "step-negative", "files-malformed"])
 def test_an_edited_manifest_is_a_checkpoint_error_not_a_crash(tmp_path, edit, says):
     args = (square, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1))
-    kw = dict(n_steps=2, optimizer=inf.adam(0.1), checkpoint=tmp_path)
-    inf.calibrate(*args, **kw)
+    kw = dict(n_steps=2, optimizer=inf.adam(0.1))
+    inf.calibrate(*args, **kw, options=inf.RunOptions(checkpoint=tmp_path))
     path = tmp_path / "manifest.json"
     manifest = json.loads(path.read_text())
     edit(manifest)
     path.write_text(json.dumps(manifest))
     with pytest.raises(inf.CheckpointError, match=says):
-        inf.calibrate(*args, **kw, resume=True)
+        inf.calibrate(*args, **kw, options=inf.RunOptions(checkpoint=tmp_path, resume=True))
 
 
 def test_a_manifest_with_a_byte_order_mark_is_refused_as_edited(tmp_path):
     args = (square, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1))
-    kw = dict(n_steps=2, optimizer=inf.adam(0.1), checkpoint=tmp_path)
-    inf.calibrate(*args, **kw)
+    kw = dict(n_steps=2, optimizer=inf.adam(0.1))
+    inf.calibrate(*args, **kw, options=inf.RunOptions(checkpoint=tmp_path))
     path = tmp_path / "manifest.json"
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     with pytest.raises(inf.CheckpointError, match="is not valid JSON"):
-        inf.calibrate(*args, **kw, resume=True)
+        inf.calibrate(*args, **kw, options=inf.RunOptions(checkpoint=tmp_path, resume=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,6 +333,9 @@ def test_make_executor_refuses_a_bad_connect_timeout():
 # ---------------------------------------------------------------------------------------------
 
 
+RUN_OPTIONS = {f.name for f in dataclasses.fields(inf.RunOptions)}
+
+
 def calls_counted():
     calls = []
 
@@ -372,20 +379,84 @@ def calls_counted():
         "config-circular"])
 def test_bad_calibrate_settings_are_refused_before_any_step(backend, kwargs, error, says):
     loss, calls = calls_counted()
-    settings = {"n_steps": 2, "optimizer": inf.adam(0.1), **kwargs}
+    options = {k: v for k, v in kwargs.items() if k in RUN_OPTIONS}
+    settings = {"n_steps": 2, "optimizer": inf.adam(0.1),
+                **{k: v for k, v in kwargs.items() if k not in RUN_OPTIONS}}
     with pytest.raises(error, match=says):
-        inf.calibrate(loss, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1), **settings)
+        inf.calibrate(loss, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1), **settings,
+                      options=inf.RunOptions(**options))
     assert calls == []  # refused at the call: the loss never ran
+
+
+@pytest.mark.parametrize("options, error, says", [
+    ({"gradient": "magic"}, ValueError, r"RunOptions: gradient must be one of \('pathwise', "
+     r"'score'\), got 'magic'"),
+    ({"kl": "exact"}, ValueError, r"RunOptions: kl must be one of \('auto', 'analytic', 'mc'\)"),
+    ({"baseline": None}, ValueError, r"RunOptions: baseline must be one of \('loo', 'none'\)"),
+    ({"executor": "threads"}, ValueError, r"executor must be one of \('serial', 'processes', "
+     r"'dask'\) or an Executor, got 'threads'"),
+    ({"workers": 4}, ValueError, r"executor='serial' runs in this process.*workers=4 needs "
+     r"executor='processes' or 'dask'"),
+    ({"workers": 0, "executor": "processes"}, ValueError, "workers must be an integer ≥ 1"),
+    ({"scheduler": "tcp://h:1"}, ValueError, "a scheduler address is for executor='dask'"),
+    ({"connect_timeout": 0.0}, ValueError, "connect_timeout must be a finite number of "
+     "seconds > 0"),
+    ({"resume": True}, ValueError, "RunOptions: resume=True needs checkpoint=DIR"),
+    ({"resume": "yes"}, TypeError, "RunOptions: resume must be True or False, got 'yes'"),
+    ({"checkpoint": 3}, TypeError, r"RunOptions: checkpoint must be a folder or file path"),
+    ({"history_path": ["a"]}, TypeError, r"RunOptions: history_path must be"),
+    ({"progress": "auto"}, TypeError, r"RunOptions: progress must be True, False or None"),
+    ({"callback": 1}, TypeError, r"RunOptions: callback must be a function callback\(step"),
+], ids=["gradient", "kl", "baseline", "executor", "serial-workers", "workers-0",
+        "scheduler-without-dask", "connect-timeout-0", "resume-no-folder", "resume-str",
+        "checkpoint-int", "history-path-list", "progress-str", "callback-int"])
+def test_bad_run_options_are_refused_where_they_are_written(options, error, says):
+    with pytest.raises(error, match=says):
+        inf.RunOptions(**options)
+
+
+def test_an_old_keyword_call_is_refused_showing_the_run_options_to_write():
+    args = (square, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1))
+    with pytest.raises(TypeError, match=r"calibrate: w, on_nan are run options: pass "
+                       r"options=RunOptions\(w=0.5, on_nan='skip'\)"):
+        inf.calibrate(*args, n_steps=1, optimizer=inf.adam(0.1), w=0.5, on_nan="skip")
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) n_stepz; it takes "
+                       r"n_steps, optimizer, n_samples, seed and options=RunOptions"):
+        inf.calibrate(*args, n_stepz=1, n_steps=1, optimizer=inf.adam(0.1))
+    with pytest.raises(TypeError, match="options must be a RunOptions"):
+        inf.calibrate(*args, n_steps=1, optimizer=inf.adam(0.1), options={"w": 0.5})
+
+
+def test_calibrate_is_short_and_every_run_option_is_documented():
+    import inspect
+
+    from minidiff.inference import run_options
+
+    assert len(inspect.signature(inf.calibrate).parameters) <= 10
+    undocumented = [name for name in RUN_OPTIONS if f"``{name}``" not in run_options.__doc__]
+    assert not undocumented, f"RunOptions fields missing from the module notes: {undocumented}"
+
+
+def test_run_options_are_frozen_and_replaced_one_at_a_time(tmp_path):
+    options = inf.RunOptions(w=2, checkpoint=tmp_path)
+    assert options.w == 2.0 and isinstance(options.w, float)  # stored as checked
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.w = 1.0
+    resumed = dataclasses.replace(options, resume=True)
+    assert resumed.resume and resumed.checkpoint == tmp_path and not options.resume
+    with pytest.raises(ValueError, match="resume=True needs checkpoint=DIR"):
+        dataclasses.replace(options, checkpoint=None, resume=True)  # checked again
 
 
 def test_a_json_config_is_accepted_with_tuples_and_non_finite_floats(backend, tmp_path):
     config = {"grid": (1, 2.5), "bound": math.inf, "name": "x", "flag": None, "ok": True}
     result = inf.calibrate(square, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1), n_steps=2,
-                           optimizer=inf.adam(0.1), config=config, checkpoint=tmp_path)
+                           optimizer=inf.adam(0.1),
+                           options=inf.RunOptions(config=config, checkpoint=tmp_path))
     assert len(result.history) == 2
     again = inf.calibrate(square, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1), n_steps=2,
-                          optimizer=inf.adam(0.1), config=config, checkpoint=tmp_path,
-                          resume=True)
+                          optimizer=inf.adam(0.1),
+                          options=inf.RunOptions(config=config, checkpoint=tmp_path, resume=True))
     assert again.resumed_from == 2
 
 
@@ -446,7 +517,8 @@ def test_a_cosine_schedule_ends_at_its_final_rate():
 @pytest.mark.filterwarnings("ignore:invalid value")  # the logit of draws outside (0, 1)
 def test_a_prior_narrower_than_the_family_is_refused_at_the_call(backend, prior, family, says):
     loss, calls = calls_counted()
-    run = dict(n_steps=1, n_samples=2, optimizer=inf.adam(0.01), on_nan="skip")
+    run = dict(n_steps=1, n_samples=2, optimizer=inf.adam(0.01),
+               options=inf.RunOptions(on_nan="skip"))
     if says is None:
         assert len(inf.calibrate(loss, prior(), family(), **run).history) == 1
         return
@@ -471,7 +543,8 @@ def test_skip_never_succeeds_having_skipped_every_step(backend, mode, says):
 
     with pytest.raises(inf.NonFiniteError, match=says):
         inf.calibrate(nan_gradient, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1), n_steps=4,
-                      n_samples=2, optimizer=inf.adam(0.1), mode=mode, on_nan="skip")
+                      n_samples=2, optimizer=inf.adam(0.1),
+                      options=inf.RunOptions(mode=mode, on_nan="skip"))
 
 
 @pytest.mark.parametrize("R, says", [

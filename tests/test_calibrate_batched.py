@@ -69,11 +69,12 @@ def test_a_batched_chunk_equals_the_loop_over_its_samples(make_loss, dim, how):
 
 def run(monkeypatch, batched, **kwargs):
     monkeypatch.setattr(objective.Objective, "batched", batched)
-    defaults = dict(w=0.1, n_samples=4, n_steps=4, seed=5, optimizer=inf.adam(0.1))
+    options = inf.RunOptions(**{"w": 0.1, **kwargs})
     with warnings.catch_warnings():
         warnings.simplefilter("error", objective.BatchFallbackWarning)  # batched means batched
         return inf.calibrate(walk_loss(), inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1),
-                             **{**defaults, **kwargs})
+                             n_samples=4, n_steps=4, seed=5, optimizer=inf.adam(0.1),
+                             options=options)
 
 
 def assert_same_history(a, b):

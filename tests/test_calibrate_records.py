@@ -30,7 +30,7 @@ def nll_loss(bad=()):
 def fit(steps=6, **kwargs):
     return inf.calibrate(kwargs.pop("loss", nll_loss()), inf.Normal(0.0, 2.0),
                          inf.DiagonalGaussian(1), n_samples=4, n_steps=steps,
-                         optimizer=inf.adam(0.05), **kwargs)
+                         optimizer=inf.adam(0.05), options=inf.RunOptions(**kwargs))
 
 
 def test_the_progress_bar_shows_step_loss_kl_total_and_best(capsys):

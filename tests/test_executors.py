@@ -34,9 +34,10 @@ def walk_problem():
 
 def run(executor, gradient="pathwise", mode="forward", steps=3):
     loss, prior = walk_problem()
-    return inf.calibrate(loss, prior, inf.DiagonalGaussian(1), w=0.1, n_samples=4,
-                         n_steps=steps, gradient=gradient, mode=mode, seed=5,
-                         optimizer=inf.adam(0.1), executor=executor)
+    return inf.calibrate(loss, prior, inf.DiagonalGaussian(1), n_samples=4, n_steps=steps, seed=5,
+                         optimizer=inf.adam(0.1),
+                         options=inf.RunOptions(w=0.1, gradient=gradient, mode=mode,
+                                                executor=executor))
 
 
 def fingerprint(result):

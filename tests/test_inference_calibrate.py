@@ -35,9 +35,9 @@ def normal_posterior(w):
 def fit_normal(w=1.0, gradient="pathwise", mode="auto", steps=400, seed=0):
     nll = inf.gaussian_nll(md.asarray(Y))
     return inf.calibrate(lambda theta, rng: nll(theta[0]), inf.Normal(0.0, PRIOR_SD),
-                         inf.DiagonalGaussian(1), w=w, n_samples=10, n_steps=steps,
-                         optimizer=inf.adam(inf.cosine(0.05, steps)), gradient=gradient,
-                         mode=mode, seed=seed)
+                         inf.DiagonalGaussian(1), n_samples=10, n_steps=steps,
+                         optimizer=inf.adam(inf.cosine(0.05, steps)), seed=seed,
+                         options=inf.RunOptions(w=w, gradient=gradient, mode=mode))
 
 
 def fitted_gaussian(result):
@@ -213,7 +213,8 @@ def test_triples_give_an_unbiased_gradient_where_the_smoothed_estimator_is_biase
 def test_triples_mode_runs_calibrate():
     loss = noisy_walk_loss(observed_increments(), n_steps=10)
     result = inf.calibrate(loss, inf.Normal(md.zeros((2,)), 1.0), inf.DiagonalGaussian(2),
-                           n_samples=3, n_steps=3, optimizer=inf.adam(0.01), mode="triples")
+                           n_samples=3, n_steps=3, optimizer=inf.adam(0.01),
+                           options=inf.RunOptions(mode="triples"))
     assert len(result.history.total) == 3 and np.all(np.isfinite(result.history.total))
 
 
@@ -233,15 +234,16 @@ def test_a_non_finite_loss_raises_naming_the_step_sample_and_theta():
         with pytest.raises(inf.NonFiniteError, match=r"step 0, sample \d+: the loss is not "
                            r"finite \(nan\) at θ = \[[0-9.e-]+\]") as info:
             inf.calibrate(nan_when_positive, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1),
-                          n_samples=8, n_steps=2, optimizer=inf.adam(0.01), mode=mode)
+                          n_samples=8, n_steps=2, optimizer=inf.adam(0.01),
+                          options=inf.RunOptions(mode=mode))
         assert info.value.step == 0 and info.value.theta[0] > 0
 
 
 def test_skip_drops_and_counts_non_finite_samples():
     with pytest.warns(RuntimeWarning, match=r"\d+ sample\(s\) dropped and 0 step\(s\) skipped"):
-        result = inf.calibrate(nan_when_positive, inf.Normal(0.0, 1.0),
-                               inf.DiagonalGaussian(1), n_samples=8, n_steps=5,
-                               optimizer=inf.adam(0.01), on_nan="skip")
+        result = inf.calibrate(nan_when_positive, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1),
+                               n_samples=8, n_steps=5, optimizer=inf.adam(0.01),
+                               options=inf.RunOptions(on_nan="skip"))
     assert result.history.n_dropped > 0 and result.history.n_skipped == 0
     assert all(np.isfinite(result.history.total))
     assert sum(result.history.dropped) == result.history.n_dropped
@@ -250,8 +252,8 @@ def test_skip_drops_and_counts_non_finite_samples():
 def test_skip_still_raises_when_every_sample_of_a_step_is_dropped():
     with pytest.raises(inf.NonFiniteError, match="every one of the 4 samples"):
         inf.calibrate(lambda th, rng: md.sum(th) * math.inf, inf.Normal(0.0, 1.0),
-                      inf.DiagonalGaussian(1), n_samples=4, n_steps=2,
-                      optimizer=inf.adam(0.01), on_nan="skip")
+                      inf.DiagonalGaussian(1), n_samples=4, n_steps=2, optimizer=inf.adam(0.01),
+                      options=inf.RunOptions(on_nan="skip"))
 
 
 @pytest.mark.filterwarnings("ignore:divide by zero", "ignore:invalid value")
@@ -260,17 +262,18 @@ def test_a_non_finite_jacobian_is_caught_in_mixed_mode():
         return md.sqrt(md.abs(md.getitem(theta, 0)) * 0.0)
 
     with pytest.raises(inf.NonFiniteError, match="loss gradient is not finite"):
-        inf.calibrate(loss, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1), n_samples=2,
-                      n_steps=1, optimizer=inf.adam(0.01), mode="forward")
+        inf.calibrate(loss, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1), n_samples=2, n_steps=1,
+                      optimizer=inf.adam(0.01), options=inf.RunOptions(mode="forward"))
     # reverse mode sees only the total gradient: the step is named, not the sample
     with pytest.raises(inf.NonFiniteError, match="step 0: the gradient is not finite"):
-        inf.calibrate(loss, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1), n_samples=2,
-                      n_steps=1, optimizer=inf.adam(0.01), mode="reverse")
+        inf.calibrate(loss, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1), n_samples=2, n_steps=1,
+                      optimizer=inf.adam(0.01), options=inf.RunOptions(mode="reverse"))
 
 
 def test_a_prior_narrower_than_the_family_is_refused_at_the_call():
     # KL(q‖π) = ∞ for a Gaussian q against a prior on [−1, 1]: refused before any step runs
-    args = dict(n_samples=2, n_steps=3, optimizer=inf.adam(0.01), on_nan="skip")
+    args = dict(n_samples=2, n_steps=3, optimizer=inf.adam(0.01),
+                options=inf.RunOptions(on_nan="skip"))
     with pytest.raises(ValueError, match=r"calibrate: the prior's coordinate 0 \(Uniform\) "
                        r"has support \(-1, 1\).*Transformed"):
         inf.calibrate(lambda th, rng: md.sum(th * th), inf.Uniform(-1.0, 1.0),
@@ -287,7 +290,8 @@ def flaky_gradient(theta, rng):
 
 @pytest.mark.filterwarnings("ignore:divide by zero", "ignore:invalid value")
 def test_skip_skips_steps_with_a_non_finite_gradient_and_refuses_a_run_that_skips_all():
-    args = dict(n_samples=2, optimizer=inf.adam(0.01), mode="reverse", on_nan="skip")
+    args = dict(n_samples=2, optimizer=inf.adam(0.01),
+                options=inf.RunOptions(mode="reverse", on_nan="skip"))
     with pytest.warns(RuntimeWarning, match=r"step\(s\) skipped"):
         result = inf.calibrate(flaky_gradient, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1),
                                n_steps=8, **args)
@@ -306,7 +310,7 @@ def test_skip_skips_steps_with_a_non_finite_gradient_and_refuses_a_run_that_skip
 def test_early_stopping_with_patience_keeps_the_best_state():
     result = inf.calibrate(lambda th, rng: md.sum(th * th), inf.Normal(0.0, 1.0),
                            inf.DiagonalGaussian(1), n_samples=4, n_steps=2000,
-                           optimizer=inf.adam(0.05), patience=20)
+                           optimizer=inf.adam(0.05), options=inf.RunOptions(patience=20))
     assert result.stopped_early and result.n_steps < 2000
     h = result.history
     assert result.best_step == int(np.argmin(h.total))
@@ -317,11 +321,14 @@ def test_early_stopping_with_patience_keeps_the_best_state():
 def test_settings_are_checked():
     args = (lambda th, rng: 0.0, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1))
     with pytest.raises(ValueError, match="mode must be one of"):
-        inf.calibrate(*args, n_steps=1, optimizer=inf.adam(0.1), mode="sideways")
+        inf.calibrate(*args, n_steps=1, optimizer=inf.adam(0.1),
+                      options=inf.RunOptions(mode="sideways"))
     with pytest.raises(ValueError, match="gradient must be one of"):
-        inf.calibrate(*args, n_steps=1, optimizer=inf.adam(0.1), gradient="magic")
+        inf.calibrate(*args, n_steps=1, optimizer=inf.adam(0.1),
+                      options=inf.RunOptions(gradient="magic"))
     with pytest.raises(ValueError, match="on_nan"):
-        inf.calibrate(*args, n_steps=1, optimizer=inf.adam(0.1), on_nan="ignore")
+        inf.calibrate(*args, n_steps=1, optimizer=inf.adam(0.1),
+                      options=inf.RunOptions(on_nan="ignore"))
     with pytest.raises(ValueError, match="dimension 2"):
         inf.calibrate(args[0], inf.Independent(inf.Normal(md.zeros((2,)))), args[2],
                       n_steps=1, optimizer=inf.adam(0.1))
@@ -346,8 +353,9 @@ def _short_run(name, gradient, mode):
     make_family, make_prior = BACKEND_CASES[name]
     loss = noisy_walk_loss(observed_increments(), n_steps=8)
     return inf.calibrate(loss, make_prior(), make_family(), n_samples=3, n_steps=3,
-                         kl="mc", kl_samples=8, gradient=gradient, mode=mode,
-                         optimizer=inf.chain(inf.clip_by_global_norm(1.0), inf.adamw(0.05)))
+                         optimizer=inf.chain(inf.clip_by_global_norm(1.0), inf.adamw(0.05)),
+                         options=inf.RunOptions(kl="mc", kl_samples=8, gradient=gradient,
+                                                mode=mode))
 
 
 @pytest.mark.parametrize("name", BACKEND_CASES)

@@ -35,9 +35,9 @@ def batch_loss_for(ys):  # Σ_r ½ Σ_i (y_ri − θ_r)², the same NLL (up to a
 
 def run(n_datasets=R, w=1.0, **kw):
     return coverage(simulate, loss_for, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1),
-                    n_datasets=n_datasets, n_draws=1000, seed=3, w=w, n_steps=STEPS,
-                    n_samples=4, optimizer=inf.adam(inf.cosine(0.05, STEPS)), progress=False,
-                    **kw)
+                    n_datasets=n_datasets, n_draws=1000, seed=3, n_steps=STEPS, n_samples=4,
+                    optimizer=inf.adam(inf.cosine(0.05, STEPS)),
+                    options=inf.RunOptions(w=w, progress=False), **kw)
 
 
 def test_coverage_of_the_exact_posterior_is_nominal():

@@ -162,8 +162,9 @@ def test_zero_loss_gives_the_prior_for_every_family(name):
     else:
         mean, sd = (np.array(v) for v in moments)
         prior = inf.Independent(inf.Normal(md.asarray(mean), md.asarray(sd)))
-    result = inf.calibrate(zero_loss, prior, family, n_samples=2, n_steps=steps, kl="mc",
-                           kl_samples=64, optimizer=inf.adam(inf.cosine(lr, steps), b2=0.9))
+    result = inf.calibrate(zero_loss, prior, family, n_samples=2, n_steps=steps,
+                           optimizer=inf.adam(inf.cosine(lr, steps), b2=0.9),
+                           options=inf.RunOptions(kl="mc", kl_samples=64))
     theta = host(result.sample(20_000, seed=1))
     assert np.all(np.abs(theta.mean(axis=0) - mean) < 0.1 * sd), (theta.mean(axis=0), mean)
     assert np.all(np.abs(theta.std(axis=0) / sd - 1) < 0.1), (theta.std(axis=0), sd)

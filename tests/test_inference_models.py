@@ -77,9 +77,9 @@ def best_gaussian_by_quadrature():
 def test_random_walk_fit_matches_the_generalised_posterior_by_quadrature(gradient, mode):
     mean, sd = best_gaussian_by_quadrature()
     steps = 300
-    result = inf.calibrate(walk_loss(), inf.Normal(*PRIOR), inf.DiagonalGaussian(1), w=W,
-                           n_samples=10, n_steps=steps, gradient=gradient, mode=mode,
-                           optimizer=inf.adam(inf.cosine(0.05, steps)))
+    result = inf.calibrate(walk_loss(), inf.Normal(*PRIOR), inf.DiagonalGaussian(1), n_samples=10,
+                           n_steps=steps, optimizer=inf.adam(inf.cosine(0.05, steps)),
+                           options=inf.RunOptions(w=W, gradient=gradient, mode=mode))
     fit_mean = float(result.params["loc"][0])
     fit_sd = math.exp(float(result.params["log_scale"][0]))
     assert abs(fit_mean - mean) < 0.1 * sd, (fit_mean, mean, sd)
@@ -102,12 +102,12 @@ def test_cont_identifies_sigma_and_eta():
     mmd = inf.mmd(simulate(md.asarray(TRUE_CONT), md.random.default_rng(0)))
     start = md.asarray([0.0, 0.0, 0.5, 0.5])  # σ and η ≈ 3× too large
     steps = 100
-    result = inf.calibrate(lambda th, rng: mmd(simulate(th, rng)),
-                           inf.Normal(md.zeros((4,)), 1.0),
-                           inf.FullRankGaussian(4, loc=start, scale=0.3), w=0.001,
-                           n_samples=5, n_steps=steps, on_nan="skip",
+    result = inf.calibrate(lambda th, rng: mmd(simulate(th, rng)), inf.Normal(md.zeros((4,)), 1.0),
+                           inf.FullRankGaussian(4, loc=start, scale=0.3), n_samples=5,
+                           n_steps=steps,
                            optimizer=inf.chain(inf.clip_by_global_norm(1.0),
-                                               inf.adamw(inf.cosine(0.05, steps))))
+                                               inf.adamw(inf.cosine(0.05, steps))),
+                           options=inf.RunOptions(w=0.001, on_nan="skip"))
     theta = np.asarray(md.to_host(result.sample(20_000, seed=1)))
     mean, sd = theta.mean(axis=0), theta.std(axis=0)
     z = (mean - TRUE_CONT) / sd

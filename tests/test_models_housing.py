@@ -146,8 +146,9 @@ def test_calibration_recovers_two_parameters_of_a_synthetic_economy():
     steps = 30
     result = inf.calibrate(lambda theta, rng: housing.loss(simulate(theta), observed),
                            inf.Normal(start, md.asarray([0.3, 0.5])),
-                           inf.DiagonalGaussian(2, loc=start, scale=0.1), w=0.02, n_samples=2,
-                           n_steps=steps, seed=0, optimizer=inf.adam(inf.cosine(0.05, steps)))
+                           inf.DiagonalGaussian(2, loc=start, scale=0.1), n_samples=2,
+                           n_steps=steps, seed=0, optimizer=inf.adam(inf.cosine(0.05, steps)),
+                           options=inf.RunOptions(w=0.02))
     mean = host(result.params["loc"])
     sd = np.exp(host(result.params["log_scale"]))
     assert np.all(np.abs(mean - truth) < sd), (mean, sd, truth)

@@ -39,10 +39,11 @@ def problem(lr=0.05):
 
 def run(folder=None, *, resume=False, lr=0.05, w=1.0, every=4, config=None, callback=None):
     p = problem(lr)
-    return inf.calibrate(p["loss"], p["prior"], p["family"], optimizer=p["optimizer"], w=w,
-                         n_samples=3, n_steps=N_STEPS, seed=4, checkpoint=folder,
-                         checkpoint_every=every, resume=resume, config=config,
-                         callback=callback, patience=50)
+    return inf.calibrate(p["loss"], p["prior"], p["family"], optimizer=p["optimizer"], n_samples=3,
+                         n_steps=N_STEPS, seed=4,
+                         options=inf.RunOptions(w=w, checkpoint=folder, checkpoint_every=every,
+                                                resume=resume, config=config, callback=callback,
+                                                patience=50))
 
 
 def state_of(result):

@@ -131,8 +131,9 @@ for label, gradient, mode in (("pathwise (stochastic triples)", "pathwise", "tri
                               ("pathwise (smoothed, mixed mode)", "pathwise", "forward"),
                               ("score (leave-one-out)", "score", "auto")):
     result = inf.calibrate(walk_loss, inf.Normal(*PRIOR_WALK), inf.DiagonalGaussian(1),
-                           w=W_WALK, n_samples=10, n_steps=n_walk_steps, gradient=gradient,
-                           mode=mode, optimizer=inf.adam(inf.cosine(walk_lr, n_walk_steps)))
+                           n_samples=10, n_steps=n_walk_steps,
+                           optimizer=inf.adam(inf.cosine(walk_lr, n_walk_steps)),
+                           options=inf.RunOptions(w=W_WALK, gradient=gradient, mode=mode))
     walk_fits[label] = (float(result.params["loc"][0]),
                         math.exp(float(result.params["log_scale"][0])), result.history)
 best_mean, best_sd = best_gaussian()
@@ -207,9 +208,9 @@ def neg_log_likelihood(theta, rng):
 
 
 n_beta_steps, lr = size((400, 0.1), (200, 0.15))
-beta_fit = inf.calibrate(neg_log_likelihood, inf.Beta(a0, b0), inf.BetaFamily(1), w=1.0,
-                         n_samples=10, n_steps=n_beta_steps,
-                         optimizer=inf.adam(inf.cosine(lr, n_beta_steps)))
+beta_fit = inf.calibrate(neg_log_likelihood, inf.Beta(a0, b0), inf.BetaFamily(1), n_samples=10,
+                         n_steps=n_beta_steps, optimizer=inf.adam(inf.cosine(lr, n_beta_steps)),
+                         options=inf.RunOptions(w=1.0))
 alpha_fit = math.exp(float(beta_fit.params["log_alpha"][0]))
 beta_fit_value = math.exp(float(beta_fit.params["log_beta"][0]))
 exact = stats.beta(alpha_exact, beta_exact)
@@ -294,10 +295,11 @@ cont_family = inf.RealNVP(4, n_layers=5, hidden=(50, 50))
 with warnings.catch_warnings(record=True) as caught, \
         np.errstate(over="ignore", invalid="ignore"):
     warnings.simplefilter("always", RuntimeWarning)
-    cont_fit = inf.calibrate(cont_loss, cont_prior, cont_family, w=W_CONT,
-                             n_samples=10, n_steps=n_cont_steps, on_nan="skip",
+    cont_fit = inf.calibrate(cont_loss, cont_prior, cont_family, n_samples=10,
+                             n_steps=n_cont_steps,
                              optimizer=inf.chain(inf.clip_by_global_norm(1.0),
-                                                 inf.adamw(inf.cosine(cont_lr, n_cont_steps))))
+                                                 inf.adamw(inf.cosine(cont_lr, n_cont_steps))),
+                             options=inf.RunOptions(w=W_CONT, on_nan="skip"))
 samples = host(cont_fit.sample(size(20_000, 4_000), seed=1))
 history = cont_fit.history
 reports = [str(w.message) for w in caught if str(w.message).startswith("calibrate")]
@@ -623,9 +625,10 @@ print("mixed-mode memory: checks passed")
 # %%
 zero_loss = lambda theta, rng: 0.0 * md.sum(theta)  # noqa: E731
 n_entropy_steps = size(600, 200)
-entropy_fit = inf.calibrate(zero_loss, inf.Normal(1.0, 2.0), inf.DiagonalGaussian(1), w=1.0,
-                            n_samples=10, n_steps=n_entropy_steps, kl="mc", kl_samples=10,
-                            optimizer=inf.adam(inf.cosine(0.05, n_entropy_steps)))
+entropy_fit = inf.calibrate(zero_loss, inf.Normal(1.0, 2.0), inf.DiagonalGaussian(1), n_samples=10,
+                            n_steps=n_entropy_steps,
+                            optimizer=inf.adam(inf.cosine(0.05, n_entropy_steps)),
+                            options=inf.RunOptions(w=1.0, kl="mc", kl_samples=10))
 loc = float(entropy_fit.params["loc"][0])
 scale = math.exp(float(entropy_fit.params["log_scale"][0]))
 print(f"ℓ = 0, prior N(1, 2²): q = N({loc:.3f}, {scale:.3f}²)")
@@ -642,8 +645,9 @@ print("entropy gradient: checks passed")
 # **Non-finite samples are reported, not dropped.** A simulator can overflow for $\theta$ far
 # in the prior's tails (in Cont, $\mu = 10^{\theta_0}$ enters as $e^\mu$). Silently dropping
 # those samples biases the gradient toward the region where the model works. By default
-# `calibrate` stops with an error that names the step and the sample; with `on_nan="skip"` it
-# drops them, counts them in `history.dropped`, and warns at the end.
+# `calibrate` stops with an error that names the step and the sample; with
+# `options=inf.RunOptions(on_nan="skip")` it drops them, counts them in `history.dropped`, and
+# warns at the end.
 
 # %%
 def fragile_loss(theta, rng):
@@ -660,8 +664,8 @@ except inf.NonFiniteError as error:
 print("on_nan='raise':", raised)
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always", RuntimeWarning)
-    skipped = inf.calibrate(fragile_loss, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1),
-                            n_steps=50, optimizer=inf.adam(0.05), on_nan="skip")
+    skipped = inf.calibrate(fragile_loss, inf.Normal(0.0, 1.0), inf.DiagonalGaussian(1), n_steps=50,
+                            optimizer=inf.adam(0.05), options=inf.RunOptions(on_nan="skip"))
 print("on_nan='skip':", [str(w.message) for w in caught])
 print(f"samples dropped: {skipped.history.n_dropped} of {10 * 50}")
 

@@ -175,7 +175,20 @@ def _validate(args: argparse.Namespace, model: Model) -> argparse.Namespace:
     for flag, path in (("--plot", args.plot), ("--json", args.json)):
         if path is not None:  # written at the end: refuse a bad path before the run
             _check_output_path(flag, path)
+    run_options(args)  # the run's options, checked before the data are simulated
     return args
+
+
+def run_options(args: argparse.Namespace, config: dict | None = None) -> inf.RunOptions:
+    """The :class:`~minidiff.inference.RunOptions` the flags ask for (checked when built):
+    non-finite samples are dropped and counted (``on_nan="skip"``), since a simulator
+    overflows at some draws of a wide q; ``--quiet`` turns the progress bar off."""
+    return inf.RunOptions(w=args.w, gradient=args.gradient, mode=args.mode, on_nan="skip",
+                          executor=args.executor, workers=args.workers,
+                          scheduler=args.scheduler, connect_timeout=args.connect_timeout,
+                          checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+                          resume=args.resume, config=config,
+                          progress=False if args.quiet else None)
 
 
 def _check_output_path(flag: str, path: str) -> None:
@@ -298,14 +311,9 @@ def _run(problem: Problem, args: argparse.Namespace, can_plot: bool,
         family = _family(args.family, asarray(screening.loc), asarray(screening.scale))
         emit(f"  screened {args.screen} prior draws: best loss {screening.best:.4g}; q starts "
              f"at the best {len(screening.elite)}")
-    result = inf.calibrate(
-        problem.loss, prior, family, w=args.w, n_samples=args.samples, n_steps=args.steps,
-        optimizer=inf.adam(inf.cosine(args.lr, args.steps)), gradient=args.gradient,
-        mode=args.mode, seed=args.seed, on_nan="skip", executor=args.executor,
-        workers=args.workers, scheduler=args.scheduler, connect_timeout=args.connect_timeout,
-        checkpoint=args.checkpoint,
-        checkpoint_every=args.checkpoint_every, resume=args.resume, config=problem.config,
-        progress=False if args.quiet else None)
+    result = inf.calibrate(problem.loss, prior, family, n_samples=args.samples,
+                           n_steps=args.steps, optimizer=inf.adam(inf.cosine(args.lr, args.steps)),
+                           seed=args.seed, options=run_options(args, problem.config))
     seconds = time.perf_counter() - start
     theta = result.sample(N_POSTERIOR, seed=args.seed + 1)
     q = problem.natural(theta)

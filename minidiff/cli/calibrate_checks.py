@@ -84,12 +84,13 @@ def run_coverage(problem: Problem, args: argparse.Namespace, prior: Any, family:
             emit(f"  coverage: data set {r} of {total} calibrated")
 
     result = coverage(simulate, loss_for, prior, family, n_datasets=args.coverage,
-                      seed=args.seed, names=names, on_dataset=progress, w=args.w,
+                      seed=args.seed, names=names, on_dataset=progress,
                       n_samples=args.samples, n_steps=args.steps,
                       optimizer=inf.adam(inf.cosine(args.lr, args.steps)),
-                      gradient=args.gradient, mode=args.mode, on_nan="skip",
-                      executor=args.executor, workers=args.workers, scheduler=args.scheduler,
-                      progress=False)
+                      options=inf.RunOptions(w=args.w, gradient=args.gradient, mode=args.mode,
+                                             on_nan="skip", executor=args.executor,
+                                             workers=args.workers, scheduler=args.scheduler,
+                                             progress=False))
     emit("")
     emit(result.summary())
     if args.plot is not None and can_plot:
