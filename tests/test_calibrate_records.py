@@ -79,7 +79,8 @@ def test_the_nan_summary_says_how_many_samples_were_dropped_and_where(tmp_path):
     assert result.history.dropped_samples == [[], [2], [], [], [0, 3], []]
     summary = result.nan_summary()
     assert summary == "3 of 24 samples dropped as non-finite, at steps 1 (1), 4 (2)"
-    assert summary in str(warned[0].message)
+    # the loss branches in Python, so its samples also run as a loop, with a warning of its own
+    assert any(summary in str(w.message) for w in warned)
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert records[4]["dropped"] == [0, 3]
     assert fit().nan_summary() == "non-finite values: none in 6 steps"
