@@ -558,7 +558,10 @@ print("minimum MMD: checks passed")
 # (every agent, every step) is kept until the backward pass. We measure one step's peak memory
 # (tracemalloc, 2 samples per step) as $T$ grows, for two numbers of agents $N$. The MMD
 # compares $T$ returns through $T \times T$ kernel matrices, so both modes grow with $T$
-# through the loss; only reverse mode grows with $N$ as well.
+# through the loss; only reverse mode grows with $N$ as well. (A calibration step runs its
+# samples as one batched simulation by default, which holds every sample's tangents at once;
+# here they run one after another, `objective.batched = False`, so that each mode's memory
+# per simulation shows.)
 
 # %%
 memory_steps = size([50, 100, 200, 400], [50, 100, 200])
@@ -578,6 +581,7 @@ for (mode, n_agents), row in peaks.items():
 
         objective = inf.Objective(loss_t, inf.Normal(md.zeros((4,)), 1.0), flow, w=0.001,
                                   n_samples=2, mode=mode, seed=0, on_nan="skip")
+        objective.batched = False  # one simulation at a time: each mode's own memory
         row.append(measure(objective.estimate, flow_params, 0).peak_bytes)
 
 fig, ax = plt.subplots(figsize=(7, 4.5))
