@@ -63,8 +63,9 @@ class StochasticTriple(Box):
 
     Attributes:
         value: the primal (a raw array).
-        tangent: shape (K, *value.shape), or None for the output of a piecewise-constant
-            primitive (a perturbed boolean, a floor).
+        tangent: shape (K, *value.shape), or None where it is zero: a discrete sample, the
+            output of a piecewise-constant primitive (a perturbed boolean, a floor), and what
+            is computed from those alone (their change is all in the jumps).
         alt: the alternative values, shape (K, *value.shape), or None if no world differs.
         worlds: for each direction, the id of the world ``alt`` belongs to.
     """
@@ -144,12 +145,9 @@ class TripleEngine:
                 tangents.append(None)
                 alts.append(None)
         out = bind(primitive, *primals, **params)
-        if not primitive.differentiable:  # piecewise constant: no tangent, only jumps
-            tangent = None
-        elif any(t is not None for t in tangents):
+        tangent = None  # zero: piecewise constant, or no argument with a tangent (jumps only)
+        if primitive.differentiable and any(t is not None for t in tangents):
             tangent = primitive.jvp(tangents, primals, out, **params)
-        else:  # only piecewise-constant values (conditions) among the arguments
-            tangent = _zeros((self.k, *shape_of(out)))
         alt = None
         if any(a is not None for a in alts):
             alt = self._alternative(primitive, primals, alts, out, params)
@@ -218,7 +216,7 @@ class TripleEngine:
             tangent = _align_param(continuous.tangent, values[-1], batch_rank, dist)
             events = dist.events(x, *values, tangent)
             alt = _prune(self, x, alt, events, batch_axis)
-        return StochasticTriple(x, _zeros((self.k, *shape_of(x))), alt, self.snapshot(), level)
+        return StochasticTriple(x, None, alt, self.snapshot(), level)  # tangent 0: jumps only
 
 
 def _zeros(shape: tuple) -> Any:
@@ -395,7 +393,7 @@ def _worlds(out: Any, engine: TripleEngine, level: Level, k: int) -> tuple[Any, 
     """The value, tangent and live alternative world of one output leaf."""
     if isinstance(out, StochasticTriple) and out.level is level:
         value, tangent, alt = out.value, out.tangent, engine.live_alt(out)
-        if tangent is None:  # a piecewise-constant output: its change is all in jumps
+        if tangent is None:  # a zero tangent: the output's change is all in jumps
             tangent = _zeros((k, *shape_of(value)))
         return value, tangent, alt
     if not (isinstance(out, Box | int | float) or hasattr(out, "shape")):
