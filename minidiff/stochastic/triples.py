@@ -96,22 +96,29 @@ def _primal(x: Any, level: Level) -> Any:
 
 
 class TripleEngine:
-    """Processes primitives at one triple level with K directions, and owns the worlds."""
+    """Processes primitives at one triple level with K directions, and owns the worlds.
+
+    Batched (``member_seeds`` given, under the ``vmap`` of :func:`batched_derivative_estimate`):
+    every value carries the batch axis of m members first, and each direction keeps one world
+    *per member*: world (k, b) differs from the primal only in member b's draws, and member b's
+    output depends on member b's draws alone, so one alternative array (K, m, ...) holds all m
+    members' worlds at once. The world ids and weights are then indexed k·m + b."""
 
     tracks_jumps = True  # piecewise-constant primitives jump between worlds: see them too
 
-    def __init__(self, k: int, seed: Any, *, block_seeds: Sequence[Any] | None = None) -> None:
+    def __init__(self, k: int, seed: Any, *,
+                 member_seeds: Sequence[Any] | None = None) -> None:
         self.k = k
         self.level: Level | None = None
-        self.current = [0] * k           # id of the alternative world kept, per direction
-        self.weight = [0.0] * k          # its weight W (the total rate of all candidates)
         make_rng = _backend.get_backend().make_rng
-        if block_seeds is None:
-            self.block = None            # directions per batch element (batched triples)
-            self.rngs = [make_rng(seed)] * k   # the pruning decisions' generator, per direction
-        else:
-            self.block = k // len(block_seeds)
-            self.rngs = [g for s in block_seeds for g in [make_rng(s)] * self.block]
+        self.members = None if member_seeds is None else len(member_seeds)  # m, if batched
+        worlds = k * (self.members or 1)
+        self.current = [0] * worlds      # id of the alternative world kept, per world
+        self.weight = [0.0] * worlds     # its weight W (the total rate of all candidates)
+        if member_seeds is None:         # the pruning decisions' generator, per direction
+            self.rngs = [make_rng(seed)] * k
+        else:                            # ... per member, shared by its K directions
+            self.rngs = [make_rng(s) for s in member_seeds]
 
     def snapshot(self) -> tuple:
         return tuple(self.current)
@@ -126,7 +133,15 @@ class TripleEngine:
         if not any(live):
             return None
         xp = _backend.get_backend().xp
-        mask = xp.reshape(xp.asarray(live), (self.k,) + (1,) * len(shape_of(x.value)))
+        shape = shape_of(x.value)
+        lead = (self.k,)
+        if self.members is not None:  # a value from before a draw: the batch axis leads
+            if not shape or shape[0] != self.members:
+                raise BatchingError(f"batched stochastic triples: a value of shape {shape} "
+                                    f"from before a draw has no leading batch axis of "
+                                    f"{self.members} members; run the samples one at a time")
+            lead, shape = (self.k, self.members), shape[1:]
+        mask = xp.reshape(xp.asarray(live), lead + (1,) * len(shape))
         return xp.where(mask, x.alt, x.value)
 
     def process(self, primitive: Primitive, args: tuple, params: dict) -> StochasticTriple:
@@ -173,8 +188,8 @@ class TripleEngine:
     def sample_discrete_batched(self, dist: Any, u: Any, params: Sequence[Any],
                                 batch: Level) -> Any:
         """:meth:`sample_discrete` for a draw under the ``vmap`` of :func:`
-        batched_derivative_estimate` (level ``batch``): the batch axis leads every value and
-        direction k may jump only in batch element k // block."""
+        batched_derivative_estimate` (level ``batch``): the batch axis leads every value, and
+        each member's jumps compete only for that member's world."""
         if dist.name == "categorical" or not (isinstance(u, Box) and u.level is batch):
             raise BatchingError(f"{dist.name}: this draw cannot run as batched stochastic "
                                 f"triples; run the samples one at a time")
@@ -195,6 +210,9 @@ class TripleEngine:
         """
         level = self.level
         xp = _backend.get_backend().xp
+        if (self.members is not None) != batch_axis:
+            raise BatchingError(f"{dist.name}: a draw of batched stochastic triples must run "
+                                f"under their vmap (and only there)")
         values = [_primal(p, level) for p in params]
         x = dist.sample(u, *values)
         batch_rank = len(shape_of(x))
@@ -253,51 +271,58 @@ def _align_param(alt: Any, value: Any, batch_rank: int, dist: Any) -> Any:
 
 def _prune(engine: TripleEngine, x: Any, alt: Any, events: list,
            batch_axis: bool = False) -> Any:
-    """Let each direction's new jumps compete with its kept world; return the new alt.
+    """Let each world's new jumps compete with the jump it keeps; return the new alt.
 
-    Batched triples (``batch_axis``: x's leading axis is the batch): direction k competes
-    only among the jumps of its own batch element k // block."""
+    Batched triples (``batch_axis``: x's leading axis holds the m members): world (k, b)
+    competes only among member b's jumps, pruned by member b's generator."""
     b = _backend.get_backend()
     xp = b.xp
     shape = shape_of(x)
+    lead, members = (engine.k,), 1
+    if batch_axis:
+        members = shape[0]
+        lead, shape = (engine.k, members), shape[1:]
     size = 1
     for d in shape:
         size *= d
-    rates = [xp.reshape(xp.broadcast_to(xp.where(e.change == 0, 0.0 * e.rate, e.rate),
-                                        (engine.k, *shape)), (engine.k, size)) for e in events]
-    if batch_axis and engine.block is not None:
-        owner = xp.arange(engine.k) // engine.block                     # (K,)
-        element = xp.arange(size) // (size // shape[0]) if size else xp.arange(size)
-        own = owner[:, None] == element[None, :]                          # (K, size)
-        rates = [xp.where(own, r, 0.0 * r) for r in rates]
-    changes = [xp.reshape(xp.broadcast_to(e.change, (engine.k, *shape)), (engine.k, size))
-               for e in events]
-    all_rates = xp.concat(rates, axis=1)            # (K, n_events * size)
-    all_changes = xp.concat(changes, axis=1)
-    totals = xp.sum(all_rates, axis=1)
-    flat_x = xp.reshape(x, (size,))
-    rows = []
-    for k in range(engine.k):
-        total = float(totals[k])
-        row = None if alt is None else xp.reshape(alt[k, ...], (size,))
-        if total > 0:
-            kept = engine.weight[k]
-            engine.weight[k] = kept + total
-            rng = engine.rngs[k]
-            if float(rng.random()) * (kept + total) < total:  # a new jump wins
-                target = float(rng.random()) * total
-                cumulative = xp.cumulative_sum(all_rates[k, ...])
+
+    def per_world(a: Any) -> Any:  # (*lead, size): every world's candidates in a row
+        return xp.reshape(xp.broadcast_to(a, (engine.k, *shape_of(x))), (*lead, size))
+
+    all_rates = xp.concat([per_world(xp.where(e.change == 0, 0.0 * e.rate, e.rate))
+                           for e in events], axis=-1)     # (*lead, n_events · size)
+    all_changes = xp.concat([per_world(e.change) for e in events], axis=-1)
+    totals = b.to_host(xp.sum(all_rates, axis=-1))
+    flat_x = xp.reshape(x, (members, size))
+    flat_alt = None if alt is None else xp.reshape(alt, (engine.k, members, size))
+    wins: dict[tuple[int, int], Any] = {}
+    for m in range(members):
+        rng = engine.rngs[m] if batch_axis else None
+        for k in range(engine.k):
+            total = float(totals[k, m] if batch_axis else totals[k])
+            if total <= 0:
+                continue
+            world = k * members + m
+            kept = engine.weight[world]
+            engine.weight[world] = kept + total
+            gen = rng if batch_axis else engine.rngs[k]
+            if float(gen.random()) * (kept + total) < total:  # a new jump wins
+                target = float(gen.random()) * total
+                rates = all_rates[k, m, ...] if batch_axis else all_rates[k, ...]
+                cumulative = xp.cumulative_sum(rates)
                 j = int(xp.searchsorted(cumulative, xp.asarray(target, dtype=b.float_dtype),
                                         side="right"))
-                j = min(j, all_rates.shape[1] - 1)
-                element = j % size
-                onehot = b.xp.astype(xp.arange(size) == element, b.float_dtype)
-                row = flat_x + float(all_changes[k, j]) * onehot
-                engine.current[k] += 1
-        rows.append(flat_x if row is None else row)
-    if alt is None and all(r is flat_x for r in rows):
-        return None
-    return xp.reshape(xp.stack(rows), (engine.k, *shape))
+                j = min(j, shape_of(rates)[0] - 1)
+                change = all_changes[k, m, j] if batch_axis else all_changes[k, j]
+                onehot = xp.astype(xp.arange(size) == j % size, b.float_dtype)
+                wins[(k, m)] = flat_x[m, ...] + float(change) * onehot
+                engine.current[world] += 1
+    if not wins:
+        return alt
+    rows = [xp.stack([wins[(k, m)] if (k, m) in wins else
+                      (flat_x[m, ...] if flat_alt is None else flat_alt[k, m, ...])
+                      for m in range(members)]) for k in range(engine.k)]
+    return xp.reshape(xp.stack(rows), (engine.k, *shape_of(x)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -360,11 +385,12 @@ def batched_derivative_estimate(f: Callable[[Any], Any], theta: Any,
     seed=seeds[b]) for b]`` as one pass, where ``f`` maps θ (m, d) to (m,) with element b a
     function of row b alone, run under ``minidiff.vmap`` (``f = vmap(f_b)``).
 
-    The pass carries K = m·d directions, direction (b, j) seeded with e_{b,j}; each discrete
-    draw lets direction (b, j) jump only in element b, and prunes with element b's own
-    generator (``seeds[b]``) in the loop's order, so every row gets the numbers of its own
-    ``derivative_estimate``: shape (m, d). Tangents are (K, m, ...): the cost grows as m² for
-    a model's arrays, so this pays for small models and few samples."""
+    The pass carries the d directions of one sample, direction j seeded with e_j in every row
+    (tangents (d, m, ...), as a batched ``jacfwd``). Each direction keeps one alternative
+    world per member b: member b's jumps compete only with each other, pruned by member b's
+    own generator (``seeds[b]``) in the loop's order, and since element b of the output
+    depends on member b's draws alone, one alternative array holds every member's world.
+    Row b is then what sample b's own ``derivative_estimate`` gives: shape (m, d)."""
     if any(isinstance(lv.engine, ReverseEngine) for lv in active_levels()) or batch_levels():
         raise BatchingError("batched_derivative_estimate runs outside grad and vmap")
     b = _backend.get_backend()
@@ -372,21 +398,23 @@ def batched_derivative_estimate(f: Callable[[Any], Any], theta: Any,
     m, d = shape_of(theta)
     if len(seeds) != m:
         raise ValueError(f"batched_derivative_estimate: {len(seeds)} seeds for {m} rows")
-    k = m * d
-    engine = TripleEngine(k, None, block_seeds=list(seeds))
+    engine = TripleEngine(d, None, member_seeds=list(seeds))
     level = open_level(engine)
     try:
-        seed_tangent = b.xp.reshape(b.xp.eye(k, dtype=b.float_dtype), (k, m, d))
+        eye = b.xp.reshape(b.xp.eye(d, dtype=b.float_dtype), (d, 1, d))
+        seed_tangent = b.xp.broadcast_to(eye, (d, m, d))
         out = f(StochasticTriple(theta, seed_tangent, None, engine.snapshot(), level))
-        value, tangent, alt = _worlds(out, engine, level, k)
+        value, tangent, alt = _worlds(out, engine, level, d)
     finally:
         close_level(level)
     if shape_of(value) != (m,):
         raise ValueError(f"batched_derivative_estimate: f must return shape ({m},), got "
                          f"{shape_of(value)}")
-    full = _estimate(value, tangent, alt, engine, k, (m, d))      # (m, m, d)
-    rows = b.xp.arange(m)
-    return full[rows, rows, :]
+    estimate = tangent                                               # (d, m)
+    if alt is not None:
+        weights = b.xp.reshape(b.xp.asarray(engine.weight, dtype=b.float_dtype), (d, m))
+        estimate = tangent + weights * (alt - value)
+    return b.xp.permute_dims(estimate, (1, 0))
 
 
 def _worlds(out: Any, engine: TripleEngine, level: Level, k: int) -> tuple[Any, Any, Any]:
