@@ -64,7 +64,7 @@ class Setup:
 
 SETUPS = {
     # the embedded default: 100 steps of one walker, the energy distance of the increments,
-    # w = 0.05, stochastic triples (unbiased through the Bernoulli draws); about 10 s
+    # w = 0.05, stochastic triples (unbiased through the Bernoulli draws); a few seconds
     "random_walk": Setup({"n_timesteps": 100}, "energy", 0.05, 5, 150, 0.1, "triples",
                          "increments", 0),
     # sir's loss is a Gaussian log-likelihood with its noise scale from the data: w = 1
