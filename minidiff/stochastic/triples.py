@@ -53,6 +53,7 @@ from ..ops import reshape, transpose
 from ..ops.linear import align_tangent, batch_aligned
 from ..pytree import _describe_value, tree_flatten
 from ..reverse import ReverseEngine
+from .pruning import prune
 
 __all__ = ["StochasticTriple", "batched_derivative_estimate", "derivative_estimate",
            "perturbed", "sample_perturbed"]
@@ -233,7 +234,7 @@ class TripleEngine:
                                      f"derivative; n may change only by finite jumps")
             tangent = _align_param(continuous.tangent, values[-1], batch_rank, dist)
             events = dist.events(x, *values, tangent)
-            alt = _prune(self, x, alt, events, batch_axis)
+            alt = prune(self, x, alt, events, batch_axis)
         return StochasticTriple(x, None, alt, self.snapshot(), level)  # tangent 0: jumps only
 
 
@@ -267,62 +268,6 @@ def sample_perturbed(dist: Any, u: Any, params: Sequence[Any]) -> StochasticTrip
 def _align_param(alt: Any, value: Any, batch_rank: int, dist: Any) -> Any:
     extra = 1 if dist.name == "categorical" else 0  # probs carry the category axis last
     return align_tangent(alt, len(shape_of(value)), batch_rank + extra)
-
-
-def _prune(engine: TripleEngine, x: Any, alt: Any, events: list,
-           batch_axis: bool = False) -> Any:
-    """Let each world's new jumps compete with the jump it keeps; return the new alt.
-
-    Batched triples (``batch_axis``: x's leading axis holds the m members): world (k, b)
-    competes only among member b's jumps, pruned by member b's generator."""
-    b = _backend.get_backend()
-    xp = b.xp
-    shape = shape_of(x)
-    lead, members = (engine.k,), 1
-    if batch_axis:
-        members = shape[0]
-        lead, shape = (engine.k, members), shape[1:]
-    size = 1
-    for d in shape:
-        size *= d
-
-    def per_world(a: Any) -> Any:  # (*lead, size): every world's candidates in a row
-        return xp.reshape(xp.broadcast_to(a, (engine.k, *shape_of(x))), (*lead, size))
-
-    all_rates = xp.concat([per_world(xp.where(e.change == 0, 0.0 * e.rate, e.rate))
-                           for e in events], axis=-1)     # (*lead, n_events · size)
-    all_changes = xp.concat([per_world(e.change) for e in events], axis=-1)
-    totals = b.to_host(xp.sum(all_rates, axis=-1))
-    flat_x = xp.reshape(x, (members, size))
-    flat_alt = None if alt is None else xp.reshape(alt, (engine.k, members, size))
-    wins: dict[tuple[int, int], Any] = {}
-    for m in range(members):
-        rng = engine.rngs[m] if batch_axis else None
-        for k in range(engine.k):
-            total = float(totals[k, m] if batch_axis else totals[k])
-            if total <= 0:
-                continue
-            world = k * members + m
-            kept = engine.weight[world]
-            engine.weight[world] = kept + total
-            gen = rng if batch_axis else engine.rngs[k]
-            if float(gen.random()) * (kept + total) < total:  # a new jump wins
-                target = float(gen.random()) * total
-                rates = all_rates[k, m, ...] if batch_axis else all_rates[k, ...]
-                cumulative = xp.cumulative_sum(rates)
-                j = int(xp.searchsorted(cumulative, xp.asarray(target, dtype=b.float_dtype),
-                                        side="right"))
-                j = min(j, shape_of(rates)[0] - 1)
-                change = all_changes[k, m, j] if batch_axis else all_changes[k, j]
-                onehot = xp.astype(xp.arange(size) == j % size, b.float_dtype)
-                wins[(k, m)] = flat_x[m, ...] + float(change) * onehot
-                engine.current[world] += 1
-    if not wins:
-        return alt
-    rows = [xp.stack([wins[(k, m)] if (k, m) in wins else
-                      (flat_x[m, ...] if flat_alt is None else flat_alt[k, m, ...])
-                      for m in range(members)]) for k in range(engine.k)]
-    return xp.reshape(xp.stack(rows), (engine.k, *shape_of(x)))
 
 
 # ---------------------------------------------------------------------------------------------
