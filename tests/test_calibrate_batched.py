@@ -167,7 +167,7 @@ def feedback_walk_loss(theta, rng):
     x = md.zeros((3,))
     for t in range(4):
         p = md.sigmoid(md.getitem(theta, 0) + 0.4 * x)
-        x = x + rng.stream(("step", t)).bernoulli(p, size=(3,))
+        x = md.add(x, rng.stream(("step", t)).bernoulli(p, size=(3,)))  # x starts raw
     return md.sum(md.square(x - 1.5))
 
 

@@ -347,7 +347,7 @@ def batched_derivative_estimate(f: Callable[[Any], Any], theta: Any,
     level = open_level(engine)
     try:
         eye = b.xp.reshape(b.xp.eye(d, dtype=b.float_dtype), (d, 1, d))
-        seed_tangent = b.xp.broadcast_to(eye, (d, m, d))
+        seed_tangent = b.xp.concat([eye] * m, axis=1)                  # e_j in every row
         out = f(StochasticTriple(theta, seed_tangent, None, engine.snapshot(), level))
         value, tangent, alt = _worlds(out, engine, level, d)
     finally:
