@@ -38,8 +38,8 @@ Randomness: for run seed s₀, the simulation of sample i at step s uses the str
 same draws. The per-sample work is a pure function of (θ_i, step, i, seed)
 (:mod:`.sample_chunks`), so the n samples are cut into one chunk per worker of the executor
 (:mod:`.executors`: serial, processes, Dask; ``executor=None`` is serial, one chunk) and each
-chunk runs as one batched simulation (``md.vmap``; a loss that cannot batch, and stochastic
-triples, run as a loop; ``Objective.batched = False`` asks for the loop). Reverse mode records
+chunk runs as one batched simulation (``md.vmap``, stochastic triples included; a loss that
+cannot batch runs as a loop; ``Objective.batched = False`` asks for the loop). Reverse mode records
 every sample on the driver's tape, so it takes no executor.
 
 Non-finite values raise :class:`NonFiniteError` naming the step, the sample and θ; with

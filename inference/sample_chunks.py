@@ -18,9 +18,10 @@ one forward pass carrying d tangents for the whole chunk: row i depends on δ on
 θ_i + δ, so row i of that Jacobian is J_i.
 
 Stochastic triples (``how = "triples"``) batch with
-:func:`minidiff.stochastic.triples.batched_derivative_estimate`: one pass with m·d directions,
-direction (i, j) seeded with e_{i,j}, whose jumps compete only within sample i and are pruned
-by sample i's own generator, so each row is what sample i's own ``derivative_estimate`` gives.
+:func:`minidiff.stochastic.triples.batched_derivative_estimate`: one pass with d directions and
+one alternative world per direction and sample, whose jumps compete only within sample i and
+are pruned by sample i's own generator, so each row is what sample i's own
+``derivative_estimate`` gives.
 
 **Loop**: a loss that cannot run under ``vmap`` (Python control flow on a traced value, a model
 that computes on raw arrays, an op whose batching fails) runs as the loop, and says so once

@@ -26,13 +26,17 @@ mean path is compared; the two runs may have different numbers of walkers).
 
 Estimators
 ----------
-The one random choice, ξ_t, is drawn by ``bernoulli(θ, estimator=...)`` on the keyed stream
-``("step", t)`` of the run's own child generator ``rng.child()`` (so within a run the draws
-never depend on θ; runs with the same seed, or the same stream, share their uniforms: common
-random numbers; a reused Generator gives each run fresh ones). ``estimator="smoothed"`` (the
-default) is unbiased here because x_t is linear in the draws; under
-:func:`minidiff.stochastic.derivative_estimate` the sampler ignores ``estimator`` and emits
-stochastic-triple jumps (unbiased for any function of the path).
+The one random choice, ξ_t for every t and walker at once (shape (T, n_agents)), is drawn by
+one ``bernoulli(θ, size=(T, n_agents), estimator=...)`` on the keyed stream ``"steps"`` of the
+run's own child generator ``rng.child()``, and the path is its running sum along time (so
+within a run the draws never depend on θ; runs with the same seed, or the same stream, share
+their uniforms: common random numbers; a reused Generator gives each run fresh ones). The
+draws are independent, so one draw of T·n_agents has the law of T draws of n_agents, and
+under stochastic triples all T·n_agents candidate jumps compete in one pruning choice, which
+keeps each with probability proportional to its rate, as T choices in sequence would.
+``estimator="smoothed"`` (the default) is unbiased here because x_t is linear in the draws;
+under :func:`minidiff.stochastic.derivative_estimate` the sampler ignores ``estimator`` and
+emits stochastic-triple jumps (unbiased for any function of the path).
 """
 
 from __future__ import annotations
@@ -72,14 +76,10 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = 1, rng: Any,
     n_timesteps = check_count(_WHERE, "n_timesteps", n_timesteps, 1)
     n_agents = check_count(_WHERE, "n_agents", n_agents, 1)
     check_estimator(_WHERE, estimator)
-    rng = generator(_WHERE, rng)  # this run's child: every draw below is keyed under it
-    x = md.zeros((n_agents,))
-    path = [x]
-    for t in range(n_timesteps):
-        xi = rng.stream(("step", t)).bernoulli(theta, size=(n_agents,), estimator=estimator)
-        x = md.add(x, 2.0 * xi - 1.0)  # md.add: x starts raw (array_api_strict)
-        path.append(x)
-    out = md.stack(path)
+    rng = generator(_WHERE, rng)  # this run's child: its one draw below is keyed under it
+    # ξ (T, n_agents) in one draw; x_t = Σ_{s<t} (2ξ_s − 1) is a running sum along time
+    xi = rng.stream("steps").bernoulli(theta, size=(n_timesteps, n_agents), estimator=estimator)
+    out = md.concatenate([md.zeros((1, n_agents)), md.cumsum(2.0 * xi - 1.0, axis=0)])
     return md.reshape(out, (n_timesteps + 1,)) if n_agents == 1 else out
 
 

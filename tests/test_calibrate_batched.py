@@ -159,3 +159,25 @@ def test_batched_triples_equal_the_loop_of_triples(make_loss, dim):
     np.testing.assert_allclose(host(batched.values), host(loop.values), rtol=TOL, atol=TOL)
     np.testing.assert_allclose(host(batched.jacobians), host(loop.jacobians), rtol=TOL,
                                atol=TOL)
+
+
+def feedback_walk_loss(theta, rng):
+    """Four draws in sequence, each Bernoulli's p depending on the walkers so far, and a
+    nonlinear output: later draws are coupled to earlier jumps, and a jump that wins makes the
+    values before it stale, per sample."""
+    x = md.zeros((3,))
+    for t in range(4):
+        p = md.sigmoid(md.getitem(theta, 0) + 0.4 * x)
+        x = md.add(x, rng.stream(("step", t)).bernoulli(p, size=(3,)))  # x starts raw
+    return md.sum(md.square(x - 1.5))
+
+
+def test_batched_triples_equal_the_loop_through_draws_that_feed_back():
+    theta = md.asarray(np.random.default_rng(5).normal(0.0, 0.8, size=(7, 1)))
+    batched = evaluate_chunk(feedback_walk_loss, theta, 1, list(range(7)), 3, "triples")
+    loop = evaluate_chunk(feedback_walk_loss, theta, 1, list(range(7)), 3, "triples",
+                          batched=False)
+    assert batched.fallback is None
+    assert np.any(host(loop.jacobians) != 0.0)
+    np.testing.assert_allclose(host(batched.jacobians), host(loop.jacobians), rtol=TOL,
+                               atol=TOL)

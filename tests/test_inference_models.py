@@ -41,7 +41,7 @@ def observed_increments():
 
 def walk_loss():
     """ℓ(x, rng): the increments x_{t+1} − x_t = 2ξ_t − 1, ξ_t ~ Bernoulli(σ(x)), drawn in one
-    call (the model's walk draws them one step at a time; the law is the same)."""
+    call (as the model's walk does)."""
     ed = inf.energy_distance(observed_increments())
 
     def loss(theta, rng):

@@ -168,6 +168,31 @@ def test_random_walk_triples_and_smoothed_agree_with_finite_differences():
         assert abs(_z(est, np.full(2, 2.0 * steps))) < Z_MAX  # and with the exact 2T
 
 
+def test_random_walk_triples_of_a_nonlinear_loss_match_its_exact_derivative():
+    """The walk draws its T steps in one call, so all T candidate jumps compete in one pruning
+    choice. The energy distance between ±1 increments is 4(p̂ − q̂)², nonlinear in the path,
+    with E = 4[(θ − q̂)² + θ(1 − θ)/T]: the triples' mean must be its θ-derivative
+    4[2(θ − q̂) + (1 − 2θ)/T] (z-test against the exact value, Z_MAX as above)."""
+    from minidiff import inference as inf
+
+    n, steps, theta = 400, 30, 0.35
+    observed = 2.0 * default_rng(3).bernoulli(0.6, size=steps) - 1.0
+    q_hat = float(np.mean((md.to_host(observed) + 1.0) / 2.0))
+    distance = inf.energy_distance(observed)
+
+    def loss(th, seed):
+        path = random_walk.simulate(th, n_timesteps=steps, rng=default_rng(seed))
+        return distance(md.getitem(path, slice(1, None)) - md.getitem(path, slice(0, -1)))
+
+    samples = np.array([float(md.to_host(derivative_estimate(lambda th: loss(th, 40 + i),
+                                                             np.asarray(theta), seed=i)))
+                        for i in range(n)])
+    exact = 4.0 * (2.0 * (theta - q_hat) + (1.0 - 2.0 * theta) / steps)
+    z = (samples.mean() - exact) / (samples.std(ddof=1) / np.sqrt(n))
+    assert np.count_nonzero(samples) > n // 2  # the jumps are seen
+    assert abs(z) < Z_MAX, (samples.mean(), exact, z)
+
+
 def test_sir_triples_agree_with_finite_differences_for_every_parameter():
     """Derivatives in u of the attack rate at θ = u ⊙ θ₀, u = 1 (so one relative step h = 0.2
     suits every parameter). Central differences with common random numbers; the O(h²) bias is

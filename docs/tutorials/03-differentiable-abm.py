@@ -221,8 +221,8 @@ print("exact forward pass: checks passed")
 # tangent and, for the one discrete draw whose flip was kept (chosen among all candidate flips
 # with probability proportional to their rates), the alternative path and its weight. Each
 # estimate is unbiased for $d\mathbb E[x_t]/d\theta$ at every $t$ at once. It needs no mask
-# and no temperature; `minidiff.models.random_walk` (whose draws are keyed by step) is the
-# model as is.
+# and no temperature; `minidiff.models.random_walk` (which draws all its steps in one call and
+# sums them) is the model as is.
 
 # %%
 n_triples = size(2000, 400)

@@ -411,7 +411,7 @@ def _engine_sampler(params: tuple) -> Any:
         for p in params:  # a sampling engine (triples) inside vmap's boxes
             while isinstance(p, Box):
                 inner = p.level.engine
-                if p.level.active and getattr(inner, "block", None) is not None:
+                if p.level.active and getattr(inner, "members", None) is not None:
                     # batched triples: the engine draws for every element, batch axis first
                     return lambda dist, u, ps: inner.sample_discrete_batched(dist, u, ps,
                                                                              level)

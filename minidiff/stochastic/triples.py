@@ -52,6 +52,7 @@ from ..ops import reshape, transpose
 from ..ops.linear import align_tangent, batch_aligned
 from ..pytree import _describe_value, tree_flatten
 from ..reverse import ReverseEngine
+from .pruning import prune
 
 __all__ = ["StochasticTriple", "batched_derivative_estimate", "derivative_estimate",
            "perturbed", "sample_perturbed"]
@@ -62,8 +63,9 @@ class StochasticTriple(Box):
 
     Attributes:
         value: the primal (a raw array).
-        tangent: shape (K, *value.shape), or None for the output of a piecewise-constant
-            primitive (a perturbed boolean, a floor).
+        tangent: shape (K, *value.shape), or None where it is zero: a discrete sample, the
+            output of a piecewise-constant primitive (a perturbed boolean, a floor), and what
+            is computed from those alone (their change is all in the jumps).
         alt: the alternative values, shape (K, *value.shape), or None if no world differs.
         worlds: for each direction, the id of the world ``alt`` belongs to.
     """
@@ -94,21 +96,28 @@ def _primal(x: Any, level: Level) -> Any:
 
 
 class TripleEngine(Engine):
-    """Processes primitives at one triple level with K directions, and owns the worlds."""
+    """Processes primitives at one triple level with K directions, and owns the worlds.
+
+    Batched (``member_seeds`` given, under the ``vmap`` of :func:`batched_derivative_estimate`):
+    every value carries the batch axis of m members first, and each direction keeps one world
+    *per member*: world (k, b) differs from the primal only in member b's draws, and member b's
+    output depends on member b's draws alone, so one alternative array (K, m, ...) holds all m
+    members' worlds at once. The world ids and weights are then indexed k·m + b."""
 
     tracks_jumps = True  # piecewise-constant primitives jump between worlds: see them too
 
-    def __init__(self, k: int, seed: Any, *, block_seeds: Sequence[Any] | None = None) -> None:
+    def __init__(self, k: int, seed: Any, *,
+                 member_seeds: Sequence[Any] | None = None) -> None:
         self.k = k
-        self.current = [0] * k           # id of the alternative world kept, per direction
-        self.weight = [0.0] * k          # its weight W (the total rate of all candidates)
         make_rng = _backend.get_backend().make_rng
-        if block_seeds is None:
-            self.block = None            # directions per batch element (batched triples)
-            self.rngs = [make_rng(seed)] * k   # the pruning decisions' generator, per direction
-        else:
-            self.block = k // len(block_seeds)
-            self.rngs = [g for s in block_seeds for g in [make_rng(s)] * self.block]
+        self.members = None if member_seeds is None else len(member_seeds)  # m, if batched
+        worlds = k * (self.members or 1)
+        self.current = [0] * worlds      # id of the alternative world kept, per world
+        self.weight = [0.0] * worlds     # its weight W (the total rate of all candidates)
+        if member_seeds is None:         # the pruning decisions' generator, per direction
+            self.rngs = [make_rng(seed)] * k
+        else:                            # ... per member, shared by its K directions
+            self.rngs = [make_rng(s) for s in member_seeds]
 
     def snapshot(self) -> tuple:
         return tuple(self.current)
@@ -123,7 +132,15 @@ class TripleEngine(Engine):
         if not any(live):
             return None
         xp = _backend.get_backend().xp
-        mask = xp.reshape(xp.asarray(live), (self.k,) + (1,) * len(shape_of(x.value)))
+        shape = shape_of(x.value)
+        lead = (self.k,)
+        if self.members is not None:  # a value from before a draw: the batch axis leads
+            if not shape or shape[0] != self.members:
+                raise BatchingError(f"batched stochastic triples: a value of shape {shape} "
+                                    f"from before a draw has no leading batch axis of "
+                                    f"{self.members} members; run the samples one at a time")
+            lead, shape = (self.k, self.members), shape[1:]
+        mask = xp.reshape(xp.asarray(live), lead + (1,) * len(shape))
         return xp.where(mask, x.alt, x.value)
 
     def process(self, primitive: Primitive, args: tuple, params: dict) -> StochasticTriple:
@@ -142,12 +159,9 @@ class TripleEngine(Engine):
                 tangents.append(None)
                 alts.append(None)
         out = bind(primitive, *primals, **params)
-        if not primitive.differentiable:  # piecewise constant: no tangent, only jumps
-            tangent = None
-        elif any(t is not None for t in tangents):
+        tangent = None  # zero: piecewise constant, or no argument with a tangent (jumps only)
+        if primitive.differentiable and any(t is not None for t in tangents):
             tangent = primitive.jvp(tangents, primals, out, **params)
-        else:  # only piecewise-constant values (conditions) among the arguments
-            tangent = _zeros((self.k, *shape_of(out)))
         alt = None
         if any(a is not None for a in alts):
             alt = self._alternative(primitive, primals, alts, out, params)
@@ -173,8 +187,8 @@ class TripleEngine(Engine):
     def sample_discrete_batched(self, dist: Any, u: Any, params: Sequence[Any],
                                 batch: Level) -> Any:
         """:meth:`sample_discrete` for a draw under the ``vmap`` of :func:`
-        batched_derivative_estimate` (level ``batch``): the batch axis leads every value and
-        direction k may jump only in batch element k // block."""
+        batched_derivative_estimate` (level ``batch``): the batch axis leads every value, and
+        each member's jumps compete only for that member's world."""
         if dist.name == "categorical" or not (isinstance(u, Box) and u.level is batch):
             raise BatchingError(f"{dist.name}: this draw cannot run as batched stochastic "
                                 f"triples; run the samples one at a time")
@@ -195,6 +209,9 @@ class TripleEngine(Engine):
         """
         level = self
         xp = _backend.get_backend().xp
+        if (self.members is not None) != batch_axis:
+            raise BatchingError(f"{dist.name}: a draw of batched stochastic triples must run "
+                                f"under their vmap (and only there)")
         values = [_primal(p, level) for p in params]
         x = dist.sample(u, *values)
         batch_rank = len(shape_of(x))
@@ -215,8 +232,8 @@ class TripleEngine(Engine):
                                      f"derivative; n may change only by finite jumps")
             tangent = _align_param(continuous.tangent, values[-1], batch_rank, dist)
             events = dist.events(x, *values, tangent)
-            alt = _prune(self, x, alt, events, batch_axis)
-        return StochasticTriple(x, _zeros((self.k, *shape_of(x))), alt, self.snapshot(), level)
+            alt = prune(self, x, alt, events, batch_axis)
+        return StochasticTriple(x, None, alt, self.snapshot(), level)  # tangent 0: jumps only
 
 
 def _zeros(shape: tuple) -> Any:
@@ -249,55 +266,6 @@ def sample_perturbed(dist: Any, u: Any, params: Sequence[Any]) -> StochasticTrip
 def _align_param(alt: Any, value: Any, batch_rank: int, dist: Any) -> Any:
     extra = 1 if dist.name == "categorical" else 0  # probs carry the category axis last
     return align_tangent(alt, len(shape_of(value)), batch_rank + extra)
-
-
-def _prune(engine: TripleEngine, x: Any, alt: Any, events: list,
-           batch_axis: bool = False) -> Any:
-    """Let each direction's new jumps compete with its kept world; return the new alt.
-
-    Batched triples (``batch_axis``: x's leading axis is the batch): direction k competes
-    only among the jumps of its own batch element k // block."""
-    b = _backend.get_backend()
-    xp = b.xp
-    shape = shape_of(x)
-    size = 1
-    for d in shape:
-        size *= d
-    rates = [xp.reshape(xp.broadcast_to(xp.where(e.change == 0, 0.0 * e.rate, e.rate),
-                                        (engine.k, *shape)), (engine.k, size)) for e in events]
-    if batch_axis and engine.block is not None:
-        owner = xp.arange(engine.k) // engine.block                     # (K,)
-        element = xp.arange(size) // (size // shape[0]) if size else xp.arange(size)
-        own = owner[:, None] == element[None, :]                          # (K, size)
-        rates = [xp.where(own, r, 0.0 * r) for r in rates]
-    changes = [xp.reshape(xp.broadcast_to(e.change, (engine.k, *shape)), (engine.k, size))
-               for e in events]
-    all_rates = xp.concat(rates, axis=1)            # (K, n_events * size)
-    all_changes = xp.concat(changes, axis=1)
-    totals = xp.sum(all_rates, axis=1)
-    flat_x = xp.reshape(x, (size,))
-    rows = []
-    for k in range(engine.k):
-        total = float(totals[k])
-        row = None if alt is None else xp.reshape(alt[k, ...], (size,))
-        if total > 0:
-            kept = engine.weight[k]
-            engine.weight[k] = kept + total
-            rng = engine.rngs[k]
-            if float(rng.random()) * (kept + total) < total:  # a new jump wins
-                target = float(rng.random()) * total
-                cumulative = xp.cumulative_sum(all_rates[k, ...])
-                j = int(xp.searchsorted(cumulative, xp.asarray(target, dtype=b.float_dtype),
-                                        side="right"))
-                j = min(j, all_rates.shape[1] - 1)
-                element = j % size
-                onehot = b.xp.astype(xp.arange(size) == element, b.float_dtype)
-                row = flat_x + float(all_changes[k, j]) * onehot
-                engine.current[k] += 1
-        rows.append(flat_x if row is None else row)
-    if alt is None and all(r is flat_x for r in rows):
-        return None
-    return xp.reshape(xp.stack(rows), (engine.k, *shape))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,36 +324,39 @@ def batched_derivative_estimate(f: Callable[[Any], Any], theta: Any,
     seed=seeds[b]) for b]`` as one pass, where ``f`` maps θ (m, d) to (m,) with element b a
     function of row b alone, run under ``minidiff.vmap`` (``f = vmap(f_b)``).
 
-    The pass carries K = m·d directions, direction (b, j) seeded with e_{b,j}; each discrete
-    draw lets direction (b, j) jump only in element b, and prunes with element b's own
-    generator (``seeds[b]``) in the loop's order, so every row gets the numbers of its own
-    ``derivative_estimate``: shape (m, d). Tangents are (K, m, ...): the cost grows as m² for
-    a model's arrays, so this pays for small models and few samples."""
-    if any(isinstance(lv.engine, ReverseEngine) for lv in active_levels()) or batch_levels():
+    The pass carries the d directions of one sample, direction j seeded with e_j in every row
+    (tangents (d, m, ...), as a batched ``jacfwd``). Each direction keeps one alternative
+    world per member b: member b's jumps compete only with each other, pruned by member b's
+    own generator (``seeds[b]``) in the loop's order, and since element b of the output
+    depends on member b's draws alone, one alternative array holds every member's world.
+    Row b is then what sample b's own ``derivative_estimate`` gives: shape (m, d)."""
+    if any(isinstance(lv, ReverseEngine) for lv in active_levels()) or batch_levels():
         raise BatchingError("batched_derivative_estimate runs outside grad and vmap")
     b = _backend.get_backend()
     theta = b.asarray(theta) if not isinstance(theta, Box) else theta
     m, d = shape_of(theta)
     if len(seeds) != m:
         raise ValueError(f"batched_derivative_estimate: {len(seeds)} seeds for {m} rows")
-    k = m * d
-    with TripleEngine(k, None, block_seeds=list(seeds)) as engine:
-        seed_tangent = b.xp.reshape(b.xp.eye(k, dtype=b.float_dtype), (k, m, d))
+    with TripleEngine(d, None, member_seeds=list(seeds)) as engine:
+        eye = b.xp.reshape(b.xp.eye(d, dtype=b.float_dtype), (d, 1, d))
+        seed_tangent = b.xp.concat([eye] * m, axis=1)                  # e_j in every row
         out = f(StochasticTriple(theta, seed_tangent, None, engine.snapshot(), engine))
-        value, tangent, alt = _worlds(out, engine, engine, k)
+        value, tangent, alt = _worlds(out, engine, engine, d)
     if shape_of(value) != (m,):
         raise ValueError(f"batched_derivative_estimate: f must return shape ({m},), got "
                          f"{shape_of(value)}")
-    full = _estimate(value, tangent, alt, engine, k, (m, d))      # (m, m, d)
-    rows = b.xp.arange(m)
-    return full[rows, rows, :]
+    estimate = tangent                                               # (d, m)
+    if alt is not None:
+        weights = b.xp.reshape(b.xp.asarray(engine.weight, dtype=b.float_dtype), (d, m))
+        estimate = tangent + weights * (alt - value)
+    return b.xp.permute_dims(estimate, (1, 0))
 
 
 def _worlds(out: Any, engine: TripleEngine, level: Level, k: int) -> tuple[Any, Any, Any]:
     """The value, tangent and live alternative world of one output leaf."""
     if isinstance(out, StochasticTriple) and out.level is level:
         value, tangent, alt = out.value, out.tangent, engine.live_alt(out)
-        if tangent is None:  # a piecewise-constant output: its change is all in jumps
+        if tangent is None:  # a zero tangent: the output's change is all in jumps
             tangent = _zeros((k, *shape_of(value)))
         return value, tangent, alt
     if not (isinstance(out, Box | int | float) or hasattr(out, "shape")):
