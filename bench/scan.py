@@ -38,7 +38,7 @@ import minidiff as md
 from minidiff.models import cont
 
 
-def make_scan_loss(noise: cont.Noise, n_steps: int) -> Any:
+def make_scan_loss(noise: cont.Noise, n_steps: int, executor: str = "replay") -> Any:
     steps = [noise.step(t) for t in range(n_steps)]
     zetas = md.asarray(np.array([float(md.to_host(z)) for z, _ in steps]))
     updates = md.stack([u for _, u in steps])
@@ -53,7 +53,7 @@ def make_scan_loss(noise: cont.Noise, n_steps: int) -> Any:
             zeta, update = x
             return generic_step(nu, total, sigma, depth, zeta, update), None
 
-        (_, total), _ = md.scan(body, (nu, md.zeros(())), (zetas, updates))
+        (_, total), _ = md.scan(body, (nu, md.zeros(())), (zetas, updates), executor=executor)
         return total
 
     return loss
@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = [("eager", make_loss(generic_step, noise, n_steps)),
                 ("jit step loop", make_loss(md.jit(generic_step), noise, n_steps)),
                 ("scan replay", make_scan_loss(noise, n_steps)),
+                ("scan numba", make_scan_loss(noise, n_steps, "numba")),
                 (f"scan x{segment} ckpt", make_checkpointed_scan_loss(noise, n_steps, segment))]
     for _, loss in variants:  # first calls: tracing, compiling, fresh memory
         loss(theta), md.grad(loss)(theta), md.jacfwd(loss)(theta)

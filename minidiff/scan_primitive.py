@@ -43,6 +43,7 @@ from .forward import Dual, ForwardEngine
 from .jit.call import _Collector, _Output, _token
 from .jit.derive import concrete, evaluate
 from .jit.executors import run_program
+from .jit.loop_kernel import loop_kernel
 from .jit.program import Program
 from .ops import stack, transpose
 from .reverse import ReverseEngine, TapeValue
@@ -59,6 +60,10 @@ __all__ = ["scan_p", "ScanPrimitive"]
 def _impl(*operands: Any, body: Program, kinds: tuple[str, ...], carry_out: tuple[int, ...],
           length: int, reverse: bool) -> tuple:
     backend = _backend.get_backend()
+    if body.executor == "numba":
+        whole = loop_kernel(body, kinds, carry_out)
+        if whole is not None:
+            return whole(operands, length, reverse)
     xp = backend.xp
     args = list(operands)
     carry_at = [i for i, k in enumerate(kinds) if k == "c"]

@@ -38,6 +38,7 @@ from . import backend as _backend
 from .core import Box, close_level, open_level
 from .jit.api import _same_array, flatten, unflatten
 from .jit.derive import concrete
+from .jit.executors import check_executor
 from .jit.program import Const, Program, Var
 from .jit.simplify import prune
 from .jit.tracing import JitError, TraceEngine, Tracer, compare_traces
@@ -79,7 +80,7 @@ class _BodyEngine(TraceEngine):
         return super().output_atom(x)
 
 
-def _trace_body(fn: Callable[..., list[Any]], inputs: list[Any], name: str
+def _trace_body(fn: Callable[..., list[Any]], inputs: list[Any], name: str, executor: str
                 ) -> tuple[Program, list[Any]]:
     engine = _BodyEngine(name)
     level = open_level(engine)
@@ -92,7 +93,8 @@ def _trace_body(fn: Callable[..., list[Any]], inputs: list[Any], name: str
         level.active = True  # an escaped tracer still reaches the engine, which explains
         engine.finished = True
     backend = _backend.get_backend()
-    program = Program(name, engine.inputs, engine.equations, atoms, backend=backend.name)
+    program = Program(name, engine.inputs, engine.equations, atoms, executor=executor,
+                      backend=backend.name)
     return program, engine.captured
 
 
@@ -115,7 +117,8 @@ def _type(x: Any) -> tuple[tuple[int, ...], str]:
 
 
 def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
-         length: int | None = None, reverse: bool = False, unroll: int = 1) -> tuple[Any, Any]:
+         length: int | None = None, reverse: bool = False, unroll: int = 1,
+         executor: str = "replay") -> tuple[Any, Any]:
     """Run ``carry, y = f(carry, x)`` over the rows of ``xs``, as one differentiable primitive.
 
     Args:
@@ -126,8 +129,12 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
             each), or None (``f`` gets ``x = None``; give ``length``).
         length: T, needed when ``xs`` is None; when both are given they must agree.
         reverse: run t = T − 1, ..., 0 (the ys keep their row index, as in JAX).
-        unroll: accepted for JAX's signature (an int ≥ 1); the replay executor runs the body
-            program once per step whatever its value.
+        unroll: accepted for JAX's signature (an int ≥ 1) and ignored: the replay executor
+            runs the body program once per step, the numba executor compiles the whole loop.
+        executor: ``"replay"`` runs the body program once per step; ``"numba"`` (the ``jit``
+            extra) compiles the whole loop into one kernel where every equation of the body
+            (and of its derived JVP and VJP bodies) can be written as a loop, and otherwise
+            runs that body step by step with ``md.jit``'s numba executor.
 
     Returns:
         ``(final carry, ys)``, the ys stacked along a new leading axis of length T.
@@ -142,6 +149,7 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
         raise ValueError(f"md.scan: unroll must be an int >= 1, got {unroll!r}")
     name = getattr(f, "__name__", "f")
     name = "lambda" if name == "<lambda>" else name
+    check_executor(executor)
     backend = _backend.get_backend()
     carry, carry_structure = _leaves(init, "init", backend)
     x_leaves: list[Any] = []
@@ -185,8 +193,8 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
         return [*new_leaves, *y_leaves]
 
     trace_name = f"{name} (the body of md.scan)"
-    first, captured1 = _trace_body(body, samples, trace_name)
-    second, captured2 = _trace_body(body, samples, trace_name)
+    first, captured1 = _trace_body(body, samples, trace_name, executor)
+    second, captured2 = _trace_body(body, samples, trace_name, executor)
     differs = compare_traces(first, second, _same_array) or (
         "" if y_structures[0] == y_structures[1] else "the structure of the ys")
     if not differs and (len(captured1) != len(captured2) or not all(
@@ -222,7 +230,7 @@ _MAX_VARIANTS = 4  # bodies of one structure with different constants
 
 
 def _cached(program: Program) -> Program:
-    key = (program.fingerprint(), program.backend)
+    key = (program.fingerprint(), program.backend, program.executor)
     for known in _BODIES.get(key, ()):
         if _same_program(known, program):
             _BODIES.move_to_end(key)
