@@ -180,3 +180,19 @@ def test_other_backends_run_the_steps(kernels):
         c2, _ = python_scan(lambda c, x: (md.sin(c) + x, c), c0, xs)
         close(c, c2)
     assert kernels["steps"] and not kernels["whole"]
+
+
+def test_large_arrays_run_step_by_step(kernels, monkeypatch):
+    """Above MAX_ELEMENTS the per-step kernels (NumPy's vectorised exp) are faster: the body
+    runs step by step, with the same results."""
+    from minidiff.jit import loop_kernel
+    monkeypatch.setattr(loop_kernel, "MAX_ELEMENTS", 8)
+    xs = md.asarray(np.linspace(-1.0, 1.0, 48).reshape(3, 16))
+
+    def step(c, x):
+        return md.exp(-c * c) + x, md.sum(c)
+
+    c0 = md.asarray(np.linspace(0.0, 1.0, 16))
+    close(numba_scan(step, c0, xs)[0], python_scan(step, c0, xs)[0])
+    assert kernels["steps"] and not kernels["whole"]
+    assert "16 elements" in loop_kernel.unsupported(md.make_program(lambda c: c * 2.0)(c0))

@@ -27,6 +27,10 @@ return r = Σ o / (N η), the running loss) costs a few machine instructions. El
 equations of one shape are grouped as the numba executor groups them
 (:func:`minidiff.jit.fusion.group`), each group one loop nest.
 
+Where a step's arrays are large (more than :data:`MAX_ELEMENTS` elements) its arithmetic
+outweighs its dispatch, and the per-step kernels of ``md.jit``'s numba executor, which leave
+``exp`` to NumPy's vectorised one and sum pairwise, are faster; such a body runs step by step.
+
 Results agree with the replayed step to rounding, not bit for bit: a loop sums in order where
 NumPy sums pairwise, and libm's ``exp`` may differ from NumPy's vectorised one in the last
 bit. A body with anything else (indexing, matrix products, integer values, random draws
@@ -61,6 +65,11 @@ LOOP_EXPRESSIONS = {
     linear._broadcast_p: "{0}",
 }
 _DTYPES = ("float64", "bool")
+# the largest array (elements) a whole-loop kernel takes: above it a step's arithmetic outweighs
+# its dispatch, and the per-step kernels, which leave exp to NumPy's vectorised one (several
+# times faster than the scalar libm exp a loop calls) and sum pairwise, are faster
+# (bench/scan.py --agents N: Cont's step crosses over between N = 1e3 and 1e4)
+MAX_ELEMENTS = 4096
 
 
 def _elementwise(eqn: Equation) -> bool:
@@ -76,6 +85,11 @@ def unsupported(program: Program) -> str | None:
     for v in program.inputs:
         if str(v.dtype) not in _DTYPES:
             return f"an input of dtype {v.dtype}"
+    for v in [*program.inputs, *(e.out for e in program.equations)]:
+        if math.prod(v.shape) > MAX_ELEMENTS:
+            return (f"an array of {math.prod(v.shape)} elements (more than {MAX_ELEMENTS}: "
+                    f"the step's arithmetic outweighs its dispatch; the per-step kernels are "
+                    f"faster)")
     for eqn in program.equations:
         name = eqn.primitive.name
         if str(eqn.out.dtype) not in _DTYPES:
