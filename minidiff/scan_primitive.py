@@ -38,16 +38,25 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import backend as _backend
-from .core import ModeError, Primitive
+from .core import ModeError, Primitive, shape_of
 from .forward import Dual, ForwardEngine
 from .jit.call import _Collector, _Output, _token
 from .jit.derive import concrete, evaluate
 from .jit.executors import run_program
 from .jit.loop_kernel import loop_kernel
 from .jit.program import Program
-from .ops import stack, transpose
+from .ops import broadcast_to, stack, transpose
 from .reverse import ReverseEngine, TapeValue
-from .scan_derive import VjpBody, backward_body, close_needs, jvp_body, step_sample, vjp_body
+from .scan_derive import (
+    VjpBody,
+    backward_body,
+    batch_body,
+    close_batched,
+    close_needs,
+    jvp_body,
+    step_sample,
+    vjp_body,
+)
 
 __all__ = ["scan_p", "ScanPrimitive"]
 
@@ -227,7 +236,31 @@ class ScanPrimitive(Primitive):
         return tuple(result)
 
 
-scan_p = ScanPrimitive("scan", _impl, jvp=_no_generic_rule, vjp=_no_generic_rule)
+def _batch(size: int, args: Sequence[Any], batched: Sequence[bool], *, body: Program,
+           kinds: tuple[str, ...], carry_out: tuple[int, ...], length: int,
+           reverse: bool) -> tuple:
+    """vmap of a scan: one scan of the batched body (``vmap`` of the body program), not one
+    scan per element. Scanned inputs (B, T, ...) are read as (T, B, ...), so that step t reads
+    the (B, ...) rows of every element; a carry that becomes batched is broadcast at step 0;
+    the ys come back as (B, T, ...)."""
+    given = list(batched)
+    batched = close_batched(body, kinds, carry_out, list(batched))
+    operands = []
+    for a, kind, was, now in zip(args, kinds, given, batched):
+        if kind == "x" and was:
+            a = _swap01(a)
+        elif now and not was:
+            a = broadcast_to(a, (size, *shape_of(a)))
+        operands.append(a)
+    samples = [step_sample(a, kind, length) for a, kind in zip(operands, kinds)]
+    program = batch_body(body, batched, size, samples)
+    results = scan_p(*operands, body=program, kinds=kinds, carry_out=carry_out, length=length,
+                     reverse=reverse)
+    carry_set = set(carry_out)
+    return tuple(r if o in carry_set else _swap01(r) for o, r in enumerate(results))
+
+
+scan_p = ScanPrimitive("scan", _impl, jvp=_no_generic_rule, vjp=_no_generic_rule, batch=_batch)
 
 
 def _swap01(t: Any) -> Any:

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import backend as _backend
-from .core import Box, close_level, open_level
+from .core import Box, close_level, open_level, shape_of
 from .jit.api import _same_array, flatten, unflatten
 from .jit.derive import concrete
 from .jit.executors import check_executor
@@ -112,8 +112,10 @@ def _leaves(tree: Any, what: str, backend: _backend.Backend) -> tuple[list[Any],
 
 
 def _type(x: Any) -> tuple[tuple[int, ...], str]:
+    """Shape (of one batch element, under vmap) and dtype."""
     value = _raw(x)
-    return tuple(getattr(value, "shape", ())), str(getattr(value, "dtype", type(value)))
+    shape = shape_of(x) if hasattr(value, "shape") else ()
+    return tuple(shape), str(getattr(value, "dtype", type(value)))
 
 
 def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
