@@ -35,13 +35,17 @@ from collections.abc import Callable
 from typing import Any
 
 from . import backend as _backend
-from .core import Box, close_level, open_level, shape_of
+from .batching import BatchEngine
+from .core import Box, ModeError, active_levels, close_level, open_level, shape_of
+from .forward import ForwardEngine
 from .jit.api import _same_array, flatten, unflatten
 from .jit.derive import concrete
 from .jit.executors import check_executor
 from .jit.program import Const, Program, Var
 from .jit.simplify import prune
 from .jit.tracing import JitError, TraceEngine, Tracer, compare_traces
+from .ops import stack
+from .reverse import ReverseEngine
 from .scan_derive import step_sample
 from .scan_primitive import scan_p
 
@@ -159,6 +163,9 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     if xs is not None:
         x_leaves, x_structure = _leaves(xs, "xs", backend)
     length = _check_length(name, x_leaves, length)
+    if any(lv.active and not isinstance(lv.engine, _SCAN_ENGINES) for lv in active_levels()):
+        return _python_loop(name, f, carry_structure, carry, x_structure, x_leaves, length,
+                            bool(reverse))
     samples = [concrete(c) for c in carry] + [step_sample(x, "x", length) for x in x_leaves]
     n_c = len(carry)
     carry_types = [_type(c) for c in carry]
@@ -220,6 +227,32 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     stacked = iter(results[n_c:n_c + n_y])
     ys = unflatten(y_structure, [None if hole else next(stacked) for hole in holes])
     return final, ys
+
+
+# the engines the scan primitive has rules for (forward, reverse, batching, tracing); under any
+# other (stochastic triples) md.scan runs the loop it stands for, op by op
+_SCAN_ENGINES = (ForwardEngine, ReverseEngine, BatchEngine, TraceEngine)
+
+
+def _python_loop(name: str, f: Callable[[Any, Any], tuple[Any, Any]], carry_structure: Any,
+                 carry: list[Any], x_structure: Any, x_leaves: list[Any], length: int,
+                 reverse: bool) -> tuple[Any, Any]:
+    """The loop ``md.scan`` stands for, run op by op (under a transform without scan rules)."""
+    if not length:
+        raise ModeError(f"md.scan({name}): a zero-length scan under this transform (stochastic "
+                        f"triples?) has no step to give the ys their shapes; skip the scan "
+                        f"when length is 0")
+    state = unflatten(carry_structure, carry)
+    ys: list[Any] = [None] * length
+    for t in (range(length - 1, -1, -1) if reverse else range(length)):
+        x = None if x_structure is None else unflatten(x_structure,
+                                                        [leaf[t, ...] for leaf in x_leaves])
+        state, ys[t] = f(state, x)
+    y_leaves, y_structure = flatten(ys[0])
+    rows = [flatten(y)[0] for y in ys]
+    stacked = [None if leaf is None else stack([r[j] for r in rows])
+               for j, leaf in enumerate(y_leaves)]
+    return state, unflatten(y_structure, stacked)
 
 
 # Bodies already seen, by structure: a scan called again on an equal body (the same

@@ -200,13 +200,14 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_N_AGENTS,
     where = "cont.simulate"
     theta, n_timesteps, noise, k = _arguments(where, params, n_timesteps, n_agents, rng,
                                               estimator, s, k)
-    nu = _initial_thresholds(theta, noise)
-    advance = _step(theta, noise, k)
-    returns = []
-    for t in range(n_timesteps):
-        nu, r = advance(nu, t)
-        returns.append(r)
-    return md.stack(returns) if returns else md.zeros((0,))
+    if not n_timesteps:
+        return md.zeros((0,))
+    step = _scan_step(theta, noise, k)
+    nu, returns = _initial_thresholds(theta, noise), []
+    for start, stop in _segments(n_timesteps, noise.n_agents):
+        nu, rs = md.scan(step, nu, _draws(noise, start, stop))
+        returns.append(rs)
+    return returns[0] if len(returns) == 1 else md.concatenate(returns)
 
 
 def realised_variance(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_N_AGENTS,
@@ -235,8 +236,17 @@ def realised_variance(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_
     state = (_initial_thresholds(theta, noise), md.zeros(()))
     if checkpointed:
         return md.checkpointed_loop(step, state, n_timesteps, snapshots)[1]
-    for t in range(n_timesteps):
-        state = step(state, t)
+    if not n_timesteps:
+        return state[1]
+    move = _scan_step(theta, noise, k)
+
+    def scan_step(state: tuple[Any, Any], x: tuple[Any, Any]) -> tuple[Any, None]:
+        nu, total = state
+        nu, r = move(nu, x)
+        return (nu, md.add(total, md.multiply(r, r))), None
+
+    for start, stop in _segments(n_timesteps, noise.n_agents):
+        state, _ = md.scan(scan_step, state, _draws(noise, start, stop))
     return state[1]
 
 
@@ -277,13 +287,14 @@ def _initial_thresholds(theta: tuple[Any, ...], noise: Noise) -> Any:
     return md.exp(md.add(mu, md.multiply(sigma_nu, noise.z)))
 
 
-def _step(theta: tuple[Any, ...], noise: Noise, k: float) -> Any:
-    """advance(ν, t) = (ν after step t, r_t), drawing step t's noise from its own stream."""
+def _scan_step(theta: tuple[Any, ...], noise: Noise, k: float) -> Any:
+    """move(ν, (ζ_t, u_t)) = (ν after step t, r_t): one step given its draws (the body of the
+    time loop's ``md.scan``)."""
     sigma, eta = theta[2], theta[3]
     depth = md.multiply(eta, float(noise.n_agents))  # N η
 
-    def advance(nu: Any, t: int) -> tuple[Any, Any]:
-        zeta, update = noise.step(t)
+    def move(nu: Any, x: tuple[Any, Any]) -> tuple[Any, Any]:
+        zeta, update = x
         eps = md.multiply(sigma, zeta)
         # The operator, not md.subtract: both steps are traced or neither (each reads ε and ν),
         # and on plain arrays NumPy then reuses the temporary's buffer for the difference.
@@ -292,7 +303,35 @@ def _step(theta: tuple[Any, ...], noise: Noise, k: float) -> Any:
         r = md.divide(md.sum(orders), depth)
         return md.where(update, md.abs(r), nu), r
 
+    return move
+
+
+def _step(theta: tuple[Any, ...], noise: Noise, k: float) -> Any:
+    """advance(ν, t) = (ν after step t, r_t), drawing step t's noise from its own stream (the
+    step of the checkpointed loop, which draws again when it recomputes a step)."""
+    move = _scan_step(theta, noise, k)
+
+    def advance(nu: Any, t: int) -> tuple[Any, Any]:
+        return move(nu, noise.step(t))
+
     return advance
+
+
+_SEGMENT_BYTES = 2**19  # the update masks one scan of the time loop reads at most (about)
+
+
+def _segments(n_timesteps: int, n_agents: int) -> list[tuple[int, int]]:
+    """The time loop as scans of L = max(16, 2¹⁹ // N) steps: each reads its steps' draws as
+    xs, (L, N) masks of about 0.5 MiB, drawn when the scan starts, so memory stays flat in T
+    (as with draws made step by step) while a scan still runs many steps per call."""
+    length = max(16, _SEGMENT_BYTES // n_agents)
+    return [(t, min(t + length, n_timesteps)) for t in range(0, n_timesteps, length)]
+
+
+def _draws(noise: Noise, start: int, stop: int) -> tuple[Any, Any]:
+    """(ζ_t, u_t) for t in [start, stop): a segment's draws as its scan's xs, (L,), (L, N)."""
+    steps = [noise.step(t) for t in range(start, stop)]
+    return md.stack([z for z, _ in steps]), md.stack([u for _, u in steps])
 
 
 def _arguments(where: str, params: Any, n_timesteps: Any, n_agents: Any, rng: Any,
