@@ -220,6 +220,10 @@ def realised_variance(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_
     :func:`minidiff.checkpointed_loop` with ``snapshots`` stored states (default ⌈√T⌉): under
     reverse mode the tape then keeps those snapshots instead of every step's residuals, and
     the recomputed steps see the same draws (keyed streams), so the gradient is the same.
+    Without it the loop is a Python loop drawing each step's noise when the step runs (not a
+    scan, as in :func:`simulate`): this is the workload ``minidiff memory`` and the tutorials
+    measure, whose tape grows by one step's residuals per step and whose forward pass keeps
+    nothing of the past (``docs/scan.md`` measures the scan's memory beside it).
     """
     where = "cont.realised_variance"
     theta, n_timesteps, noise, k = _arguments(where, params, n_timesteps, n_agents, rng,
@@ -236,17 +240,8 @@ def realised_variance(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_
     state = (_initial_thresholds(theta, noise), md.zeros(()))
     if checkpointed:
         return md.checkpointed_loop(step, state, n_timesteps, snapshots)[1]
-    if not n_timesteps:
-        return state[1]
-    move = _scan_step(theta, noise, k)
-
-    def scan_step(state: tuple[Any, Any], x: tuple[Any, Any]) -> tuple[Any, None]:
-        nu, total = state
-        nu, r = move(nu, x)
-        return (nu, md.add(total, md.multiply(r, r))), None
-
-    for start, stop in _segments(n_timesteps, noise.n_agents):
-        state, _ = md.scan(scan_step, state, _draws(noise, start, stop))
+    for t in range(n_timesteps):
+        state = step(state, t)
     return state[1]
 
 
