@@ -312,21 +312,30 @@ def _step(theta: tuple[Any, ...], noise: Noise, k: float) -> Any:
     return advance
 
 
-_SEGMENT_BYTES = 2**19  # the update masks one scan of the time loop reads at most (about)
+_SEGMENT_BYTES = 2**16  # about the update masks one scan of the time loop reads at most
 
 
 def _segments(n_timesteps: int, n_agents: int) -> list[tuple[int, int]]:
-    """The time loop as scans of L = max(16, 2¹⁹ // N) steps: each reads its steps' draws as
-    xs, (L, N) masks of about 0.5 MiB, drawn when the scan starts, so memory stays flat in T
-    (as with draws made step by step) while a scan still runs many steps per call."""
+    """The time loop as scans of L = max(16, 2¹⁶ // N) steps: each reads its steps' draws as
+    xs, (L, N) masks of about 64 KiB, drawn when the scan starts, so that what a run keeps
+    besides its state stays small and flat in T and N (as with draws made step by step;
+    mixed-mode calibration holds nothing that grows with N) while a scan still runs many
+    steps per call."""
     length = max(16, _SEGMENT_BYTES // n_agents)
     return [(t, min(t + length, n_timesteps)) for t in range(0, n_timesteps, length)]
 
 
 def _draws(noise: Noise, start: int, stop: int) -> tuple[Any, Any]:
-    """(ζ_t, u_t) for t in [start, stop): a segment's draws as its scan's xs, (L,), (L, N)."""
-    steps = [noise.step(t) for t in range(start, stop)]
-    return md.stack([z for z, _ in steps]), md.stack([u for _, u in steps])
+    """(ζ_t, u_t) for t in [start, stop): a segment's draws as its scan's xs, (L,), (L, N),
+    written row by row into arrays made once."""
+    xp = md.get_backend().xp
+    zetas = xp.empty((stop - start,), dtype=md.get_backend().float_dtype)
+    masks = xp.empty((stop - start, noise.n_agents), dtype=xp.bool)
+    for row, t in enumerate(range(start, stop)):
+        zeta, update = noise.step(t)
+        zetas[row] = zeta
+        masks[row, ...] = update
+    return zetas, masks
 
 
 def _arguments(where: str, params: Any, n_timesteps: Any, n_agents: Any, rng: Any,
