@@ -19,6 +19,11 @@ primitive (:mod:`minidiff.scan_primitive`) that runs the program T times without
 each op, and that every transform differentiates through programs derived from the body: a
 scan of its JVP in forward mode, a reverse scan of its VJP over saved residuals in reverse mode.
 
+Under ``vmap`` the primitive's batching rule runs one scan of the batched body; under a
+transform with no scan rules (stochastic triples) ``md.scan`` runs the loop above, op by op.
+``executor="numba"`` compiles the whole loop into one kernel where it can
+(:mod:`minidiff.jit.loop_kernel`).
+
 Carries, xs and ys are pytrees (nested tuples, lists, dicts of arrays). Arrays the body reads
 from its closure are constants of the loop; those an enclosing transform differentiates
 (parameters under ``grad``) are lifted into inputs of the body, so their derivatives are summed
