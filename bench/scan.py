@@ -21,6 +21,12 @@ once (first call, not timed). The checks: the scan's loss, gradient and Jacobian
 eager loop's to 1e-12 relative (the cotangents of σ and η are summed over the steps in the
 scan's carry, a regrouping of the loop's sums).
 
+``scan numba`` is the scan with ``executor="numba"``: where the body's arrays are small (at
+most 4096 elements, ``minidiff.jit.loop_kernel.MAX_ELEMENTS``) the whole loop is one compiled
+kernel, otherwise each step runs ``md.jit``'s fused numba kernels. Its first call compiles
+(not timed). Then the peers (``bench/_peers.py``): JAX's ``lax.scan`` under ``jit`` and PyTorch
+on the same step, timed in the same run where installed, else their reference figures.
+
 Run: ``python bench/scan.py`` (N = 1e3, T = 1000); ``--agents N --steps T``; ``--quick``.
 """
 
@@ -32,13 +38,14 @@ from typing import Any
 
 import numpy as np
 from _common import best_of, print_header
+from _peers import peer_lines
 from cont_gradient import S_UPDATE, THETA, generic_step, loss_numpy, make_loss
 
 import minidiff as md
 from minidiff.models import cont
 
 
-def make_scan_loss(noise: cont.Noise, n_steps: int) -> Any:
+def make_scan_loss(noise: cont.Noise, n_steps: int, executor: str = "replay") -> Any:
     steps = [noise.step(t) for t in range(n_steps)]
     zetas = md.asarray(np.array([float(md.to_host(z)) for z, _ in steps]))
     updates = md.stack([u for _, u in steps])
@@ -53,7 +60,7 @@ def make_scan_loss(noise: cont.Noise, n_steps: int) -> Any:
             zeta, update = x
             return generic_step(nu, total, sigma, depth, zeta, update), None
 
-        (_, total), _ = md.scan(body, (nu, md.zeros(())), (zetas, updates))
+        (_, total), _ = md.scan(body, (nu, md.zeros(())), (zetas, updates), executor=executor)
         return total
 
     return loss
@@ -94,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="T = 100")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timing, best kept")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--peers", help="the peer programs' folder (JAX, PyTorch); see _peers")
     args = parser.parse_args(argv)
     n, n_steps = args.agents, (100 if args.quick else args.steps)
     print_header("default (glibc, untuned)")
@@ -104,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = [("eager", make_loss(generic_step, noise, n_steps)),
                 ("jit step loop", make_loss(md.jit(generic_step), noise, n_steps)),
                 ("scan replay", make_scan_loss(noise, n_steps)),
+                ("scan numba", make_scan_loss(noise, n_steps, "numba")),
                 (f"scan x{segment} ckpt", make_checkpointed_scan_loss(noise, n_steps, segment))]
     for _, loss in variants:  # first calls: tracing, compiling, fresh memory
         loss(theta), md.grad(loss)(theta), md.jacfwd(loss)(theta)
@@ -119,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     t_after, _ = best_of(lambda: loss_numpy(noise, n_steps), max(args.repeat, 3))
     t_np = min(t_np, t_after)
     print(f"\n== generic Cont, N = {n}, T = {n_steps}: numpy primal {t_np:.4f}s, best of "
-          f"{args.repeat}; ratios to it (target for scan replay: grad and jacfwd <= 10x) ==")
+          f"{args.repeat}; ratios to it (targets: grad and jacfwd <= 10x for scan replay at "
+          f"N = 1e3, <= 4x for scan numba) ==")
     print(f"{'run':<16} {'primal':>8} {'grad':>8} {'jacfwd(4)':>10}")
     for name, _ in variants:
         t_p, t_g, t_f = best[name]
@@ -127,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     s_g, s_f = best["scan replay"][1:]
     j_g, j_f = best["jit step loop"][1:]
     print(f"jit step loop / scan replay: grad {j_g / s_g:.2f}x, jacfwd {j_f / s_f:.2f}x")
+    n_g, n_f = best["scan numba"][1:]
+    print(f"seconds, to compare with the peers' (their primals differ): scan numba grad "
+          f"{n_g:.4f}, jacfwd {n_f:.4f}; scan replay grad {s_g:.4f}, jacfwd {s_f:.4f}")
+    for line in peer_lines(n, n_steps, args.repeat, args.peers):
+        print(line)
     print("\npeak memory allocated by one call (tracemalloc, md.memory.measure), MiB:")
     print(f"{'run':<16} {'grad':>8} {'jacfwd(4)':>10}")
     for name, loss in variants:

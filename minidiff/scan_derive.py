@@ -22,10 +22,11 @@ from .forward import Dual
 from .jit.derive import concrete, evaluate, evaluate_forward, prune, vjp_parts
 from .jit.program import Program, Var
 from .jit.tracing import trace
-from .ops import add
+from .ops import add, broadcast_to
+from .vmapping import vmap
 
 __all__ = ["depends_on", "close_needs", "step_sample", "jvp_body", "JvpBody", "vjp_body",
-           "VjpBody", "backward_body"]
+           "VjpBody", "backward_body", "close_batched", "batch_body"]
 
 # ---------------------------------------------------------------------------------------------
 # helpers shared by the rules
@@ -236,3 +237,54 @@ def backward_body(info: VjpBody, kinds: Sequence[str], carry_out: Sequence[int],
                        executor=parts.backward.executor, backend=parts.backward.backend)
     info.backward = prune(program)
     return info.backward
+
+
+# ---------------------------------------------------------------------------------------------
+# the batched body (vmap of a scan)
+# ---------------------------------------------------------------------------------------------
+
+
+def close_batched(body: Program, kinds: Sequence[str], carry_out: Sequence[int],
+                  batched: list[bool]) -> tuple[bool, ...]:
+    """Batch a carry too when its next value depends on a batched input (through any
+    equation): from that step on it differs across the batch."""
+    carry_at = [i for i, k in enumerate(kinds) if k == "c"]
+    while True:
+        live = {id(v) for v, b in zip(body.inputs, batched) if b}
+        for eqn in body.equations:
+            if any(isinstance(a, Var) and id(a) in live for a in eqn.inputs):
+                live.add(id(eqn.out))
+        changed = False
+        for i, o in zip(carry_at, carry_out):
+            atom = body.outputs[o]
+            if not batched[i] and isinstance(atom, Var) and id(atom) in live:
+                batched[i] = changed = True
+        if not changed:
+            return tuple(batched)
+
+
+def batch_body(body: Program, batched: tuple[bool, ...], size: int,
+               samples: Sequence[Any]) -> Program:
+    """The body of a batched scan: ``body`` under ``vmap`` (batched inputs with a leading
+    axis of length ``size``), every output batched (those the same for every element are
+    broadcast, so that the carries keep their type). ``samples``: one step's operands."""
+    key = ("scan_batch", batched, size)
+    found = body.derived.get(key)
+    if found is not None:
+        return found
+    in_axes = tuple(0 if b else None for b in batched)
+
+    def element(*args: Any) -> tuple:
+        return tuple(evaluate(body, list(args)))
+
+    def run(engine: Any, *leaves: Any) -> list[Any]:
+        outs = vmap(element, in_axes=in_axes)(*leaves)
+        return [o if tuple(concrete(o).shape[:1]) == (size,) and len(concrete(o).shape) ==
+                len(body.atom_type(a)[0]) + 1 else
+                broadcast_to(o, (size, *body.atom_type(a)[0]))
+                for o, a in zip(outs, body.outputs)]
+
+    program, _ = trace(run, samples, f"vmap({body.name})", executor=body.executor,
+                       backend=body.backend)
+    found = body.derived[key] = prune(program)
+    return found

@@ -43,9 +43,18 @@ from . import backend as _backend
 from .core import ModeError, Primitive, shape_of
 from .jit.derive import concrete, evaluate
 from .jit.executors import run_program
+from .jit.loop_kernel import loop_kernel
 from .jit.program import Program
-from .ops import stack, transpose
-from .scan_derive import backward_body, close_needs, jvp_body, step_sample, vjp_body
+from .ops import broadcast_to, stack, transpose
+from .scan_derive import (
+    backward_body,
+    batch_body,
+    close_batched,
+    close_needs,
+    jvp_body,
+    step_sample,
+    vjp_body,
+)
 
 __all__ = ["scan_p", "ScanPrimitive"]
 
@@ -58,6 +67,10 @@ __all__ = ["scan_p", "ScanPrimitive"]
 def _impl(*operands: Any, body: Program, kinds: tuple[str, ...], carry_out: tuple[int, ...],
           length: int, reverse: bool) -> tuple:
     backend = _backend.get_backend()
+    if body.executor == "numba":
+        whole = loop_kernel(body, kinds, carry_out)
+        if whole is not None:
+            return whole(operands, length, reverse)
     xp = backend.xp
     args = list(operands)
     carry_at = [i for i, k in enumerate(kinds) if k == "c"]
@@ -246,8 +259,33 @@ def _vjp(g: list, residuals: Any, needs: Sequence[bool], *, body: Program, kinds
     return [ct if need else None for ct, need in zip(cts, needs)]
 
 
+def _batch(size: int, args: Sequence[Any], batched: Sequence[bool], *, body: Program,
+           kinds: tuple[str, ...], carry_out: tuple[int, ...], length: int,
+           reverse: bool) -> tuple:
+    """vmap of a scan: one scan of the batched body (``vmap`` of the body program), not one
+    scan per element. Scanned inputs (B, T, ...) are read as (T, B, ...), so that step t reads
+    the (B, ...) rows of every element; a carry that becomes batched is broadcast at step 0;
+    the ys come back as (B, T, ...)."""
+    given = list(batched)
+    batched = close_batched(body, kinds, carry_out, list(batched))
+    operands = []
+    for a, kind, was, now in zip(args, kinds, given, batched):
+        if kind == "x" and was:
+            a = _swap01(a)
+        elif now and not was:
+            a = broadcast_to(a, (size, *shape_of(a)))
+        operands.append(a)
+    samples = [step_sample(a, kind, length) for a, kind in zip(operands, kinds)]
+    program = batch_body(body, batched, size, samples)
+    results = scan_p(*operands, body=program, kinds=kinds, carry_out=carry_out, length=length,
+                     reverse=reverse)
+    carry_set = set(carry_out)
+    return tuple(r if o in carry_set else _swap01(r) for o, r in enumerate(results))
+
+
 scan_p = ScanPrimitive("scan", _impl, jvp=_no_generic_rule, vjp=_vjp, multiple_results=True,
-                       value_and_jvp=_value_and_jvp, value_and_save=_value_and_save)
+                       value_and_jvp=_value_and_jvp, value_and_save=_value_and_save,
+                       batch=_batch)
 
 
 def _swap01(t: Any) -> Any:

@@ -19,6 +19,11 @@ primitive (:mod:`minidiff.scan_primitive`) that runs the program T times without
 each op, and that every transform differentiates through programs derived from the body: a
 scan of its JVP in forward mode, a reverse scan of its VJP over saved residuals in reverse mode.
 
+Under ``vmap`` the primitive's batching rule runs one scan of the batched body; under a
+transform with no scan rules (stochastic triples) ``md.scan`` runs the loop above, op by op.
+``executor="numba"`` compiles the whole loop into one kernel where it can
+(:mod:`minidiff.jit.loop_kernel`).
+
 Carries, xs and ys are pytrees (nested tuples, lists, dicts of arrays). Arrays the body reads
 from its closure are constants of the loop; those an enclosing transform differentiates
 (parameters under ``grad``) are lifted into inputs of the body, so their derivatives are summed
@@ -35,12 +40,17 @@ from collections.abc import Callable
 from typing import Any
 
 from . import backend as _backend
-from .core import Box, close_level, open_level
+from .batching import BatchEngine
+from .core import Box, ModeError, active_levels, close_level, open_level, shape_of
+from .forward import ForwardEngine
 from .jit.api import _same_array, flatten, unflatten
 from .jit.derive import concrete
+from .jit.executors import check_executor
 from .jit.program import Const, Program, Var
 from .jit.simplify import prune
 from .jit.tracing import JitError, TraceEngine, Tracer, compare_traces
+from .ops import stack
+from .reverse import ReverseEngine
 from .scan_derive import step_sample
 from .scan_primitive import scan_p
 from .validation import check_int, check_positive_int
@@ -80,7 +90,7 @@ class _BodyEngine(TraceEngine):
         return super().output_atom(x)
 
 
-def _trace_body(fn: Callable[..., list[Any]], inputs: list[Any], name: str
+def _trace_body(fn: Callable[..., list[Any]], inputs: list[Any], name: str, executor: str
                 ) -> tuple[Program, list[Any]]:
     engine = _BodyEngine(name)
     level = open_level(engine)
@@ -93,7 +103,8 @@ def _trace_body(fn: Callable[..., list[Any]], inputs: list[Any], name: str
         level.active = True  # an escaped tracer still reaches the engine, which explains
         engine.finished = True
     backend = _backend.get_backend()
-    program = Program(name, engine.inputs, engine.equations, atoms, backend=backend.name)
+    program = Program(name, engine.inputs, engine.equations, atoms, executor=executor,
+                      backend=backend.name)
     return program, engine.captured
 
 
@@ -111,12 +122,15 @@ def _leaves(tree: Any, what: str, backend: _backend.Backend) -> tuple[list[Any],
 
 
 def _type(x: Any) -> tuple[tuple[int, ...], str]:
+    """Shape (of one batch element, under vmap) and dtype."""
     value = _raw(x)
-    return tuple(getattr(value, "shape", ())), str(getattr(value, "dtype", type(value)))
+    shape = shape_of(x) if hasattr(value, "shape") else ()
+    return tuple(shape), str(getattr(value, "dtype", type(value)))
 
 
 def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
-         length: int | None = None, reverse: bool = False, unroll: int = 1) -> tuple[Any, Any]:
+         length: int | None = None, reverse: bool = False, unroll: int = 1,
+         executor: str = "replay") -> tuple[Any, Any]:
     """Run ``carry, y = f(carry, x)`` over the rows of ``xs``, as one differentiable primitive.
 
     Args:
@@ -127,8 +141,12 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
             each), or None (``f`` gets ``x = None``; give ``length``).
         length: T, needed when ``xs`` is None; when both are given they must agree.
         reverse: run t = T − 1, ..., 0 (the ys keep their row index, as in JAX).
-        unroll: accepted for JAX's signature (an int ≥ 1); the replay executor runs the body
-            program once per step whatever its value.
+        unroll: accepted for JAX's signature (an int ≥ 1) and ignored: the replay executor
+            runs the body program once per step, the numba executor compiles the whole loop.
+        executor: ``"replay"`` runs the body program once per step; ``"numba"`` (the ``jit``
+            extra) compiles the whole loop into one kernel where every equation of the body
+            (and of its derived JVP and VJP bodies) can be written as a loop, and otherwise
+            runs that body step by step with ``md.jit``'s numba executor.
 
     Returns:
         ``(final carry, ys)``, the ys stacked along a new leading axis of length T.
@@ -142,6 +160,7 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     check_positive_int("md.scan", "unroll", unroll)
     name = getattr(f, "__name__", "f")
     name = "lambda" if name == "<lambda>" else name
+    check_executor(executor)
     backend = _backend.get_backend()
     carry, carry_structure = _leaves(init, "init", backend)
     x_leaves: list[Any] = []
@@ -149,6 +168,9 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     if xs is not None:
         x_leaves, x_structure = _leaves(xs, "xs", backend)
     length = _check_length(name, x_leaves, length)
+    if any(lv.active and not isinstance(lv.engine, _SCAN_ENGINES) for lv in active_levels()):
+        return _python_loop(name, f, carry_structure, carry, x_structure, x_leaves, length,
+                            bool(reverse))
     samples = [concrete(c) for c in carry] + [step_sample(x, "x", length) for x in x_leaves]
     n_c = len(carry)
     carry_types = [_type(c) for c in carry]
@@ -185,8 +207,8 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
         return [*new_leaves, *y_leaves]
 
     trace_name = f"{name} (the body of md.scan)"
-    first, captured1 = _trace_body(body, samples, trace_name)
-    second, captured2 = _trace_body(body, samples, trace_name)
+    first, captured1 = _trace_body(body, samples, trace_name, executor)
+    second, captured2 = _trace_body(body, samples, trace_name, executor)
     differs = compare_traces(first, second, _same_array) or (
         "" if y_structures[0] == y_structures[1] else "the structure of the ys")
     if not differs and (len(captured1) != len(captured2) or not all(
@@ -212,6 +234,32 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     return final, ys
 
 
+# the engines the scan primitive has rules for (forward, reverse, batching, tracing); under any
+# other (stochastic triples) md.scan runs the loop it stands for, op by op
+_SCAN_ENGINES = (ForwardEngine, ReverseEngine, BatchEngine, TraceEngine)
+
+
+def _python_loop(name: str, f: Callable[[Any, Any], tuple[Any, Any]], carry_structure: Any,
+                 carry: list[Any], x_structure: Any, x_leaves: list[Any], length: int,
+                 reverse: bool) -> tuple[Any, Any]:
+    """The loop ``md.scan`` stands for, run op by op (under a transform without scan rules)."""
+    if not length:
+        raise ModeError(f"md.scan({name}): a zero-length scan under this transform (stochastic "
+                        f"triples?) has no step to give the ys their shapes; skip the scan "
+                        f"when length is 0")
+    state = unflatten(carry_structure, carry)
+    ys: list[Any] = [None] * length
+    for t in (range(length - 1, -1, -1) if reverse else range(length)):
+        x = None if x_structure is None else unflatten(x_structure,
+                                                        [leaf[t, ...] for leaf in x_leaves])
+        state, ys[t] = f(state, x)
+    y_leaves, y_structure = flatten(ys[0])
+    rows = [flatten(y)[0] for y in ys]
+    stacked = [None if leaf is None else stack([r[j] for r in rows])
+               for j, leaf in enumerate(y_leaves)]
+    return state, unflatten(y_structure, stacked)
+
+
 # Bodies already seen, by structure: a scan called again on an equal body (the same
 # equations, wiring, parameters and constant values; e.g. one segment after another, or every
 # call of a loss) reuses its derived programs and compiled code instead of deriving and
@@ -222,7 +270,7 @@ _MAX_VARIANTS = 4  # bodies of one structure with different constants
 
 
 def _cached(program: Program) -> Program:
-    key = (program.fingerprint(), program.backend)
+    key = (program.fingerprint(), program.backend, program.executor)
     for known in _BODIES.get(key, ()):
         if _same_program(known, program):
             _BODIES.move_to_end(key)

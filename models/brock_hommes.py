@@ -151,18 +151,19 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int | None = None, rng:
     z = rng.stream(SHOCK_KEY).normal(0.0, 1.0, size=(n_timesteps,))
     # ops, not operators, throughout: a raw array on the left of a traced value is refused by
     # array_api_strict
-    x3 = x2 = x1 = md.zeros(())  # x_{t−3}, x_{t−2}, x_{t−1}
-    xs = []
-    for t in range(n_timesteps):
+    def step(lags: tuple[Any, Any, Any], z_t: Any) -> tuple[tuple[Any, Any, Any], Any]:
+        x3, x2, x1 = lags  # x_{t−3}, x_{t−2}, x_{t−1}
         excess = md.subtract(x1, md.multiply(R, x2))                    # x_{t−1} − R x_{t−2}
         error = md.subtract(md.add(md.multiply(g, x3), b), md.multiply(R, x2))
         fractions = md.softmax(md.multiply(md.multiply(beta, excess), error))
         forecasts = md.add(md.multiply(g, x1), b)                       # f_{h,t}
         mean = md.sum(md.multiply(fractions, forecasts))
-        x = md.divide(md.add(mean, md.multiply(sigma, z[t])), R)
-        xs.append(x)
-        x3, x2, x1 = x2, x1, x
-    return md.stack(xs)
+        x = md.divide(md.add(mean, md.multiply(sigma, z_t)), R)
+        return (x2, x1, x), x
+
+    # the time loop as one md.scan over the shocks (a loop of T steps bound once)
+    start = md.zeros(())
+    return md.scan(step, (start, start, start), z)[1]
 
 
 def summary_statistics(x: Any) -> Any:

@@ -202,13 +202,14 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_N_AGENTS,
     where = "cont.simulate"
     theta, n_timesteps, noise, k = _arguments(where, params, n_timesteps, n_agents, rng,
                                               estimator, s, k)
-    nu = _initial_thresholds(theta, noise)
-    advance = _step(theta, noise, k)
-    returns = []
-    for t in range(n_timesteps):
-        nu, r = advance(nu, t)
-        returns.append(r)
-    return md.stack(returns) if returns else md.zeros((0,))
+    if not n_timesteps:
+        return md.zeros((0,))
+    step = _scan_step(theta, noise, k)
+    nu, returns = _initial_thresholds(theta, noise), []
+    for start, stop in _segments(n_timesteps, noise.n_agents):
+        nu, rs = md.scan(step, nu, _draws(noise, start, stop))
+        returns.append(rs)
+    return returns[0] if len(returns) == 1 else md.concatenate(returns)
 
 
 def realised_variance(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_N_AGENTS,
@@ -221,6 +222,10 @@ def realised_variance(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_
     :func:`minidiff.checkpointed_loop` with ``snapshots`` stored states (default ⌈√T⌉): under
     reverse mode the tape then keeps those snapshots instead of every step's residuals, and
     the recomputed steps see the same draws (keyed streams), so the gradient is the same.
+    Without it the loop is a Python loop drawing each step's noise when the step runs (not a
+    scan, as in :func:`simulate`): this is the workload ``minidiff memory`` and the tutorials
+    measure, whose tape grows by one step's residuals per step and whose forward pass keeps
+    nothing of the past (``docs/scan.md`` measures the scan's memory beside it).
     """
     where = "cont.realised_variance"
     theta, n_timesteps, noise, k = _arguments(where, params, n_timesteps, n_agents, rng,
@@ -279,13 +284,14 @@ def _initial_thresholds(theta: tuple[Any, ...], noise: Noise) -> Any:
     return md.exp(md.add(mu, md.multiply(sigma_nu, noise.z)))
 
 
-def _step(theta: tuple[Any, ...], noise: Noise, k: float) -> Any:
-    """advance(ν, t) = (ν after step t, r_t), drawing step t's noise from its own stream."""
+def _scan_step(theta: tuple[Any, ...], noise: Noise, k: float) -> Any:
+    """move(ν, (ζ_t, u_t)) = (ν after step t, r_t): one step given its draws (the body of the
+    time loop's ``md.scan``)."""
     sigma, eta = theta[2], theta[3]
     depth = md.multiply(eta, float(noise.n_agents))  # N η
 
-    def advance(nu: Any, t: int) -> tuple[Any, Any]:
-        zeta, update = noise.step(t)
+    def move(nu: Any, x: tuple[Any, Any]) -> tuple[Any, Any]:
+        zeta, update = x
         eps = md.multiply(sigma, zeta)
         # The operator, not md.subtract: both steps are traced or neither (each reads ε and ν),
         # and on plain arrays NumPy then reuses the temporary's buffer for the difference.
@@ -294,7 +300,44 @@ def _step(theta: tuple[Any, ...], noise: Noise, k: float) -> Any:
         r = md.divide(md.sum(orders), depth)
         return md.where(update, md.abs(r), nu), r
 
+    return move
+
+
+def _step(theta: tuple[Any, ...], noise: Noise, k: float) -> Any:
+    """advance(ν, t) = (ν after step t, r_t), drawing step t's noise from its own stream (the
+    step of the checkpointed loop, which draws again when it recomputes a step)."""
+    move = _scan_step(theta, noise, k)
+
+    def advance(nu: Any, t: int) -> tuple[Any, Any]:
+        return move(nu, noise.step(t))
+
     return advance
+
+
+_SEGMENT_BYTES = 2**16  # about the update masks one scan of the time loop reads at most
+
+
+def _segments(n_timesteps: int, n_agents: int) -> list[tuple[int, int]]:
+    """The time loop as scans of L = max(16, 2¹⁶ // N) steps: each reads its steps' draws as
+    xs, (L, N) masks of about 64 KiB, drawn when the scan starts, so that what a run keeps
+    besides its state stays small and flat in T and N (as with draws made step by step;
+    mixed-mode calibration holds nothing that grows with N) while a scan still runs many
+    steps per call."""
+    length = max(16, _SEGMENT_BYTES // n_agents)
+    return [(t, min(t + length, n_timesteps)) for t in range(0, n_timesteps, length)]
+
+
+def _draws(noise: Noise, start: int, stop: int) -> tuple[Any, Any]:
+    """(ζ_t, u_t) for t in [start, stop): a segment's draws as its scan's xs, (L,), (L, N),
+    written row by row into arrays made once."""
+    xp = md.get_backend().xp
+    zetas = xp.empty((stop - start,), dtype=md.get_backend().float_dtype)
+    masks = xp.empty((stop - start, noise.n_agents), dtype=xp.bool)
+    for row, t in enumerate(range(start, stop)):
+        zeta, update = noise.step(t)
+        zetas[row] = zeta
+        masks[row, ...] = update
+    return zetas, masks
 
 
 def _arguments(where: str, params: Any, n_timesteps: Any, n_agents: Any, rng: Any,

@@ -272,3 +272,14 @@ def test_bad_inputs_are_named():
         md.scan(lambda c, x: c, md.zeros(2), md.ones((3, 2)))
     with pytest.raises(md.TracerConversionError, match="md.where"):
         md.scan(lambda c, x: (c if md.sum(c) > 0 else -c, c), md.zeros(2), md.ones((3, 2)))
+
+
+def test_under_stochastic_triples_the_scan_runs_its_loop(data):
+    """Triples have no scan rules: md.scan runs the loop it stands for, op by op, and gives
+    the loop's derivative estimate (a deterministic body: the pathwise derivative, exactly)."""
+    from minidiff.stochastic import derivative_estimate
+    theta, xs = data
+    got = derivative_estimate(lambda p: loss_with(SCAN)(p, xs), theta, seed=0)
+    want = derivative_estimate(lambda p: loss_with(LOOP)(p, xs), theta, seed=0)
+    same_bits(got, want)
+    close(got, md.grad(loss_with(LOOP))(theta, xs))

@@ -556,7 +556,8 @@ print("minimum MMD: checks passed")
 # $\partial x/\partial\theta$ comes by forward mode (4 tangents, nothing kept) and only the
 # map $\phi \mapsto \theta$ and the loss are taped; in reverse mode every simulation's tape
 # (every agent, every step) is kept until the backward pass. We measure one step's peak memory
-# (tracemalloc, 2 samples per step) as $T$ grows, for two numbers of agents $N$. The MMD
+# (tracemalloc, 2 samples per step) as $T$ grows, for two numbers of agents $N$, after one
+# unmeasured step per mode and $N$ (whose first call traces and compiles the model's scan). The MMD
 # compares $T$ returns through $T \times T$ kernel matrices, so both modes grow with $T$
 # through the loss; only reverse mode grows with $N$ as well. (A calibration step runs its
 # samples as one batched simulation by default, which holds every sample's tangents at once;
@@ -582,6 +583,8 @@ for (mode, n_agents), row in peaks.items():
         objective = inf.Objective(loss_t, inf.Normal(md.zeros((4,)), 1.0), flow, w=0.001,
                                   n_samples=2, mode=mode, seed=0, on_nan="skip")
         objective.batched = False  # one simulation at a time: each mode's own memory
+        if not row:  # the first step at this N traces and compiles the model's scan: not measured
+            objective.estimate(flow_params, 0)
         row.append(measure(objective.estimate, flow_params, 0).peak_bytes)
 
 fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -606,12 +609,13 @@ for t_steps, *values in zip(memory_steps, *(np.array(r) / 2**20 for r in peaks.v
 # Check (deterministic, as in notebook 1). Mixed mode's peak is the same for both N, to 10%
 # (it holds the loss's T×T matrices, not the agents); what reverse mode adds on top of it,
 # the simulations' tapes, grows with N: at the largest T more than twice as large for the
-# larger N, and reverse mode's peak is then more than 3x mixed mode's.
+# larger N, and reverse mode's peak is then more than twice mixed mode's (the model's time
+# loop is a scan, whose reverse pass keeps each step's residuals in a few stacked arrays).
 for a, b in zip(peaks["forward", small], peaks["forward", large]):
     assert abs(b / a - 1) < 0.1
 extra = {n: peaks["reverse", n][-1] - peaks["forward", n][-1] for n in memory_agents}
 assert extra[large] > 2 * extra[small]
-assert peaks["reverse", large][-1] > 3 * peaks["forward", large][-1]
+assert peaks["reverse", large][-1] > 2 * peaks["forward", large][-1]
 print("mixed-mode memory: checks passed")
 
 # %% [markdown]

@@ -42,7 +42,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import backend as _backend
@@ -52,7 +52,7 @@ from .replay import Step, assemble, equation_step
 from .simplify import simplify
 from .tracing import JitError
 
-__all__ = ["compile_fused", "numba_available", "kernel_cache_size"]
+__all__ = ["compile_fused", "numba_available", "kernel_cache_size", "group"]
 
 _MAX_RANK = 3
 _OPEN_GROUPS = 4  # groups of one shape an equation may still join (the latest ones)
@@ -106,8 +106,9 @@ class _Node:
         self.fused = fused
 
 
-def _group(eqns: Sequence[Equation]) -> list[_Node]:
-    """Nodes in a topological order: fusable equations grouped by shape, where no cycle
+def _group(eqns: Sequence[Equation],
+           fusable: Callable[[Equation], bool] = _fusable) -> list[_Node]:
+    """Nodes in a topological order: ``fusable`` equations grouped by shape, where no cycle
     forbids it (see the module notes)."""
     nodes: dict[int, _Node] = {}
     producer: dict[int, _Node] = {}
@@ -129,7 +130,7 @@ def _group(eqns: Sequence[Equation]) -> list[_Node]:
         sources = [producer[id(a)] for a in eqn.inputs
                    if isinstance(a, Var) and id(a) in producer]
         node = None
-        if _fusable(eqn):
+        if fusable(eqn):
             groups = open_groups.setdefault(eqn.out.shape, [])
             for group in groups:  # the oldest group it can join: values computed early
                 if not any(s is not group and depends_on(s, group) for s in sources):
@@ -302,5 +303,7 @@ def compile_fused(program: Program, backend: _backend.Backend) -> Any:
             steps.extend(equation_step(e, 1000 * k + j, backend) for j, e in enumerate(n.eqns))
     return assemble(program, steps, backend)
 
+
+group = _group  # the grouping, for other compiled loops (md.scan's whole-loop kernel)
 
 register_executor("numba", compile_fused, check=numba_available)
