@@ -112,7 +112,7 @@ from types import MappingProxyType
 from typing import Any
 
 import minidiff as md
-from minidiff.core import shape_of
+from minidiff.core import is_traced, shape_of
 from minidiff.distributions import Coordinatewise, Identity, Independent, Normal, Pow10
 from minidiff.stochastic import soft_step
 
@@ -330,11 +330,15 @@ def _segments(n_timesteps: int, n_agents: int) -> list[tuple[int, int]]:
 def _draws(noise: Noise, start: int, stop: int) -> tuple[Any, Any]:
     """(ζ_t, u_t) for t in [start, stop): a segment's draws as its scan's xs, (L,), (L, N),
     written row by row into arrays made once."""
+    draws = [noise.step(t) for t in range(start, stop)]
+    if any(is_traced(v) for pair in draws for v in pair):
+        # draws that carry a batch axis (a batched generator under md.vmap): stack them as
+        # minidiff values, so the batching engine keeps each element's rows apart
+        return md.stack([z for z, _ in draws]), md.stack([u for _, u in draws])
     xp = md.get_backend().xp
     zetas = xp.empty((stop - start,), dtype=md.get_backend().float_dtype)
     masks = xp.empty((stop - start, noise.n_agents), dtype=xp.bool)
-    for row, t in enumerate(range(start, stop)):
-        zeta, update = noise.step(t)
+    for row, (zeta, update) in enumerate(draws):
         zetas[row] = zeta
         masks[row, ...] = update
     return zetas, masks
