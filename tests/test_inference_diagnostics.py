@@ -87,3 +87,27 @@ def test_steps_that_end_worse_than_the_screened_start_are_a_warning():
     worse = diag.diagnose([0.3], inside_90=0.9, share=0.6, fit_loss=30.0, start_loss=10.0)
     assert len(worse.warnings) == 1 and "made the fit worse" in worse.warnings[0]
     assert diag.diagnose([0.3], fit_loss=15.0, start_loss=10.0).warnings == []
+
+
+def test_loss_check_flags_data_unlike_the_simulations():
+    """ℓ(x, y) = ½‖x − y‖² in 10 dimensions, 40 series x_i ~ N(0, I). Between two of them ℓ is
+    χ²₁₀ (mean 10, sd 4.5); data drawn the same way are one more such draw, so their share
+    is about ½ (asserted in [0.2, 0.8]: with 200 correlated pairs its sd is below 0.15, a
+    3-sd band if they were independent); data shifted by 3 in every coordinate sit at
+    ℓ ≈ ½·10·(9 + 2) = 55, ten sds out, so no pair is as far: the share is 0 and it warns."""
+    rng = np.random.default_rng(1)
+    sims = md.asarray(rng.normal(size=(40, 10)))
+
+    def distance_for(y):
+        return lambda x: 0.5 * md.sum((x - y) ** 2)
+
+    alike = diag.loss_check(sims, distance_for, md.asarray(rng.normal(size=10)))
+    assert 0.2 <= alike <= 0.8
+    unlike = diag.loss_check(sims, distance_for, md.asarray(3.0 + rng.normal(size=10)))
+    assert unlike == 0.0
+    assert diag.diagnose([0.3], inside_90=0.9, share=0.6, loss_p=alike).warnings == []
+    poor = diag.diagnose([0.3], inside_90=0.9, share=0.6, loss_p=unlike)
+    assert len(poor.warnings) == 1 and "poor fit: by the loss" in poor.warnings[0]
+    # a fit the band already calls poor gets one warning, not two
+    assert len(diag.diagnose([0.3], inside_90=0.2, loss_p=unlike).warnings) == 1
+    assert diag.loss_check(sims[:2], distance_for, md.asarray(np.zeros(10))) is None
