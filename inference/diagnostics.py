@@ -18,13 +18,15 @@
   loss of the last steps is above ``WORSE`` times the screening elite's worst loss (the
   elite's best losses are partly luck, its worst much less so), or the loss check's p-value
   is below ``MISFIT``;
-* :func:`loss_check`: a posterior-predictive check with the loss itself as the discrepancy.
-  Over m series x_1..x_m simulated at θ ~ q, the loss of x_i against the data, ℓ(x_i, y), is
-  compared with its loss against another simulated series, ℓ(x_i, x_k), k ≠ i. If the data
-  look like a draw of q's posterior predictive, ℓ(x_i, y) and ℓ(x_i, x_k) have the same law,
-  and p = the share of pairs (i, k) with ℓ(x_i, x_k) ≥ ℓ(x_i, y) is about uniform on (0, 1)
-  (pushed towards ½, since q has seen y). A p near 0 says the data are further from q's
-  simulations than those are from each other, by the measure the fit minimised: a poor fit
+* :func:`loss_check`: a predictive check with the loss itself as the discrepancy. Over m
+  series x_1..x_m simulated at θ_i ~ q, the loss of x_i against the data, ℓ(x_i, y), is
+  compared with its loss against a replicate x′_i, simulated at the same θ_i with other random
+  numbers: p = the share of i with ℓ(x_i, x′_i) ≥ ℓ(x_i, y). Where the data look like a
+  simulation at the θ_i that q proposes, the two losses have nearly the same law and p is near
+  ½ (a little below it, since y also differs from x_i by q's spread in θ); without replicates
+  the pairs are (x_i, x_k), k ≠ i, which also charge that spread to the simulations. A p
+  near 0 says the data are further from q's simulations than those are from each other, by
+  the measure the fit minimised: a poor fit
   even where a wide band holds most points (a loss on summary statistics sees the timing and
   size of an epidemic that a pointwise band blurs).
 """
@@ -98,32 +100,40 @@ def data_share(simulations: list[Any], distance_for: Callable[[Any], Callable[[A
 
 
 def loss_check(simulations: Any, distance_for: Callable[[Any], Callable[[Any], Any]],
-               observed: Any, n_pairs: int = 5) -> float | None:
-    """The posterior-predictive p-value of the loss (see the module notes).
+               observed: Any, replicates: Any = None, n_pairs: int = 5) -> float | None:
+    """The predictive p-value of the loss (see the module notes).
 
     ``simulations``: series x_i simulated at θ_i ~ q, shape (m, *S) or a list;
-    ``distance_for(y)`` the loss x ↦ ℓ(x, y). Each x_i is scored against the data and against
-    the ``n_pairs`` series after it (cyclically). None when fewer than 3 series are finite."""
+    ``replicates``: x′_i at the same θ_i (same shape), or None: then each x_i is paired with
+    the ``n_pairs`` series after it (cyclically); ``distance_for(y)`` the loss x ↦ ℓ(x, y).
+    None when fewer than 3 pairs are finite."""
     xp = md.get_backend().xp
-    series = [md.stop_gradient(md.asarray(simulations[i])) for i in range(len(simulations))]
-    finite = [x for x in series if bool(xp.all(xp.isfinite(x)))]
-    m = len(finite)
-    if m < 3:
+
+    def plain(x: Any) -> Any:
+        return md.stop_gradient(md.asarray(x))
+
+    def ok(x: Any) -> bool:
+        return bool(xp.all(xp.isfinite(x)))
+
+    series = [plain(simulations[i]) for i in range(len(simulations))]
+    if replicates is None:
+        finite = [x for x in series if ok(x)]
+        m = len(finite)
+        k_max = min(n_pairs, m - 1)
+        pairs = [(x, finite[(i + k) % m]) for i, x in enumerate(finite)
+                 for k in range(1, k_max + 1)]
+    else:
+        pairs = [(x, plain(replicates[i])) for i, x in enumerate(series)]
+        pairs = [(x, r) for x, r in pairs if ok(x) and ok(r)]
+    if len(pairs) < 3:
         return None
-    against_y = distance_for(md.stop_gradient(md.asarray(observed)))
-    scores = [float(against_y(x)) for x in finite]
-    others = [distance_for(x) for x in finite]
-    k_max = min(n_pairs, m - 1)
-    at_least, pairs = 0, 0
-    for i, x in enumerate(finite):
-        if not math.isfinite(scores[i]):
-            pairs += k_max  # a non-finite loss at the data: the data are no such draw
-            continue
-        for k in range(1, k_max + 1):
-            value = float(others[(i + k) % m](x))
-            pairs += 1
-            at_least += value >= scores[i]
-    return at_least / pairs
+    against_y = distance_for(plain(observed))
+    at_least = 0
+    for x, other in pairs:
+        score = float(against_y(x))
+        if math.isfinite(score):  # a non-finite loss at the data: the data are no such draw
+            at_least += float(distance_for(other)(x)) >= score
+    return at_least / len(pairs)
 
 
 @dataclass

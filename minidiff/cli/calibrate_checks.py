@@ -49,13 +49,14 @@ def screen_start(problem: Problem, prior: Any, n_draws: int, seed: int,
 
 def diagnostics(problem: Problem, rows: list[tuple], predictive: Any,
                 screened: list[Any] | None, w: float, history: Any = None,
-                screening: Screening | None = None) -> diag.Diagnostics:
+                screening: Screening | None = None, replicates: Any = None,
+                ) -> diag.Diagnostics:
     """The diagnostics of a fit whose table rows (mean, sd, lo, hi, sd/prior sd) are ``rows``
     and whose posterior-predictive series are ``predictive`` (m, *S); with the screening and
     the history, whether the steps ended worse than the screened start."""
     inside = diag.predictive_share(problem.observed, predictive)
     loss_p = (None if problem.distance_for is None else
-              diag.loss_check(predictive, problem.distance_for, problem.observed))
+              diag.loss_check(predictive, problem.distance_for, problem.observed, replicates))
     share = fit_loss = start_loss = None
     if screened:
         share = diag.data_share(screened, problem.distance_for, problem.observed, N_PSEUDO)
