@@ -156,9 +156,9 @@ class Diagnostics:
             out.append(f"the data's share of the loss's variation over prior draws: "
                        f"{self.data_share:.2f} (near 0: the loss ignores the data)")
         if self.loss_p is not None:
-            out.append(f"share of q's simulated series that another is as far from as the data "
-                       f"are, by the loss: {self.loss_p:.2f} (near 0: q does not reproduce "
-                       f"the data)")
+            out.append(f"share of q's simulations that a rerun at the same parameters is as "
+                       f"far from as the data, by the loss: {self.loss_p:.2f} (near 0: q does "
+                       f"not reproduce the data)")
         out += [f"warning: {w}" for w in self.warnings]
         return out
 
@@ -194,8 +194,8 @@ def diagnose(sd_ratios: list[float], *, inside_90: float | None = None,
     if loss_p is not None and loss_p < MISFIT and not (inside_90 is not None
                                                        and inside_90 < POOR_FIT):
         out.warnings.append(
-            f"poor fit: by the loss, the data are further from q's simulated series than those "
-            f"are from each other (share {loss_p:.3f}, below {MISFIT:g}): q does not "
+            f"poor fit: by the loss, the data are further from q's simulations than reruns at "
+            f"the same parameters are (share {loss_p:.3f}, below {MISFIT:g}): q does not "
             f"reproduce what the loss measures (an epidemic's size and timing, say), however "
             f"many points its pointwise band holds. Try "
             f"more --screen draws, more --samples or --steps, --gradient score (when the "
