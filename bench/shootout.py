@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     if bad or args.datasets < 1 or min(budgets) < 1:
         parser.error(f"unknown task or method {bad}, or R < 1, or a budget < 1")
     print_header("not tuned")
-    methods = available(methods)
+    if not args.no_run:  # a table alone shows every method the file holds, installed or not
+        methods = available(methods)
     rows = []
     if args.results and args.results.exists():
         rows = [json.loads(line) for line in args.results.read_text().splitlines() if line]

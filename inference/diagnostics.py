@@ -16,7 +16,19 @@
   sd ≥ ``STAYED``), the fit is poor (predictive share < ``POOR_FIT``), the data's share is
   negligible (< ``NEGLIGIBLE``), or the gradient steps ended worse than they started: the mean
   loss of the last steps is above ``WORSE`` times the screening elite's worst loss (the
-  elite's best losses are partly luck, its worst much less so).
+  elite's best losses are partly luck, its worst much less so), or the loss check's p-value
+  is below ``MISFIT``;
+* :func:`loss_check`: a predictive check with the loss itself as the discrepancy. Over m
+  series x_1..x_m simulated at θ_i ~ q, the loss of x_i against the data, ℓ(x_i, y), is
+  compared with its loss against a replicate x′_i, simulated at the same θ_i with other random
+  numbers: p = the share of i with ℓ(x_i, x′_i) ≥ ℓ(x_i, y). Where the data look like a
+  simulation at the θ_i that q proposes, the two losses have nearly the same law and p is near
+  ½ (a little below it, since y also differs from x_i by q's spread in θ); without replicates
+  the pairs are (x_i, x_k), k ≠ i, which also charge that spread to the simulations. A p
+  near 0 says the data are further from q's simulations than those are from each other, by
+  the measure the fit minimised: a poor fit
+  even where a wide band holds most points (a loss on summary statistics sees the timing and
+  size of an epidemic that a pointwise band blurs).
 """
 
 from __future__ import annotations
@@ -29,13 +41,14 @@ from typing import Any
 
 import minidiff as md
 
-__all__ = ["Diagnostics", "predictive_share", "data_share", "diagnose", "STAYED", "POOR_FIT",
-           "NEGLIGIBLE", "WORSE"]
+__all__ = ["Diagnostics", "predictive_share", "data_share", "loss_check", "diagnose", "STAYED",
+           "POOR_FIT", "NEGLIGIBLE", "WORSE", "MISFIT"]
 
 STAYED = 0.9       # sd/prior sd at or above this for every parameter: q did not move
 POOR_FIT = 0.5     # fewer observed points than this inside the 90% band: a poor fit
 NEGLIGIBLE = 0.05  # a data share below this: the data barely steer the loss
 WORSE = 2.0        # last steps' loss above this times the screening elite's worst: worse
+MISFIT = 0.05      # the loss check's share below this: the data are unlike q's simulations
 
 
 def predictive_share(observed: Any, simulated: Any, level: float = 0.9) -> float:
@@ -86,6 +99,43 @@ def data_share(simulations: list[Any], distance_for: Callable[[Any], Callable[[A
     return statistics.median(shares) if shares else None
 
 
+def loss_check(simulations: Any, distance_for: Callable[[Any], Callable[[Any], Any]],
+               observed: Any, replicates: Any = None, n_pairs: int = 5) -> float | None:
+    """The predictive p-value of the loss (see the module notes).
+
+    ``simulations``: series x_i simulated at θ_i ~ q, shape (m, *S) or a list;
+    ``replicates``: x′_i at the same θ_i (same shape), or None: then each x_i is paired with
+    the ``n_pairs`` series after it (cyclically); ``distance_for(y)`` the loss x ↦ ℓ(x, y).
+    None when fewer than 3 pairs are finite."""
+    xp = md.get_backend().xp
+
+    def plain(x: Any) -> Any:
+        return md.stop_gradient(md.asarray(x))
+
+    def ok(x: Any) -> bool:
+        return bool(xp.all(xp.isfinite(x)))
+
+    series = [plain(simulations[i]) for i in range(len(simulations))]
+    if replicates is None:
+        finite = [x for x in series if ok(x)]
+        m = len(finite)
+        k_max = min(n_pairs, m - 1)
+        pairs = [(x, finite[(i + k) % m]) for i, x in enumerate(finite)
+                 for k in range(1, k_max + 1)]
+    else:
+        pairs = [(x, plain(replicates[i])) for i, x in enumerate(series)]
+        pairs = [(x, r) for x, r in pairs if ok(x) and ok(r)]
+    if len(pairs) < 3:
+        return None
+    against_y = distance_for(plain(observed))
+    at_least = 0
+    for x, other in pairs:
+        score = float(against_y(x))
+        if math.isfinite(score):  # a non-finite loss at the data: the data are no such draw
+            at_least += float(distance_for(other)(x)) >= score
+    return at_least / len(pairs)
+
+
 @dataclass
 class Diagnostics:
     """The figures and the warnings (see the module notes)."""
@@ -93,6 +143,7 @@ class Diagnostics:
     sd_ratios: list[float]
     inside_90: float | None = None
     data_share: float | None = None
+    loss_p: float | None = None
     warnings: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -104,21 +155,27 @@ class Diagnostics:
         if self.data_share is not None:
             out.append(f"the data's share of the loss's variation over prior draws: "
                        f"{self.data_share:.2f} (near 0: the loss ignores the data)")
+        if self.loss_p is not None:
+            out.append(f"share of q's simulations that a rerun at the same parameters is as "
+                       f"far from as the data, by the loss: {self.loss_p:.2f} (near 0: q does "
+                       f"not reproduce the data)")
         out += [f"warning: {w}" for w in self.warnings]
         return out
 
     def to_json(self) -> dict:
         return {"inside_90": self.inside_90, "data_share": self.data_share,
+                "loss_p": self.loss_p,
                 "sd_ratios": self.sd_ratios, "warnings": self.warnings}
 
 
 def diagnose(sd_ratios: list[float], *, inside_90: float | None = None,
              share: float | None = None, w: float | None = None,
-             fit_loss: float | None = None, start_loss: float | None = None) -> Diagnostics:
+             fit_loss: float | None = None, start_loss: float | None = None,
+             loss_p: float | None = None) -> Diagnostics:
     """The warnings for a fit with these sd/prior sd ratios, predictive share and data share;
     ``fit_loss`` is the mean loss of the last steps, ``start_loss`` the screening elite's
-    worst loss."""
-    out = Diagnostics(list(sd_ratios), inside_90, share)
+    worst loss, ``loss_p`` the p-value of :func:`loss_check`."""
+    out = Diagnostics(list(sd_ratios), inside_90, share, loss_p)
     weight = "" if w is None else f" (now {w:g})"
     if sd_ratios and all(r >= STAYED for r in sd_ratios):
         out.warnings.append(
@@ -134,6 +191,16 @@ def diagnose(sd_ratios: list[float], *, inside_90: float | None = None,
             f"gradient steps), more --steps or --samples, another --loss, or a wider prior; "
             f"check that the data's units and time step are the model's (--timesteps, the "
             f"step length)")
+    if loss_p is not None and loss_p < MISFIT and not (inside_90 is not None
+                                                       and inside_90 < POOR_FIT):
+        out.warnings.append(
+            f"poor fit: by the loss, the data are further from q's simulations than reruns at "
+            f"the same parameters are (share {loss_p:.3f}, below {MISFIT:g}): q does not "
+            f"reproduce what the loss measures (an epidemic's size and timing, say), however "
+            f"many points its pointwise band holds. Try "
+            f"more --screen draws, more --samples or --steps, --gradient score (when the "
+            f"pathwise gradient is biased, as through smoothed Bernoulli draws), a model whose "
+            f"own noise is not far above the data's (more --agents), or a wider prior")
     if share is not None and share < NEGLIGIBLE:
         out.warnings.append(
             f"the data barely steer the loss: its variation over prior draws changes by "

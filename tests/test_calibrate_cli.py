@@ -188,6 +188,7 @@ def test_diagnostics_follow_the_table_and_go_to_the_json(capsys, tmp_path):
     assert "the data's share of the loss's variation" in after_table
     checks = json.loads(out_json.read_text())["diagnostics"]
     assert 0.0 <= checks["inside_90"] <= 1.0 and len(checks["sd_ratios"]) == 4
+    assert 0.0 <= checks["loss_p"] <= 1.0
     assert isinstance(checks["warnings"], list)
 
 

@@ -87,3 +87,52 @@ def test_steps_that_end_worse_than_the_screened_start_are_a_warning():
     worse = diag.diagnose([0.3], inside_90=0.9, share=0.6, fit_loss=30.0, start_loss=10.0)
     assert len(worse.warnings) == 1 and "made the fit worse" in worse.warnings[0]
     assert diag.diagnose([0.3], fit_loss=15.0, start_loss=10.0).warnings == []
+
+
+def test_loss_check_flags_data_unlike_the_simulations():
+    """ℓ(x, y) = ½‖x − y‖² in 10 dimensions, 40 series x_i ~ N(0, I). Between two of them ℓ is
+    χ²₁₀ (mean 10, sd 4.5); data drawn the same way are one more such draw, so their share
+    is about ½ (asserted in [0.2, 0.8]: with 200 correlated pairs its sd is below 0.15, a
+    3-sd band if they were independent); data shifted by 3 in every coordinate sit at
+    ℓ ≈ ½·10·(9 + 2) = 55, ten sds out, so no pair is as far: the share is 0 and it warns."""
+    rng = np.random.default_rng(1)
+    sims = md.asarray(rng.normal(size=(40, 10)))
+
+    def distance_for(y):
+        return lambda x: 0.5 * md.sum((x - y) ** 2)
+
+    alike = diag.loss_check(sims, distance_for, md.asarray(rng.normal(size=10)))
+    assert 0.2 <= alike <= 0.8
+    unlike = diag.loss_check(sims, distance_for, md.asarray(3.0 + rng.normal(size=10)))
+    assert unlike == 0.0
+    assert diag.diagnose([0.3], inside_90=0.9, share=0.6, loss_p=alike).warnings == []
+    poor = diag.diagnose([0.3], inside_90=0.9, share=0.6, loss_p=unlike)
+    assert len(poor.warnings) == 1 and "poor fit: by the loss" in poor.warnings[0]
+    # a fit the band already calls poor gets one warning, not two
+    assert len(diag.diagnose([0.3], inside_90=0.2, loss_p=unlike).warnings) == 1
+    assert diag.loss_check(sims[:2], distance_for, md.asarray(np.zeros(10))) is None
+
+
+def test_loss_check_with_replicates_compares_reruns_at_the_same_parameters():
+    """Series x_i = μ_i + e_i with μ_i spread over q (sd 2) and noise e of sd 1 in 10
+    dimensions; a replicate x′_i = μ_i + e′_i. ℓ(x_i, x′_i) = ½‖e_i − e′_i‖² ~ χ²₁₀ (mean 10).
+    Data at a μ of the same spread plus noise: ℓ(x_i, y) = ½‖μ_i − μ + e_i − e‖², mean 50,
+    so a q as wide as this one, which proposes μ's that do not reproduce y, gets a share near
+    0 (asserted < MISFIT); pairs across θ (no replicates) carry the same spread on both sides
+    and do not see it (share near ½, asserted > 0.2). Data equal to a rerun at μ with q
+    narrowed to μ_0 give about ½ (asserted in [0.2, 0.8]; 40 pairs, sd 0.08)."""
+    rng = np.random.default_rng(2)
+    mu = 2.0 * rng.normal(size=(40, 10))
+    sims = md.asarray(mu + rng.normal(size=(40, 10)))
+    reps = md.asarray(mu + rng.normal(size=(40, 10)))
+
+    def distance_for(y):
+        return lambda x: 0.5 * md.sum((x - y) ** 2)
+
+    y = md.asarray(2.0 * rng.normal(size=10) + rng.normal(size=10))  # a μ of its own
+    assert diag.loss_check(sims, distance_for, y, reps) < diag.MISFIT
+    assert diag.loss_check(sims, distance_for, y) > 0.2
+    narrow = np.repeat(np.asarray(y)[None, :] - rng.normal(size=(1, 10)), 40, axis=0)
+    share = diag.loss_check(md.asarray(narrow + rng.normal(size=(40, 10))), distance_for, y,
+                            md.asarray(narrow + rng.normal(size=(40, 10))))
+    assert 0.2 <= share <= 0.8

@@ -332,8 +332,10 @@ def _run(problem: Problem, args: argparse.Namespace, can_plot: bool,
     emit(_table(names, problem.truth, rows))
     predictive = stack([problem.simulate(getitem(q, k), default_rng(args.seed).stream(
         ("predictive", k))) for k in range(N_PREDICTIVE)])
+    replicates = [problem.simulate(getitem(q, k), default_rng(args.seed).stream(
+        ("replicate", k))) for k in range(N_PREDICTIVE)]
     checks = diagnostics(problem, rows, predictive, screened, args.w, result.history,
-                         screening)
+                         screening, replicates)
     emit("")
     for line in checks.lines():
         emit(line)

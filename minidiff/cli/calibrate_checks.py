@@ -5,8 +5,8 @@ after the table, and the coverage run.
   of ``--screen M`` prior draws, keeping each draw's simulated series so the diagnostics can
   reuse them; q starts at the elite's mean and spread;
 * :func:`diagnostics`: the share of observed points inside q's 90% posterior-predictive band,
-  the data's share of the loss's variation (from the screened series) and the warnings of
-  :func:`minidiff.inference.diagnostics.diagnose`;
+  the loss's posterior-predictive check, the data's share of the loss's variation (from the
+  screened series) and the warnings of :func:`minidiff.inference.diagnostics.diagnose`;
 * :func:`run_coverage`: ``--coverage R``, simulation-based calibration of the whole method on R
   data sets simulated at prior draws (:func:`minidiff.inference.coverage.coverage`), with its
   table and, with ``--plot``, the rank histograms.
@@ -49,11 +49,14 @@ def screen_start(problem: Problem, prior: Any, n_draws: int, seed: int,
 
 def diagnostics(problem: Problem, rows: list[tuple], predictive: Any,
                 screened: list[Any] | None, w: float, history: Any = None,
-                screening: Screening | None = None) -> diag.Diagnostics:
+                screening: Screening | None = None, replicates: Any = None,
+                ) -> diag.Diagnostics:
     """The diagnostics of a fit whose table rows (mean, sd, lo, hi, sd/prior sd) are ``rows``
     and whose posterior-predictive series are ``predictive`` (m, *S); with the screening and
     the history, whether the steps ended worse than the screened start."""
     inside = diag.predictive_share(problem.observed, predictive)
+    loss_p = (None if problem.distance_for is None else
+              diag.loss_check(predictive, problem.distance_for, problem.observed, replicates))
     share = fit_loss = start_loss = None
     if screened:
         share = diag.data_share(screened, problem.distance_for, problem.observed, N_PSEUDO)
@@ -62,7 +65,7 @@ def diagnostics(problem: Problem, rows: list[tuple], predictive: Any,
         fit_loss = sum(last) / len(last) if last else None
         start_loss = screening.losses[screening.elite[-1]]
     return diag.diagnose([r[4] for r in rows], inside_90=inside, share=share, w=w,
-                         fit_loss=fit_loss, start_loss=start_loss)
+                         fit_loss=fit_loss, start_loss=start_loss, loss_p=loss_p)
 
 
 def run_coverage(problem: Problem, args: argparse.Namespace, prior: Any, family: Any,
