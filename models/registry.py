@@ -136,6 +136,13 @@ def spec_from_module(name: str, module: ModuleType, simulate: Callable[..., Any]
     if builtin and missing:
         raise ValueError(f"model {name!r} ({module.__name__}) does not declare {missing}; "
                          f"see minidiff.models.registry for what a model module declares")
+    renamed = {"TO_NATURAL": "NATURAL", "default_prior": "prior"}
+    stale = [f"{old} (now {new})" for old, new in renamed.items()
+             if hasattr(module, old) and not hasattr(module, new)]
+    if stale:  # an older module's declarations: silently ignoring them would change the fit
+        raise ValueError(f"model {name!r} ({module.__name__}) declares {', '.join(stale)}; "
+                         f"rename them: NATURAL is a minidiff.distributions.Bijection and "
+                         f"prior() returns the prior distribution (see minidiff.models.registry)")
     names = tuple(getattr(module, "PARAM_NAMES", ()))
     d = len(names)
     defaults = getattr(module, "DEFAULT_PARAMS", None)

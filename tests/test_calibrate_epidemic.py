@@ -32,7 +32,7 @@ from minidiff.models import sir
 
 WRAPPER = '''
 from minidiff.models import sir
-from minidiff.models.sir import PARAM_NAMES, DEFAULT_PARAMS, TO_NATURAL, default_prior, loss
+from minidiff.models.sir import PARAM_NAMES, DEFAULT_PARAMS, NATURAL, prior, loss
 
 
 def simulate(params, *, rng, n_timesteps, n_agents=1000):

@@ -94,3 +94,11 @@ def test_a_module_with_names_only_gets_a_standard_prior_and_the_identity():
         registry.model_spec("nope")
     with pytest.raises(ValueError, match="Calibration: loss must be one of"):
         registry.Calibration(loss="likelihood")
+
+
+def test_a_module_with_the_older_names_is_refused_naming_the_new_ones():
+    module = types.ModuleType("old_style")
+    module.PARAM_NAMES = ("a",)
+    module.TO_NATURAL = ("exp",)
+    with pytest.raises(ValueError, match=r"TO_NATURAL \(now NATURAL\)"):
+        registry.spec_from_module("old_style", module, lambda params, **kw: params)
