@@ -26,8 +26,10 @@ from ..batching import (
 )
 from ..checkpointing import birth_mark, check_draw
 from ..core import Level
+from .arguments import size_shape
 from .distributions import uniform_like
-from .generator import Generator, _canonical_key, _Ledger, _size
+from .generator import Generator, _Ledger
+from .keys import canonical_key
 
 __all__ = ["BatchedGenerator"]
 
@@ -61,7 +63,7 @@ class BatchedGenerator(Generator):
         return BatchedGenerator(members, self._level, self._ledger)
 
     def stream(self, key: Any) -> Generator:
-        key = _canonical_key(key)  # once for every member (g.stream(key) for each g)
+        key = canonical_key(key)  # once for every member (g.stream(key) for each g)
         born, batch_born, backend = birth_mark(), batch_levels(), self._backend
         keyed = Generator._keyed
         return self._same([keyed(g._path + (key,), g._ledger, born, batch_born, backend)
@@ -87,7 +89,7 @@ class BatchedGenerator(Generator):
                             f"which a batched generator does not have")
 
     def random(self, size: Any = None) -> Any:
-        shape = _size("random", size) or ()
+        shape = size_shape("random", size) or ()
         return self._stacked("random", lambda rng: rng.random(shape))
 
     def _uniform01(self, what: str, shape: tuple) -> Any:

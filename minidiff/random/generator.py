@@ -3,7 +3,6 @@ the samplers (the package notes, :mod:`minidiff.random`, explain the rules and e
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import operator
 import secrets
@@ -27,7 +26,7 @@ from ..ops import (
     where,
 )
 from ..ops import sum as _sum
-from ..ops.linear import broadcast_shapes, broadcasts_to
+from .arguments import as_parameter, check_nonnegative, check_probs, out_shape, size_shape
 from .discrete_gradients import attach, attach_categorical, check_estimator, gumbel_noise
 from .distributions import (
     Bernoulli,
@@ -41,6 +40,7 @@ from .distributions import (
     traced_beyond_batching,
     uniform_like,
 )
+from .keys import Child, canonical_key, derived_seed
 
 __all__ = ["Generator", "default_rng"]
 
@@ -51,37 +51,6 @@ def default_rng(seed: Any = None) -> Generator:
     if isinstance(seed, Generator):
         return seed
     return Generator(seed)
-
-
-def _canonical_key(key: Any) -> Any:
-    """Keys as plain str / int / nested tuples, so that equal keys have equal ``repr``."""
-    if isinstance(key, str):
-        return str(key)
-    if isinstance(key, tuple):
-        return tuple(_canonical_key(k) for k in key)
-    try:
-        return operator.index(key)  # ints, NumPy integers, bools (as 0/1)
-    except TypeError:
-        raise TypeError(f"stream: a key must be a str, an int or a tuple of them, got "
-                        f"{key!r} ({type(key).__name__})") from None
-
-
-class _Child:
-    """The path element of the i-th child handed out by ``spawn``/``child``: its repr can
-    never be that of a stream key (a str, an int or a tuple), so the two never collide."""
-
-    __slots__ = ("index",)
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-    def __repr__(self) -> str:
-        return f"<child {self.index}>"
-
-
-def _derived_seed(path: tuple) -> int:
-    digest = hashlib.sha256(repr(path).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "little") >> 1  # 63 bits: every backend accepts it
 
 
 class _Ledger:
@@ -126,14 +95,14 @@ class Generator:
             _path = (seed,)
         self._path = _path
         self._backend = _backend.get_backend()
-        self._rng = self._backend.make_rng(_path[0] if len(_path) == 1 else _derived_seed(_path))
+        self._rng = self._backend.make_rng(_path[0] if len(_path) == 1 else derived_seed(_path))
         self._ledger = _ledger if _ledger is not None else _Ledger()
         self._children = itertools.count()  # next() is atomic: two threads never share a child
         self._born = birth_mark()  # see checkpointing.check_draw
         self._batch_born = batch_levels()  # see batching.check_batched_draw
 
     def __repr__(self) -> str:
-        keys = "".join(f".spawn()[{k.index}]" if isinstance(k, _Child) else f".stream({k!r})"
+        keys = "".join(f".spawn()[{k.index}]" if isinstance(k, Child) else f".stream({k!r})"
                        for k in self._path[1:])
         return f"default_rng({self._path[0]}){keys}"
 
@@ -150,7 +119,7 @@ class Generator:
         stamps them all at once."""
         g = cls.__new__(cls)
         g._path, g._backend, g._ledger = path, backend, ledger
-        g._rng = backend.make_rng(_derived_seed(path))
+        g._rng = backend.make_rng(derived_seed(path))
         g._children = itertools.count()
         g._born, g._batch_born = born, batch_born
         return g
@@ -161,7 +130,7 @@ class Generator:
         ``key`` is a str, an int or a tuple of them. This generator's own state is untouched
         (asking twice gives two generators with the same draws), and the child shares its score
         ledger (``log_prob``)."""
-        return Generator(_path=self._path + (_canonical_key(key),), _ledger=self._ledger)
+        return Generator(_path=self._path + (canonical_key(key),), _ledger=self._ledger)
 
     def child(self) -> Generator:
         """A new, independent child generator; this generator advances, so the next call
@@ -174,7 +143,7 @@ class Generator:
     def _next_child(self) -> Generator:
         check_draw(self._born, "Generator.child")
         index = next(self._children)
-        return Generator(_path=self._path + (_Child(index),), _ledger=self._ledger)
+        return Generator(_path=self._path + (Child(index),), _ledger=self._ledger)
 
     def spawn(self, n_children: int) -> list[Generator]:
         """``n_children`` new children (NumPy's ``Generator.spawn``): ``child()`` n times."""
@@ -228,7 +197,7 @@ class Generator:
 
     def random(self, size: Any = None) -> Any:
         """Uniforms in [0, 1) (no parameters, so no derivative)."""
-        shape = _size("random", size) or ()
+        shape = size_shape("random", size) or ()
         return self._backend.asarray(self._state("random").random(shape))
 
     def _standard_normal(self, what: str, shape: tuple) -> Any:
@@ -241,22 +210,22 @@ class Generator:
 
     def normal(self, loc: Any = 0.0, scale: Any = 1.0, size: Any = None) -> Any:
         """loc + scale·z, z ~ N(0, 1)."""
-        loc, scale = _param(loc), _param(scale)
-        shape = _out_shape("normal", size, loc, scale)
-        _check_nonnegative("normal", "scale", scale)
+        loc, scale = as_parameter(loc), as_parameter(scale)
+        shape = out_shape("normal", size, loc, scale)
+        check_nonnegative("normal", "scale", scale)
         return add(loc, multiply(scale, self._standard_normal("normal", shape)))
 
     def lognormal(self, mean: Any = 0.0, sigma: Any = 1.0, size: Any = None) -> Any:
         """exp(mean + sigma·z), z ~ N(0, 1)."""
-        mean, sigma = _param(mean), _param(sigma)
-        shape = _out_shape("lognormal", size, mean, sigma)
-        _check_nonnegative("lognormal", "sigma", sigma)
+        mean, sigma = as_parameter(mean), as_parameter(sigma)
+        shape = out_shape("lognormal", size, mean, sigma)
+        check_nonnegative("lognormal", "sigma", sigma)
         return exp(add(mean, multiply(sigma, self._standard_normal("lognormal", shape))))
 
     def uniform(self, low: Any = 0.0, high: Any = 1.0, size: Any = None) -> Any:
         """low + (high − low)·U, U ~ U[0, 1)."""
-        low, high = _param(low), _param(high)
-        shape = _out_shape("uniform", size, low, high)
+        low, high = as_parameter(low), as_parameter(high)
+        shape = out_shape("uniform", size, low, high)
         return add(low, multiply(subtract(high, low), self._uniform01("uniform", shape)))
 
     def _uniform01(self, what: str, shape: tuple) -> Any:
@@ -264,26 +233,26 @@ class Generator:
 
     def exponential(self, scale: Any = 1.0, size: Any = None) -> Any:
         """scale·(−log U), U strictly inside (0, 1)."""
-        scale = _param(scale)
-        shape = _out_shape("exponential", size, scale)
-        _check_nonnegative("exponential", "scale", scale)
+        scale = as_parameter(scale)
+        shape = out_shape("exponential", size, scale)
+        check_nonnegative("exponential", "scale", scale)
         u = self._open_uniform("exponential", shape)
         return multiply(scale, negative(log(u)) if isinstance(u, Box) else -self._backend.xp.log(u))
 
     def gumbel(self, loc: Any = 0.0, scale: Any = 1.0, size: Any = None) -> Any:
         """loc − scale·log(−log U), U strictly inside (0, 1), so never infinite or NaN."""
-        loc, scale = _param(loc), _param(scale)
-        shape = _out_shape("gumbel", size, loc, scale)
-        _check_nonnegative("gumbel", "scale", scale)
+        loc, scale = as_parameter(loc), as_parameter(scale)
+        shape = out_shape("gumbel", size, loc, scale)
+        check_nonnegative("gumbel", "scale", scale)
         u = self._open_uniform("gumbel", shape)
         noise = negative(log(negative(log(u)))) if isinstance(u, Box) else gumbel_noise(u)
         return add(loc, multiply(scale, noise))
 
     def logistic(self, loc: Any = 0.0, scale: Any = 1.0, size: Any = None) -> Any:
         """loc + scale·log(U / (1 − U)), U strictly inside (0, 1)."""
-        loc, scale = _param(loc), _param(scale)
-        shape = _out_shape("logistic", size, loc, scale)
-        _check_nonnegative("logistic", "scale", scale)
+        loc, scale = as_parameter(loc), as_parameter(scale)
+        shape = out_shape("logistic", size, loc, scale)
+        check_nonnegative("logistic", "scale", scale)
         xp = self._backend.xp
         u = self._open_uniform("logistic", shape)
         logit = subtract(log(u), log1p(negative(u))) if isinstance(u, Box) else \
@@ -296,40 +265,40 @@ class Generator:
                   tau: float = 1.0, hard: bool = True) -> Any:
         """1 with probability p, else 0 (as floats): X = 1[U < p]."""
         check_estimator("bernoulli", estimator, tau)
-        p = _param(p)
+        p = as_parameter(p)
         check_probability(p, "bernoulli")
-        return self._discrete(Bernoulli, (p,), _out_shape("bernoulli", size, p), estimator,
+        return self._discrete(Bernoulli, (p,), out_shape("bernoulli", size, p), estimator,
                               tau, hard)
 
     def binomial(self, n: Any, p: Any, size: Any = None, estimator: str = "smoothed") -> Any:
         """Successes in n trials of probability p, by inversion; derivatives are in p (n is
         an integer: it moves only by finite jumps, which only stochastic triples see)."""
         check_estimator("binomial", estimator)
-        n, p = _param(n), _param(p)
+        n, p = as_parameter(n), as_parameter(p)
         check_probability(p, "binomial")
         xp, nr = _backend.get_backend().xp, raw(n)
         if not bool(xp.all(xp.logical_and(xp.isfinite(nr), xp.logical_and(
                 nr >= 0, xp.floor(nr) == nr)))):
             raise ValueError(f"binomial: n must be a finite non-negative integer, got {nr!r}")
-        return self._discrete(Binomial, (n, p), _out_shape("binomial", size, n, p), estimator)
+        return self._discrete(Binomial, (n, p), out_shape("binomial", size, n, p), estimator)
 
     def poisson(self, lam: Any = 1.0, size: Any = None, estimator: str = "smoothed") -> Any:
         """Poisson(λ) counts, by inversion."""
         check_estimator("poisson", estimator)
-        _check_nonnegative("poisson", "lam", lam, finite=True)
-        lam = _param(lam)
-        return self._discrete(Poisson, (lam,), _out_shape("poisson", size, lam), estimator)
+        check_nonnegative("poisson", "lam", lam, finite=True)
+        lam = as_parameter(lam)
+        return self._discrete(Poisson, (lam,), out_shape("poisson", size, lam), estimator)
 
     def geometric(self, p: Any, size: Any = None, estimator: str = "smoothed") -> Any:
         """Failures before the first success (support 0, 1, 2, ...), P(X = k) = (1 − p)^k p.
 
         (NumPy's ``geometric`` counts trials, support 1, 2, ...: this is that minus one.)"""
         check_estimator("geometric", estimator)
-        p = _param(p)
+        p = as_parameter(p)
         check_probability(p, "geometric")
         if not bool(_backend.get_backend().xp.all(raw(p) > 0)):
             raise ValueError(f"geometric: probability p must lie in (0, 1], got {raw(p)!r}")
-        return self._discrete(Geometric, (p,), _out_shape("geometric", size, p), estimator)
+        return self._discrete(Geometric, (p,), out_shape("geometric", size, p), estimator)
 
     def categorical(self, probs: Any, size: Any = None, estimator: str | None = None,
                     one_hot: bool = False, tau: float = 1.0, hard: bool = True) -> Any:
@@ -341,10 +310,10 @@ class Generator:
         if default:
             estimator = "straight_through" if one_hot else "none"
         check_estimator(name, estimator, tau, one_hot=one_hot)
-        probs = _param(probs)
-        _check_probs(probs)
+        probs = as_parameter(probs)
+        check_probs(probs)
         n_cat = shape_of(probs)[-1]
-        batch = _out_shape(name, size, shape_of(probs)[:-1])
+        batch = out_shape(name, size, shape_of(probs)[:-1])
         u = self._open_uniform(name, batch)
         engine_sampler = _engine_sampler((probs,))
         if engine_sampler is not None:
@@ -396,7 +365,7 @@ class Generator:
 
 
 # ---------------------------------------------------------------------------------------------
-# helpers
+# which engine samples a discrete draw
 # ---------------------------------------------------------------------------------------------
 
 
@@ -423,67 +392,3 @@ def _engine_sampler(params: tuple) -> Any:
                         "compete; loop over the batch, or use estimator='smoothed'")
                 p = p.value
     return sampler
-
-
-def _param(x: Any) -> Any:
-    """A parameter as a float backend array, traced values (and triples) untouched."""
-    if isinstance(x, Box):
-        return x
-    b = _backend.get_backend()
-    arr = b.asarray(x)
-    return arr if b.xp.isdtype(arr.dtype, "real floating") else b.xp.astype(arr, b.float_dtype)
-
-
-def _size(name: str, size: Any) -> tuple | None:
-    if size is None:
-        return None
-    try:
-        shape = (operator.index(size),) if not isinstance(size, tuple | list) else tuple(
-            operator.index(d) for d in size)
-    except TypeError:
-        raise TypeError(f"{name}: size must be an int or a tuple of ints, got {size!r}") from None
-    if any(d < 0 for d in shape):
-        raise ValueError(f"{name}: size must not be negative, got {size!r}")
-    return shape
-
-
-def _out_shape(name: str, size: Any, *params: Any) -> tuple:
-    """NumPy's rule: the parameters' broadcast shape, or ``size`` if they broadcast to it.
-    Each of ``params`` is a parameter or a shape (a tuple)."""
-    shapes = [p if isinstance(p, tuple) else shape_of(p) for p in params]
-    try:
-        base = broadcast_shapes(*shapes)
-    except ValueError:
-        raise ValueError(f"{name}: parameter shapes {shapes} do not broadcast together") from None
-    shape = _size(name, size)
-    if shape is None:
-        return base
-    if not broadcasts_to(base, shape):
-        raise ValueError(f"{name}: parameters of shape {base} do not broadcast to size {shape}")
-    return shape
-
-
-def _check_nonnegative(name: str, what: str, value: Any, finite: bool = False) -> None:
-    b = _backend.get_backend()
-    v = b.asarray(raw(value))
-    v = v if b.xp.isdtype(v.dtype, "real floating") else b.xp.astype(v, b.float_dtype)
-    ok = v >= 0
-    if finite:
-        ok = b.xp.logical_and(ok, b.xp.isfinite(v))
-    if not bool(b.xp.all(ok)):
-        bound = "finite and ≥ 0" if finite else "≥ 0"
-        raise ValueError(f"{name}: {what} must be {bound}, got {raw(value)!r}")
-
-
-def _check_probs(probs: Any) -> None:
-    b = _backend.get_backend()
-    xp = b.xp
-    v = raw(probs)
-    if len(shape_of(v)) < 1 or shape_of(v)[-1] < 1:
-        raise ValueError(f"categorical: probs needs a last axis of at least one class, got "
-                         f"shape {shape_of(v)}")
-    if not bool(xp.all(xp.logical_and(xp.isfinite(v), v >= 0))):
-        raise ValueError(f"categorical: probs must be finite and ≥ 0, got {v!r}")
-    if not bool(xp.all(xp.abs(xp.sum(v, axis=-1) - 1.0) <= 1e-9)):
-        raise ValueError(f"categorical: probs must sum to 1 along the last axis (within "
-                         f"1e-9), got sums {xp.sum(v, axis=-1)!r}")
