@@ -119,9 +119,10 @@ def part_long(n_steps: int, n_samples: int, t_steps: int) -> None:
         return distance(increments(path))
 
     cpu, wall = time.process_time(), time.perf_counter()
-    result = inf.calibrate(loss, inf.Normal(*PRIOR), inf.DiagonalGaussian(1), w=W,
-                           n_samples=n_samples, n_steps=n_steps, gradient="pathwise",
-                           mode="triples", optimizer=inf.adam(inf.cosine(LR, n_steps)))
+    result = inf.calibrate(loss, inf.Normal(*PRIOR), inf.DiagonalGaussian(1),
+                           n_samples=n_samples, n_steps=n_steps,
+                           optimizer=inf.adam(inf.cosine(LR, n_steps)),
+                           options=inf.RunOptions(w=W, gradient="pathwise", mode="triples"))
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     mean = float(result.params["loc"][0])
     sd = math.exp(float(result.params["log_scale"][0]))
