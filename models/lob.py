@@ -124,7 +124,8 @@ import math
 from typing import Any
 
 import minidiff as md
-from minidiff.core import Box, raw, shape_of
+from minidiff.batching import BatchingError, BatchTracer
+from minidiff.core import Box, shape_of
 from minidiff.distributions import Coordinatewise, Exp, Independent, Normal
 from minidiff.stochastic.triples import perturbed
 
@@ -323,7 +324,7 @@ class _Book:
         mid = 0.5 * (ask + bid)
         near = md.abs(md.subtract(self.positions, mid)) <= self.n_levels + self.pad // 2
         bids, asks = md.where(near, bids, 0.0), md.where(near, asks, 0.0)
-        shift = xp.floor(raw(mid)) - self.centre                       # (B, 1), primal
+        shift = xp.floor(_primal(mid)) - self.centre                   # (B, 1), primal
         shift = xp.clip(shift, -float(self.width), float(self.width))
         if not bool(xp.any(shift != 0)):
             return bids, asks
@@ -335,6 +336,20 @@ class _Book:
         moved = [md.getitem(md.concatenate([side, pad], axis=1), (self.rows, columns))
                  for side in (bids, asks)]
         return moved[0], moved[1]
+
+
+def _primal(x: Any) -> Any:
+    """The primal values of ``x`` as a raw array, for the window's relabelling (the same in
+    every world of a derivative). A value batched by ``minidiff.vmap`` is refused: stripping
+    its batch axis would hand one book's code every batch element's prices at once."""
+    while isinstance(x, Box):
+        if isinstance(x, BatchTracer):
+            raise BatchingError(
+                "lob.simulate: the book's price window moves by the mid price read as numbers, "
+                "which differs between the elements of a minidiff.vmap batch; run the "
+                "simulations one after another (a loop over the batch) instead of under vmap")
+        x = x.value
+    return x
 
 
 # ---------------------------------------------------------------------------------------------

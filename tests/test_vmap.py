@@ -13,7 +13,7 @@ import pytest
 
 import minidiff as md
 from minidiff.batching import BatchingError
-from minidiff.models import brock_hommes, cont, random_walk, sir
+from minidiff.models import brock_hommes, cont, lob, random_walk, sir
 
 RTOL = 1e-12
 
@@ -301,3 +301,13 @@ def test_stochastic_triples_and_vmap(backend, to_array):
         derivative_estimate(with_draws, to_array(0.7))
     with pytest.raises(BatchingError, match="derivative_estimate under minidiff.vmap"):
         md.vmap(lambda v: derivative_estimate(lambda t: md.sum(t * v), to_array(0.5)))(x)
+
+
+def test_the_order_book_under_vmap_is_refused_naming_the_loop(backend, to_array):
+    # the book moves its price window by the mid price read as numbers; stripping the batch
+    # axis there once handed every element's prices to one book (a ShapeError, or mixed books
+    # where the shapes happened to broadcast)
+    thetas = md.asarray(np.tile(np.asarray(lob.DEFAULT_PARAMS, dtype=float), (2, 1)))
+    with pytest.raises(BatchingError, match="lob.simulate.*one after another"):
+        md.vmap(lambda t, r: lob.simulate(t, n_timesteps=3, rng=r))(
+            thetas, md.random.default_rng(0).spawn(2))
