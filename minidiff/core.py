@@ -747,12 +747,16 @@ class Primitive:
             reshape), so a negation may move across it.
         expands: its result only repeats its one argument's elements (``broadcast_to``), so
             an elementwise op costs less applied before it than after it.
+        scalar_loop: how one element reads in a loop over single elements that may use libm's
+            scalar functions (``"math.exp({0})"``), which can differ from the array library
+            in the last bit; ``md.scan``'s whole-loop kernel uses it where ``loop`` is None.
     """
 
     __slots__ = ("name", "impl", "jvp", "vjp", "save", "broadcasts", "elementwise",
                  "differentiable", "batch", "multiple_results", "value_and_jvp",
                  "value_and_save", "fresh", "into", "direct", "loop", "passes_through",
-                 "selects", "coerce_numbers", "negation_commutes", "expands")
+                 "selects", "coerce_numbers", "negation_commutes", "expands",
+                 "scalar_loop")
 
     def __init__(
         self,
@@ -778,6 +782,7 @@ class Primitive:
         coerce_numbers: Callable[[Any], Any] | None = None,
         negation_commutes: bool = False,
         expands: bool = False,
+        scalar_loop: str | None = None,
     ) -> None:
         if not differentiable and (jvp is not None or vjp is not None):
             raise ValueError(f"{name}: a non-differentiable primitive takes no jvp or vjp rule")
@@ -802,6 +807,7 @@ class Primitive:
         self.coerce_numbers = coerce_numbers
         self.negation_commutes = negation_commutes
         self.expands = expands
+        self.scalar_loop = scalar_loop
 
     __call__ = bind  # calling a primitive binds it, with no wrapper in between
 

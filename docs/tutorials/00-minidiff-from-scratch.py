@@ -436,7 +436,7 @@ print("exactness: checks passed")
 #   [`elementwise_primitive`](../../minidiff/ops/elementwise.py#L132); see
 #   [`multiply`](../../minidiff/ops/elementwise.py#L234). Each partial names what it reads, so
 #   what is kept cannot drift from what is read, and
-#   [`unbroadcast`](../../minidiff/ops/linear.py#L277) sums cotangents over broadcast axes.
+#   [`unbroadcast`](../../minidiff/ops/linear.py#L278) sums cotangents over broadcast axes.
 # * `Level`, `open_level` and `LEVELS` are [`Engine`](../../minidiff/core.py#L92) (the
 #   engine *is* the level: it has the depth, and its `process` handles the primitives) and
 #   [`open_level`](../../minidiff/core.py#L196). The stack of levels is per thread (a context

@@ -45,32 +45,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import backend as _backend
-from .. import ops
-from ..ops import comparisons, linear
+from ..ops import linear
 from .fusion import group
 from .program import Const, Equation, Program, Var
-from .simplify import quiet_exp, simplify
+from .simplify import simplify
 
 __all__ = ["loop_kernel", "unsupported", "loop_expression"]
-
-# the elementwise primitives a whole-loop kernel writes beyond their exact ``Primitive.loop``
-# ({0}, {1}, {2}: the arguments): libm's scalar functions, which may differ from NumPy's
-# vectorised ones in the last bit, so they are no fact about the primitive that the fused
-# per-step kernels (which promise NumPy's bits) could use
-_LIBM = {
-    ops.exp: "math.exp({0})", quiet_exp: "math.exp({0})", ops.log: "math.log({0})",
-    ops.log1p: "math.log1p({0})", ops.expm1: "math.expm1({0})", ops.tanh: "math.tanh({0})",
-    ops.sin: "math.sin({0})", ops.cos: "math.cos({0})",
-    ops.sigmoid: "(1.0 / (1.0 + math.exp(-{0})))",
-    ops.maximum: "({0} if ({0} >= {1} or {0} != {0}) else {1})",  # NaN wins, as in NumPy
-    comparisons.sign: "(1.0 if {0} > 0.0 else (-1.0 if {0} < 0.0 else {0}))",
-    linear._broadcast_p: "{0}",
-}
 
 
 def loop_expression(primitive: Any) -> str | None:
     """How one element of ``primitive``'s result reads in a whole-loop kernel, or None."""
-    return primitive.loop if primitive.loop is not None else _LIBM.get(primitive)
+    return primitive.loop if primitive.loop is not None else primitive.scalar_loop
+
+
 _DTYPES = ("float64", "bool")
 # the largest array (elements) a whole-loop kernel takes: above it a step's arithmetic outweighs
 # its dispatch, and the per-step kernels, which leave exp to NumPy's vectorised one (several

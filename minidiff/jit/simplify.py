@@ -39,7 +39,8 @@ __all__ = ["simplify", "prune", "quiet_exp"]
 
 # exp whose overflow to inf is expected (inside a split sigmoid, where 1/(1 + inf) = 0)
 quiet_exp = Primitive("exp", lambda x: _backend.get_backend().kernels.into["quiet_exp"](x),
-                      elementwise=True, fresh=True, into="quiet_exp")
+                      elementwise=True, fresh=True, into="quiet_exp",
+                      scalar_loop="math.exp({0})")
 
 
 def simplify(program: Program, backend: _backend.Backend | None = None) -> Program:

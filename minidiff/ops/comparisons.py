@@ -23,12 +23,12 @@ __all__ = [
 ]
 
 
-def _constant(name: str, impl: Callable[..., Any], n_args: int, loop: str | None = None
-              ) -> Primitive:
+def _constant(name: str, impl: Callable[..., Any], n_args: int, loop: str | None = None,
+              scalar_loop: str | None = None) -> Primitive:
     """A piecewise-constant elementwise op: a fresh array, computed into a buffer by the
     backend's ``into`` kernel of the same name (and, given ``loop``, in a compiled loop)."""
     return Primitive(name, impl, broadcasts=n_args > 1, elementwise=True, differentiable=False,
-                     fresh=True, into=name, loop=loop)
+                     fresh=True, into=name, loop=loop, scalar_loop=scalar_loop)
 
 
 # comparisons: boolean arrays
@@ -48,7 +48,8 @@ logical_not = _constant("logical_not", lambda x: get_backend().xp.logical_not(x)
                         "(not {0})")
 
 # sign of x (-1, 0, 1) and the largest integer ≤ x (as a float)
-sign = _constant("sign", lambda x: get_backend().xp.sign(x), 1)
+sign = _constant("sign", lambda x: get_backend().xp.sign(x), 1,
+                 scalar_loop="(1.0 if {0} > 0.0 else (-1.0 if {0} < 0.0 else {0}))")
 floor = _constant("floor", lambda x: get_backend().xp.floor(x), 1)
 
 register_ops(equal=equal, not_equal=not_equal, less=less, less_equal=less_equal,

@@ -296,7 +296,8 @@ def _maximum_dx(x: Any, y: Any) -> Any:
 
 maximum = elementwise_primitive(
     "maximum", lambda x, y: _xp().maximum(as_array(x), as_array(y)),
-    partials=[_maximum_dx, lambda x, y: _maximum_dx(y, x)], fresh=True, into="maximum")
+    partials=[_maximum_dx, lambda x, y: _maximum_dx(y, x)], fresh=True, into="maximum",
+    scalar_loop="({0} if ({0} >= {1} or {0} != {0}) else {1})")  # NaN wins, as in NumPy
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,19 +370,26 @@ def _unary(name: str, impl: Callable[[Any], Any], partial: Partial, **executor: 
                                                             **executor})
 
 
-exp = _unary("exp", lambda x: _xp().exp(x), lambda out: out)               # (eˣ)' = eˣ
-log = _unary("log", lambda x: _xp().log(x), lambda x: 1.0 / x)             # (log x)' = 1/x
-log1p = _unary("log1p", lambda x: _xp().log1p(x), lambda x: 1.0 / (1.0 + x))  # 1/(1+x)
-expm1 = _unary("expm1", lambda x: _xp().expm1(x), lambda out: out + 1.0)   # eˣ
+exp = _unary("exp", lambda x: _xp().exp(x), lambda out: out,               # (eˣ)' = eˣ
+             scalar_loop="math.exp({0})")
+log = _unary("log", lambda x: _xp().log(x), lambda x: 1.0 / x,             # (log x)' = 1/x
+             scalar_loop="math.log({0})")
+log1p = _unary("log1p", lambda x: _xp().log1p(x), lambda x: 1.0 / (1.0 + x),  # 1/(1+x)
+               scalar_loop="math.log1p({0})")
+expm1 = _unary("expm1", lambda x: _xp().expm1(x), lambda out: out + 1.0,   # eˣ
+               scalar_loop="math.expm1({0})")
 sqrt = _unary("sqrt", lambda x: _xp().sqrt(x), lambda out: 0.5 / out,     # 1/(2√x)
               loop="math.sqrt({0})")
-sin = _unary("sin", lambda x: _xp().sin(x), lambda x: cos(x))
-cos = _unary("cos", lambda x: _xp().cos(x), lambda x: negative(sin(x)))
-tanh = _unary("tanh", lambda x: _xp().tanh(x), lambda out: 1.0 - out * out)  # 1 - tanh²
+sin = _unary("sin", lambda x: _xp().sin(x), lambda x: cos(x), scalar_loop="math.sin({0})")
+cos = _unary("cos", lambda x: _xp().cos(x), lambda x: negative(sin(x)),
+             scalar_loop="math.cos({0})")
+tanh = _unary("tanh", lambda x: _xp().tanh(x), lambda out: 1.0 - out * out,  # 1 - tanh²
+              scalar_loop="math.tanh({0})")
 
 
 sigmoid = _unary("sigmoid", lambda x: get_backend().sigmoid(x),  # the backend's fast kernel
-                 lambda out: out * (1.0 - out))                    # σ' = σ(1-σ)
+                 lambda out: out * (1.0 - out),                    # σ' = σ(1-σ)
+                 scalar_loop="(1.0 / (1.0 + math.exp(-{0})))")
 
 
 def _softplus_impl(x: Any) -> Any:

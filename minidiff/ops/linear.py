@@ -256,6 +256,7 @@ _broadcast_p = Primitive(
     lambda x, shape: _xp().broadcast_to(x, shape),
     negation_commutes=True,
     expands=True,
+    scalar_loop="{0}",  # a loop over single elements reads the one element it repeats
     jvp=_broadcast_jvp,
     save=lambda args, out, needs, shape: shape_of(args[0]),
     vjp=lambda g, x_shape, needs, shape: [unbroadcast(g, x_shape)],
