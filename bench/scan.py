@@ -45,7 +45,11 @@ import minidiff as md
 from minidiff.models import cont
 
 
-def make_scan_loss(noise: cont.Noise, n_steps: int, executor: str = "replay") -> Any:
+def make_scan_loss(noise: cont.Noise, n_steps: int, executor: str = "replay",
+                   segment: int | None = None) -> Any:
+    """Σ r² of the generic Cont loop as one ``md.scan``; with ``segment``, the scan cut in
+    segments of that many steps, each segment one scan, run by ``md.checkpointed_loop``
+    (revolve keeps √(T/segment) states; a segment's scan runs again in the backward pass)."""
     steps = [noise.step(t) for t in range(n_steps)]
     zetas = md.asarray(np.array([float(md.to_host(z)) for z, _ in steps]))
     updates = md.stack([u for _, u in steps])
@@ -60,33 +64,14 @@ def make_scan_loss(noise: cont.Noise, n_steps: int, executor: str = "replay") ->
             zeta, update = x
             return generic_step(nu, total, sigma, depth, zeta, update), None
 
-        (_, total), _ = md.scan(body, (nu, md.zeros(())), (zetas, updates), executor=executor)
-        return total
-
-    return loss
-
-
-def make_checkpointed_scan_loss(noise: cont.Noise, n_steps: int, segment: int) -> Any:
-    """The scan cut in segments of ``segment`` steps, each segment one scan, run by
-    ``md.checkpointed_loop`` (revolve keeps √(T/segment) states; a segment's scan runs again
-    in the backward pass)."""
-    steps = [noise.step(t) for t in range(n_steps)]
-    zetas = md.asarray(np.array([float(md.to_host(z)) for z, _ in steps]))
-    updates = md.stack([u for _, u in steps])
-
-    def loss(theta: Any) -> Any:
-        mu, sigma_nu, sigma, eta = theta[0], theta[1], theta[2], theta[3]
-        nu = md.exp(mu + sigma_nu * noise.z)
-        depth = eta * float(noise.n_agents)
-
-        def body(carry: Any, x: Any) -> Any:
-            nu, total = carry
-            zeta, update = x
-            return generic_step(nu, total, sigma, depth, zeta, update), None
+        if segment is None:
+            (_, total), _ = md.scan(body, (nu, md.zeros(())), (zetas, updates),
+                                    executor=executor)
+            return total
 
         def run_segment(carry: Any, k: int) -> Any:
             rows = slice(k * segment, (k + 1) * segment)
-            return md.scan(body, carry, (zetas[rows], updates[rows]))[0]
+            return md.scan(body, carry, (zetas[rows], updates[rows]), executor=executor)[0]
 
         _, total = md.checkpointed_loop(run_segment, (nu, md.zeros(())), n_steps // segment)
         return total
@@ -113,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("jit step loop", make_loss(md.jit(generic_step), noise, n_steps)),
                 ("scan replay", make_scan_loss(noise, n_steps)),
                 ("scan numba", make_scan_loss(noise, n_steps, "numba")),
-                (f"scan x{segment} ckpt", make_checkpointed_scan_loss(noise, n_steps, segment))]
+                (f"scan x{segment} ckpt", make_scan_loss(noise, n_steps, segment=segment))]
     for _, loss in variants:  # first calls: tracing, compiling, fresh memory
         loss(theta), md.grad(loss)(theta), md.jacfwd(loss)(theta)
     t_np, value_np = best_of(lambda: loss_numpy(noise, n_steps), max(args.repeat, 3))
