@@ -59,8 +59,8 @@ class Executor:
         return 1
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any]) -> list[Any]:
-        """``[fn(*args) for args in zip(*iterables)]``, in order."""
-        raise NotImplementedError
+        """``[fn(*args) for args in zip(*iterables)]``, in order (each executor defines it)."""
+        raise NotImplementedError(f"{type(self).__name__} must define map(fn, *iterables)")
 
     def close(self) -> None:
         """Release the workers (a no-op for the serial executor)."""

@@ -41,13 +41,16 @@ class Family:
     dim: int
 
     def init(self, seed: int = 0) -> Any:
-        raise NotImplementedError
+        """The initial variational parameters φ₀ (a pytree)."""
+        raise NotImplementedError(f"{type(self).__name__} must define init(seed)")
 
     def sample(self, params: Any, n: int, rng: Any) -> tuple[Any, Any]:
-        raise NotImplementedError
+        """n reparameterised draws θ (n, d) of q_φ and log q_φ(θ) (n,) along the draw."""
+        raise NotImplementedError(f"{type(self).__name__} must define sample(params, n, rng)")
 
     def log_prob(self, params: Any, theta: Any) -> Any:
-        raise NotImplementedError
+        """log q_φ(θ) for draws θ (n, d): shape (n,)."""
+        raise NotImplementedError(f"{type(self).__name__} must define log_prob(params, theta)")
 
     def distribution(self, params: Any) -> Any | None:
         """q_φ as a distribution of :mod:`minidiff.distributions`, or None (a flow)."""
