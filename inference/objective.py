@@ -61,6 +61,7 @@ from typing import Any
 import minidiff as md
 from minidiff.distributions import as_vector
 from minidiff.random import default_rng
+from minidiff.validation import check_choice
 
 from .divergence import kl_divergence
 from .executors import SerialExecutor
@@ -73,6 +74,8 @@ __all__ = ["BatchFallbackWarning", "Objective", "StepEstimate", "NonFiniteError"
 
 GRADIENTS = ("pathwise", "score")
 MODES = ("auto", "forward", "reverse", "triples")
+ON_NAN = ("raise", "skip")
+BASELINES = ("loo", "none")
 AUTO_FORWARD_MAX_DIM = 16
 _SERIAL = SerialExecutor()
 
@@ -97,10 +100,8 @@ class NonFiniteError(FloatingPointError):
 
 def resolve_mode(mode: str, gradient: str, dim: int) -> str:
     """The mode a step runs in (see the module notes for the ``"auto"`` rule)."""
-    if gradient not in GRADIENTS:
-        raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_choice("Objective", "gradient", gradient, GRADIENTS)
+    check_choice("Objective", "mode", mode, MODES)
     if gradient == "score":
         return "score"
     if mode == "auto":
@@ -150,10 +151,8 @@ class Objective:
             raise ValueError(f"the prior has dimension {self.prior.dim} but the family has "
                              f"{self.family.dim}")
         self.resolved_mode = resolve_mode(self.mode, self.gradient, self.family.dim)
-        if self.on_nan not in ("raise", "skip"):
-            raise ValueError(f"on_nan must be 'raise' or 'skip', got {self.on_nan!r}")
-        if self.baseline not in ("loo", "none"):
-            raise ValueError(f"baseline must be 'loo' or 'none', got {self.baseline!r}")
+        check_choice("Objective", "on_nan", self.on_nan, ON_NAN)
+        check_choice("Objective", "baseline", self.baseline, BASELINES)
         if isinstance(self.n_samples, bool) or not isinstance(self.n_samples, int) or (
                 self.n_samples < 1):
             raise ValueError(f"n_samples must be an integer ≥ 1, got {self.n_samples!r}")

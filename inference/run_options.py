@@ -64,21 +64,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from minidiff.validation import check_choice
+
 from . import settings
 from .divergence import METHODS as KL_METHODS
 from .executors import CONNECT_TIMEOUT, Executor, check_executor_settings
-from .objective import GRADIENTS, MODES, StepEstimate
+from .objective import BASELINES, GRADIENTS, MODES, ON_NAN, StepEstimate
 
 __all__ = ["RunOptions", "ON_NAN", "BASELINES"]
 
-ON_NAN = ("raise", "skip")
-BASELINES = ("loo", "none")
 _WHERE = "RunOptions"
-
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{_WHERE}: {name} must be one of {allowed}, got {value!r}")
 
 
 def _optional_path(name: str, value: Any) -> None:
@@ -116,12 +111,12 @@ class RunOptions:
     def __post_init__(self) -> None:
         w = settings.real(_WHERE, "w (the weight of the KL)", self.w, 0.0)
         object.__setattr__(self, "w", w)
-        _choice("gradient", self.gradient, GRADIENTS)
-        _choice("mode", self.mode, MODES)
-        _choice("baseline", self.baseline, BASELINES)
-        _choice("kl", self.kl, KL_METHODS)
+        check_choice(_WHERE, "gradient", self.gradient, GRADIENTS)
+        check_choice(_WHERE, "mode", self.mode, MODES)
+        check_choice(_WHERE, "baseline", self.baseline, BASELINES)
+        check_choice(_WHERE, "kl", self.kl, KL_METHODS)
         settings.count(_WHERE, "kl_samples", self.kl_samples)
-        _choice("on_nan", self.on_nan, ON_NAN)
+        check_choice(_WHERE, "on_nan", self.on_nan, ON_NAN)
         if self.patience is not None:
             settings.count(_WHERE, "patience", self.patience)
         object.__setattr__(self, "min_delta",
