@@ -11,33 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scan_reference import close, python_scan
 
 import minidiff as md
 from minidiff import scan_primitive
 from minidiff.jit.loop_kernel import unsupported
 
 pytest.importorskip("numba")
-
-RTOL = 1e-12  # module notes
-
-
-def host(x):
-    return np.asarray(md.to_host(x))
-
-
-def close(a, b, rtol=RTOL):
-    a, b = host(a), host(b)
-    assert a.shape == b.shape
-    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(1.0, np.max(np.abs(b))))
-
-
-def python_scan(f, init, xs=None, length=None, reverse=False, executor=None):
-    n = length if xs is None else md.pytree.tree_leaves(xs)[0].shape[0]
-    carry, ys = init, [None] * n
-    for t in (range(n - 1, -1, -1) if reverse else range(n)):
-        x = None if xs is None else md.pytree.tree_map(lambda a: a[t, ...], xs)
-        carry, ys[t] = f(carry, x)
-    return carry, md.pytree.tree_map(lambda *r: md.stack(list(r)), *ys)
 
 
 def numba_scan(f, init, xs=None, length=None, reverse=False):

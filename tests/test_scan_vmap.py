@@ -10,21 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scan_reference import close
 
 import minidiff as md
 from minidiff import scan_primitive
-
-RTOL = 1e-12  # module notes
-
-
-def host(x):
-    return np.asarray(md.to_host(x))
-
-
-def close(a, b, rtol=RTOL):
-    a, b = host(a), host(b)
-    assert a.shape == b.shape
-    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(1.0, np.max(np.abs(b))))
 
 
 def per_element(f, in_axes, *args):
