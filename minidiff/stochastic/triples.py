@@ -313,7 +313,7 @@ def derivative_estimate(f: Callable[[Any], Any], theta: Any, *, seed: Any = None
         seed_tangent = b.xp.reshape(b.xp.eye(k, dtype=b.float_dtype), (k, *in_shape))
         out = f(StochasticTriple(theta, seed_tangent, None, engine.snapshot(), engine))
         leaves, tree = tree_flatten(out)
-        worlds = [_worlds(leaf, engine, engine, k) for leaf in leaves]
+        worlds = [_worlds(leaf, engine, k) for leaf in leaves]
     return tree.unflatten([_estimate(value, tangent, alt, engine, k, in_shape)
                            for value, tangent, alt in worlds])
 
@@ -341,7 +341,7 @@ def batched_derivative_estimate(f: Callable[[Any], Any], theta: Any,
         eye = b.xp.reshape(b.xp.eye(d, dtype=b.float_dtype), (d, 1, d))
         seed_tangent = b.xp.concat([eye] * m, axis=1)                  # e_j in every row
         out = f(StochasticTriple(theta, seed_tangent, None, engine.snapshot(), engine))
-        value, tangent, alt = _worlds(out, engine, engine, d)
+        value, tangent, alt = _worlds(out, engine, d)
     if shape_of(value) != (m,):
         raise ValueError(f"batched_derivative_estimate: f must return shape ({m},), got "
                          f"{shape_of(value)}")
@@ -352,9 +352,9 @@ def batched_derivative_estimate(f: Callable[[Any], Any], theta: Any,
     return b.xp.permute_dims(estimate, (1, 0))
 
 
-def _worlds(out: Any, engine: TripleEngine, level: Level, k: int) -> tuple[Any, Any, Any]:
+def _worlds(out: Any, engine: TripleEngine, k: int) -> tuple[Any, Any, Any]:
     """The value, tangent and live alternative world of one output leaf."""
-    if isinstance(out, StochasticTriple) and out.level is level:
+    if isinstance(out, StochasticTriple) and out.level is engine:
         value, tangent, alt = out.value, out.tangent, engine.live_alt(out)
         if tangent is None:  # a zero tangent: the output's change is all in jumps
             tangent = _zeros((k, *shape_of(value)))
