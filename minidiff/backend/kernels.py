@@ -36,10 +36,13 @@ class Kernels:
             indirections, by the name its primitive declares as ``Primitive.direct``
             (``"sum"``: the reduction itself; ``"where"``: ``select``), for code that calls
             them many times (md.jit's replay).
+        mark: ``mark(size, positions)``, booleans of shape (size,), True exactly at the given
+            positions (a sorted integer array without repeats, each in [0, size)).
     """
 
     sigmoid: Callable[[Any], Any]
     select: Callable[[Any, Any, Any], Any]
+    mark: Callable[[int, Any], Any]
     into: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     direct: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
 
@@ -55,7 +58,14 @@ def generic_kernels(xp: Any) -> Kernels:
     def select(condition: Any, x: Any, y: Any) -> Any:
         return xp.where(condition, _as_xp(xp, x), _as_xp(xp, y))
 
-    return Kernels(sigmoid=sigmoid, select=select)
+    def mark(size: int, positions: Any) -> Any:
+        # no assignment through an index array in the standard: each cell counts the positions
+        # equal to it (0 or 1, the positions being distinct), by two sorted searches
+        cells = xp.arange(size, dtype=positions.dtype)
+        return (xp.searchsorted(positions, cells, side="right")
+                > xp.searchsorted(positions, cells, side="left"))
+
+    return Kernels(sigmoid=sigmoid, select=select, mark=mark)
 
 
 def _as_xp(xp: Any, v: Any) -> Any:
@@ -195,6 +205,12 @@ def _numpy_sum(x: Any, axis: Any, keepdims: bool) -> Any:
     return np.add.reduce(x, axis=axis, keepdims=keepdims)  # what np.sum calls
 
 
-NUMPY_KERNELS = Kernels(sigmoid=_numpy_sigmoid, select=_numpy_select, into=_NUMPY_INTO,
-                        direct={"sum": _numpy_sum, "where": _numpy_select})
+def _numpy_mark(size: int, positions: Any) -> np.ndarray:
+    out = np.zeros(size, dtype=bool)
+    out[positions] = True
+    return out
+
+
+NUMPY_KERNELS = Kernels(sigmoid=_numpy_sigmoid, select=_numpy_select, mark=_numpy_mark,
+                        into=_NUMPY_INTO, direct={"sum": _numpy_sum, "where": _numpy_select})
 

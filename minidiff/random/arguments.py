@@ -9,8 +9,10 @@ from typing import Any
 from .. import backend as _backend
 from ..core import Box, raw, shape_of
 from ..ops.linear import broadcast_shapes, broadcasts_to
+from ..validation import check_probability
 
-__all__ = ["as_parameter", "check_nonnegative", "check_probs", "out_shape", "size_shape"]
+__all__ = ["as_parameter", "check_nonnegative", "check_probs", "out_shape", "plain_probability",
+           "size_shape"]
 
 
 def as_parameter(x: Any) -> Any:
@@ -75,3 +77,13 @@ def check_probs(probs: Any) -> None:
     if not bool(xp.all(xp.abs(xp.sum(v, axis=-1) - 1.0) <= 1e-9)):
         raise ValueError(f"categorical: probs must sum to 1 along the last axis (within "
                          f"1e-9), got sums {xp.sum(v, axis=-1)!r}")
+
+
+def plain_probability(name: str, p: Any) -> float:
+    """``p`` as a float in [0, 1], refused when it is traced (it would carry a derivative the
+    sampler drops) or not a finite number."""
+    if isinstance(p, Box):
+        raise TypeError(f"{name}: p must be a plain number, but it is traced (it carries a "
+                        f"derivative or a batch axis that {name} would drop); use "
+                        f"bernoulli(p, size, estimator=...) for a p that depends on parameters")
+    return check_probability(name, "p", p)

@@ -26,9 +26,10 @@ from ..batching import (
 )
 from ..checkpointing import birth_mark, check_draw
 from ..core import Level
-from .arguments import size_shape
+from .arguments import plain_probability, size_shape
 from .distributions import uniform_like
 from .generator import Generator, _Ledger
+from .indicators import bernoulli_indicators
 from .keys import canonical_key
 
 __all__ = ["BatchedGenerator"]
@@ -91,6 +92,11 @@ class BatchedGenerator(Generator):
     def random(self, size: Any = None) -> Any:
         shape = size_shape("random", size) or ()
         return self._stacked("random", lambda rng: rng.random(shape))
+
+    def indicators(self, p: float, size: Any = None) -> Any:
+        shape = size_shape("indicators", size) or ()
+        p = plain_probability("indicators", p)
+        return self._stacked("indicators", lambda rng: bernoulli_indicators(rng, shape, p))
 
     def _uniform01(self, what: str, shape: tuple) -> Any:
         return self._stacked(what, lambda rng: rng.random(shape))

@@ -26,7 +26,14 @@ from ..ops import (
     where,
 )
 from ..ops import sum as _sum
-from .arguments import as_parameter, check_nonnegative, check_probs, out_shape, size_shape
+from .arguments import (
+    as_parameter,
+    check_nonnegative,
+    check_probs,
+    out_shape,
+    plain_probability,
+    size_shape,
+)
 from .discrete_gradients import attach, attach_categorical, check_estimator, gumbel_noise
 from .distributions import (
     Bernoulli,
@@ -40,6 +47,7 @@ from .distributions import (
     traced_beyond_batching,
     uniform_like,
 )
+from .indicators import bernoulli_indicators
 from .keys import Child, canonical_key, derived_seed
 
 __all__ = ["Generator", "default_rng"]
@@ -199,6 +207,16 @@ class Generator:
         """Uniforms in [0, 1) (no parameters, so no derivative)."""
         shape = size_shape("random", size) or ()
         return self._backend.asarray(self._state("random").random(shape))
+
+    def indicators(self, p: float, size: Any = None) -> Any:
+        """Booleans, each True with probability ``p`` independently: Bernoulli(p) trials with
+        no derivative (``p`` is a plain number; for a ``p`` that carries one, use
+        :meth:`bernoulli`). They are drawn as the gaps between successes
+        (:mod:`minidiff.random.indicators`), so a small ``p`` costs about p·size uniforms
+        rather than one per trial. Shape ``size``."""
+        shape = size_shape("indicators", size) or ()
+        p = plain_probability("indicators", p)
+        return self._backend.asarray(bernoulli_indicators(self._state("indicators"), shape, p))
 
     def _standard_normal(self, what: str, shape: tuple) -> Any:
         return self._backend.asarray(self._state(what).standard_normal(shape))
