@@ -10,9 +10,9 @@ agents for T steps, three ways, each element with its own generator (``rng.spawn
 
 for the primal and for ``jacfwd`` (what a calibration step evaluates). Ratios are to ``one``
 (the target is vmap ≤ 2× one) and loop/vmap. Where the time goes: ``draws`` is the cost of the
-B·T keyed streams and their draws alone (``cont.Noise``: ``rng.stream(("step", t))``,
-``normal()``, ``random(N) < s``), one generator seeded per element per step, which vmap pays
-as the loop does.
+B elements' keyed streams and their draws alone (``cont.Noise``: one stream per block of
+steps, its normals and its update masks as Bernoulli indicators), one generator seeded per
+element per block, which vmap pays as the loop does.
 
 Each time is the best of ``--repeat`` runs, the repeats going round the variants (a busy spell
 hits one sample of each), after one warm-up call of each.
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ("primal", "jacfwd"):
         print(f"{kind}: vmap / one = {best[kind + ' vmap'] / best[kind + ' one']:.2f} "
               f"(target ≤ 2), loop / vmap = {best[kind + ' loop'] / best[kind + ' vmap']:.2f}")
-    print(f"where vmap's primal time goes: the draws alone (B generators seeded per step) take "
+    print(f"where vmap's primal time goes: the draws alone (B generators seeded per block) take "
           f"{best['draws vmap'] / best['primal vmap']:.0%} of it, "
           f"{best['draws vmap'] / best['primal one']:.2f}× one primal simulation")
     return 0

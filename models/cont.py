@@ -44,8 +44,8 @@ Settings (keywords, not differentiated)
 Random numbers: keyed by what they are for
 ------------------------------------------
 Each run takes its own child generator c = ``rng.child()`` (a reused Generator therefore gives
-fresh runs). The z_i come from ``c.stream("thresholds")``; step t's ζ_t and then its N uniforms
-U_i(t) from ``c.stream(("step", t))``. A draw therefore depends only on the seed and on what it
+fresh runs). The z_i come from ``c.stream("thresholds")``; step t's ζ_t and its update mask
+from the stream of the block of steps it falls in (:class:`Noise`). A draw therefore depends only on the seed and on what it
 is for, never on θ or on what was drawn before it. So runs at different θ with the same seed (or
 the same :class:`Noise`) use common random numbers, a shorter run's draws are those of a longer
 one's first steps, and a step run again by :func:`minidiff.checkpointed_loop` during the
@@ -112,7 +112,7 @@ from types import MappingProxyType
 from typing import Any
 
 import minidiff as md
-from minidiff.core import is_traced, shape_of
+from minidiff.core import shape_of
 from minidiff.distributions import Coordinatewise, Identity, Independent, Normal, Pow10
 from minidiff.stochastic import soft_step
 
@@ -146,9 +146,16 @@ class Noise:
     A Noise takes one child of ``rng`` (an int seed, a Generator, or None) and keys every draw
     under it, so runs given the same Noise share their random numbers draw for draw.
     ``z`` (N,) are the initial thresholds' standard normals (stream ``"thresholds"``);
-    ``step(t)`` gives step t's (ζ_t, u_t): a 0-d standard normal and a boolean (N,) mask
-    1[U < s] (stream ``("step", t)``), the same values every time it is asked. ``predraw(T)``
-    draws steps 0..T−1 now and keeps them (memory ∝ T N); otherwise each is drawn when asked.
+    ``step(t)`` gives step t's (ζ_t, u_t): a 0-d standard normal and a boolean (N,) mask of the
+    agents that update, each with probability s, the same values every time it is asked.
+
+    The steps are drawn in blocks of L = max(16, 2¹⁶ // N) (the time loop's scan segments): the
+    block that starts at step b·L reads the stream ``("steps", b·L)``, L normals then the (L, N)
+    masks as Bernoulli(s) indicators (:meth:`minidiff.random.Generator.indicators`, about s·L·N
+    uniforms). Step t's numbers therefore depend on t and the stream alone, never on how many
+    steps a run has, and a step asked again (a checkpointed loop recomputing it) reads the same
+    block. The Noise keeps the block it drew last; ``predraw(T)`` draws steps 0..T−1 now and
+    keeps them all (memory ∝ T N).
     """
 
     def __init__(self, rng: Any, n_agents: int, *, s: float = DEFAULT_S,
@@ -157,26 +164,48 @@ class Noise:
         self.s = check_number(_where, "s (update probability)", s, 0.0, 1.0, traced=False)
         self.rng = generator(_where, rng)  # a new child of rng: its draws are this Noise's
         self.z = self.rng.stream("thresholds").normal(size=(self.n_agents,))
-        self._kept: list[tuple[Any, Any]] = []
+        self.block_length = _block_length(self.n_agents)
+        self._blocks: dict[int, tuple[Any, Any]] = {}
+        self._keep_all = False
 
     def __repr__(self) -> str:
         return (f"cont.Noise({self.rng!r}, n_agents={self.n_agents}, s={self.s:g}; "
-                f"{len(self._kept)} steps drawn ahead)")
+                f"{len(self._blocks) * self.block_length if self._keep_all else 0} steps "
+                f"drawn ahead)")
 
-    def _draw(self, t: int) -> tuple[Any, Any]:
-        stream = self.rng.stream(("step", t))
-        zeta = stream.normal()
-        return zeta, stream.random((self.n_agents,)) < self.s
+    def block(self, start: int) -> tuple[Any, Any]:
+        """The draws of steps start..start+L−1, ((L,) normals, (L, N) masks); ``start`` is a
+        multiple of the block length L."""
+        kept = self._blocks.get(start)
+        if kept is None:
+            stream = self.rng.stream(("steps", start))
+            length = self.block_length
+            kept = (stream.normal(size=(length,)),
+                    stream.indicators(self.s, (length, self.n_agents)))
+            if not self._keep_all:
+                self._blocks.clear()
+            self._blocks[start] = kept
+        return kept
 
     def predraw(self, n_steps: int) -> Noise:
         """Draw steps 0..n_steps−1 now and keep them; returns this Noise."""
         n_steps = check_count("cont.Noise.predraw", "n_steps", n_steps, 0)
-        self._kept = [self._draw(t) for t in range(n_steps)]
+        self._keep_all = True
+        for start in range(0, n_steps, self.block_length):
+            self.block(start)
         return self
 
     def step(self, t: int) -> tuple[Any, Any]:
         """(ζ_t, the boolean update mask u_t of shape (N,))."""
-        return self._kept[t] if 0 <= t < len(self._kept) else self._draw(t)
+        t = check_count("cont.Noise.step", "t", t, 0)
+        offset = t % self.block_length
+        zetas, masks = self.block(t - offset)
+        return md.getitem(zetas, offset), md.getitem(masks, offset)
+
+
+def _block_length(n_agents: int) -> int:
+    """L = max(16, 2¹⁶ // N) steps: a block's masks take about 64 KiB (16 steps at least)."""
+    return max(16, _SEGMENT_BYTES // n_agents)
 
 
 def simulate(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_N_AGENTS, rng: Any,
@@ -318,30 +347,21 @@ _SEGMENT_BYTES = 2**16  # about the update masks one scan of the time loop reads
 
 
 def _segments(n_timesteps: int, n_agents: int) -> list[tuple[int, int]]:
-    """The time loop as scans of L = max(16, 2¹⁶ // N) steps: each reads its steps' draws as
-    xs, (L, N) masks of about 64 KiB, drawn when the scan starts, so that what a run keeps
-    besides its state stays small and flat in T and N (as with draws made step by step;
-    mixed-mode calibration holds nothing that grows with N) while a scan still runs many
-    steps per call."""
-    length = max(16, _SEGMENT_BYTES // n_agents)
+    """The time loop as scans of the Noise's blocks, L = max(16, 2¹⁶ // N) steps: each reads
+    its block's draws as xs, (L, N) masks of about 64 KiB, drawn when the scan starts, so that
+    what a run keeps besides its state stays small and flat in T and N (mixed-mode calibration
+    holds nothing that grows with N) while a scan still runs many steps per call."""
+    length = _block_length(n_agents)
     return [(t, min(t + length, n_timesteps)) for t in range(0, n_timesteps, length)]
 
 
 def _draws(noise: Noise, start: int, stop: int) -> tuple[Any, Any]:
-    """(ζ_t, u_t) for t in [start, stop): a segment's draws as its scan's xs, (L,), (L, N),
-    written row by row into arrays made once."""
-    draws = [noise.step(t) for t in range(start, stop)]
-    if any(is_traced(v) for pair in draws for v in pair):
-        # draws that carry a batch axis (a batched generator under md.vmap): stack them as
-        # minidiff values, so the batching engine keeps each element's rows apart
-        return md.stack([z for z, _ in draws]), md.stack([u for _, u in draws])
-    xp = md.get_backend().xp
-    zetas = xp.empty((stop - start,), dtype=md.get_backend().float_dtype)
-    masks = xp.empty((stop - start, noise.n_agents), dtype=xp.bool)
-    for row, (zeta, update) in enumerate(draws):
-        zetas[row] = zeta
-        masks[row, ...] = update
-    return zetas, masks
+    """(ζ_t, u_t) for t in [start, stop): the block's draws as its scan's xs, (L,), (L, N),
+    cut to the run's last step."""
+    zetas, masks = noise.block(start)
+    if stop - start == noise.block_length:
+        return zetas, masks
+    return md.getitem(zetas, slice(0, stop - start)), md.getitem(masks, slice(0, stop - start))
 
 
 def _arguments(where: str, params: Any, n_timesteps: Any, n_agents: Any, rng: Any,
