@@ -65,7 +65,8 @@ def test_edge_probabilities_and_sizes():
     assert host(g.indicators(1.0, (5, 4))).all()
     assert host(g.indicators(0.5, 0)).shape == (0,)
     assert host(g.indicators(0.5)).shape == ()
-    assert host(g.indicators(1e-300, 1000)).sum() == 0  # a huge gap is capped, not overflowed
+    assert host(g.indicators(1e-290, 1000)).sum() == 0  # huge gaps, exact as floats
+    assert host(g.indicators(5e-324, 1000)).sum() == 0  # below 1e-300: none, as 1[U < p]
 
 
 def test_numpy_and_array_api_strict_draw_the_same_trials():

@@ -15,8 +15,8 @@ dominating a step and costing little.
 
 The gaps are drawn in rounds of about p·M + 6 standard deviations + 16 (almost always one round);
 another round is drawn only while the last success found is still inside the M trials, so the
-numbers drawn depend on the generator's stream alone. A gap is capped at M before it is added
-(any gap ≥ M already leaves the array), so the positions stay exact integers in float64.
+numbers drawn depend on the generator's stream alone. The positions are float64 sums of whole
+numbers, exact below 2⁵³; a gap too large for that (p below about 1e-14) lies beyond any array.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import math
 from typing import Any
 
 from ..backend import get_backend
-from .distributions import uniform_like
 
 __all__ = ["bernoulli_indicators", "round_size"]
 
@@ -48,13 +47,17 @@ def bernoulli_indicators(rng: Any, shape: tuple[int, ...], p: float) -> Any:
         return xp.zeros(shape, dtype=xp.bool)
     if p >= 1.0:
         return xp.ones(shape, dtype=xp.bool)
-    log_q, size = math.log1p(-p), round_size(m, p)
+    if p < 1e-300:  # 1/log(1 − p) overflows; 1[U < p] is never 1 for a 53-bit U either
+        return xp.zeros(shape, dtype=xp.bool)
+    scale, size = 1.0 / math.log1p(-p), round_size(m, p)
     rounds, last = [], -1.0
     while last < m:  # a success at or beyond M ends the search: every later one is beyond too
-        gaps = xp.minimum(xp.floor(xp.log(uniform_like(rng, (size,))) / log_q), float(m))
-        positions = last + xp.cumulative_sum(gaps + 1.0)
+        # U in [0, 1), so log(1 − U) is finite and ≤ 0, and the gap ⌊log(1 − U)/log(1 − p)⌋
+        # ≥ 0 (1 − U is uniform on (0, 1] as U is on [0, 1): the same law)
+        u = b.asarray(rng.random((size,)))
+        positions = last + xp.cumulative_sum(xp.floor(xp.log1p(-u) * scale) + 1.0)
         rounds.append(positions)
         last = float(positions[-1])
     positions = rounds[0] if len(rounds) == 1 else xp.concat(rounds)
-    inside = int(xp.sum(xp.astype(positions < m, xp.int64)))  # the positions increase, so the first `inside` are in
+    inside = int(xp.searchsorted(positions, xp.asarray([float(m)], dtype=positions.dtype))[0])
     return xp.reshape(b.kernels.mark(m, xp.astype(positions[:inside], xp.int64)), shape)
