@@ -37,7 +37,9 @@ Settings (keywords, not differentiated)
 ---------------------------------------
 * ``s`` in [0, 1]: the probability that an agent updates its threshold in a step.
 * ``k`` > 0: steepness of the surrogate for the buy/sell decisions, in 1/return units (the
-  sigmoid's width 1/k should be small against the signal scale σ; see "Estimators").
+  sigmoid's width 1/k trades the derivative's bias, small when 1/k is small against the signal
+  scale σ, against its growth over the time loop, which a large k makes explode; see the
+  defaults below and "Estimators").
 * ``n_agents`` N ≥ 1, ``n_timesteps`` T ≥ 0, ``rng`` (an int seed, a
   :class:`minidiff.random.Generator`, None, or a :class:`Noise` drawn from one), ``estimator``.
 
@@ -86,9 +88,16 @@ hundredths.
 Defaults: σ = 0.01 (a 1% signal), η = 0.5, so σ·η = 0.005; s = 0.05 (an agent updates every 20
 steps on average); N = 1000. The thresholds then settle at a few σ, and a minority of the agents
 trade on an average step. μ = −2.8 and σ_ν = 0.8 start the thresholds close to that stationary
-spread, so there is no long transient. The surrogate's default is ``k`` = 500 (width 0.002 =
-σ/5). ``tests/test_models_cont.py`` measures the stylised facts at the defaults and documents
-how the surrogate's bias behaves.
+spread, so there is no long transient. The surrogate's default is ``k`` = 50 (width 0.02 =
+2σ), chosen for long runs rather than for one step. Through the time loop, the derivative of
+r_t reaches the thresholds that updated to |r_{t−1}|, so each step multiplies the pathwise
+derivative by about k/(Nη) times the number of agents whose threshold lies within 1/k of the
+signal. A steep surrogate (k = 500, width σ/5) makes that factor exceed one, and a run's
+gradient then grows geometrically with T: already useless after 100 steps (its seed-to-seed
+spread dwarfs its mean). At k = 50 it stays of the size of a finite-difference estimate over
+thousands of steps, at the price of a kernel bias of about a tenth (the width is now wider than
+σ). ``tests/test_models_cont.py`` measures the stylised facts at the defaults, documents how
+the surrogate's bias behaves, and checks that the default gradient does not grow with T.
 
 ``BENCHMARK_PARAMS`` and ``BENCHMARK_SETTINGS`` are a busier market for the benchmarks and
 ``minidiff memory``: σ·η = 0.5, s = 0.1, k = 5, where a large and varying fraction of the agents
@@ -127,7 +136,7 @@ PARAM_NAMES = ("mu", "sigma_nu", "sigma", "eta")
 DEFAULT_PARAMS = (-2.8, 0.8, 0.01, 0.5)
 """(μ, σ_ν, σ, η): the volatility-clustering regime (σ·η = 0.005); see the module notes."""
 DEFAULT_S = 0.05
-DEFAULT_K = 500.0
+DEFAULT_K = 50.0
 DEFAULT_N_AGENTS = 1000
 
 BENCHMARK_PARAMS = (-1.0, 0.5, 0.5, 1.0)
