@@ -40,7 +40,7 @@ def depends_on(program: Program, needs: Sequence[bool]) -> list[bool]:
     for eqn in program.equations:
         if eqn.primitive.differentiable and any(
                 isinstance(a, Var) and id(a) in live for a in eqn.inputs):
-            live.add(id(eqn.out))
+            live.update(id(v) for v in eqn.outs)
     return [isinstance(a, Var) and id(a) in live for a in program.outputs]
 
 
@@ -253,7 +253,7 @@ def close_batched(body: Program, kinds: Sequence[str], carry_out: Sequence[int],
         live = {id(v) for v, b in zip(body.inputs, batched) if b}
         for eqn in body.equations:
             if any(isinstance(a, Var) and id(a) in live for a in eqn.inputs):
-                live.add(id(eqn.out))
+                live.update(id(v) for v in eqn.outs)
         changed = False
         for i, o in zip(carry_at, carry_out):
             atom = body.outputs[o]

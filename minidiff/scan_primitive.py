@@ -41,11 +41,11 @@ from typing import Any
 
 from . import backend as _backend
 from .core import ModeError, Primitive, shape_of
-from .jit.derive import concrete, evaluate
+from .jit.derive import concrete
 from .jit.executors import run_program
 from .jit.loop_kernel import loop_kernel
 from .jit.program import Program
-from .ops import broadcast_to, stack, transpose
+from .ops import broadcast_to, transpose
 from .scan_derive import (
     backward_body,
     batch_body,
@@ -128,34 +128,6 @@ class ScanPrimitive(Primitive):
     """The primitive of ``md.scan`` (see the module notes)."""
 
     __slots__ = ()
-
-    def inline_in_trace(self, args: tuple, params: dict) -> tuple:
-        """A scan inside a traced function (``md.jit``, another scan's body): its steps are
-        recorded one after another."""
-        body: Program = params["body"]
-        kinds, carry_out = params["kinds"], params["carry_out"]
-        length, reverse = params["length"], params["reverse"]
-        values = list(args)
-        carry_at = [i for i, k in enumerate(kinds) if k == "c"]
-        y_at = [o for o in range(len(body.outputs)) if o not in set(carry_out)]
-        rows: list[list[Any]] = [[] for _ in y_at]
-        outs: list[Any] = []
-        for t in (range(length - 1, -1, -1) if reverse else range(length)):
-            step = [a[t, ...] if kind == "x" else v for a, v, kind in zip(args, values, kinds)]
-            outs = evaluate(body, step)
-            for i, o in zip(carry_at, carry_out):
-                values[i] = outs[o]
-            for j, o in enumerate(y_at):
-                rows[j].append(outs[o])
-        if not length:
-            raise ModeError(f"md.scan({body.name}): a zero-length scan inside a traced "
-                            f"function is not supported; skip the scan when length is 0")
-        result: list[Any] = [None] * len(body.outputs)
-        for i, o in zip(carry_at, carry_out):
-            result[o] = values[i]
-        for j, o in enumerate(y_at):
-            result[o] = stack(rows[j][::-1] if reverse else rows[j])
-        return tuple(result)
 
 
 # -- forward mode: a scan of the body's JVP, values and tangents in one run
