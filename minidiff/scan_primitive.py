@@ -248,11 +248,14 @@ def _batch(size: int, args: Sequence[Any], batched: Sequence[bool], *, body: Pro
             a = broadcast_to(a, (size, *shape_of(a)))
         operands.append(a)
     samples = [step_sample(a, kind, length) for a, kind in zip(operands, kinds)]
-    program = batch_body(body, batched, size, samples)
+    carry_at = [i for i, kind in enumerate(kinds) if kind == "c"]
+    unbatched = frozenset(o for i, o in zip(carry_at, carry_out) if not batched[i])
+    program = batch_body(body, batched, size, samples, unbatched)
     results = scan_p(*operands, body=program, kinds=kinds, carry_out=carry_out, length=length,
                      reverse=reverse)
     carry_set = set(carry_out)
-    return tuple(r if o in carry_set else _swap01(r) for o, r in enumerate(results))
+    return tuple(broadcast_to(r, (size, *shape_of(r))) if o in unbatched else
+                 r if o in carry_set else _swap01(r) for o, r in enumerate(results))
 
 
 scan_p = ScanPrimitive("scan", _impl, jvp=_no_generic_rule, vjp=_vjp, multiple_results=True,
