@@ -72,8 +72,8 @@ class _BodyEngine(TraceEngine):
     """Tracing a scan body: values of enclosing transforms read from the closure become extra
     inputs (constants of the loop that keep their derivatives), instead of an error."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
+    def __init__(self, name: str, executor: str) -> None:
+        super().__init__(name, executor)
         self.captured: list[Any] = []
         self._lifted: dict[int, Var] = {}
 
@@ -98,7 +98,7 @@ class _BodyEngine(TraceEngine):
 
 def _trace_body(fn: Callable[..., list[Any]], inputs: list[Any], name: str, executor: str
                 ) -> tuple[Program, list[Any]]:
-    engine = _BodyEngine(f"{name} (the body of md.scan)")
+    engine = _BodyEngine(f"{name} (the body of md.scan)", executor)
     level = open_level(engine)
     try:
         tracers = [engine.new_input(x) for x in inputs]
@@ -136,7 +136,7 @@ def _type(x: Any) -> tuple[tuple[int, ...], str]:
 
 def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
          length: int | None = None, reverse: bool = False, unroll: int = 1,
-         executor: str = "replay") -> tuple[Any, Any]:
+         executor: str | None = None) -> tuple[Any, Any]:
     """Run ``carry, y = f(carry, x)`` over the rows of ``xs``, as one differentiable primitive.
 
     Args:
@@ -152,7 +152,9 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
         executor: ``"replay"`` runs the body program once per step; ``"numba"`` (the ``jit``
             extra) compiles the whole loop into one kernel where every equation of the body
             (and of its derived JVP and VJP bodies) can be written as a loop, and otherwise
-            runs that body step by step with ``md.jit``'s numba executor.
+            runs that body step by step with ``md.jit``'s numba executor. None (default):
+            inside a function traced by ``md.jit`` (or a scan's body), the executor of the
+            enclosing trace; otherwise ``"replay"``.
 
     Returns:
         ``(final carry, ys)``, the ys stacked along a new leading axis of length T.
@@ -166,6 +168,10 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     check_positive_int("md.scan", "unroll", unroll)
     name = getattr(f, "__name__", "f")
     name = "lambda" if name == "<lambda>" else name
+    if executor is None:
+        traces = [lv.engine for lv in active_levels()
+                  if lv.active and isinstance(lv.engine, TraceEngine)]
+        executor = traces[-1].executor if traces else "replay"
     check_executor(executor)
     backend = _backend.get_backend()
     carry, carry_structure = _leaves(init, "init", backend)

@@ -195,3 +195,29 @@ def test_a_captured_generator_is_refused_in_jit():
 
     with pytest.raises(JitError, match=r"the body of scan \(equation 1\).*generator it closes"):
         md.jit(noisy)(np.ones(2))
+
+
+def test_the_executors_simplification_passes_keep_a_scan_equation():
+    """Negations carried across the program (simplify) must be computed before the scan
+    reads them; a scan whose ys nothing reads is still run, whole."""
+    def f(x):
+        final, _ = md.scan(lambda c, _: (md.sin(-c) * 2.0, -c), -md.exp(x), length=3)
+        return -final + (-md.exp(x)) * 0.5
+
+    x = np.array([0.1, 0.4, -0.7])
+    program = md.make_program(f)(x)
+    assert [e.primitive.name for e in program.equations].count("scan") == 1
+    same_bits(md.jit(f)(x), f(x))
+    final, _ = python_scan(lambda c, _: (md.sin(-c) * 2.0, -c), -md.exp(x), length=3)
+    same_bits(md.jit(f)(x), -final + (-md.exp(x)) * 0.5)
+
+
+def test_a_scan_in_a_function_jitted_with_numba_runs_its_body_with_numba():
+    pytest.importorskip("numba")
+    theta, xs = np.array([0.3, 0.6, 0.8]), np.linspace(-1.0, 1.0, 18).reshape(6, 3)
+    jitted = md.jit(loss_with(md.scan), executor="numba")
+    program = jitted.lower(theta, xs)
+    assert program.equations[0].params["body"].executor == "numba"
+    close(jitted(theta, xs), loss_with(python_scan)(theta, xs))
+    assert md.jit(loss_with(md.scan)).lower(theta, xs).equations[0].params["body"].executor \
+        == "replay"

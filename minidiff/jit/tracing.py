@@ -199,8 +199,9 @@ class TraceEngine(Engine):
     tracks_jumps = True  # comparisons, sign, floor: their outputs are data the program recomputes
     stages = True        # follows values, not derivatives (see minidiff.core.without_derivatives)
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, executor: str = "replay") -> None:
         self.name = name
+        self.executor = executor  # what will run the program (a scan traced inside inherits it)
         self.inputs: list[Var] = []
         self.equations: list[Equation] = []
         self.finished = False
@@ -325,7 +326,7 @@ def trace(fn: Callable[..., Sequence[Any]], concrete_inputs: Sequence[Any], name
     differentiable). Returns the program and the concrete outputs of this run (the values
     eager mode would have computed). Outputs that are not traced become constant outputs.
     """
-    engine = TraceEngine(name)
+    engine = TraceEngine(name, executor)
     level = open_level(engine)
     try:
         tracers = [engine.new_input(x) for x in concrete_inputs]
