@@ -29,6 +29,11 @@ handle those scans in turn:
   inputs the residuals and the cotangents of the ys, its ys the cotangents of the scanned
   inputs.
 
+Under tracing (``md.jit``, an enclosing scan's body) a scan is one equation of the program,
+with one variable per result and the body as its parameter; the executors run it with
+:func:`_impl`, and the programs derived from the enclosing one (its JVP, its VJP's parts) hold
+the scans these rules bind.
+
 So ``grad`` of a scan costs two loops of T program calls and one node, ``hessian`` (forward
 over reverse) scans the JVPs of both parts, and ``grad`` of ``grad`` the VJP of the reverse
 scan.
@@ -56,7 +61,7 @@ from .scan_derive import (
     vjp_body,
 )
 
-__all__ = ["scan_p", "ScanPrimitive"]
+__all__ = ["scan_p"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,12 +127,6 @@ def _no_generic_rule(*args: Any, **params: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 # the primitive and its rules
 # ---------------------------------------------------------------------------------------------
-
-
-class ScanPrimitive(Primitive):
-    """The primitive of ``md.scan`` (see the module notes)."""
-
-    __slots__ = ()
 
 
 # -- forward mode: a scan of the body's JVP, values and tangents in one run
@@ -258,9 +257,8 @@ def _batch(size: int, args: Sequence[Any], batched: Sequence[bool], *, body: Pro
                  r if o in carry_set else _swap01(r) for o, r in enumerate(results))
 
 
-scan_p = ScanPrimitive("scan", _impl, jvp=_no_generic_rule, vjp=_vjp, multiple_results=True,
-                       value_and_jvp=_value_and_jvp, value_and_save=_value_and_save,
-                       batch=_batch)
+scan_p = Primitive("scan", _impl, jvp=_no_generic_rule, vjp=_vjp, multiple_results=True,
+                   value_and_jvp=_value_and_jvp, value_and_save=_value_and_save, batch=_batch)
 
 
 def _swap01(t: Any) -> Any:
