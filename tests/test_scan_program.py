@@ -10,6 +10,8 @@ grouping, test_scan.py's module notes).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scan_reference import close, python_scan, same_bits
@@ -240,3 +242,22 @@ def test_a_scan_in_a_function_jitted_with_numba_runs_its_body_with_numba():
     close(jitted(theta, xs), loss_with(python_scan)(theta, xs))
     assert md.jit(loss_with(md.scan)).lower(theta, xs).equations[0].params["body"].executor \
         == "replay"
+
+
+def test_the_listings_in_the_docs_are_what_make_program_prints():
+    docs = Path(__file__).resolve().parent.parent / "docs"
+
+    def step(c, x):
+        c = md.sin(c) * x
+        return c, md.square(c)
+
+    def f(c0, xs):
+        return md.scan(step, c0, xs)
+
+    def loss(c0, xs):
+        final, ys = md.scan(step, c0, xs)
+        return md.sum(ys)
+
+    args = (np.ones(3), np.ones((4, 3)))
+    assert md.make_program(f)(*args).listing() in (docs / "jit.md").read_text()
+    assert md.make_program(md.grad(loss))(*args).listing() in (docs / "scan.md").read_text()
