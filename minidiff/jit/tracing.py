@@ -364,13 +364,8 @@ def compare_traces(first: Program, second: Program, same: Callable[[Any, Any], b
     if len(first.equations) != len(second.equations):
         return (f"the first trace recorded {len(first.equations)} equations and the second "
                 f"{len(second.equations)}")
-    index = {id(v): i for i, v in enumerate(first.inputs)}
-    index2 = {id(v): i for i, v in enumerate(second.inputs)}
-    for a, b in zip(first.equations, second.equations):
-        for v in a.outs:
-            index[id(v)] = len(index)
-        for v in b.outs:
-            index2[id(v)] = len(index2)
+    index, index2 = ({id(v): i for i, v in enumerate(
+        [*p.inputs, *(v for e in p.equations for v in e.outs)])} for p in (first, second))
     for k, (a, b) in enumerate(zip(first.equations, second.equations), 1):
         if a.primitive is not b.primitive or len(a.inputs) != len(b.inputs):
             return f"equation {k} was {a.primitive.name} the first time and {b.primitive.name} " \
