@@ -9,6 +9,9 @@ the plain-NumPy primal:
 * ``scan replay``: ``md.scan`` over the step, the draws passed as ``xs`` (one primitive: under
   ``grad`` a scan of the VJP's forward part and one reverse scan of its backward part, under
   ``jacfwd`` a scan of the JVP);
+* ``jit(scan)``: the scan loss under ``md.jit``: one program in which the scan is one equation
+  (its body a sub-program, so the program does not grow with T), traced once (not timed);
+  ``grad`` and ``jacfwd`` run the jitted loss's derived programs, which scan in turn;
 * ``scan xL ckpt``: the loop cut in segments of L ≈ √T steps, each one scan, run by
   ``md.checkpointed_loop`` (revolve: memory for recomputation);
 * ``eager``: the Python loop over the plain step, for reference.
@@ -97,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = [("eager", make_loss(generic_step, noise, n_steps)),
                 ("jit step loop", make_loss(md.jit(generic_step), noise, n_steps)),
                 ("scan replay", make_scan_loss(noise, n_steps)),
+                ("jit(scan)", md.jit(make_scan_loss(noise, n_steps))),
                 ("scan numba", make_scan_loss(noise, n_steps, "numba")),
                 (f"scan x{segment} ckpt", make_scan_loss(noise, n_steps, segment=segment))]
     for _, loss in variants:  # first calls: tracing, compiling, fresh memory
@@ -119,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, _ in variants:
         t_p, t_g, t_f = best[name]
         print(f"{name:<16} {t_p / t_np:>7.2f}x {t_g / t_np:>7.2f}x {t_f / t_np:>9.2f}x")
+    jitted = dict(variants)["jit(scan)"]
+    print(f"jit(scan): one program of {jitted.lower(theta).n_equations} equations (the scan one "
+          f"of them, whatever T), traced and compiled in "
+          f"{jitted.cache_info().trace_seconds + jitted.cache_info().compile_seconds:.3f}s")
     s_g, s_f = best["scan replay"][1:]
     j_g, j_f = best["jit step loop"][1:]
     print(f"jit step loop / scan replay: grad {j_g / s_g:.2f}x, jacfwd {j_f / s_f:.2f}x")

@@ -40,7 +40,7 @@ def depends_on(program: Program, needs: Sequence[bool]) -> list[bool]:
     for eqn in program.equations:
         if eqn.primitive.differentiable and any(
                 isinstance(a, Var) and id(a) in live for a in eqn.inputs):
-            live.add(id(eqn.out))
+            live.update(id(v) for v in eqn.outs)
     return [isinstance(a, Var) and id(a) in live for a in program.outputs]
 
 
@@ -253,7 +253,7 @@ def close_batched(body: Program, kinds: Sequence[str], carry_out: Sequence[int],
         live = {id(v) for v, b in zip(body.inputs, batched) if b}
         for eqn in body.equations:
             if any(isinstance(a, Var) and id(a) in live for a in eqn.inputs):
-                live.add(id(eqn.out))
+                live.update(id(v) for v in eqn.outs)
         changed = False
         for i, o in zip(carry_at, carry_out):
             atom = body.outputs[o]
@@ -264,11 +264,13 @@ def close_batched(body: Program, kinds: Sequence[str], carry_out: Sequence[int],
 
 
 def batch_body(body: Program, batched: tuple[bool, ...], size: int,
-               samples: Sequence[Any]) -> Program:
+               samples: Sequence[Any], unbatched: frozenset[int] = frozenset()) -> Program:
     """The body of a batched scan: ``body`` under ``vmap`` (batched inputs with a leading
     axis of length ``size``), every output batched (those the same for every element are
-    broadcast, so that the carries keep their type). ``samples``: one step's operands."""
-    key = ("scan_batch", batched, size)
+    broadcast, so that the batched carries and the ys keep their type) except the outputs in
+    ``unbatched``: the next values of carries that stay the same for every element, which
+    keep the type of their unbatched input. ``samples``: one step's operands."""
+    key = ("scan_batch", batched, size, unbatched)
     found = body.derived.get(key)
     if found is not None:
         return found
@@ -278,11 +280,12 @@ def batch_body(body: Program, batched: tuple[bool, ...], size: int,
         return tuple(evaluate(body, list(args)))
 
     def run(engine: Any, *leaves: Any) -> list[Any]:
-        outs = vmap(element, in_axes=in_axes)(*leaves)
-        return [o if tuple(concrete(o).shape[:1]) == (size,) and len(concrete(o).shape) ==
-                len(body.atom_type(a)[0]) + 1 else
-                broadcast_to(o, (size, *body.atom_type(a)[0]))
-                for o, a in zip(outs, body.outputs)]
+        out_axes = tuple(None if j in unbatched else 0 for j in range(len(body.outputs)))
+        outs = vmap(element, in_axes=in_axes, out_axes=out_axes)(*leaves)
+        return [o if j in unbatched or (tuple(concrete(o).shape[:1]) == (size,) and
+                                        len(concrete(o).shape) == len(body.atom_type(a)[0]) + 1)
+                else broadcast_to(o, (size, *body.atom_type(a)[0]))
+                for j, (o, a) in enumerate(zip(outs, body.outputs))]
 
     program, _ = trace(run, samples, f"vmap({body.name})", executor=body.executor,
                        backend=body.backend)

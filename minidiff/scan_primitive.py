@@ -29,6 +29,11 @@ handle those scans in turn:
   inputs the residuals and the cotangents of the ys, its ys the cotangents of the scanned
   inputs.
 
+Under tracing (``md.jit``, an enclosing scan's body) a scan is one equation of the program,
+with one variable per result and the body as its parameter; the executors run it with
+:func:`_impl`, and the programs derived from the enclosing one (its JVP, its VJP's parts) hold
+the scans these rules bind.
+
 So ``grad`` of a scan costs two loops of T program calls and one node, ``hessian`` (forward
 over reverse) scans the JVPs of both parts, and ``grad`` of ``grad`` the VJP of the reverse
 scan.
@@ -41,11 +46,11 @@ from typing import Any
 
 from . import backend as _backend
 from .core import ModeError, Primitive, shape_of
-from .jit.derive import concrete, evaluate
+from .jit.derive import concrete
 from .jit.executors import run_program
 from .jit.loop_kernel import loop_kernel
 from .jit.program import Program
-from .ops import broadcast_to, stack, transpose
+from .ops import broadcast_to, transpose
 from .scan_derive import (
     backward_body,
     batch_body,
@@ -56,7 +61,7 @@ from .scan_derive import (
     vjp_body,
 )
 
-__all__ = ["scan_p", "ScanPrimitive"]
+__all__ = ["scan_p"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,40 +127,6 @@ def _no_generic_rule(*args: Any, **params: Any) -> Any:
 # ---------------------------------------------------------------------------------------------
 # the primitive and its rules
 # ---------------------------------------------------------------------------------------------
-
-
-class ScanPrimitive(Primitive):
-    """The primitive of ``md.scan`` (see the module notes)."""
-
-    __slots__ = ()
-
-    def inline_in_trace(self, args: tuple, params: dict) -> tuple:
-        """A scan inside a traced function (``md.jit``, another scan's body): its steps are
-        recorded one after another."""
-        body: Program = params["body"]
-        kinds, carry_out = params["kinds"], params["carry_out"]
-        length, reverse = params["length"], params["reverse"]
-        values = list(args)
-        carry_at = [i for i, k in enumerate(kinds) if k == "c"]
-        y_at = [o for o in range(len(body.outputs)) if o not in set(carry_out)]
-        rows: list[list[Any]] = [[] for _ in y_at]
-        outs: list[Any] = []
-        for t in (range(length - 1, -1, -1) if reverse else range(length)):
-            step = [a[t, ...] if kind == "x" else v for a, v, kind in zip(args, values, kinds)]
-            outs = evaluate(body, step)
-            for i, o in zip(carry_at, carry_out):
-                values[i] = outs[o]
-            for j, o in enumerate(y_at):
-                rows[j].append(outs[o])
-        if not length:
-            raise ModeError(f"md.scan({body.name}): a zero-length scan inside a traced "
-                            f"function is not supported; skip the scan when length is 0")
-        result: list[Any] = [None] * len(body.outputs)
-        for i, o in zip(carry_at, carry_out):
-            result[o] = values[i]
-        for j, o in enumerate(y_at):
-            result[o] = stack(rows[j][::-1] if reverse else rows[j])
-        return tuple(result)
 
 
 # -- forward mode: a scan of the body's JVP, values and tangents in one run
@@ -276,16 +247,18 @@ def _batch(size: int, args: Sequence[Any], batched: Sequence[bool], *, body: Pro
             a = broadcast_to(a, (size, *shape_of(a)))
         operands.append(a)
     samples = [step_sample(a, kind, length) for a, kind in zip(operands, kinds)]
-    program = batch_body(body, batched, size, samples)
+    carry_at = [i for i, kind in enumerate(kinds) if kind == "c"]
+    unbatched = frozenset(o for i, o in zip(carry_at, carry_out) if not batched[i])
+    program = batch_body(body, batched, size, samples, unbatched)
     results = scan_p(*operands, body=program, kinds=kinds, carry_out=carry_out, length=length,
                      reverse=reverse)
     carry_set = set(carry_out)
-    return tuple(r if o in carry_set else _swap01(r) for o, r in enumerate(results))
+    return tuple(broadcast_to(r, (size, *shape_of(r))) if o in unbatched else
+                 r if o in carry_set else _swap01(r) for o, r in enumerate(results))
 
 
-scan_p = ScanPrimitive("scan", _impl, jvp=_no_generic_rule, vjp=_vjp, multiple_results=True,
-                       value_and_jvp=_value_and_jvp, value_and_save=_value_and_save,
-                       batch=_batch)
+scan_p = Primitive("scan", _impl, jvp=_no_generic_rule, vjp=_vjp, multiple_results=True,
+                   value_and_jvp=_value_and_jvp, value_and_save=_value_and_save, batch=_batch)
 
 
 def _swap01(t: Any) -> Any:

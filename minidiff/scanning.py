@@ -30,7 +30,13 @@ from its closure are constants of the loop; those an enclosing transform differe
 over the steps. Random numbers come from the arguments: draw them outside and pass them in
 ``xs`` (one row per step) or in the carry. The body is traced twice and the programs compared,
 so a body that draws from a generator it closes over (the same numbers at every step, in a
-replay) is refused, as ``md.jit`` refuses it.
+replay) is refused, as ``md.jit`` refuses it. Inside a traced function (``md.jit``, the body of
+an enclosing scan) the body is traced once: the enclosing function is traced twice, and the
+comparison of its two programs compares this scan's bodies too.
+
+Inside a traced function a scan is recorded as **one** equation with several results (the final
+carries, the stacked ys) whose parameter ``body`` is the body program, so a jitted program does
+not grow with the number of steps, and the listing shows the body indented under the scan.
 """
 
 from __future__ import annotations
@@ -66,8 +72,8 @@ class _BodyEngine(TraceEngine):
     """Tracing a scan body: values of enclosing transforms read from the closure become extra
     inputs (constants of the loop that keep their derivatives), instead of an error."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
+    def __init__(self, name: str, executor: str) -> None:
+        super().__init__(name, executor)
         self.captured: list[Any] = []
         self._lifted: dict[int, Var] = {}
 
@@ -92,7 +98,7 @@ class _BodyEngine(TraceEngine):
 
 def _trace_body(fn: Callable[..., list[Any]], inputs: list[Any], name: str, executor: str
                 ) -> tuple[Program, list[Any]]:
-    engine = _BodyEngine(name)
+    engine = _BodyEngine(f"{name} (the body of md.scan)", executor)
     level = open_level(engine)
     try:
         tracers = [engine.new_input(x) for x in inputs]
@@ -130,7 +136,7 @@ def _type(x: Any) -> tuple[tuple[int, ...], str]:
 
 def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
          length: int | None = None, reverse: bool = False, unroll: int = 1,
-         executor: str = "replay") -> tuple[Any, Any]:
+         executor: str | None = None) -> tuple[Any, Any]:
     """Run ``carry, y = f(carry, x)`` over the rows of ``xs``, as one differentiable primitive.
 
     Args:
@@ -146,7 +152,9 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
         executor: ``"replay"`` runs the body program once per step; ``"numba"`` (the ``jit``
             extra) compiles the whole loop into one kernel where every equation of the body
             (and of its derived JVP and VJP bodies) can be written as a loop, and otherwise
-            runs that body step by step with ``md.jit``'s numba executor.
+            runs that body step by step with ``md.jit``'s numba executor. None (default):
+            inside a function traced by ``md.jit`` (or a scan's body), the executor of the
+            enclosing trace; otherwise ``"replay"``.
 
     Returns:
         ``(final carry, ys)``, the ys stacked along a new leading axis of length T.
@@ -160,6 +168,10 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     check_positive_int("md.scan", "unroll", unroll)
     name = getattr(f, "__name__", "f")
     name = "lambda" if name == "<lambda>" else name
+    if executor is None:
+        traces = [lv.engine for lv in active_levels()
+                  if lv.active and isinstance(lv.engine, TraceEngine)]
+        executor = traces[-1].executor if traces else "replay"
     check_executor(executor)
     backend = _backend.get_backend()
     carry, carry_structure = _leaves(init, "init", backend)
@@ -206,14 +218,33 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
                     for v in y_leaves if v is not None]
         return [*new_leaves, *y_leaves]
 
-    trace_name = f"{name} (the body of md.scan)"
-    first, captured1 = _trace_body(body, samples, trace_name, executor)
-    second, captured2 = _trace_body(body, samples, trace_name, executor)
-    differs = compare_traces(first, second, _same_array) or (
+    traced, captured = _trace_body(body, samples, name, executor)
+    if not any(lv.active and isinstance(lv.engine, TraceEngine) for lv in active_levels()):
+        _trace_again(name, body, samples, executor, traced, captured, y_structures)
+    # else: the enclosing trace (md.jit, or the body of an enclosing scan) is traced twice and
+    # compared, this scan's body with it, so one trace here is enough
+    program = _cached(prune(traced))
+    n_y = len(program.outputs) - n_c
+    kinds = ("c",) * n_c + ("x",) * len(x_leaves) + ("k",) * len(captured)
+    results = scan_p(*carry, *x_leaves, *captured, body=program, kinds=kinds,
+                     carry_out=tuple(range(n_c)), length=length, reverse=bool(reverse))
+    final = unflatten(carry_structure, list(results[:n_c]))
+    y_structure, holes = y_structures[0]
+    stacked = iter(results[n_c:n_c + n_y])
+    ys = unflatten(y_structure, [None if hole else next(stacked) for hole in holes])
+    return final, ys
+
+
+def _trace_again(name: str, body: Callable[..., list[Any]], samples: list[Any], executor: str,
+                 traced: Program, captured: list[Any], y_structures: list[Any]) -> None:
+    """Trace the body a second time and refuse it if the programs differ: a body that reads
+    hidden state (draws from a generator it closes over) would repeat one draw at every step."""
+    again, captured_again = _trace_body(body, samples, name, executor)
+    differs = compare_traces(traced, again, _same_array) or (
         "" if y_structures[0] == y_structures[1] else "the structure of the ys")
-    if not differs and (len(captured1) != len(captured2) or not all(
+    if not differs and (len(captured) != len(captured_again) or not all(
             a is b or _same_array(concrete(a), concrete(b))
-            for a, b in zip(captured1, captured2))):
+            for a, b in zip(captured, captured_again))):
         differs = "the values of enclosing transforms it reads from its closure"
     if differs:
         raise ScanError(
@@ -222,16 +253,6 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
             f"random numbers drawn from a generator it closes over, which every step of the "
             f"scan would silently repeat. Draw the numbers outside the scan and pass them in "
             f"xs (one row per step, e.g. rng.normal(size=(T, n))) or in the carry.")
-    program = _cached(prune(second))
-    n_y = len(program.outputs) - n_c
-    kinds = ("c",) * n_c + ("x",) * len(x_leaves) + ("k",) * len(captured2)
-    results = scan_p(*carry, *x_leaves, *captured2, body=program, kinds=kinds,
-                     carry_out=tuple(range(n_c)), length=length, reverse=bool(reverse))
-    final = unflatten(carry_structure, list(results[:n_c]))
-    y_structure, holes = y_structures[-1]
-    stacked = iter(results[n_c:n_c + n_y])
-    ys = unflatten(y_structure, [None if hole else next(stacked) for hole in holes])
-    return final, ys
 
 
 # the engines the scan primitive has rules for (forward, reverse, batching, tracing); under any

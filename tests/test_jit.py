@@ -368,6 +368,14 @@ def test_random_draws_from_a_captured_generator_raise(backend, to_array):
         md.jit(lambda x: x + rng.normal(size=3))(to_array([1.0, 2.0, 3.0]))
 
 
+def test_random_draws_returned_as_they_are_raise(backend, to_array):
+    """A draw the function returns without computing with it is a constant result of the
+    program: the two traces' results differ."""
+    rng = md.random.default_rng(0)
+    with pytest.raises(JitError, match=r"\(result 2\).*generator it closes over"):
+        md.jit(lambda x: (x * 2.0, rng.normal(size=3)))(to_array([1.0, 2.0, 3.0]))
+
+
 def test_random_draws_from_a_static_key_are_allowed(backend, to_array):
     def noisy(x, seed):
         return x + md.random.default_rng(seed).normal(size=3)

@@ -161,7 +161,7 @@ def test_scan_inside_jit(data):
 
 
 def test_nested_scan_and_an_integer_carry(data):
-    """A scan in a scan's body (recorded step by step in the outer body's program), and an
+    """A scan in a scan's body (one equation of the outer body's program), and an
     integer counter in the carry, which has no derivative and does not block the others."""
     theta, xs = data
 

@@ -45,7 +45,11 @@ def evaluate(program: Program, args: Sequence[Any]) -> list[Any]:
     env: dict[int, Any] = {id(v): a for v, a in zip(program.inputs, args)}
     for eqn in program.equations:
         values = [env[id(a)] if isinstance(a, Var) else a.value for a in eqn.inputs]
-        env[id(eqn.out)] = bind(eqn.primitive, *values, **eqn.params)
+        result = bind(eqn.primitive, *values, **eqn.params)
+        if eqn.multiple:
+            env.update((id(v), r) for v, r in zip(eqn.outs, result))
+        else:
+            env[id(eqn.out)] = result
     return [env[id(a)] if isinstance(a, Var) else a.value for a in program.outputs]
 
 
@@ -195,7 +199,7 @@ def _split(joint: Program, n_primals: int, n_outputs: int, name: str
     forward_eqns = []
     for eqn in joint.equations:
         if any(isinstance(a, Var) and id(a) in late for a in eqn.inputs):
-            late.add(id(eqn.out))
+            late.update(id(v) for v in eqn.outs)
             backward_eqns.append(eqn)
         else:
             forward_eqns.append(eqn)
@@ -205,7 +209,7 @@ def _split(joint: Program, n_primals: int, n_outputs: int, name: str
     needed = {id(a) for a in grads if isinstance(a, Var)}
     kept = []
     for eqn in reversed(backward_eqns):
-        if id(eqn.out) in needed:
+        if any(id(v) in needed for v in eqn.outs):
             kept.append(eqn)
             needed.update(id(a) for a in eqn.inputs if isinstance(a, Var))
     kept.reverse()

@@ -102,7 +102,7 @@ class _Node:
         self.eqns = [eqn]
         self.first = first
         self.deps: set[int] = set()  # ids of the nodes whose values it reads
-        self.shape = eqn.out.shape
+        self.shape = eqn.out.shape if fused else None
         self.fused = fused
 
 
@@ -145,7 +145,7 @@ def _group(eqns: Sequence[Equation],
             node = _Node(eqn, k, fused=False)
         nodes[id(node)] = node
         node.deps.update(id(s) for s in sources if s is not node)
-        producer[id(eqn.out)] = node
+        producer.update((id(v), node) for v in eqn.outs)
     # Kahn's algorithm, earliest first equation first
     waiting = {i: len(n.deps) for i, n in nodes.items()}
     users: dict[int, list[int]] = {i: [] for i in nodes}
@@ -288,7 +288,7 @@ def compile_fused(program: Program, backend: _backend.Backend) -> Any:
         from_replay = [equation_step(e, k, backend) for k, e in enumerate(program.equations)]
         return assemble(program, from_replay, backend)
     order = _group(eqns)
-    members_of = {id(e.out): n for n in order for e in n.eqns}
+    members_of = {id(v): n for n in order for e in n.eqns for v in e.outs}
     used_outside: set = {id(a) for a in program.outputs if isinstance(a, Var)}
     for n in order:
         for e in n.eqns:

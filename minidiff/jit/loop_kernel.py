@@ -79,6 +79,9 @@ def unsupported(program: Program) -> str | None:
     for v in program.inputs:
         if str(v.dtype) not in _DTYPES:
             return f"an input of dtype {v.dtype}"
+    for eqn in program.equations:
+        if eqn.multiple:
+            return f"the primitive {eqn.primitive.name} (several results: a nested scan)"
     for v in [*program.inputs, *(e.out for e in program.equations)]:
         if math.prod(v.shape) > MAX_ELEMENTS:
             return (f"an array of {math.prod(v.shape)} elements (more than {MAX_ELEMENTS}: "

@@ -63,16 +63,38 @@ Atom = Var | Const
 
 
 class Equation:
-    """``out = primitive(*inputs, **params)``: one row of the program."""
+    """``out = primitive(*inputs, **params)``: one row of the program.
 
-    __slots__ = ("primitive", "inputs", "params", "out")
+    A primitive with several results (``Primitive.multiple_results``: a scan) makes one
+    equation with several variables, ``outs``; its ``out`` is refused, so that a pass written
+    for one result cannot silently read only the first.
+    """
+
+    __slots__ = ("primitive", "inputs", "params", "outs")
 
     def __init__(self, primitive: Primitive, inputs: Sequence[Atom], params: dict,
-                 out: Var) -> None:
+                 out: Var | Sequence[Var]) -> None:
         self.primitive = primitive
         self.inputs = tuple(inputs)
         self.params = params
-        self.out = out
+        self.outs: tuple[Var, ...] = (out,) if isinstance(out, Var) else tuple(out)
+
+    @property
+    def multiple(self) -> bool:
+        """Whether the primitive returns a tuple (bound, it gives one value per ``outs``)."""
+        return self.primitive.multiple_results
+
+    @property
+    def out(self) -> Var:
+        """The variable of an equation with one result."""
+        if self.primitive.multiple_results:
+            raise TypeError(f"the equation of {self.primitive.name} has {len(self.outs)} "
+                            f"results: read Equation.outs")
+        return self.outs[0]
+
+    def programs(self) -> list[Program]:
+        """The programs among its parameters (a scan's body)."""
+        return [v for v in self.params.values() if isinstance(v, Program)]
 
     def __repr__(self) -> str:
         return f"Equation({self.primitive.name}, {len(self.inputs)} inputs)"
@@ -126,14 +148,15 @@ class Program:
         names: dict[int, str] = {}
         for i, v in enumerate(self.inputs, 1):
             names[id(v)] = f"x{i}"
-        n_const = 0
-        for k, eqn in enumerate(self.equations, 1):
+        n_const = n_var = 0
+        for eqn in self.equations:
             for a in eqn.inputs:
                 if isinstance(a, Const) and a.is_array and id(a) not in names:
                     n_const += 1
                     names[id(a)] = f"c{n_const}"
-            if id(eqn.out) not in names:
-                names[id(eqn.out)] = f"v{k}"
+            for v in eqn.outs:
+                n_var += 1
+                names.setdefault(id(v), f"v{n_var}")
         for a in self.outputs:
             if isinstance(a, Const) and a.is_array and id(a) not in names:
                 n_const += 1
@@ -142,7 +165,14 @@ class Program:
 
     def listing(self) -> str:
         """The program as text: a header with the typed inputs, one line per equation, the
-        outputs (the teaching view of ``md.jit``, like JAX's ``make_jaxpr``)."""
+        outputs (the teaching view of ``md.jit``, like JAX's ``make_jaxpr``).
+
+        An equation whose parameters hold a program (a scan's body) lists it indented in
+        braces after the equation's line; the body names its own variables (``x1`` is the
+        body's first input, not the enclosing program's)."""
+        return "\n".join(self._lines())
+
+    def _lines(self) -> list[str]:
         names = self.names()
 
         def atom(a: Atom) -> str:
@@ -163,13 +193,21 @@ class Program:
             lines.append(f"  constants {', '.join(consts)}")
         for eqn in self.equations:
             args = [atom(a) for a in eqn.inputs]
-            args += [f"{k}={param_text(v)}" for k, v in eqn.params.items()]
-            out = eqn.out
-            lines.append(f"  {names[id(out)]}: {out.type_text} = "
-                         f"{eqn.primitive.name}({', '.join(args)})")
+            args += [f"{k}={param_text(v)}" for k, v in eqn.params.items()
+                     if not isinstance(v, Program)]
+            outs = ", ".join(f"{names[id(v)]}: {v.type_text}" for v in eqn.outs)
+            line = f"  {outs} = {eqn.primitive.name}({', '.join(args)})"
+            bodies = eqn.programs()
+            if not bodies:
+                lines.append(line)
+                continue
+            lines.append(line + " {")
+            for body in bodies:
+                lines += [f"    {text}" for text in body._lines()]
+            lines.append("  }")
         lines.append(f"  return ({', '.join(atom(a) for a in self.outputs)}"
                      f"{',' if len(self.outputs) == 1 else ''})")
-        return "\n".join(lines)
+        return lines
 
     __str__ = listing
 
@@ -185,9 +223,10 @@ class Program:
         h.update(repr([(v.shape, dtype_name(v.dtype)) for v in self.inputs]).encode())
         for eqn in self.equations:
             ins = [names.get(id(a)) or repr(a.value) for a in eqn.inputs]
-            h.update(repr((eqn.primitive.name, id(eqn.primitive), ins,
-                           sorted((k, param_text(v)) for k, v in eqn.params.items()),
-                           eqn.out.shape, dtype_name(eqn.out.dtype))).encode())
+            params = sorted((k, v.fingerprint() if isinstance(v, Program) else param_text(v))
+                            for k, v in eqn.params.items())
+            h.update(repr((eqn.primitive.name, id(eqn.primitive), ins, params,
+                           [(v.shape, dtype_name(v.dtype)) for v in eqn.outs])).encode())
         h.update(repr([names.get(id(a)) or repr(a.value) for a in self.outputs]).encode())
         return h.hexdigest()[:16]
 

@@ -162,6 +162,8 @@ def _writes_into(eqn: Any, into: Any) -> bool:
 def equation_step(eqn: Any, k: int, backend: _backend.Backend) -> Step:
     """The step of one equation: its impl (or its ``into`` kernel, when it gets a buffer)."""
     primitive = eqn.primitive
+    if eqn.multiple:
+        return _results_step(eqn, k)
     into = backend.kernels.into
     writes = _writes_into(eqn, into)
 
@@ -190,6 +192,20 @@ def equation_step(eqn: Any, k: int, backend: _backend.Backend) -> Step:
         return [f"{outs[0]} = f{k}({', '.join(args)})"]
 
     return Step(eqn.inputs, [eqn.out], primitive.fresh, [writes], write)
+
+
+def _results_step(eqn: Any, k: int) -> Step:
+    """The step of an equation with several results (a scan): its impl, its tuple unpacked.
+    Not fresh: a result may be an argument itself (a scan's carry after no step)."""
+    impl = eqn.primitive.impl
+
+    def write(args: list[str], outs: list[str], buffers: list[str | None],
+              namespace: dict) -> list[str]:
+        namespace[f"f{k}"] = functools.partial(impl, **eqn.params) if eqn.params else impl
+        unpack = f"{''.join(o + ', ' for o in outs)}= " if outs else ""
+        return [f"{unpack}f{k}({', '.join(args)})"]
+
+    return Step(eqn.inputs, eqn.outs, False, [False] * len(eqn.outs), write)
 
 
 def equation_steps(program: Program, backend: _backend.Backend) -> list[Step]:

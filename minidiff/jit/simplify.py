@@ -114,7 +114,7 @@ def prune(program: Program) -> Program:
     needed = {id(a) for a in program.outputs if isinstance(a, Var)}
     kept = []
     for eqn in reversed(program.equations):
-        if id(eqn.out) in needed:
+        if any(id(v) in needed for v in eqn.outs):
             kept.append(eqn)
             needed.update(id(a) for a in eqn.inputs if isinstance(a, Var))
     if len(kept) == len(program.equations):
@@ -154,6 +154,10 @@ def _merge_repeats(program: Program) -> Program:
     equations = []
     for eqn in program.equations:
         inputs = [replaced.get(id(a), a) if isinstance(a, Var) else a for a in eqn.inputs]
+        if eqn.multiple:  # several results (a scan): kept as it is, its arguments renamed
+            equations.append(eqn if inputs == list(eqn.inputs)
+                             else Equation(eqn.primitive, inputs, eqn.params, eqn.outs))
+            continue
         key = (id(eqn.primitive), tuple(_key(a) for a in inputs),
                tuple(sorted((k, _key(v)) for k, v in eqn.params.items())))
         earlier = seen.get(key)
@@ -222,8 +226,14 @@ def _carry_negations(program: Program) -> Program:
             plain(out)
 
     for eqn in program.equations:
-        p, out = eqn.primitive, eqn.out
         ins = [alias.get(id(a), a) if isinstance(a, Var) else a for a in eqn.inputs]
+        if eqn.multiple:  # several results (a scan): every argument computed, signs applied
+            if any(isinstance(a, Var) and (id(a) in alias or id(a) in negated)
+                   for a in eqn.inputs):
+                eqn = Equation(eqn.primitive, [plain(a) for a in ins], eqn.params, eqn.outs)
+            equations.append(eqn)
+            continue
+        p, out = eqn.primitive, eqn.out
         signs = [isinstance(a, Var) and id(a) in negated and id(a) not in computed
                  for a in ins]
         inner = [negated[id(a)] if sign else a for a, sign in zip(ins, signs)]

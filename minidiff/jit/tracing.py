@@ -199,8 +199,9 @@ class TraceEngine(Engine):
     tracks_jumps = True  # comparisons, sign, floor: their outputs are data the program recomputes
     stages = True        # follows values, not derivatives (see minidiff.core.without_derivatives)
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, executor: str = "replay") -> None:
         self.name = name
+        self.executor = executor  # what will run the program (a scan traced inside inherits it)
         self.inputs: list[Var] = []
         self.equations: list[Equation] = []
         self.finished = False
@@ -228,12 +229,18 @@ class TraceEngine(Engine):
             concrete.append(value)
         _check_params(self.name, primitive.name, params)
         out = bind(primitive, *concrete, **params)  # the raw computation, as eager runs it
-        if isinstance(out, tuple | list):
-            raise JitError(f"md.jit({self.name}): the primitive {primitive.name} returned "
-                           f"several values, which a traced program cannot record yet")
-        var = Var(tuple(getattr(out, "shape", ())), getattr(out, "dtype", type(out)))
         params = {k: v.frozen(self._baked) if hasattr(v, "frozen") else self._baked(v)
                   for k, v in params.items()}  # an index array: baked like a constant
+        if primitive.multiple_results:  # one equation, one variable per result
+            outs = [Var(tuple(getattr(o, "shape", ())), getattr(o, "dtype", type(o)))
+                    for o in out]
+            self.equations.append(Equation(primitive, atoms, params, outs))
+            return tuple(Tracer(JitTracedValue(o, v, self), self) for o, v in zip(out, outs))
+        if isinstance(out, tuple | list):
+            raise JitError(f"md.jit({self.name}): the primitive {primitive.name} returned "
+                           f"several values but does not declare multiple_results, so a "
+                           f"traced program cannot record it")
+        var = Var(tuple(getattr(out, "shape", ())), getattr(out, "dtype", type(out)))
         self.equations.append(Equation(primitive, atoms, params, var))
         return Tracer(JitTracedValue(out, var, self), self)
 
@@ -319,7 +326,7 @@ def trace(fn: Callable[..., Sequence[Any]], concrete_inputs: Sequence[Any], name
     differentiable). Returns the program and the concrete outputs of this run (the values
     eager mode would have computed). Outputs that are not traced become constant outputs.
     """
-    engine = TraceEngine(name)
+    engine = TraceEngine(name, executor)
     level = open_level(engine)
     try:
         tracers = [engine.new_input(x) for x in concrete_inputs]
@@ -357,15 +364,17 @@ def compare_traces(first: Program, second: Program, same: Callable[[Any, Any], b
     if len(first.equations) != len(second.equations):
         return (f"the first trace recorded {len(first.equations)} equations and the second "
                 f"{len(second.equations)}")
-    index = {id(v): i for i, v in enumerate(first.inputs)}
-    index2 = {id(v): i for i, v in enumerate(second.inputs)}
-    for a, b in zip(first.equations, second.equations):
-        index[id(a.out)] = len(index)
-        index2[id(b.out)] = len(index2)
+    index, index2 = ({id(v): i for i, v in enumerate(
+        [*p.inputs, *(v for e in p.equations for v in e.outs)])} for p in (first, second))
     for k, (a, b) in enumerate(zip(first.equations, second.equations), 1):
         if a.primitive is not b.primitive or len(a.inputs) != len(b.inputs):
             return f"equation {k} was {a.primitive.name} the first time and {b.primitive.name} " \
                    f"the second"
+        bodies, bodies2 = a.programs(), b.programs()
+        for body, body2 in zip(bodies, bodies2):  # a scan's body: traced once, in each trace
+            differs = "" if body is body2 else compare_traces(body, body2, same)
+            if differs:
+                return f"the body of {a.primitive.name} (equation {k}): {differs}"
         for x, y in zip(a.inputs, b.inputs):
             if isinstance(x, Var) != isinstance(y, Var):
                 return f"an argument of equation {k} ({a.primitive.name}) changed"
@@ -378,5 +387,12 @@ def compare_traces(first: Program, second: Program, same: Callable[[Any, Any], b
                 else:
                     kind = f"the number {x.value!r}"
                 return f"{kind} passed to {a.primitive.name} (equation {k}) changed"
+    if len(first.outputs) != len(second.outputs):
+        return "the number of results"
+    for j, (x, y) in enumerate(zip(first.outputs, second.outputs), 1):
+        if isinstance(x, Var) != isinstance(y, Var) or (
+                index.get(id(x)) != index2.get(id(y)) if isinstance(x, Var)
+                else x.value is not y.value and not same(x.value, y.value)):
+            return f"result {j}"
     return ""
 
