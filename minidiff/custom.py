@@ -37,6 +37,9 @@ their positions first (by the function's signature), so the rules see positional
 only. What a rule returns is checked against the primal: a tangent must have the structure of
 the output and shape ``(K, *out.shape)``, a cotangent the structure and shape of its argument
 (None for zero), both in the primal's floating dtype; a mismatch raises naming the rule.
+The primitive has one result per leaf of the output (``Primitive.multiple_results``): nothing
+is packed into one array, ``md.jit`` records one equation with a variable per leaf, and a leaf
+that nothing downstream uses gets no cotangent, which ``bwd`` sees as zeros of its shape.
 
 ``bwd`` reads the residuals later than ``fwd`` made them: writable arrays among them (an array
 the function closes over, an argument) are kept as copies, so updating those arrays in place
@@ -47,13 +50,12 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 from collections.abc import Callable
 from typing import Any
 
 from . import backend as _backend
 from .core import Box, Primitive, is_complex_dtype, raw, shape_of
-from .ops import concatenate, getitem, reshape, zeros
+from .ops import zeros
 from .pytree import PyTreeDef, _describe_value, tree_flatten
 from .reverse import copy_array, is_mutable_array
 
@@ -98,32 +100,6 @@ class _Call:
         self.out_dtypes = [getattr(raw(v), "dtype", None) for v in leaves]
         return leaves
 
-    def unpack(self, flat: Any, lead: tuple = ()) -> Any:
-        """The output structure from its packed form (the trailing axis holds every leaf)."""
-        if len(self.out_shapes) == 1:
-            return self.out_tree.unflatten([flat])
-        pieces, start = [], 0
-        for shape in self.out_shapes:
-            size = math.prod(shape)
-            piece = getitem(flat, (Ellipsis, slice(start, start + size)))
-            pieces.append(reshape(piece, (*lead, *shape)))
-            start += size
-        return self.out_tree.unflatten(pieces)
-
-
-def _pack_raw(leaves: list) -> Any:
-    if len(leaves) == 1:
-        return leaves[0]
-    b = _backend.get_backend()
-    return b.xp.concat([b.xp.reshape(b.asarray(v), (-1,)) for v in leaves])
-
-
-def _pack(leaves: list, k: int | None = None) -> Any:
-    """Leaves joined along their flattened trailing axes (after K directions if given)."""
-    if len(leaves) == 1:
-        return leaves[0]
-    return concatenate([reshape(v, (-1,) if k is None else (k, -1)) for v in leaves], axis=-1)
-
 
 def _check_leaf(value: Any, shape: tuple, dtype: Any, what: str) -> Any:
     """``value`` as an array of ``shape`` in the floating dtype ``dtype``, or an error."""
@@ -161,11 +137,13 @@ class CustomPrimitive:
         self.n_positional = 0 if self.signature is None else sum(
             p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
             for p in self.signature.parameters.values())
-        self.primitive = Primitive(self.name, self._impl)
+        # one result per leaf of the output, whatever its structure: every engine hands the
+        # leaves back as a tuple, and the call rebuilds the structure
+        self.primitive = Primitive(self.name, self._impl, multiple_results=True)
 
-    def _impl(self, *leaves: Any, call: _Call) -> Any:
+    def _impl(self, *leaves: Any, call: _Call) -> tuple:
         out = self.fun(*call.in_tree.unflatten(leaves))
-        return _pack_raw(call.record_output(out))
+        return tuple(call.record_output(out))
 
     def _positional(self, args: tuple, kwargs: dict) -> tuple:
         """The call's arguments by position: keywords and defaults bound by the signature."""
@@ -185,8 +163,8 @@ class CustomPrimitive:
         args = self._positional(args, kwargs)
         leaves, in_tree = tree_flatten(args)
         call = _Call(self.name, in_tree, leaves)
-        out = self.primitive(*leaves, call=call)
-        return call.unpack(out)
+        outs = self.primitive(*leaves, call=call)  # runs the function: out_tree is known after
+        return call.out_tree.unflatten(list(outs))
 
     def defjvp(self, rule: Callable[[tuple, tuple], tuple[Any, Any]]) -> Callable:
         """``rule(primals, tangents) -> (out, out_tangent)``. Constant arguments get zero
@@ -221,7 +199,7 @@ class CustomPrimitive:
                                              call.out_tree.paths()):
                 where = f"{name} returned a tangent{' at ' + path if path else ''} that"
                 checked.append(_check_leaf(t, (k, *shape), dtype, where))
-            return _pack(values), _pack(checked, k)
+            return tuple(values), tuple(checked)
 
         def jvp(tangents: list, args: list, out: Any, call: _Call) -> Any:
             return value_and_jvp(args, tangents, call)[1]  # the function gave the value
@@ -255,9 +233,11 @@ class CustomPrimitive:
                                        for v in leaves])
             return result[1]
 
-        def vjp(g: Any, residuals: Any, needs: tuple, call: _Call) -> list[Any]:
+        def vjp(g: list, residuals: Any, needs: tuple, call: _Call) -> list[Any]:
             n_args = len(call.in_tree.children)
-            grads = bwd(residuals, call.unpack(g))
+            # an output that received no cotangent gets zeros: the rule sees every leaf
+            g = [zeros(shape) if ct is None else ct for ct, shape in zip(g, call.out_shapes)]
+            grads = bwd(residuals, call.out_tree.unflatten(g))
             if not isinstance(grads, tuple | list) or len(grads) != n_args:
                 raise TypeError(f"{bwd_name} must return a tuple of {n_args} cotangent(s), one "
                                 f"per argument, got {_describe_value(grads)}")

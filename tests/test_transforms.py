@@ -657,6 +657,50 @@ def test_custom_vjp_and_custom_jvp_take_and_return_pytrees(backend, to_array):
         assert_close(got[1], host(expected[1]))
 
 
+def test_a_custom_rule_with_several_outputs_is_one_primitive_with_one_result_per_leaf(
+        backend, to_array):
+    """No packing: each output leaf is a result of its own, so an output that nothing uses gets
+    no cotangent (the rule sees zeros there), md.jit records one equation with two results, and
+    grad, grad of the jitted function, jacfwd and vmap equal the plain function's."""
+    @md.custom_vjp
+    def polar(x, y):
+        return {"s": md.sin(x) * y, "c": md.cos(x)}
+
+    def polar_fwd(x, y):
+        return polar(x, y), (x, y)
+
+    seen = []
+
+    def polar_bwd(res, g):
+        x, y = res
+        seen.append(g["c"])
+        # md.multiply, not *: the zeros are a raw array, and array_api_strict's operators refuse
+        # a traced right operand instead of deferring to it (NumPy's defer)
+        return (g["s"] * md.cos(x) * y - md.multiply(g["c"], md.sin(x)),
+                g["s"] * md.sin(x))
+
+    polar.defvjp(polar_fwd, polar_bwd)
+    polar.defjvp(lambda pr, t: (polar(*pr), {
+        "s": t[0] * md.cos(pr[0]) * pr[1] + t[1] * md.sin(pr[0]), "c": -t[0] * md.sin(pr[0])}))
+    x, y = to_array([0.3, 1.2, -0.7]), to_array([2.0, -1.0, 0.5])
+
+    def uses_s(x, y):
+        return md.sum(polar(x, y)["s"])
+
+    def plain(x, y):
+        return md.sum(md.sin(x) * y)
+
+    expected = host(md.grad(plain)(x, y))
+    assert_close(md.grad(uses_s)(x, y), expected)
+    assert np.all(host(seen[0]) == 0.0) and host(seen[0]).shape == (3,)
+    assert_close(md.grad(md.jit(uses_s))(x, y), expected)
+    assert_close(md.jacfwd(uses_s)(x, y), expected)
+    batched = md.vmap(uses_s)(md.stack([x, -x]), md.stack([y, y]))
+    assert_close(batched, np.array([float(host(plain(x, y))), float(host(plain(-x, y)))]))
+    listing = str(md.make_program(uses_s)(x, y))
+    assert "v1: f64[3], v2: f64[3] = polar(x1, x2" in listing, listing
+
+
 KWARG_USES = {
     "grad": lambda f, x: md.grad(lambda x, c: md.sum(f(x, c=c)))(x, c=3.0),
     "value_and_grad": lambda f, x: md.value_and_grad(lambda x, c: md.sum(f(x, c=c)))(x, c=3.0)[1],
