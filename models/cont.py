@@ -46,15 +46,15 @@ Settings (keywords, not differentiated)
 Random numbers: keyed by what they are for
 ------------------------------------------
 Each run takes its own child generator c = ``rng.child()`` (a reused Generator therefore gives
-fresh runs). The z_i come from ``c.stream("thresholds")``; step t's ζ_t and its update mask
-from the stream of the block of steps it falls in (:class:`Noise`). A draw therefore depends
-only on the seed and on what it is for, never on θ or on what was drawn before it. So runs at different θ with the same seed (or
-the same :class:`Noise`) use common random numbers, a shorter run's draws are those of a longer
-one's first steps, and a step run again by :func:`minidiff.checkpointed_loop` during the
-backward pass sees the same draws it saw in the forward pass (which is what makes checkpointed
-gradients exact here). A :class:`Noise` holds these draws: made on demand (memory flat in T) or
-all at once with :meth:`Noise.predraw` (for benchmarks that time the model and not the random
-numbers); the values are the same.
+fresh runs). The z_i come from ``c.stream("thresholds")``; step t's ζ_t and its update mask from
+the stream of the block of steps it falls in (:class:`Noise`). A draw therefore depends only on
+the seed and on what it is for, never on θ or on what was drawn before it. So runs at different
+θ with the same seed (or the same :class:`Noise`) use common random numbers, a shorter run's
+draws are those of a longer one's first steps, and a step run again by
+:func:`minidiff.checkpointed_loop` during the backward pass sees the same draws it saw in the
+forward pass (which is what makes checkpointed gradients exact here). A :class:`Noise` holds
+these draws: made on demand (memory flat in T) or all at once with :meth:`Noise.predraw` (for
+benchmarks that time the model and not the random numbers); the values are the same.
 
 Estimators: who handles which random choice
 -------------------------------------------
