@@ -259,14 +259,16 @@ def _steps(n: int) -> Any:
 
 def summary_statistics(series: Any) -> Any:
     """(A_0, A_1, τ_0, τ_1, S_0, S_1) of a (T, 2) series: per column its total, mean step and
-    spread in steps (see the module notes), shape (6,)."""
+    spread in steps (see the module notes), shape (6,); of an ensemble (m, T, 2), shape
+    (m, 6)."""
     y = md.asarray(series)
-    t = _steps(shape_of(y)[0])
-    total = md.sum(y, axis=0)
-    mean_step = md.sum(md.multiply(t, y), axis=0) / (total + _TINY)
-    spread = md.sqrt(md.sum(md.multiply(md.square(md.subtract(t, mean_step)), y), axis=0)
+    t = _steps(shape_of(y)[-2])
+    total = md.sum(y, axis=-2)
+    mean_step = md.sum(md.multiply(t, y), axis=-2) / (total + _TINY)
+    centred = md.subtract(t, md.expand_dims(mean_step, -2))
+    spread = md.sqrt(md.sum(md.multiply(md.square(centred), y), axis=-2)
                      / (total + _TINY) + _TINY)
-    return md.concatenate([total, mean_step, spread])
+    return md.concatenate([total, mean_step, spread], axis=-1)
 
 
 def _standard_errors(observed: Any) -> Any:
@@ -287,18 +289,40 @@ def _standard_errors(observed: Any) -> Any:
 
 
 def loss(simulated: Any, observed: Any) -> Any:
-    """½ Σ_j ((m_j(sim) − m_j(obs)) / (√2·se_j))² over the six :func:`summary_statistics`,
-    se_j from the observed series' noise (see the module notes)."""
+    """The discrepancy of simulated series from the observed (T, 2) series, on the six
+    :func:`summary_statistics` m_j with standard errors se_j from the observed series' noise
+    (see the module notes).
+
+    ``simulated`` is an ensemble (m, T, 2) of m ≥ 2 runs at the same θ (what ``minidiff
+    calibrate --simulations m`` passes): the Gaussian synthetic negative
+    log-likelihood ½ Σ_j [(m̄_j − m_j(obs))²/v_j + log v_j] with v_j = (1 + 1/m)·s_j² + se_j²,
+    m̄ and s² the ensemble's mean and variance of each statistic. Or one series (T, 2): the
+    fixed-scale form ½ Σ_j ((m_j(sim) − m_j(obs)) / (√2·se_j))², which takes the run's own
+    noise to be the data's (the diagnostics compare single series with it)."""
     sim, obs = md.asarray(simulated), md.asarray(observed)
-    if shape_of(sim) != shape_of(obs) or len(shape_of(sim)) != 2 or shape_of(sim)[1] != 2:
-        raise ValueError(f"sir.loss: simulated and observed must both be series of shape "
-                         f"(T, 2), got {shape_of(sim)} and {shape_of(obs)}")
+    rank = len(shape_of(sim))
+    if (shape_of(obs)[1:] != (2,) or len(shape_of(obs)) != 2 or rank not in (2, 3)
+            or shape_of(sim)[-2:] != shape_of(obs)):
+        raise ValueError(f"sir.loss: observed must be a series of shape (T, 2) and simulated "
+                         f"one of the same shape or an ensemble (m, T, 2) of them, got "
+                         f"{shape_of(sim)} and {shape_of(obs)}")
     if shape_of(obs)[0] < 3:
         raise ValueError(f"sir.loss: the noise scale is estimated from the observed series' "
                          f"second differences, which needs T ≥ 3 steps, got {shape_of(obs)[0]}")
-    z = md.divide(md.subtract(summary_statistics(sim), summary_statistics(obs)),
-                  _standard_errors(obs))
-    return 0.25 * md.sum(md.square(z))
+    se = _standard_errors(obs)
+    target = md.stop_gradient(summary_statistics(obs))
+    if rank == 2:
+        z = md.divide(md.subtract(summary_statistics(sim), target), se)
+        return 0.25 * md.sum(md.square(z))
+    m = shape_of(sim)[0]
+    if m < 2:
+        raise ValueError("sir.loss: an ensemble needs m ≥ 2 runs to estimate the statistics' "
+                         "spread, got 1; pass the single series as shape (T, 2)")
+    stats = summary_statistics(sim)
+    centre = md.mean(stats, axis=0)
+    spread = md.sum(md.square(md.subtract(stats, centre)), axis=0) / (m - 1)
+    variance = (1.0 + 1.0 / m) * spread + se ** 2
+    return 0.5 * md.sum(md.square(md.subtract(centre, target)) / variance + md.log(variance))
 
 
 def attack_rate(series: Any) -> Any:
