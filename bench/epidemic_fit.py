@@ -43,9 +43,9 @@ import minidiff as md
 from minidiff.cli import main
 from minidiff.models import sir
 
-SEASONS = [  # (R per step, γ per day, i₀, seed)
-    (1.1, 0.3, 0.01, 1), (1.15, 0.3, 0.004, 3), (1.2, 0.3, 0.003, 2), (1.3, 0.3, 0.001, 4),
-    (1.5, 0.3, 0.0005, 5), (1.3, 0.1, 0.002, 6),
+SEASONS = [  # (R per step, γ per day, i₀, seed): peak weeks 10, 11, 7, 8, 12, 11
+    (1.1, 0.3, 0.01, 1), (1.1, 0.3, 0.005, 1), (1.2, 0.3, 0.01, 2), (1.3, 0.3, 0.01, 8),
+    (1.4, 0.3, 0.003, 5), (1.5, 0.3, 0.0015, 6),
 ]
 
 WRAP = '''import minidiff as md

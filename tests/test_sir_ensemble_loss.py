@@ -14,6 +14,7 @@ import minidiff as md
 from minidiff.cli import main
 from minidiff.inference.sample_chunks import evaluate_chunk
 from minidiff.models import sir
+from minidiff.models._scales import noise_sd
 
 
 def _observed() -> np.ndarray:
@@ -28,25 +29,28 @@ def _ensemble(m: int, seed: int) -> np.ndarray:
                      for k in range(m)])
 
 
-def _statistics(y: np.ndarray) -> np.ndarray:  # NumPy, written from the module notes
-    t = np.arange(y.shape[-2])[:, None]
+def _statistics(y: np.ndarray, eps: np.ndarray) -> np.ndarray:  # NumPy, from the notes
+    n = y.shape[-2]
+    t = np.arange(n)[:, None]
     total = y.sum(-2)
-    tau = (t * y).sum(-2) / (total + 1e-12)
-    spread = np.sqrt((((t - tau[..., None, :]) ** 2) * y).sum(-2) / (total + 1e-12) + 1e-12)
+    tau = ((t * y).sum(-2) + eps * (n - 1) / 2) / (total + eps)
+    spread = np.sqrt(((((t - tau[..., None, :]) ** 2) * y).sum(-2) + eps * (n * n - 1) / 12)
+                     / (total + eps) + 1e-12)
     return np.concatenate([total, tau, spread], -1)
 
 
 def test_ensemble_loss_is_the_gaussian_synthetic_likelihood_of_the_statistics():
     obs, sims = _observed(), _ensemble(6, 0)
     se = np.asarray(sir._standard_errors(md.asarray(obs)))
-    stats = _statistics(sims)
+    eps = np.asarray(noise_sd(md.asarray(obs)))
+    stats = _statistics(sims, eps)
     variance = (1 + 1 / 6) * stats.var(0, ddof=1) + se ** 2
-    expected = 0.5 * np.sum((stats.mean(0) - _statistics(obs)) ** 2 / variance
+    expected = 0.5 * np.sum((stats.mean(0) - _statistics(obs, eps)) ** 2 / variance
                             + np.log(variance))
     got = float(sir.loss(md.asarray(sims), md.asarray(obs)))
     assert got == pytest.approx(expected, rel=1e-12)
     # one series keeps the fixed-scale form
-    single = 0.25 * np.sum(((_statistics(sims[0]) - _statistics(obs)) / se) ** 2)
+    single = 0.25 * np.sum(((_statistics(sims[0], eps) - _statistics(obs, eps)) / se) ** 2)
     assert float(sir.loss(md.asarray(sims[0]), md.asarray(obs))) == pytest.approx(single,
                                                                                rel=1e-12)
 
@@ -71,6 +75,21 @@ def test_ensemble_loss_derivative_matches_central_differences(seed, m):
     reverse = float(np.sum(np.asarray(md.grad(f)(md.asarray(sims))) * v))
     assert float(forward) == pytest.approx(fd, rel=1e-5, abs=1e-9)
     assert reverse == pytest.approx(float(forward), rel=1e-10, abs=1e-12)
+
+
+def test_a_run_without_events_has_bounded_statistics_and_derivatives():
+    """A series with no events has τ = (T − 1)/2 and S = √((T² − 1)/12) (the pseudo-mass ε
+    spread evenly), and a tangent ẏ moves τ by at most T·Σ|ẏ|/ε: finite, where 0/0 gave
+    derivatives of order 1e12 that sent gradient steps anywhere."""
+    eps = 1e-3
+    zeros = md.zeros((20, 2))
+    stats = np.asarray(sir.summary_statistics(zeros, eps))
+    np.testing.assert_allclose(stats[2:4], 9.5, rtol=1e-12)
+    np.testing.assert_allclose(stats[4:6], math.sqrt(399 / 12), rtol=1e-9)
+    direction = md.asarray(np.full((20, 2), 1e-4))
+    _, tangent = md.jvp(lambda y: sir.summary_statistics(y, eps), (zeros,), (direction,))
+    assert np.all(np.isfinite(np.asarray(tangent)))
+    assert np.max(np.abs(np.asarray(tangent)[2:4])) <= 20 * 20 * 1e-4 / eps
 
 
 def test_ensemble_loss_refuses_what_it_cannot_score():

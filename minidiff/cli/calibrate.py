@@ -339,8 +339,8 @@ def _run(problem: Problem, args: argparse.Namespace, can_plot: bool,
     replicates = [problem.simulate(getitem(q, k), default_rng(args.seed).stream(
         ("replicate", k))) for k in range(N_PREDICTIVE)]
     centre = asarray([r[0] for r in rows])  # the posterior means of the table
-    at_mean = [problem.simulate(centre, default_rng(args.seed).stream(("at-mean", k)))
-               for k in range(N_PREDICTIVE)]
+    at_mean = tuple([problem.simulate(centre, default_rng(args.seed).stream((kind, k)))
+                     for k in range(N_PREDICTIVE)] for kind in ("at-mean", "at-mean-rerun"))
     checks = diagnostics(problem, rows, predictive, screened, args.w, result.history,
                          screening, replicates, at_mean)
     emit("")

@@ -51,16 +51,21 @@ def screen_start(problem: Problem, prior: Any, n_draws: int, seed: int,
 def diagnostics(problem: Problem, rows: list[tuple], predictive: Any,
                 screened: list[Any] | None, w: float, history: Any = None,
                 screening: Screening | None = None, replicates: Any = None,
-                at_mean: list[Any] | None = None) -> diag.Diagnostics:
+                at_mean: tuple[list[Any], list[Any]] | None = None) -> diag.Diagnostics:
     """The diagnostics of a fit whose table rows (mean, sd, lo, hi, sd/prior sd) are ``rows``
     and whose posterior-predictive series are ``predictive`` (m, *S); with the screening and
     the history, whether the steps ended worse than the screened start; with ``at_mean``
-    (series simulated at q's mean), the share of observed points inside their 90% band."""
+    (series simulated at q's mean, and reruns there), whether that point reproduces the
+    data: the share of observed points inside their 90% band and the loss check there."""
     inside = diag.predictive_share(problem.observed, predictive)
     loss_p = (None if problem.distance_for is None else
               diag.loss_check(predictive, problem.distance_for, problem.observed, replicates))
-    inside_at_mean = (None if at_mean is None else
-                      diag.predictive_share(problem.observed, stack(at_mean)))
+    inside_at_mean = mean_p = None
+    if at_mean is not None:
+        inside_at_mean = diag.predictive_share(problem.observed, stack(at_mean[0]))
+        if problem.distance_for is not None:
+            mean_p = diag.loss_check(at_mean[0], problem.distance_for, problem.observed,
+                                     at_mean[1])
     share = fit_loss = start_loss = None
     if screened:
         share = diag.data_share(screened, problem.distance_for, problem.observed, N_PSEUDO)
@@ -70,7 +75,7 @@ def diagnostics(problem: Problem, rows: list[tuple], predictive: Any,
         start_loss = screening.losses[screening.elite[-1]]
     return diag.diagnose([r[4] for r in rows], inside_90=inside, share=share, w=w,
                          fit_loss=fit_loss, start_loss=start_loss, loss_p=loss_p,
-                         inside_at_mean=inside_at_mean)
+                         inside_at_mean=inside_at_mean, mean_p=mean_p)
 
 
 def run_coverage(problem: Problem, args: argparse.Namespace, prior: Any, family: Any,
