@@ -33,6 +33,7 @@ from _common import print_header
 
 import minidiff as md
 from minidiff.models import sir
+from minidiff.models._scales import noise_sd
 
 SEASONS = [(1.1, 0.3, 0.01, 1), (1.15, 0.3, 0.004, 3), (1.3, 0.3, 0.01, 8),
            (1.5, 0.3, 0.005, 7)]  # (R per step, γ per day, i₀, seed)
@@ -65,9 +66,10 @@ def chain(beta: np.ndarray, gamma: np.ndarray, i0: np.ndarray, m: int,
     return out.reshape(n, m, 20, 2)
 
 
-def statistics(y: np.ndarray) -> np.ndarray:
-    return np.asarray(sir.summary_statistics(md.asarray(y.reshape(-1, 20, 2)))).reshape(
-        *y.shape[:-2], 6)
+def statistics(y: np.ndarray, pseudo: np.ndarray) -> np.ndarray:
+    """sir's six statistics of (..., 20, 2) series, with the loss's pseudo-mass."""
+    return np.asarray(sir.summary_statistics(md.asarray(y.reshape(-1, 20, 2)),
+                                             md.asarray(pseudo))).reshape(*y.shape[:-2], 6)
 
 
 def reproduction(beta: Any, gamma: Any) -> Any:
@@ -92,17 +94,18 @@ def main() -> None:
     for r, gamma, i0, seed in SEASONS:
         y, truth = season(r, gamma, i0, seed)
         se = np.asarray(sir._standard_errors(md.asarray(y)))
-        target = statistics(y)
+        eps = np.asarray(noise_sd(md.asarray(y)))
+        target = statistics(y, eps)
         print(f"\nseason R = {r}, γ = {gamma}, i0 = {i0}: peak week {int(y[:, 0].argmax())}, "
               f"attack {y[:, 0].sum():.3f}")
-        stats = statistics(chain(*(np.array([v]) for v in truth), args.runs, rng))[0]
+        stats = statistics(chain(*(np.array([v]) for v in truth), args.runs, rng), eps)[0]
         bias2 = (((stats.mean(0) - target) / se) ** 2).sum() / 4
         variance = (stats.var(0) / se ** 2).sum() / 4
         print(f"  single-run loss at the truth: E ℓ = {bias2 + variance:.4g} = bias² "
               f"{bias2:.4g} + variance {variance:.4g}")
         x = PRIOR_LOC + PRIOR_SCALE * rng.standard_normal((args.draws, 3))
         beta, gam, p0 = np.exp(x[:, 0]), np.exp(x[:, 1]), 1 / (1 + np.exp(-x[:, 2]))
-        stats = statistics(chain(beta, gam, p0, 8, rng))
+        stats = statistics(chain(beta, gam, p0, 8, rng), eps)
         v = (1 + 1 / 8) * stats.var(1, ddof=1) + se ** 2
         synthetic = 0.5 * (((stats.mean(1) - target) ** 2 / v) + np.log(v)).sum(-1)
         single = (((stats[:, 0] - target) / se) ** 2).sum(-1) / 4
