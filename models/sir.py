@@ -84,7 +84,9 @@ square), treating the T points as independent: se(A_c) = σ̂_c√T, se(τ_c) =
   se_j² (the runs' own spread, the ensemble mean's error, the data's noise; the covariance is
   taken as diagonal, which m of a few runs can estimate). The runs' spread enters as ½ log v,
   so a θ whose runs vary little is not preferred for that alone. With w = 1, Bayes' rule for
-  that likelihood.
+  that likelihood. It costs m runs per θ draw; ``bench/epidemic_fit.py`` compares the two
+  forms through ``minidiff calibrate`` and ``bench/epidemic_objective.py`` their exact
+  posteriors.
 
 Why statistics and not the series point by point: at R₀ near 1 two runs at the same θ differ
 mostly in *when* the epidemic takes off, and a pointwise loss charges that timing noise to every
