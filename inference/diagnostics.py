@@ -29,6 +29,12 @@
   the measure the fit minimised: a poor fit
   even where a wide band holds most points (a loss on summary statistics sees the timing and
   size of an epidemic that a pointwise band blurs).
+* the checks at q's mean: the share of observed points inside the 90% band of series
+  simulated at q's mean (the table's posterior means), all at that one point, and the loss
+  check with every θ_i at that point (the replicates reruns there). On a curved ridge of
+  equally good parameters (an epidemic's β and γ, which the data fix mostly through one
+  combination) q can fit while its mean, off the ridge, does not: a user who takes the
+  posterior means as the answer needs to hear it.
 """
 
 from __future__ import annotations
@@ -145,9 +151,12 @@ class Diagnostics:
     data_share: float | None = None
     loss_p: float | None = None
     warnings: list[str] = field(default_factory=list)
+    inside_at_mean: float | None = None
+    mean_p: float | None = None
 
     def lines(self) -> list[str]:
-        """The report: figures first, then one line per warning."""
+        """The report: figures first, then one line per warning (the band at q's mean shows
+        only in its warning and in :meth:`to_json`)."""
         out = []
         if self.inside_90 is not None:
             out.append(f"observed points inside q's 90% posterior-predictive band: "
@@ -164,18 +173,24 @@ class Diagnostics:
 
     def to_json(self) -> dict:
         return {"inside_90": self.inside_90, "data_share": self.data_share,
-                "loss_p": self.loss_p,
+                "loss_p": self.loss_p, "inside_at_mean": self.inside_at_mean,
+                "mean_p": self.mean_p,
                 "sd_ratios": self.sd_ratios, "warnings": self.warnings}
 
 
 def diagnose(sd_ratios: list[float], *, inside_90: float | None = None,
              share: float | None = None, w: float | None = None,
              fit_loss: float | None = None, start_loss: float | None = None,
-             loss_p: float | None = None) -> Diagnostics:
+             loss_p: float | None = None,
+             inside_at_mean: float | None = None,
+             mean_p: float | None = None) -> Diagnostics:
     """The warnings for a fit with these sd/prior sd ratios, predictive share and data share;
     ``fit_loss`` is the mean loss of the last steps, ``start_loss`` the screening elite's
-    worst loss, ``loss_p`` the p-value of :func:`loss_check`."""
-    out = Diagnostics(list(sd_ratios), inside_90, share, loss_p)
+    worst loss, ``loss_p`` the p-value of :func:`loss_check`, and ``inside_at_mean`` and
+    ``mean_p`` the predictive share and the loss check's p-value of series simulated at q's
+    mean."""
+    out = Diagnostics(list(sd_ratios), inside_90, share, loss_p,
+                      inside_at_mean=inside_at_mean, mean_p=mean_p)
     weight = "" if w is None else f" (now {w:g})"
     if sd_ratios and all(r >= STAYED for r in sd_ratios):
         out.warnings.append(
@@ -201,6 +216,19 @@ def diagnose(sd_ratios: list[float], *, inside_90: float | None = None,
             f"more --screen draws, more --samples or --steps, --gradient score (when the "
             f"pathwise gradient is biased, as through smoothed Bernoulli draws), a model whose "
             f"own noise is not far above the data's (more --agents), or a wider prior")
+    band_low = inside_at_mean is not None and inside_at_mean < POOR_FIT
+    if band_low or (mean_p is not None and mean_p < MISFIT):
+        why = (f"only {100 * inside_at_mean:.0f}% of the observed points lie inside their "
+               f"90% band" if band_low else
+               f"by the loss, reruns at that point are closer to each other than to the data "
+               f"(share {mean_p:.3f}, below {MISFIT:g})")
+        out.warnings.append(
+            f"the simulations at q's mean (the posterior means in the table) do not reproduce "
+            f"the data: {why}. Do not use the posterior means as a point estimate: q may lie "
+            f"along a curved ridge of parameters that fit equally well (judge the fit by the "
+            f"posterior-predictive band), or the fit is poor: try more --screen draws, more "
+            f"--samples or --steps, --family fullrank, or parameters that the data pin one "
+            f"by one")
     if share is not None and share < NEGLIGIBLE:
         out.warnings.append(
             f"the data barely steer the loss: its variation over prior draws changes by "

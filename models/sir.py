@@ -61,24 +61,39 @@ fraction newly recovered during that step.
 
 Loss
 ----
-``loss(simulated, observed)`` = ½ Σ_j ((m_j(sim) − m_j(obs)) / (√2·se_j))² over six summary
-statistics m = ``summary_statistics(series)`` of the (T, 2) series: for each column c (new
-infections, new recoveries), the total A_c = Σ_t y(t, c) (the attack rate, for infections), the
-mean step τ_c = Σ_t t·y(t, c)/A_c and the spread S_c = √(Σ_t (t − τ_c)² y(t, c)/A_c): how much,
-when and over how long. Each standard error se_j is the observed statistic's, propagated from
-the observed column's noise sd σ̂_c (``_scales.noise_sd``: from its second differences, floored
-at 5% of the column's root mean square), treating the T points as independent:
-se(A_c) = σ̂_c√T, se(τ_c) = σ̂_c √(Σ_t (t − τ_c)²)/A_c, se(S_c) = σ̂_c √(Σ_t ((t − τ_c)² −
-S_c²)²)/(2 S_c A_c); √2 counts the simulated statistics' own noise as well.
+``loss(simulated, observed)`` compares six summary statistics m = ``summary_statistics(series)``
+of (T, 2) series: for each column c (new infections, new recoveries), the total
+A_c = Σ_t y(t, c) (the attack rate, for infections), the mean step τ_c = Σ_t t·y(t, c)/A_c and
+the spread S_c = √(Σ_t (t − τ_c)² y(t, c)/A_c): how much, when and over how long. τ and S are
+taken with a pseudo-mass ε_c (the observed column's noise sd σ̂_c) spread evenly over the T
+steps, so a run that dies out has τ near the middle of the window and bounded derivatives
+(0/0 had none). Each standard error se_j is the observed statistic's, propagated from σ̂_c
+(``_scales.noise_sd``: from the column's second differences, floored at 5% of its root mean
+square), treating the T points as independent: se(A_c) = σ̂_c√T, se(τ_c) =
+σ̂_c √(Σ_t (t − τ_c)²)/A_c, se(S_c) = σ̂_c √(Σ_t ((t − τ_c)² − S_c²)²)/(2 S_c A_c).
+
+* One simulated series (the default of ``minidiff calibrate``): ½ Σ_j ((m_j(sim) −
+  m_j(obs)) / (√2·se_j))², where √2 counts the simulated statistics' noise as equal to the
+  data's. With w = 1, Bayes' rule for a Gaussian likelihood of the six statistics with those
+  standard errors (taken as independent). When the model's runs are far noisier than the data
+  (1000 agents against a large population's counts), its expectation over the runs' noise is
+  mostly their variance, Σ_j Var m_j/(4 se_j²), which the fit then trades against the misfit.
+* An ensemble (m, T, 2) of m ≥ 2 runs at the same θ (``minidiff calibrate --simulations m``):
+  the Gaussian synthetic likelihood (Wood 2010) of the statistics, ½ Σ_j [(m̄_j − m_j(obs))²/v_j
+  + log v_j] with m̄_j and s_j² the ensemble's mean and variance and v_j = (1 + 1/m) s_j² +
+  se_j² (the runs' own spread, the ensemble mean's error, the data's noise; the covariance is
+  taken as diagonal, which m of a few runs can estimate). The runs' spread enters as ½ log v,
+  so a θ whose runs vary little is not preferred for that alone. With w = 1, Bayes' rule for
+  that likelihood. It costs m runs per θ draw; ``bench/epidemic_fit.py`` compares the two
+  forms through ``minidiff calibrate`` and ``bench/epidemic_objective.py`` their exact
+  posteriors.
 
 Why statistics and not the series point by point: at R₀ near 1 two runs at the same θ differ
 mostly in *when* the epidemic takes off, and a pointwise loss charges that timing noise to every
 point, so E_q[ℓ] is smallest where nothing happens (β < γ, a flat series: no timing noise). The
-statistics charge timing once, in τ, and the attack rate pins the size. With this loss, w = 1
-in ``minidiff calibrate`` is Bayes' rule for the Gaussian (synthetic) likelihood of the six
-statistics with those standard errors (taken as independent): less noisy or longer data give a
-narrower posterior. ``attack_rate(series)`` is A_0, the fraction of agents infected during the
-run, and ``peak_step(series)`` the step with the most new infections.
+statistics charge timing once, in τ, and the attack rate pins the size. Less noisy or longer
+data give a narrower posterior. ``attack_rate(series)`` is A_0, the fraction of agents infected
+during the run, and ``peak_step(series)`` the step with the most new infections.
 
 Estimators
 ----------
@@ -257,16 +272,29 @@ def _steps(n: int) -> Any:
     return md.reshape(b.xp.arange(n, dtype=b.float_dtype), (n, 1))
 
 
-def summary_statistics(series: Any) -> Any:
+def summary_statistics(series: Any, pseudo: Any = _TINY) -> Any:
     """(A_0, A_1, τ_0, τ_1, S_0, S_1) of a (T, 2) series: per column its total, mean step and
-    spread in steps (see the module notes), shape (6,)."""
+    spread in steps (see the module notes), shape (6,); of an ensemble (m, T, 2), shape
+    (m, 6).
+
+    ``pseudo`` (a number, or one per column) is a mass ε spread evenly over the T steps and
+    added to each column before τ and S are taken: τ = (Σ_t t·y_t + ε·t̄)/(A + ε) and
+    S² = (Σ_t (t − τ)² y_t + ε·s̄²)/(A + ε) with t̄ = (T − 1)/2 and s̄² = (T² − 1)/12 the
+    mean and variance of an even spread (to first order in ε). A series with (almost) no
+    events then has τ ≈ t̄ and S ≈ s̄ with derivatives of order T/ε, where 0/0 had none: a
+    run that dies out under a smoothed sampler still carries tangents, which the ratio
+    Σ t·ẏ/A would blow up without bound. The loss sets ε to the data's noise sd per column,
+    far below the data's own totals, so it changes their statistics by a share ε/A."""
     y = md.asarray(series)
-    t = _steps(shape_of(y)[0])
-    total = md.sum(y, axis=0)
-    mean_step = md.sum(md.multiply(t, y), axis=0) / (total + _TINY)
-    spread = md.sqrt(md.sum(md.multiply(md.square(md.subtract(t, mean_step)), y), axis=0)
-                     / (total + _TINY) + _TINY)
-    return md.concatenate([total, mean_step, spread])
+    n = shape_of(y)[-2]
+    t = _steps(n)
+    total = md.sum(y, axis=-2)
+    mass = total + pseudo
+    mean_step = (md.sum(md.multiply(t, y), axis=-2) + pseudo * (n - 1) / 2.0) / mass
+    centred = md.subtract(t, md.expand_dims(mean_step, -2))
+    spread = md.sqrt((md.sum(md.multiply(md.square(centred), y), axis=-2)
+                      + pseudo * (n * n - 1) / 12.0) / mass + _TINY)
+    return md.concatenate([total, mean_step, spread], axis=-1)
 
 
 def _standard_errors(observed: Any) -> Any:
@@ -287,18 +315,41 @@ def _standard_errors(observed: Any) -> Any:
 
 
 def loss(simulated: Any, observed: Any) -> Any:
-    """½ Σ_j ((m_j(sim) − m_j(obs)) / (√2·se_j))² over the six :func:`summary_statistics`,
-    se_j from the observed series' noise (see the module notes)."""
+    """The discrepancy of simulated series from the observed (T, 2) series, on the six
+    :func:`summary_statistics` m_j with standard errors se_j from the observed series' noise
+    (see the module notes).
+
+    ``simulated`` is an ensemble (m, T, 2) of m ≥ 2 runs at the same θ (what ``minidiff
+    calibrate --simulations m`` passes): the Gaussian synthetic negative
+    log-likelihood ½ Σ_j [(m̄_j − m_j(obs))²/v_j + log v_j] with v_j = (1 + 1/m)·s_j² + se_j²,
+    m̄ and s² the ensemble's mean and variance of each statistic. Or one series (T, 2): the
+    fixed-scale form ½ Σ_j ((m_j(sim) − m_j(obs)) / (√2·se_j))², which takes the run's own
+    noise to be the data's (the diagnostics compare single series with it)."""
     sim, obs = md.asarray(simulated), md.asarray(observed)
-    if shape_of(sim) != shape_of(obs) or len(shape_of(sim)) != 2 or shape_of(sim)[1] != 2:
-        raise ValueError(f"sir.loss: simulated and observed must both be series of shape "
-                         f"(T, 2), got {shape_of(sim)} and {shape_of(obs)}")
+    rank = len(shape_of(sim))
+    if (shape_of(obs)[1:] != (2,) or len(shape_of(obs)) != 2 or rank not in (2, 3)
+            or shape_of(sim)[-2:] != shape_of(obs)):
+        raise ValueError(f"sir.loss: observed must be a series of shape (T, 2) and simulated "
+                         f"one of the same shape or an ensemble (m, T, 2) of them, got "
+                         f"{shape_of(sim)} and {shape_of(obs)}")
     if shape_of(obs)[0] < 3:
         raise ValueError(f"sir.loss: the noise scale is estimated from the observed series' "
                          f"second differences, which needs T ≥ 3 steps, got {shape_of(obs)[0]}")
-    z = md.divide(md.subtract(summary_statistics(sim), summary_statistics(obs)),
-                  _standard_errors(obs))
-    return 0.25 * md.sum(md.square(z))
+    se = _standard_errors(obs)
+    pseudo = noise_sd(obs)  # (2,): the data's noise scale, per column
+    target = md.stop_gradient(summary_statistics(obs, pseudo))
+    if rank == 2:
+        z = md.divide(md.subtract(summary_statistics(sim, pseudo), target), se)
+        return 0.25 * md.sum(md.square(z))
+    m = shape_of(sim)[0]
+    if m < 2:
+        raise ValueError("sir.loss: an ensemble needs m ≥ 2 runs to estimate the statistics' "
+                         "spread, got 1; pass the single series as shape (T, 2)")
+    stats = summary_statistics(sim, pseudo)
+    centre = md.mean(stats, axis=0)
+    spread = md.sum(md.square(md.subtract(stats, centre)), axis=0) / (m - 1)
+    variance = (1.0 + 1.0 / m) * spread + se ** 2
+    return 0.5 * md.sum(md.square(md.subtract(centre, target)) / variance + md.log(variance))
 
 
 def attack_rate(series: Any) -> Any:

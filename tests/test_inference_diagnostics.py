@@ -136,3 +136,13 @@ def test_loss_check_with_replicates_compares_reruns_at_the_same_parameters():
     share = diag.loss_check(md.asarray(narrow + rng.normal(size=(40, 10))), distance_for, y,
                             md.asarray(narrow + rng.normal(size=(40, 10))))
     assert 0.2 <= share <= 0.8
+
+
+def test_the_band_at_q_mean_warns_when_the_posterior_means_miss_the_data():
+    """Below POOR_FIT (half the observed points) inside the band of simulations at q's mean,
+    the posterior means are no point estimate and the user hears it; at 90% nothing is said."""
+    low = diag.diagnose([0.5, 0.5], inside_at_mean=0.2)
+    assert any(w.startswith("the simulations at q's mean") and "20%" in w
+               for w in low.warnings)
+    assert low.to_json()["inside_at_mean"] == 0.2
+    assert not diag.diagnose([0.5, 0.5], inside_at_mean=0.9).warnings

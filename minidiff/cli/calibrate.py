@@ -101,6 +101,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                    help="variational family (default gaussian)")
     g.add_argument("--samples", type=_positive_int, help="θ draws per step")
     g.add_argument("--steps", type=_positive_int, help="optimisation steps")
+    g.add_argument("--simulations", type=_positive_int, default=1, metavar="M",
+                   help="runs per θ draw that the model's own loss compares with the data, "
+                        "as an ensemble (M, ...) (default 1; sir: a synthetic likelihood)")
     g.add_argument("--lr", type=_number(0.0, True), help="Adam learning rate (cosine decay; "
                    "default per model, at most 1e-3 for the flow)")
     g.add_argument("--w", type=_number(0.0, True), help="weight of the KL term")
@@ -299,7 +302,8 @@ def _run(problem: Problem, args: argparse.Namespace, can_plot: bool,
         data = f"data simulated at {at} (data seed {args.data_seed})"
     emit(f"minidiff calibrate: {model.name} {problem.config['settings']}, {data}")
     increments = model.calibration.features == "increments"
-    emit(f"  loss {args.loss}{' of the increments' if increments else ''}"
+    ensemble = f" of {args.simulations} runs per θ" if args.simulations > 1 else ""
+    emit(f"  loss {args.loss}{' of the increments' if increments else ''}{ensemble}"
          f", w = {args.w:g}; {args.family} q, {args.samples} samples x {args.steps} steps, "
          f"Adam lr {args.lr:g} (cosine); {args.gradient}"
          f"{'' if args.gradient == 'score' else f' ({args.mode})'}; seed {args.seed}; "
@@ -334,8 +338,11 @@ def _run(problem: Problem, args: argparse.Namespace, can_plot: bool,
         ("predictive", k))) for k in range(N_PREDICTIVE)])
     replicates = [problem.simulate(getitem(q, k), default_rng(args.seed).stream(
         ("replicate", k))) for k in range(N_PREDICTIVE)]
+    centre = asarray([r[0] for r in rows])  # the posterior means of the table
+    at_mean = tuple([problem.simulate(centre, default_rng(args.seed).stream((kind, k)))
+                     for k in range(N_PREDICTIVE)] for kind in ("at-mean", "at-mean-rerun"))
     checks = diagnostics(problem, rows, predictive, screened, args.w, result.history,
-                         screening, replicates)
+                         screening, replicates, at_mean)
     emit("")
     for line in checks.lines():
         emit(line)
@@ -363,8 +370,9 @@ def _write_json(path: str, problem: Problem, args: argparse.Namespace, result: A
         return [v if math.isfinite(v) else None for v in values]
 
     out = {"minidiff": __version__, "backend": get_backend().name, "config": problem.config,
-           "method": {k: getattr(args, k) for k in ("samples", "steps", "lr", "w", "mode",
-                                                     "gradient", "seed", "executor", "screen")},
+           "method": {k: getattr(args, k) for k in ("samples", "simulations", "steps", "lr",
+                                                     "w", "mode", "gradient", "seed",
+                                                     "executor", "screen")},
            "seconds": seconds, "resumed_from": result.resumed_from,
            "parameters": [{"name": n, "true": None if problem.truth is None
                            else problem.truth[j], "mean": r[0], "sd": r[1], "q05": r[2],

@@ -2,8 +2,9 @@
 after the table, and the coverage run.
 
 * :func:`screen_start`: prior-predictive screening (:func:`minidiff.inference.screening.screen`)
-  of ``--screen M`` prior draws, keeping each draw's simulated series so the diagnostics can
-  reuse them; q starts at the elite's mean and spread;
+  of ``--screen M`` prior draws by the loss the fit minimises (an ensemble of runs per draw
+  where the model's loss compares one), keeping one simulated series per draw so the
+  diagnostics can reuse them; q starts at the elite's mean and spread;
 * :func:`diagnostics`: the share of observed points inside q's 90% posterior-predictive band,
   the loss's posterior-predictive check, the data's share of the loss's variation (from the
   screened series) and the warnings of :func:`minidiff.inference.diagnostics.diagnose`;
@@ -23,7 +24,7 @@ from ..inference import diagnostics as diag
 from ..inference import plots
 from ..inference.coverage import coverage
 from ..inference.screening import Screening, screen
-from ..ops import stop_gradient
+from ..ops import stack, stop_gradient
 from .calibrate_setup import Problem
 
 __all__ = ["screen_start", "diagnostics", "run_coverage", "N_PSEUDO"]
@@ -40,8 +41,8 @@ def screen_start(problem: Problem, prior: Any, n_draws: int, seed: int,
     distance = problem.distance_for(problem.observed)
 
     def loss(theta: Any, rng: Any) -> Any:
-        x = stop_gradient(problem.simulate(problem.natural(theta), rng))
-        series.append(x)
+        x = stop_gradient(problem.compared(problem.natural(theta), rng))
+        series.append(x if x.ndim == problem.observed.ndim else x[0])
         return distance(x)
 
     return screen(loss, prior, n_draws=n_draws, seed=seed), series
@@ -50,13 +51,21 @@ def screen_start(problem: Problem, prior: Any, n_draws: int, seed: int,
 def diagnostics(problem: Problem, rows: list[tuple], predictive: Any,
                 screened: list[Any] | None, w: float, history: Any = None,
                 screening: Screening | None = None, replicates: Any = None,
-                ) -> diag.Diagnostics:
+                at_mean: tuple[list[Any], list[Any]] | None = None) -> diag.Diagnostics:
     """The diagnostics of a fit whose table rows (mean, sd, lo, hi, sd/prior sd) are ``rows``
     and whose posterior-predictive series are ``predictive`` (m, *S); with the screening and
-    the history, whether the steps ended worse than the screened start."""
+    the history, whether the steps ended worse than the screened start; with ``at_mean``
+    (series simulated at q's mean, and reruns there), whether that point reproduces the
+    data: the share of observed points inside their 90% band and the loss check there."""
     inside = diag.predictive_share(problem.observed, predictive)
     loss_p = (None if problem.distance_for is None else
               diag.loss_check(predictive, problem.distance_for, problem.observed, replicates))
+    inside_at_mean = mean_p = None
+    if at_mean is not None:
+        inside_at_mean = diag.predictive_share(problem.observed, stack(at_mean[0]))
+        if problem.distance_for is not None:
+            mean_p = diag.loss_check(at_mean[0], problem.distance_for, problem.observed,
+                                     at_mean[1])
     share = fit_loss = start_loss = None
     if screened:
         share = diag.data_share(screened, problem.distance_for, problem.observed, N_PSEUDO)
@@ -65,7 +74,8 @@ def diagnostics(problem: Problem, rows: list[tuple], predictive: Any,
         fit_loss = sum(last) / len(last) if last else None
         start_loss = screening.losses[screening.elite[-1]]
     return diag.diagnose([r[4] for r in rows], inside_90=inside, share=share, w=w,
-                         fit_loss=fit_loss, start_loss=start_loss, loss_p=loss_p)
+                         fit_loss=fit_loss, start_loss=start_loss, loss_p=loss_p,
+                         inside_at_mean=inside_at_mean, mean_p=mean_p)
 
 
 def run_coverage(problem: Problem, args: argparse.Namespace, prior: Any, family: Any,
@@ -80,7 +90,7 @@ def run_coverage(problem: Problem, args: argparse.Namespace, prior: Any, family:
 
     def loss_for(observed: Any) -> Callable[[Any, Any], Any]:
         distance = problem.distance_for(observed)
-        return lambda theta, rng: distance(problem.simulate(problem.natural(theta), rng))
+        return lambda theta, rng: distance(problem.compared(problem.natural(theta), rng))
 
     def progress(r: int, total: int) -> None:
         if not args.quiet:

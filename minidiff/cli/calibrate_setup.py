@@ -8,7 +8,10 @@
   naming its line and column, never dropped, so no column shifts; two rows at least;
 * :func:`build_problem`: the observations (read, or simulated at the true parameters), the map
   x ↦ params from the model's ``NATURAL``, and the loss ℓ(x, rng) = distance(simulate(
-  params(x), rng)) on the unconstrained x, as a :class:`Problem`.
+  params(x), rng)) on the unconstrained x, as a :class:`Problem`. With ``--simulations m``
+  the model's own loss compares an ensemble: ℓ(x, rng) = loss(stack of m runs at params(x),
+  observed), the m runs on fresh children of ``rng`` (a synthetic likelihood, say, which
+  needs the runs' spread at each θ).
 
 Losses: ``model`` (the model's own ``loss(simulated, observed)``), ``mmd``, ``energy``
 (distances between the distributions of the observed points: each time step is a point; for
@@ -36,7 +39,7 @@ from .. import inference as inf
 from ..backend import get_backend
 from ..models import datasets
 from ..models.registry import LOSSES, MODELS, ModelSpec, model_spec, spec_from_module
-from ..ops import asarray, getitem, mean, stop_gradient
+from ..ops import asarray, getitem, mean, stack, stop_gradient
 from ..random import default_rng
 
 __all__ = ["MODELS", "LOSSES", "Model", "Problem", "UsageError", "load_model", "read_csv",
@@ -115,6 +118,13 @@ class Problem:
     simulate: Callable[[Any, Any], Any]
     config: dict
     distance_for: Callable[[Any], Callable[[Any], Any]] | None = None  # y ↦ (x ↦ ℓ(x, y))
+    runs: Callable[[Any, Any], Any] | None = None  # what the loss compares: 1 run or (m, ...)
+
+    def compared(self, params: Any, rng: Any) -> Any:
+        """What the loss compares with the data at ``params``: one simulated series, or, with
+        ``--simulations m``, m runs stacked as (m, *shape) (each call of the simulator on
+        ``rng`` takes a fresh child: independent runs)."""
+        return (self.runs or self.simulate)(params, rng)
 
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -269,14 +279,27 @@ def build_problem(model: ModelSpec, args: argparse.Namespace) -> Problem:
     features = _features(model.calibration.features)
     distance = _distance(args.loss, model, observed, features)
 
+    n_runs = getattr(args, "simulations", 1)
+    if n_runs > 1 and args.loss != "model":
+        raise UsageError(f"--simulations {n_runs}: an ensemble of runs per θ goes to the "
+                         f"model's own loss, which must take it as (m, *shape); --loss "
+                         f"{args.loss} compares one run, so drop --simulations or use --loss "
+                         f"model")
+
+    def runs(params: Any, rng: Any) -> Any:
+        if n_runs == 1:
+            return run(params, rng)
+        return stack([run(params, rng) for _ in range(n_runs)])
+
     def loss(theta: Any, rng: Any) -> Any:
-        return distance(run(natural(theta), rng))
+        return distance(runs(natural(theta), rng))
 
     config = {"model": model.name, "settings": settings, **source, "loss": args.loss,
+              **({"simulations": n_runs} if n_runs > 1 else {}),
               "features": model.calibration.features, "family": args.family, "lr": args.lr,
               "prior": _describe_prior(prior), "natural": repr(model.natural)}
     return Problem(model, observed, truth, natural, prior, loss, run, config,
-                   lambda y: _distance(args.loss, model, y, features))
+                   lambda y: _distance(args.loss, model, y, features), runs)
 
 
 def prior_centre(prior: Any) -> Any:
