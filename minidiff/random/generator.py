@@ -12,6 +12,7 @@ from .. import backend as _backend
 from ..batching import BatchingError, batch_levels, check_batched_draw, is_batch_level
 from ..checkpointing import birth_mark, check_draw, check_entropy
 from ..core import Box, deepest_level, raw, shape_of, strip_inactive
+from ..escapes import TracerConversionError
 from ..ops import (
     add,
     equal,
@@ -42,7 +43,7 @@ from .distributions import (
 )
 from .keys import Child, canonical_key, derived_seed
 
-__all__ = ["Generator", "default_rng"]
+__all__ = ["Generator", "bernoulli_from_uniform", "default_rng"]
 
 
 def default_rng(seed: Any = None) -> Generator:
@@ -343,6 +344,11 @@ class Generator:
             else None
         return attach_categorical(vec, probs, v, estimator, tau, hard)
 
+    def open_uniform(self, size: Any = None) -> Any:
+        """Uniforms strictly inside (0, 1): the U that a discrete sampler of this generator
+        would invert next, drawn now (see :func:`bernoulli_from_uniform`)."""
+        return self._open_uniform("open_uniform", size_shape("open_uniform", size) or ())
+
     def _discrete(self, dist: Any, params: tuple, shape: tuple, estimator: str,
                   tau: float = 1.0, hard: bool = True) -> Any:
         """Invert one uniform per sample, then apply ``estimator`` (unless the parameters'
@@ -362,6 +368,37 @@ class Generator:
             self._add_log_prob(_sum(dist.log_prob(x, *params)))
             return x
         return attach(dist, x, u, params, shape, estimator, tau, hard)
+
+
+def bernoulli_from_uniform(u: Any, p: Any, estimator: str = "smoothed", tau: float = 1.0,
+                           hard: bool = True) -> Any:
+    """X = 1[U < p] from uniforms ``u`` drawn beforehand (by :meth:`Generator.open_uniform`),
+    with ``estimator``'s derivative in p: what ``rng.bernoulli(p, estimator=...)`` returns
+    when its uniforms are ``u``, under every transform (stochastic triples' engine samples it
+    as it would there).
+
+    For a loop body that must not draw, such as a :func:`minidiff.scan` step: the step's
+    uniforms come in as a row of ``xs``. ``u`` has the sample's shape (p broadcast to it).
+    ``"score"`` needs a generator's log-probability ledger and is refused: draw with
+    ``rng.bernoulli`` in a Python loop for it. p is checked to lie in [0, 1] where its value
+    is known; inside a body being traced (``md.jit``, ``md.scan``) it has none yet, and the
+    caller must keep it in [0, 1] (as a probability built from checked parameters is)."""
+    check_estimator("bernoulli", estimator, tau)
+    if estimator == "score":
+        raise ValueError("bernoulli_from_uniform: estimator 'score' adds log p(x) to a "
+                         "generator's ledger, and this function has no generator; draw with "
+                         "rng.bernoulli(p, estimator='score') instead")
+    p = as_parameter(p)
+    try:
+        check_probability(p, "bernoulli_from_uniform")
+    except TracerConversionError:
+        pass  # p inside a body being traced has no value yet: the caller keeps it in [0, 1]
+    params = (p,)
+    engine_sampler = _engine_sampler(params)
+    if engine_sampler is not None:
+        return engine_sampler(Bernoulli, u, params)
+    x = on_values(Bernoulli.sample, u, p)
+    return attach(Bernoulli, x, u, params, shape_of(u), estimator, tau, hard)
 
 
 # ---------------------------------------------------------------------------------------------
