@@ -29,7 +29,7 @@ import numpy as np
 from _common import print_header
 
 import minidiff as md
-from minidiff.models import sir
+from minidiff.models import lob, sir
 from minidiff.stochastic import derivative_estimate
 
 
@@ -42,6 +42,14 @@ def _sir(network: Any, n_timesteps: int, n_agents: int) -> Callable[[bool], Any]
     return make
 
 
+def _lob(n_timesteps: int, n_books: int) -> Callable[[bool], Any]:
+    def make(loop: bool) -> Any:
+        def simulate(theta: Any, rng: Any) -> Any:
+            return lob._run(theta, n_timesteps, n_books, rng, "smoothed", 10, 1.0, 1, loop=loop)
+        return simulate
+    return make
+
+
 # (name, simulate(loop) maker, θ, whether rows may batch under vmap, what the run is)
 MODELS = {
     "sir": (_sir(None, 50, 1000), (0.3, 0.1, 0.01), True,
@@ -49,6 +57,9 @@ MODELS = {
     "sir_long": (_sir(None, 300, 1000), (0.3, 0.1, 0.01), True, "well mixed, N = 1000, T = 300"),
     "sir_network": (_sir("erdos_renyi", 50, 1000), (0.05, 0.1, 0.01), False,
                     "Erdős–Rényi, mean degree 10, N = 1000, T = 50"),
+    "lob": (_lob(50, 20), lob.DEFAULT_PARAMS, False,
+            "the calibration default B = 20 books, L = 10, T = 50 (vmap refuses it)"),
+    "lob_books": (_lob(50, 100), lob.DEFAULT_PARAMS, False, "B = 100 books, L = 10, T = 50"),
 }
 
 

@@ -12,7 +12,6 @@ from .. import backend as _backend
 from ..batching import BatchingError, batch_levels, check_batched_draw, is_batch_level
 from ..checkpointing import birth_mark, check_draw, check_entropy
 from ..core import Box, deepest_level, raw, shape_of, strip_inactive
-from ..escapes import TracerConversionError
 from ..ops import (
     add,
     equal,
@@ -43,7 +42,8 @@ from .distributions import (
 )
 from .keys import Child, canonical_key, derived_seed
 
-__all__ = ["Generator", "bernoulli_from_uniform", "default_rng"]
+__all__ = ["Generator", "bernoulli_from_uniform", "binomial_from_uniform", "default_rng",
+           "poisson_from_uniform"]
 
 
 def default_rng(seed: Any = None) -> Generator:
@@ -384,21 +384,65 @@ def bernoulli_from_uniform(u: Any, p: Any, estimator: str = "smoothed", tau: flo
     is known; inside a body being traced (``md.jit``, ``md.scan``) it has none yet, and the
     caller must keep it in [0, 1] (as a probability built from checked parameters is)."""
     check_estimator("bernoulli", estimator, tau)
-    if estimator == "score":
-        raise ValueError("bernoulli_from_uniform: estimator 'score' adds log p(x) to a "
-                         "generator's ledger, and this function has no generator; draw with "
-                         "rng.bernoulli(p, estimator='score') instead")
     p = as_parameter(p)
-    try:
-        check_probability(p, "bernoulli_from_uniform")
-    except TracerConversionError:
-        pass  # p inside a body being traced has no value yet: the caller keeps it in [0, 1]
-    params = (p,)
+    _check_known(lambda: check_probability(p, "bernoulli_from_uniform"), p)
+    return _from_uniform(Bernoulli, u, (p,), estimator, tau, hard)
+
+
+def poisson_from_uniform(u: Any, lam: Any, estimator: str = "smoothed") -> Any:
+    """Poisson(λ) counts by inversion of uniforms ``u`` drawn beforehand: what
+    ``rng.poisson(lam, estimator=...)`` returns when its uniforms are ``u`` (see
+    :func:`bernoulli_from_uniform`; λ ≥ 0 is checked where its value is known)."""
+    check_estimator("poisson", estimator)
+    lam = as_parameter(lam)
+    _check_known(lambda: check_nonnegative("poisson_from_uniform", "lam", lam, finite=True),
+                 lam)
+    return _from_uniform(Poisson, u, (lam,), estimator)
+
+
+def binomial_from_uniform(u: Any, n: Any, p: Any, estimator: str = "smoothed") -> Any:
+    """Binomial(n, p) successes by inversion of uniforms ``u`` drawn beforehand: what
+    ``rng.binomial(n, p, estimator=...)`` returns when its uniforms are ``u`` (see
+    :func:`bernoulli_from_uniform`; n a non-negative integer and p in [0, 1], checked where
+    their values are known)."""
+    check_estimator("binomial", estimator)
+    n, p = as_parameter(n), as_parameter(p)
+
+    def check() -> None:
+        xp, nr = _backend.get_backend().xp, raw(n)
+        if not bool(xp.all(xp.logical_and(xp.isfinite(nr), xp.logical_and(
+                nr >= 0, xp.floor(nr) == nr)))):
+            raise ValueError(f"binomial_from_uniform: n must be a finite non-negative "
+                             f"integer, got {nr!r}")
+        check_probability(p, "binomial_from_uniform")
+
+    _check_known(check, n, p)
+    return _from_uniform(Binomial, u, (n, p), estimator)
+
+
+def _check_known(check: Any, *values: Any) -> None:
+    """Run ``check`` of ``values``, unless one is being traced into a program (by ``md.jit``
+    or ``md.scan``: it has no numbers yet)."""
+    for v in values:
+        while isinstance(v, Box):
+            if getattr(v.level.engine, "stages", False):
+                return
+            v = v.value
+    check()
+
+
+def _from_uniform(dist: Any, u: Any, params: tuple, estimator: str, tau: float = 1.0,
+                  hard: bool = True) -> Any:
+    """``Generator._discrete`` given its uniforms (every estimator but the score's)."""
+    if estimator == "score":
+        raise ValueError(f"{dist.name}_from_uniform: estimator 'score' adds log p(x) to a "
+                         f"generator's ledger, and this function has no generator; draw with "
+                         f"rng.{dist.name}(..., estimator='score') instead")
     engine_sampler = _engine_sampler(params)
     if engine_sampler is not None:
-        return engine_sampler(Bernoulli, u, params)
-    x = on_values(Bernoulli.sample, u, p)
-    return attach(Bernoulli, x, u, params, shape_of(u), estimator, tau, hard)
+        return engine_sampler(dist, u, params)
+    x = on_values(dist.sample, u, *params)
+    return attach(dist, x, u, params, shape_of(u), estimator, tau, hard)
 
 
 # ---------------------------------------------------------------------------------------------
