@@ -29,7 +29,7 @@ import numpy as np
 from _common import print_header
 
 import minidiff as md
-from minidiff.models import lob, sir
+from minidiff.models import housing, lob, sir
 from minidiff.stochastic import derivative_estimate
 
 
@@ -50,6 +50,14 @@ def _lob(n_timesteps: int, n_books: int) -> Callable[[bool], Any]:
     return make
 
 
+def _housing(n_timesteps: int, n_agents: int) -> Callable[[bool], Any]:
+    def make(loop: bool) -> Any:
+        def simulate(theta: Any, rng: Any) -> Any:
+            return housing._run(theta, n_timesteps, n_agents, rng, "smoothed", {}, loop=loop)
+        return simulate
+    return make
+
+
 # (name, simulate(loop) maker, θ, whether rows may batch under vmap, what the run is)
 MODELS = {
     "sir": (_sir(None, 50, 1000), (0.3, 0.1, 0.01), True,
@@ -60,6 +68,10 @@ MODELS = {
     "lob": (_lob(50, 20), lob.DEFAULT_PARAMS, False,
             "the calibration default B = 20 books, L = 10, T = 50 (vmap refuses it)"),
     "lob_books": (_lob(50, 100), lob.DEFAULT_PARAMS, False, "B = 100 books, L = 10, T = 50"),
+    "housing": (_housing(24, 500), housing.DEFAULT_PARAMS, False,
+                "the calibration default N = 500, T = 24 after 36 months of burn-in"),
+    "housing_large": (_housing(120, 2000), housing.DEFAULT_PARAMS, False,
+                      "N = 2000, T = 120 after 36 months of burn-in"),
 }
 
 
