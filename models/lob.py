@@ -120,6 +120,7 @@ GPU needs); there are no hidden orders, no agents' strategies, no tick-size choi
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -177,6 +178,14 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_N_BOOKS, 
     """
     return _run(params, n_timesteps, n_agents, rng, estimator, n_levels, dt,
                 market_order_size, loop=False)
+
+
+def _python_loop(params: Any, **keywords: Any) -> Any:
+    """:func:`simulate` with its Python time loop wherever it runs: the reference that the
+    scan is tested and timed against (``bench/model_scans.py``)."""
+    bound = inspect.signature(simulate).bind(params, **keywords)
+    bound.apply_defaults()
+    return _run(*bound.arguments.values(), loop=True)
 
 
 def _run(params: Any, n_timesteps: int, n_agents: int, rng: Any, estimator: str,

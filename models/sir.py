@@ -95,6 +95,7 @@ instead (unbiased). The graph's draws carry no parameter.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, NamedTuple
 
@@ -162,6 +163,14 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = 1000, rng: Any,
     """
     return _run(params, n_timesteps, n_agents, rng, estimator, dt, network, mean_degree,
                 rewire_prob, loop=estimator == "score")
+
+
+def _python_loop(params: Any, **keywords: Any) -> Any:
+    """:func:`simulate` with its Python time loop wherever it runs: the reference that the
+    scan is tested and timed against (``bench/model_scans.py``)."""
+    bound = inspect.signature(simulate).bind(params, **keywords)
+    bound.apply_defaults()
+    return _run(*bound.arguments.values(), loop=True)
 
 
 def _run(params: Any, n_timesteps: int, n_agents: int, rng: Any, estimator: str, dt: float,

@@ -16,8 +16,8 @@ THETA = np.asarray(housing.DEFAULT_PARAMS, dtype=float)
 
 
 def _series(loop, burn_in):
-    return lambda th: housing._run(th, 16, 200, 3, "smoothed", {"burn_in": burn_in},
-                                   loop=loop)
+    simulate = housing._python_loop if loop else housing.simulate
+    return lambda th: simulate(th, n_timesteps=16, n_agents=200, rng=3, burn_in=burn_in)
 
 
 def _loss(loop, burn_in):

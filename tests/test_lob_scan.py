@@ -19,7 +19,9 @@ T, B = 20, 4
 
 
 def _series(loop, estimator="smoothed", size=1):
-    return lambda th: lob._run(th, T, B, 3, estimator, 6, 1.0, size, loop=loop)
+    simulate = lob._python_loop if loop else lob.simulate
+    return lambda th: simulate(th, n_timesteps=T, n_agents=B, rng=3, estimator=estimator,
+                               n_levels=6, market_order_size=size)
 
 
 def _loss(loop, estimator="smoothed", size=1):

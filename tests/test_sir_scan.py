@@ -18,11 +18,15 @@ T, N = 20, 200
 THETA = {None: np.array([0.6, 0.15, 0.05]), "erdos_renyi": np.array([0.08, 0.15, 0.05])}
 
 
-def _loss(network, loop, estimator="smoothed", rng=4):
-    def loss(theta, r=rng):
-        series = sir._run(theta, T, N, r, estimator, 1.0, network, 6, 0.1, loop=loop)
-        return md.sum(md.square(series))
-    return loss
+def _series(network, loop, estimator="smoothed"):
+    simulate = sir._python_loop if loop else sir.simulate
+    return lambda theta, rng=4: simulate(theta, n_timesteps=T, n_agents=N, rng=rng,
+                                         estimator=estimator, network=network, mean_degree=6)
+
+
+def _loss(network, loop, estimator="smoothed"):
+    series = _series(network, loop, estimator)
+    return lambda theta, rng=4: md.sum(md.square(series(theta, rng)))
 
 
 @pytest.mark.parametrize("network", [None, "erdos_renyi"])
@@ -30,9 +34,7 @@ def test_scan_equals_loop_values_and_derivatives(network):
     theta = THETA[network]
     run = {loop: _loss(network, loop) for loop in (True, False)}
     # the traced path is the scan; jvp gives its values as well as its derivative
-    values = {loop: md.jvp(lambda th, loop=loop: sir._run(th, T, N, 4, "smoothed", 1.0,
-                                                          network, 6, 0.1, loop=loop),
-                           (theta,), (np.ones(3),))
+    values = {loop: md.jvp(_series(network, loop), (theta,), (np.ones(3),))
               for loop in (True, False)}
     same_bits(values[True][0], values[False][0])
     close(values[False][1], values[True][1])
