@@ -95,13 +95,17 @@ households and smooth, which is what makes exact gradients of policy outcomes po
 
 from __future__ import annotations
 
+import inspect
 import math
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import minidiff as md
-from minidiff.core import raw, shape_of
+from minidiff.batching import batch_levels
+from minidiff.core import Primitive, raw, shape_of, without_derivatives
 from minidiff.distributions import Coordinatewise, Exp, Identity, Independent, Normal, Sigmoid
+from minidiff.random.distributions import traced_beyond_batching
+from minidiff.stochastic.triples import perturbed
 
 from ._checks import check_count, check_estimator, check_number, generator, unpack
 from .registry import Calibration
@@ -152,7 +156,26 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = 1000, rng: Any,
         rng: an int seed, a :class:`minidiff.random.Generator`, or None (fresh entropy).
         estimator: checked and unused (no discrete draws).
         settings: any of :data:`DEFAULT_SETTINGS`, by name.
+
+    Under ``grad`` and ``jacfwd`` the months with a full year of price history run as one
+    :func:`minidiff.scan` (the clearing price's Newton solve one operation of its body): the
+    same values and derivatives as the Python loop, and faster. The primal, ``vmap`` and
+    stochastic triples keep the Python loop.
     """
+    return _run(params, n_timesteps, n_agents, rng, estimator, settings, loop=False)
+
+
+def _python_loop(params: Any, **keywords: Any) -> Any:
+    """:func:`simulate` with its Python time loop wherever it runs: the reference that the
+    scan is tested and timed against (``bench/model_scans.py``)."""
+    bound = inspect.signature(simulate).bind(params, **keywords)
+    bound.apply_defaults()
+    return _run(*bound.arguments.values(), loop=True)
+
+
+def _run(params: Any, n_timesteps: int, n_agents: int, rng: Any, estimator: str,
+         settings: dict, loop: bool) -> Any:
+    """:func:`simulate`; ``loop`` keeps the Python loop wherever it runs."""
     ltv, lti, share, aff, markup, trend = unpack(_WHERE, params, PARAM_NAMES)
     check_number(_WHERE, "ltv_cap (loan-to-value limit)", ltv, 0.0, 1.0, open_low=True,
                  open_high=True)
@@ -170,15 +193,48 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = 1000, rng: Any,
 
     market = _Market(rng.stream("households"), n, s)
     state, baseline = market.initial(markup), market.limits(*BASELINE_POLICY)
-    for _ in range(s["burn_in"]):
-        state, _ = market.month(state, baseline, markup, trend)
+    scan = loop is False and _scans((ltv, lti, share, aff, markup, trend))
+    if s["burn_in"]:
+        state, _ = _months(market, state, baseline, markup, trend, s["burn_in"], scan)
     state = state._replace(bought=md.zeros((n,)), loans=md.zeros((n,)))  # new lending only
-    limits = market.limits(ltv, lti, share, aff)
+    return _months(market, state, market.limits(ltv, lti, share, aff), markup, trend,
+                   n_months, scan)[1]
+
+
+def _scans(params: tuple) -> bool:
+    """Whether the months run as :func:`minidiff.scan`: under ``grad`` and ``jacfwd``. The
+    primal, ``vmap`` and stochastic triples keep the Python loop."""
+    return (not batch_levels() and not perturbed(*params)
+            and any(traced_beyond_batching(p) for p in params))
+
+
+_HISTORY = 13  # the log HPIs a month reads: x_{t−1} and x_{t−13} (ℓ = 12)
+
+
+def _months(market: _Market, state: _State, limits: _Limits, markup: Any, trend: Any,
+            n_months: int, scan: bool) -> tuple[_State, Any]:
+    """``n_months`` months from ``state``: (the last state, the rows (n_months, 5)).
+
+    With ``scan``, the months that see a full year of history (ℓ = 12) run as one
+    :func:`minidiff.scan` whose carry holds the last 13 log HPIs instead of the growing list;
+    the first months (ℓ < 12) run in Python, as all of them do without it."""
     rows = []
-    for _ in range(n_months):
+    while len(rows) < n_months and not (scan and len(state.x_hist) >= _HISTORY):
         state, row = market.month(state, limits, markup, trend)
         rows.append(row)
-    return md.stack(rows)
+    if len(rows) == n_months:
+        return state, md.stack(rows)
+
+    def month(carry: tuple, _: Any) -> tuple[tuple, Any]:
+        history = carry[-1]
+        now = _State(*carry[:-1], [md.getitem(history, k) for k in range(_HISTORY)])
+        now, row = market.month(now, limits, markup, trend, staged=True)
+        return (*now[:-1], md.stack(now.x_hist[-_HISTORY:])), row
+
+    carry = (*state[:-1], md.stack(state.x_hist[-_HISTORY:]))
+    carry, scanned = md.scan(month, carry, length=n_months - len(rows))
+    state = _State(*carry[:-1], [md.getitem(carry[-1], k) for k in range(_HISTORY)])
+    return state, md.concatenate([md.stack(rows), scanned]) if rows else scanned
 
 
 class _State(NamedTuple):
@@ -244,8 +300,10 @@ class _Market:
         zeros = md.zeros((n,))
         return _State(self.owned, zeros, zeros, volume, asks, md.asarray(1.0), [x0])
 
-    def month(self, state: _State, limits: _Limits, markup: Any, trend: Any
-              ) -> tuple[_State, Any]:
+    def month(self, state: _State, limits: _Limits, markup: Any, trend: Any,
+              staged: bool = False) -> tuple[_State, Any]:
+        """One month (steps 1–6): the next state and the observed row (5,). ``staged``: the
+        clearing price's Newton solve is one primitive of the program (in a scan's body)."""
         h, s, scale, keep, n = self, self.s, self.scale, self.keep, self.n
         x_hist = state.x_hist
         x_prev = x_hist[-1]
@@ -272,7 +330,8 @@ class _Market:
         bids = md.stack([bid_capped, _soft_min([desired, limits.exempt], scale)], axis=-1)
         parts = md.stack([md.multiply(demand, 1.0 - g), md.multiply(demand, g)], axis=-1)
         # 4. matching, 5. trades at the clearing price e^x
-        x = _clearing_price(parts, bids, volume, asks, scale, float(md.to_host(raw(x_prev))))
+        x = (_staged_clearing_price(parts, bids, volume, asks, scale, x_prev) if staged else
+             _clearing_price(parts, bids, volume, asks, scale, float(md.to_host(raw(x_prev)))))
         won = md.multiply(parts, md.sigmoid(md.subtract(bids, x) / scale))         # (N, 2)
         new_owned = md.sum(won, axis=-1)
         trades = md.sum(new_owned)
@@ -346,13 +405,20 @@ def _clearing_price(parts: Any, bids: Any, volume: Any, asks: Any, scale: float,
     (bisecting when a step would leave it) on the values, then one Newton step with F's traced
     value and its plain slope, x = x₀ − F(x₀; θ)/F'(x₀): the root, with derivative
     −∂_θF/∂_xF."""
-    args = [raw(a) for a in (parts, bids, volume, asks)]
+    x, slope = _newton(start, *(raw(a) for a in (parts, bids, volume, asks)), scale)
+    return x - _excess(x, parts, bids, volume, asks, scale) / slope
+
+
+def _newton(start: float, parts: Any, bids: Any, volume: Any, asks: Any, scale: float
+            ) -> tuple[float, float]:
+    """(the root x₀ of F on raw arrays, F'(x₀)): Newton's method from ``start`` kept inside
+    a bracket, bisecting when a step would leave it."""
     xp = md.get_backend().xp
-    low = min(float(xp.min(args[1])), float(xp.min(args[3]))) - 40.0 * scale
-    high = max(float(xp.max(args[1])), float(xp.max(args[3]))) + 40.0 * scale
+    low = min(float(xp.min(bids)), float(xp.min(asks))) - 40.0 * scale
+    high = max(float(xp.max(bids)), float(xp.max(asks))) + 40.0 * scale
     x = start if low < start < high else 0.5 * (low + high)
     for _ in range(200):
-        f, slope = _excess_and_slope(x, *args, scale)
+        f, slope = _excess_and_slope(x, parts, bids, volume, asks, scale)
         if abs(f) < 1e-12:
             break
         if f > 0.0:
@@ -363,7 +429,28 @@ def _clearing_price(parts: Any, bids: Any, volume: Any, asks: Any, scale: float,
         x = step if low < step < high else 0.5 * (low + high)
         if high - low < 1e-13:
             break
-    _, slope = _excess_and_slope(x, *args, scale)
+    _, slope = _excess_and_slope(x, parts, bids, volume, asks, scale)
+    return x, slope
+
+
+def _root_impl(parts: Any, bids: Any, volume: Any, asks: Any, start: Any, *,
+               scale: float) -> Any:
+    b = md.get_backend()
+    return b.xp.asarray(_newton(float(start), parts, bids, volume, asks, scale),
+                        dtype=b.float_dtype)
+
+
+# (x₀, F'(x₀)), shape (2,), as one op of no derivative on the values: what a traced scan body
+# records and runs again at every step (the Python loop calls _newton directly)
+_root_p = Primitive("housing_clearing_root", _root_impl, differentiable=False)
+
+
+def _staged_clearing_price(parts: Any, bids: Any, volume: Any, asks: Any, scale: float,
+                           x_prev: Any) -> Any:
+    """:func:`_clearing_price` with the Newton solve as the primitive ``_root_p``."""
+    root = _root_p(*(without_derivatives(a) for a in (parts, bids, volume, asks, x_prev)),
+                   scale=scale)
+    x, slope = md.getitem(root, 0), md.getitem(root, 1)
     return x - _excess(x, parts, bids, volume, asks, scale) / slope
 
 

@@ -120,13 +120,15 @@ GPU needs); there are no hidden orders, no agents' strategies, no tick-size choi
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
 import minidiff as md
-from minidiff.batching import BatchingError, BatchTracer
+from minidiff.batching import BatchingError, BatchTracer, batch_levels
 from minidiff.core import Box, shape_of
 from minidiff.distributions import Coordinatewise, Exp, Independent, Normal
+from minidiff.random import binomial_from_uniform, poisson_from_uniform
 from minidiff.stochastic.triples import perturbed
 
 from ._checks import check_count, check_estimator, check_number, generator, unpack
@@ -167,7 +169,28 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_N_BOOKS, 
         n_levels: L ≥ 1, the placement range in ticks and the length of the observed profile.
         dt: the step length Δt > 0.
         market_order_size: units taken by each market order, an integer ≥ 1.
+
+    Under ``grad`` and ``jacfwd`` the time loop is :func:`minidiff.scan` over segments of
+    steps, each reading its steps' uniforms as ``xs``: the same draws, values and derivatives
+    as the Python loop that draws each step from its keyed streams, and faster. The primal,
+    stochastic triples, ``vmap`` (refused, see the module notes) and ``estimator="score"``
+    keep that Python loop.
     """
+    return _run(params, n_timesteps, n_agents, rng, estimator, n_levels, dt,
+                market_order_size, loop=False)
+
+
+def _python_loop(params: Any, **keywords: Any) -> Any:
+    """:func:`simulate` with its Python time loop wherever it runs: the reference that the
+    scan is tested and timed against (``bench/model_scans.py``)."""
+    bound = inspect.signature(simulate).bind(params, **keywords)
+    bound.apply_defaults()
+    return _run(*bound.arguments.values(), loop=True)
+
+
+def _run(params: Any, n_timesteps: int, n_agents: int, rng: Any, estimator: str,
+         n_levels: int, dt: float, market_order_size: int, loop: bool) -> Any:
+    """:func:`simulate`; ``loop`` keeps the Python loop wherever it runs."""
     lam0, alpha, theta, mu = unpack(_WHERE, params, PARAM_NAMES)
     check_number(_WHERE, _LABELS["lam0"], lam0, 0.0)
     check_number(_WHERE, _LABELS["alpha"], alpha, 0.0)
@@ -185,39 +208,148 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_N_BOOKS, 
     keep = md.exp(-(theta * dt))                  # e^{−θΔt}, survival of a resting order
     tau = -md.expm1(-(theta * dt)) / theta        # τ = (1 − e^{−θΔt}) / θ
     rate_scale = lam0 * tau                       # λ₀τ: expected survivors at one tick
-    bids, asks = book.initial(rng.stream("initial"), lam0 / theta)
+    initial = rng.stream("initial")
+    bids, asks = book.initial(lambda rate: initial.poisson(rate, estimator=estimator),
+                              lam0 / theta)
     bid, ask = book.quotes(bids, asks)
     mid = md.add(book.offset, 0.5 * (ask + bid))
-    rows = []
-    for t in range(n_timesteps):
+    step = _step(book, keep, rate_scale, mu * dt, float(size), estimator)
+    if loop or not _scans((lam0, alpha, theta, mu), estimator):
+        rows = []
+        for t in range(n_timesteps):
+            (bids, asks, mid), row = step((bids, asks, mid), _Streams(rng.stream(("step", t)),
+                                                                      estimator))
+            rows.append(row)
+        return md.stack(rows)
+    parts, carry = [], (bids, asks, mid, book.offset)
+    for start, stop in _segments(n_timesteps, n_books * book.width):
+        carry, rows = md.scan(step, carry, _uniforms(rng, start, stop, book))
+        parts.append(rows)
+    return parts[0] if len(parts) == 1 else md.concatenate(parts)
+
+
+def _scans(params: tuple, estimator: str) -> bool:
+    """Whether the time loop runs as :func:`minidiff.scan`: where it is differentiated by
+    ``grad`` or ``jacfwd`` with an estimator a scan body can hold. The primal, ``vmap`` (whose
+    window moves refuse, see :func:`_primal`), stochastic triples (each world's draws and the
+    primal world's window move) and ``"score"`` keep the Python loop."""
+    return (estimator != "score" and not batch_levels() and not perturbed(*params)
+            and any(isinstance(p, Box) for p in params))
+
+
+class _Streams:
+    """A step's draws from its keyed stream, as the Python loop makes them."""
+
+    def __init__(self, step: Any, estimator: str) -> None:
+        self.step, self.estimator = step, estimator
+        self.market = step.stream("market")
+
+    def cancel(self, side: str, n: Any, p: Any) -> Any:
+        return self.step.stream(f"cancel {side}").binomial(n, p, estimator=self.estimator)
+
+    def buy_first(self, n_books: int) -> Any:
+        return self.step.stream("order").random((n_books, 1)) < 0.5
+
+    def place(self, side: str, rate: Any) -> Any:  # each pass asks afresh: the same uniforms
+        return self.step.stream(side).poisson(rate, estimator=self.estimator)
+
+    def market_orders(self, rate: Any, n_books: int) -> tuple[Any, Any]:
+        return tuple(self.market.poisson(rate, size=(n_books, 1), estimator=self.estimator)
+                     for _ in range(2))
+
+
+class _Uniforms:
+    """A step's draws from its uniforms (a row of the scan's ``xs``): the same numbers."""
+
+    def __init__(self, x: dict, estimator: str) -> None:
+        self.x, self.estimator = x, estimator
+
+    def cancel(self, side: str, n: Any, p: Any) -> Any:
+        return binomial_from_uniform(self.x[f"cancel {side}"], n, p, self.estimator)
+
+    def buy_first(self, n_books: int) -> Any:
+        return self.x["order"]
+
+    def place(self, side: str, rate: Any) -> Any:
+        return poisson_from_uniform(self.x[side], rate, self.estimator)
+
+    def market_orders(self, rate: Any, n_books: int) -> tuple[Any, Any]:
+        return tuple(poisson_from_uniform(self.x[f"market {k}"], rate, self.estimator)
+                     for k in (0, 1))
+
+
+def _uniforms(rng: Any, start: int, stop: int, book: _Book) -> dict:
+    """Steps [start, stop)'s draws as xs: the uniforms each of :class:`_Streams`' draws
+    inverts, and the coins of which side places first, stacked over the steps."""
+    rows: dict[str, list] = {}
+    shape, column = (book.n_books, book.width), (book.n_books, 1)
+    for t in range(start, stop):
         step = rng.stream(("step", t))
-        bids = _survivors(step.stream("cancel bids"), bids, keep, estimator)
-        asks = _survivors(step.stream("cancel asks"), asks, keep, estimator)
+        market = step.stream("market")
+        for name, value in (("cancel bids", step.stream("cancel bids").open_uniform(shape)),
+                            ("cancel asks", step.stream("cancel asks").open_uniform(shape)),
+                            ("order", step.stream("order").random(column) < 0.5),
+                            ("buys", step.stream("buys").open_uniform(shape)),
+                            ("sells", step.stream("sells").open_uniform(shape)),
+                            ("market 0", market.open_uniform(column)),
+                            ("market 1", market.open_uniform(column))):
+            rows.setdefault(name, []).append(value)
+    xp = md.get_backend().xp
+    return {name: xp.stack(values) for name, values in rows.items()}
+
+
+_SEGMENT_VALUES = 2**16  # about the uniforms one scan of the time loop reads at most, per array
+
+
+def _segments(n_timesteps: int, n_values: int) -> list[tuple[int, int]]:
+    """The time loop as scans of L = max(16, 2¹⁶ // (B W)) steps, each reading its steps'
+    uniforms when it starts, so that what a run holds besides its state stays flat in T."""
+    length = max(16, _SEGMENT_VALUES // n_values)
+    return [(t, min(t + length, n_timesteps)) for t in range(0, n_timesteps, length)]
+
+
+def _step(book: _Book, keep: Any, rate_scale: Any, market_rate: Any, size: float,
+          estimator: str) -> Any:
+    """step(carry, draws) = (carry after the step, its observed row (B, 2 + 2L)): the Python
+    loop's step (carry (bids, asks, mid), draws a :class:`_Streams`; the window's offset lives
+    in ``book``) or the scan's (carry (bids, asks, mid, offset), draws a row of
+    :func:`_uniforms`' xs)."""
+
+    def step(carry: tuple, x: Any) -> tuple[tuple, Any]:
+        scanned = not isinstance(x, _Streams)
+        draws = _Uniforms(x, estimator) if scanned else x
+        bids, asks, mid = carry[:3]
+        offset = carry[3] if scanned else book.offset
+        bids = _survivors(lambda n, p: draws.cancel("bids", n, p), bids, keep, estimator)
+        asks = _survivors(lambda n, p: draws.cancel("asks", n, p), asks, keep, estimator)
         bid, ask = book.quotes(bids, asks)
         # which side of each book places its limit orders first (a fair coin: the book's
         # law is symmetric under buy ↔ sell); each side's two draws share their uniforms
         # and only one of them has a non-zero rate in any book
-        first = step.stream("order").random((n_books, 1)) < 0.5
-        for n_pass, buyers in enumerate((first, ~first)):
-            bids = bids + book.arrivals(step.stream("buys"), book.distance(ask, below=True),
-                                        rate_scale, buyers)
-            asks = asks + book.arrivals(step.stream("sells"), book.distance(bid, below=False),
-                                        rate_scale, ~buyers)
+        first = draws.buy_first(book.n_books)
+        for n_pass, buyers in enumerate((first, md.logical_not(first) if scanned else ~first)):
+            bids = bids + book.arrivals(lambda rate: draws.place("buys", rate),
+                                        book.distance(ask, below=True), rate_scale, buyers)
+            asks = asks + book.arrivals(lambda rate: draws.place("sells", rate),
+                                        book.distance(bid, below=False), rate_scale,
+                                        md.logical_not(buyers) if scanned else ~buyers)
             if n_pass == 0:
                 bid, ask = book.quotes(bids, asks)
-        market = step.stream("market")
-        buy, sell = (market.poisson(mu * dt, size=(n_books, 1), estimator=estimator)
-                     for _ in range(2))
-        if size != 1:
-            buy, sell = buy * float(size), sell * float(size)
+        buy, sell = draws.market_orders(market_rate, book.n_books)
+        if size != 1.0:
+            buy, sell = buy * size, sell * size
         asks = asks - _consumed(asks, buy, from_low=True)
         bids = bids - _consumed(bids, sell, from_low=False)
         bid, ask = book.quotes(bids, asks)
-        new_mid = md.add(book.offset, 0.5 * (ask + bid))
-        rows.append(book.observe(new_mid - mid, bids, asks, bid, ask))
-        mid = new_mid
+        new_mid = md.add(offset, 0.5 * (ask + bid))
+        row = book.observe(new_mid - mid, bids, asks, bid, ask)
+        if scanned:
+            bids, asks, offset = book.recentre_in_place(bids, asks, bid, ask, offset)
+            return (bids, asks, new_mid, offset), row
         bids, asks = book.recentre(bids, asks, bid, ask)
-    return md.stack(rows)
+        return (bids, asks, new_mid), row
+
+    return step
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,16 +357,16 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_N_BOOKS, 
 # ---------------------------------------------------------------------------------------------
 
 
-def _survivors(stream: Any, n: Any, keep: Any, estimator: str) -> Any:
-    """Binomial(n, keep), with the smoothed derivative in n as well as in keep.
+def _survivors(binomial: Any, n: Any, keep: Any, estimator: str) -> Any:
+    """Binomial(n, keep) drawn by ``binomial(n, p)``, with the smoothed derivative in n as
+    well as in keep.
 
     The smoothed binomial's slope is in p only; for a traced n this adds keep·(n − n̄) (value 0,
     derivative keep·δn, so E[δX] = n δp + p δn). Triples couple n's worlds themselves."""
     if estimator == "smoothed" and isinstance(n, Box) and not perturbed(n, keep):
         fixed = md.stop_gradient(n)
-        x = stream.binomial(fixed, keep, estimator=estimator)
-        return x + keep * (n - fixed)
-    return stream.binomial(n, keep, estimator=estimator)
+        return binomial(fixed, keep) + keep * (n - fixed)
+    return binomial(n, keep)
 
 
 def _consumed(depth: Any, volume: Any, *, from_low: bool) -> Any:
@@ -269,12 +401,12 @@ class _Book:
         self.offset = self.xp.zeros((n_books, 1), dtype=self.float)  # price of level 0, ticks
         self.rows = self.xp.reshape(self.xp.arange(n_books), (n_books, 1))
 
-    def initial(self, stream: Any, scale: Any) -> tuple[Any, Any]:
+    def initial(self, poisson: Any, scale: Any) -> tuple[Any, Any]:
         """Poisson(λ(i)/θ) orders i = 1..L ticks from a best bid at c and a best ask at
-        c + 1 (scale = λ₀/θ: the deep levels' stationary law)."""
+        c + 1 (scale = λ₀/θ: the deep levels' stationary law), drawn by ``poisson(rate)``."""
         grid = md.get_backend().xp.broadcast_to(self.positions, (self.n_books, self.width))
-        bids = self.arrivals(stream, self.centre + 1.0 - grid, scale, True)
-        asks = self.arrivals(stream, grid - float(self.centre), scale, True)
+        bids = self.arrivals(poisson, self.centre + 1.0 - grid, scale, True)
+        asks = self.arrivals(poisson, grid - float(self.centre), scale, True)
         return bids, asks
 
     def best_bid(self, bids: Any) -> Any:
@@ -297,13 +429,14 @@ class _Book:
         return md.subtract(quote, self.positions) if below else md.subtract(self.positions,
                                                                                quote)
 
-    def arrivals(self, stream: Any, distance: Any, scale: Any, books: Any) -> Any:
+    def arrivals(self, poisson: Any, distance: Any, scale: Any, books: Any) -> Any:
         """Poisson(scale·d^{−α}) new orders at the levels d = 1..L ticks from the opposite
-        quote, in the chosen ``books`` (a (B, 1) mask, or True); none elsewhere."""
-        inside = (distance > 0.5) & (distance < self.n_levels + 0.5)
+        quote, in the chosen ``books`` (a (B, 1) mask, or True); none elsewhere; drawn by
+        ``poisson(rate)``."""
+        inside = md.logical_and(distance > 0.5, distance < self.n_levels + 0.5)
         safe = md.where(inside, distance, 1.0)
-        rate = md.where(inside & books, md.power(safe, self.decay) * scale, 0.0)
-        return stream.poisson(rate, estimator=self.estimator)
+        rate = md.where(md.logical_and(inside, books), md.power(safe, self.decay) * scale, 0.0)
+        return poisson(rate)
 
     def observe(self, ret: Any, bids: Any, asks: Any, bid: Any, ask: Any) -> Any:
         """One row of the observed series, (B, 2 + 2L)."""
@@ -336,6 +469,25 @@ class _Book:
         moved = [md.getitem(md.concatenate([side, pad], axis=1), (self.rows, columns))
                  for side in (bids, asks)]
         return moved[0], moved[1]
+
+
+    def recentre_in_place(self, bids: Any, asks: Any, bid: Any, ask: Any, offset: Any
+                          ) -> tuple[Any, Any, Any]:
+        """:meth:`recentre` with minidiff ops only, for a scan's body (the offset is carried,
+        the shift is read from the primal mid by ``stop_gradient``): new level p reads old
+        level p + k through a (B, W, W) matrix of zeros and ones (no derivative) times the
+        old levels: one product x·1 plus zeros, exactly the value a gather reads."""
+        mid = 0.5 * (ask + bid)
+        near = md.abs(md.subtract(self.positions, mid)) <= self.n_levels + self.pad // 2
+        bids, asks = md.where(near, bids, 0.0), md.where(near, asks, 0.0)
+        shift = md.clip(md.floor(md.stop_gradient(mid)) - float(self.centre),
+                        -float(self.width), float(self.width))                  # (B, 1)
+        source = md.expand_dims(md.add(self.positions, shift), -1)            # (B, W, 1)
+        reads = md.where(md.equal(source, md.reshape(self.positions, (1, 1, self.width))),
+                         1.0, 0.0)                                            # (B, W, W)
+        moved = [md.getitem(md.matmul(reads, md.expand_dims(side, -1)), (Ellipsis, 0))
+                 for side in (bids, asks)]
+        return moved[0], moved[1], md.add(offset, shift)
 
 
 def _primal(x: Any) -> Any:

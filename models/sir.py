@@ -110,12 +110,15 @@ instead (unbiased). The graph's draws carry no parameter.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, NamedTuple
 
 import minidiff as md
 from minidiff.core import shape_of
 from minidiff.distributions import Coordinatewise, Exp, Independent, Normal, Sigmoid
+from minidiff.random import bernoulli_from_uniform
+from minidiff.random.distributions import traced_beyond_batching
 
 from ._checks import check_count, check_estimator, check_number, generator, unpack
 from ._scales import noise_sd
@@ -164,7 +167,30 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = 1000, rng: Any,
             adjacency matrix of size N.
         mean_degree: the generated graph's mean degree (even for Watts–Strogatz).
         rewire_prob: Watts–Strogatz rewiring probability, in [0, 1].
+
+    When a parameter is differentiated (``grad``, ``jacfwd``, under ``vmap`` or not, and
+    stochastic triples) the time loop is :func:`minidiff.scan` over segments of steps, each
+    reading its steps' uniforms as ``xs``: the same draws, values and derivatives as the
+    Python loop that draws each step from its keyed streams, and faster under ``grad`` and
+    ``jacfwd`` (stochastic triples run a scan step by step, as fast as the loop). The primal,
+    batched by ``vmap`` or not, and ``estimator="score"`` (whose draws add to the generator's
+    log-probability ledger) run that Python loop, which is the faster there.
     """
+    return _run(params, n_timesteps, n_agents, rng, estimator, dt, network, mean_degree,
+                rewire_prob, loop=estimator == "score")
+
+
+def _python_loop(params: Any, **keywords: Any) -> Any:
+    """:func:`simulate` with its Python time loop wherever it runs: the reference that the
+    scan is tested and timed against (``bench/model_scans.py``)."""
+    bound = inspect.signature(simulate).bind(params, **keywords)
+    bound.apply_defaults()
+    return _run(*bound.arguments.values(), loop=True)
+
+
+def _run(params: Any, n_timesteps: int, n_agents: int, rng: Any, estimator: str, dt: float,
+         network: Any, mean_degree: int, rewire_prob: float, loop: bool) -> Any:
+    """:func:`simulate`, its time loop a scan or (``loop``) the Python loop."""
     beta, gamma, i0 = unpack(_WHERE, params, PARAM_NAMES)
     n_timesteps = check_count(_WHERE, "n_timesteps", n_timesteps, 1)
     n_agents = check_count(_WHERE, "n_agents", n_agents, 1)
@@ -179,28 +205,78 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = 1000, rng: Any,
     rng = generator(_WHERE, rng)  # this run's child: every draw below is keyed under it
     graph = None if network is None else build_graph(network, n_agents, rng.stream("graph"),
                                                      mean_degree, rewire_prob)
-    if graph is not None:
-        starts, ends = graph.indptr[:-1], graph.indptr[1:]
-
     shape = (n_agents,)
     infected = rng.stream("initial").bernoulli(md.multiply(i0, md.ones(shape)),
                                                estimator=estimator)
-    s = 1.0 - infected
-    i = infected
+    carry = (1.0 - infected, infected)
     p_rec = -md.expm1(-(gamma * dt))
+    if loop or not any(traced_beyond_batching(v) for v in (beta, gamma, i0)):
+        return _loop(_step(beta, p_rec, dt, graph, _drawer(estimator, per_step=True)), carry,
+                     rng, n_timesteps)
+    step = _step(beta, p_rec, dt, graph, _drawer(estimator, per_step=False))
+    parts = []
+    for start, stop in _segments(n_timesteps, n_agents):
+        carry, rows = md.scan(step, carry, _uniforms(rng, start, stop, n_agents))
+        parts.append(rows)
+    return parts[0] if len(parts) == 1 else md.concatenate(parts)
+
+
+def _drawer(estimator: str, per_step: bool) -> Any:
+    """draw(x, p): a Bernoulli(p) sample, from step x's keyed stream (``per_step``, the Python
+    loop) or from its uniforms (the scan)."""
+    if per_step:
+        return lambda stream, p: stream.bernoulli(p, estimator=estimator)
+    return lambda u, p: bernoulli_from_uniform(u, p, estimator=estimator)
+
+
+def _loop(step: Any, carry: tuple[Any, Any], rng: Any, n_timesteps: int) -> Any:
+    """The time loop in Python, each step drawing from its keyed streams as it runs."""
     rows = []
     for t in range(n_timesteps):
+        carry, row = step(carry, (rng.stream(("infect", t)), rng.stream(("recover", t))))
+        rows.append(row)
+    return md.stack(rows)
+
+
+def _step(beta: Any, p_rec: Any, dt: float, graph: ContactGraph | None, draw: Any) -> Any:
+    """step((s, i), x) = ((s, i) after the step, (new infected, new recovered fractions)):
+    one step, whose Bernoulli draws are ``draw(x[0], p_inf·s)`` and ``draw(x[1], p_rec·i)``
+    (x holds the step's uniforms, or its keyed streams)."""
+    if graph is not None:
+        starts, ends = graph.indptr[:-1], graph.indptr[1:]
+
+    def step(carry: tuple[Any, Any], x: tuple[Any, Any]) -> tuple[tuple[Any, Any], Any]:
+        s, i = carry
         if graph is None:
             p_inf = -md.expm1(-(beta * md.mean(i) * dt))
         else:
             k = _infected_neighbours(i, graph.indices, starts, ends)
             p_inf = 1.0 - md.power(1.0 - beta, k)
-        new_inf = rng.stream(("infect", t)).bernoulli(p_inf * s, estimator=estimator)
-        new_rec = rng.stream(("recover", t)).bernoulli(p_rec * i, estimator=estimator)
-        s = s - new_inf
-        i = i + new_inf - new_rec
-        rows.append(md.stack([md.mean(new_inf), md.mean(new_rec)]))
-    return md.stack(rows)
+        new_inf = draw(x[0], p_inf * s)
+        new_rec = draw(x[1], p_rec * i)
+        return (s - new_inf, i + new_inf - new_rec), md.stack([md.mean(new_inf),
+                                                               md.mean(new_rec)])
+
+    return step
+
+
+_SEGMENT_VALUES = 2**16  # about the uniforms one scan of the time loop reads at most
+
+
+def _segments(n_timesteps: int, n_agents: int) -> list[tuple[int, int]]:
+    """The time loop as scans of L = max(16, 2¹⁶ // N) steps, each reading its steps'
+    uniforms, two (L, N) arrays drawn when the scan starts, so that what a run holds besides
+    its state stays flat in T."""
+    length = max(16, _SEGMENT_VALUES // n_agents)
+    return [(t, min(t + length, n_timesteps)) for t in range(0, n_timesteps, length)]
+
+
+def _uniforms(rng: Any, start: int, stop: int, n_agents: int) -> tuple[Any, Any]:
+    """Steps [start, stop)'s uniforms for the infections and the recoveries, (L, N) each:
+    those that ``rng.stream(("infect", t)).bernoulli`` and ``("recover", t)`` would invert."""
+    shape = (n_agents,)
+    return tuple(md.stack([rng.stream((what, t)).open_uniform(shape) for t in range(start, stop)])
+                 for what in ("infect", "recover"))
 
 
 def _infected_neighbours(i: Any, indices: Any, starts: Any, ends: Any) -> Any:

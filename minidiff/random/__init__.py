@@ -72,6 +72,12 @@ has value f and derivative ∇f + (f − b)∇log p, unbiased for any f and any 
 not depend on the sample (:meth:`Generator.score_surrogate`). Call ``reset_log_prob()`` at the
 start of each evaluation.
 
+A loop body that must not draw (a :func:`minidiff.scan` step reads its random numbers from
+``xs``) can still sample a Bernoulli with a state-dependent p: draw the uniforms beforehand
+with ``rng.open_uniform(shape)`` and sample with ``bernoulli_from_uniform(u, p, estimator=...)``
+(or ``poisson_from_uniform``, ``binomial_from_uniform``), which gives ``rng.bernoulli``'s value
+and derivative for those uniforms (not ``"score"``).
+
 Categorical's default is ``"straight_through"`` with ``one_hot=True`` (hard one-hot value,
 derivative of ``probs``). An index has no useful derivative (its order means nothing), so with
 ``one_hot=False`` the default is ``"none"``, and it refuses traced ``probs`` rather than return a
@@ -95,8 +101,16 @@ from __future__ import annotations
 
 from .batched_generator import BatchedGenerator
 from .discrete_gradients import DISCRETE_GRADIENTS
-from .generator import Generator, default_rng
+from .generator import (
+    Generator,
+    bernoulli_from_uniform,
+    binomial_from_uniform,
+    default_rng,
+    poisson_from_uniform,
+)
 
 ESTIMATORS = DISCRETE_GRADIENTS  # the old name, kept until models/ moves to DISCRETE_GRADIENTS
 
-__all__ = ["BatchedGenerator", "DISCRETE_GRADIENTS", "ESTIMATORS", "Generator", "default_rng"]
+__all__ = ["BatchedGenerator", "DISCRETE_GRADIENTS", "ESTIMATORS", "Generator",
+           "bernoulli_from_uniform", "binomial_from_uniform", "default_rng",
+           "poisson_from_uniform"]
