@@ -100,7 +100,8 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import minidiff as md
-from minidiff.core import raw, shape_of
+from minidiff.batching import unbatched_raw
+from minidiff.core import shape_of
 from minidiff.distributions import Coordinatewise, Exp, Identity, Independent, Normal, Sigmoid
 
 from ._checks import check_count, check_estimator, check_number, generator, unpack
@@ -272,7 +273,7 @@ class _Market:
         bids = md.stack([bid_capped, _soft_min([desired, limits.exempt], scale)], axis=-1)
         parts = md.stack([md.multiply(demand, 1.0 - g), md.multiply(demand, g)], axis=-1)
         # 4. matching, 5. trades at the clearing price e^x
-        x = _clearing_price(parts, bids, volume, asks, scale, float(md.to_host(raw(x_prev))))
+        x = _clearing_price(parts, bids, volume, asks, scale, float(md.to_host(_values(x_prev))))
         won = md.multiply(parts, md.sigmoid(md.subtract(bids, x) / scale))         # (N, 2)
         new_owned = md.sum(won, axis=-1)
         trades = md.sum(new_owned)
@@ -340,13 +341,20 @@ def _excess_and_slope(x: float, parts: Any, bids: Any, volume: Any, asks: Any,
     return math.log(demand) - math.log(supply), -d_demand / demand - d_supply / supply
 
 
+def _values(x: Any) -> Any:
+    """The numbers of ``x`` for the clearing-price search, which reads them as one market's;
+    a value batched by ``md.vmap`` is refused (the search would mix the markets)."""
+    return unbatched_raw(x, "housing.simulate", "the clearing price is searched for on the "
+                         "bids and asks read as numbers (a Newton search with Python branches)")
+
+
 def _clearing_price(parts: Any, bids: Any, volume: Any, asks: Any, scale: float,
                     start: float) -> Any:
     """The root of the decreasing F: Newton's method from ``start`` kept inside a bracket
     (bisecting when a step would leave it) on the values, then one Newton step with F's traced
     value and its plain slope, x = x₀ − F(x₀; θ)/F'(x₀): the root, with derivative
     −∂_θF/∂_xF."""
-    args = [raw(a) for a in (parts, bids, volume, asks)]
+    args = [_values(a) for a in (parts, bids, volume, asks)]
     xp = md.get_backend().xp
     low = min(float(xp.min(args[1])), float(xp.min(args[3]))) - 40.0 * scale
     high = max(float(xp.max(args[1])), float(xp.max(args[3]))) + 40.0 * scale

@@ -1,0 +1,72 @@
+"""Code that reads a value's raw numbers (minidiff.core.raw) under md.vmap.
+
+``raw`` strips every box, the batching box too, so under ``vmap`` it hands back every batch
+element stacked where the code expects one element's numbers. Each test reaches one such call
+site: either ``vmap`` equals the Python loop over the batch, or the site refuses with a
+BatchingError naming the function. Comparisons are exact or to 1e-12 (float64, the same
+operations in another order)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minidiff as md
+from minidiff.batching import BatchingError, unbatched_raw
+from minidiff.models import housing
+from minidiff.random import default_rng
+
+TOL = 1e-12  # float64: the loop and the batch run the same operations
+
+
+def host(x):
+    return np.asarray(md.to_host(x), dtype=np.float64)
+
+
+def test_unbatched_raw_strips_derivative_boxes_and_refuses_a_running_vmap():
+    def f(x):
+        assert float(unbatched_raw(x, "f", "why")) == 3.0
+        return x * x
+
+    assert float(md.grad(f)(3.0)) == 6.0
+    with pytest.raises(BatchingError, match=r"^g: because.* minidiff.vmap batch"):
+        md.vmap(lambda x: unbatched_raw(x, "g", "because"))(md.asarray([1.0, 2.0]))
+    leaked = []
+    md.vmap(lambda x: leaked.append(x) or x)(md.asarray([1.0, 2.0]))
+    assert host(unbatched_raw(leaked[0], "h", "why")).tolist() == [1.0, 2.0]  # vmap finished
+
+
+@pytest.mark.parametrize("shared_probs", [False, True])
+def test_gumbel_softmax_categorical_under_vmap_equals_the_loop(shared_probs):
+    """The Gumbel noise conditioned on the sample reads the logits' values: under vmap one
+    row of logits per batch element (it used to broadcast the stacked logits as one)."""
+    weights = md.asarray([1.0, 2.0, 4.0])
+
+    def f(p, seed):
+        probs = md.stack([p, 0.5 * (1 - p), 0.5 * (1 - p)])
+        if shared_probs:
+            probs = md.asarray([0.2, 0.3, 0.5]) + 0.0 * p
+        rng = default_rng(seed)
+        draw = rng.categorical(md.stack([probs, probs]), one_hot=True,
+                               estimator="gumbel_softmax", tau=0.5)
+        return md.sum(draw * weights) * p
+
+    ps, seeds = md.asarray([0.2, 0.7, 0.5]), [1, 2, 3]
+    for s in seeds:
+        batched = md.vmap(md.grad(lambda p: f(p, s)))(ps)
+        loop = [float(md.grad(lambda p: f(p, s))(p)) for p in host(ps)]
+        np.testing.assert_allclose(host(batched), loop, rtol=TOL, atol=TOL)
+
+
+def test_housing_under_vmap_refuses_instead_of_mixing_the_markets():
+    """The clearing price is a Newton search on the bids' numbers; with one month the search
+    used to run once on every market's bids pooled (a silently wrong price)."""
+    params = md.stack([md.asarray(housing.DEFAULT_PARAMS),
+                       md.asarray(housing.DEFAULT_PARAMS) * 1.01])
+
+    def run(theta):
+        return housing.simulate(theta, n_timesteps=1, n_agents=20, rng=0)
+
+    with pytest.raises(BatchingError, match="^housing.simulate: the clearing price"):
+        md.vmap(run)(params)
+    assert host(run(params[0])).shape[0] == 1  # one market at a time runs
