@@ -109,7 +109,7 @@ def unbatched_raw(x: Any, where: str, why: str) -> Any:
         if x.batch_axes and x.level.active:
             raise BatchingError(
                 f"{where}: {why}, which differs between the elements of a minidiff.vmap "
-                f"batch; run it one element after another (a Python loop over the batch) "
+                f"batch; run the elements one after another (a Python loop over the batch) "
                 f"instead of under vmap")
         x = x.value
     return x
