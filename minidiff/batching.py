@@ -108,9 +108,9 @@ def unbatched_raw(x: Any, where: str, why: str) -> Any:
     while isinstance(x, Box):
         if x.batch_axes and x.level.active:
             raise BatchingError(
-                f"{where}: {why}, which differs between the elements of a minidiff.vmap "
-                f"batch; run the elements one after another (a Python loop over the batch) "
-                f"instead of under vmap")
+                f"{where}: {why}, but under minidiff.vmap that value holds every batch "
+                f"element's numbers at once; run the elements one after another (a Python "
+                f"loop over the batch) instead of under vmap")
         x = x.value
     return x
 

@@ -15,6 +15,7 @@ import minidiff as md
 from minidiff.batching import BatchingError, unbatched_raw
 from minidiff.models import housing
 from minidiff.random import default_rng
+from minidiff.stochastic import blackbox
 
 TOL = 1e-12  # float64: the loop and the batch run the same operations
 
@@ -29,7 +30,7 @@ def test_unbatched_raw_strips_derivative_boxes_and_refuses_a_running_vmap():
         return x * x
 
     assert float(md.grad(f)(3.0)) == 6.0
-    with pytest.raises(BatchingError, match=r"^g: because.* minidiff.vmap batch"):
+    with pytest.raises(BatchingError, match=r"^g: because, but under minidiff.vmap"):
         md.vmap(lambda x: unbatched_raw(x, "g", "because"))(md.asarray([1.0, 2.0]))
     leaked = []
     md.vmap(lambda x: leaked.append(x) or x)(md.asarray([1.0, 2.0]))
@@ -70,3 +71,21 @@ def test_housing_under_vmap_refuses_instead_of_mixing_the_markets():
     with pytest.raises(BatchingError, match="^housing.simulate: the clearing price"):
         md.vmap(run)(params)
     assert host(run(params[0])).shape[0] == 1  # one market at a time runs
+
+
+@pytest.mark.parametrize("estimator", ["score_function", "finite_difference"])
+def test_blackbox_estimators_refuse_a_program_batched_by_an_outer_vmap(estimator):
+    """theta itself must be plain, but f may close over a batched value: its outputs were
+    stacked into the samples (a reshape error, or an np.stack of a traced value)."""
+    theta = md.asarray([1.0, 2.0])
+
+    def estimate(scale):
+        def f(t, rng):
+            return scale * md.sum(t * rng.poisson(t * t, estimator="score"))
+        if estimator == "score_function":
+            return blackbox.score_function(f, theta, 3, seed=0)
+        return blackbox.finite_difference(f, theta, 1e-3, 3, seed=0)
+
+    assert host(estimate(2.0)).shape == (3, 2)  # unbatched, it runs
+    with pytest.raises(BatchingError, match=f"^{estimator}: f's value is read as numbers"):
+        md.vmap(estimate)(md.asarray([1.0, 3.0]))
