@@ -13,7 +13,7 @@ import pytest
 
 import minidiff as md
 from minidiff.batching import BatchingError, unbatched_raw
-from minidiff.models import housing
+from minidiff.models import brock_hommes, housing
 from minidiff.random import default_rng
 from minidiff.stochastic import blackbox
 
@@ -89,3 +89,28 @@ def test_blackbox_estimators_refuse_a_program_batched_by_an_outer_vmap(estimator
     assert host(estimate(2.0)).shape == (3, 2)  # unbatched, it runs
     with pytest.raises(BatchingError, match=f"^{estimator}: f's value is read as numbers"):
         md.vmap(estimate)(md.asarray([1.0, 3.0]))
+
+
+def test_wengert_refuses_under_vmap_and_lists_a_vmap_inside_it():
+    """Its rows hold one computation's numbers: under vmap it used to fail deep inside (a
+    reshape of the stacked values). A vmap inside f is one computation on stacked values."""
+    xs = md.asarray([0.5, 1.5])
+    with pytest.raises(BatchingError, match="^wengert: the list's rows"):
+        md.vmap(lambda x: md.wengert(lambda y: md.sin(y) * y, x))(xs)
+    listing = md.wengert(lambda y: md.sum(md.vmap(lambda z: md.sin(z) * z)(y)), xs)
+    assert host(listing.rows[-1].primal) == pytest.approx(float(np.sum(np.sin([0.5, 1.5])
+                                                                         * [0.5, 1.5])))
+
+
+def test_model_parameter_checks_see_every_batch_element():
+    """check_number reads a batched parameter's numbers on purpose: each element is checked."""
+    def run(beta):
+        return brock_hommes.simulate(md.asarray(brock_hommes.DEFAULT_PARAMS), n_timesteps=3,
+                                     rng=0, beta=beta)
+
+    betas = md.asarray([120.0, 60.0])
+    batched = host(md.vmap(run)(betas))
+    np.testing.assert_allclose(batched, [host(run(b)) for b in (120.0, 60.0)],
+                               rtol=TOL, atol=TOL)
+    with pytest.raises(ValueError, match="beta"):
+        md.vmap(run)(md.asarray([120.0, -1.0]))
