@@ -15,7 +15,7 @@ import minidiff as md
 from minidiff.batching import BatchingError, unbatched_raw
 from minidiff.models import brock_hommes, housing
 from minidiff.random import default_rng
-from minidiff.stochastic import blackbox
+from minidiff.stochastic import blackbox, harness
 
 TOL = 1e-12  # float64: the loop and the batch run the same operations
 
@@ -114,3 +114,20 @@ def test_model_parameter_checks_see_every_batch_element():
                                rtol=TOL, atol=TOL)
     with pytest.raises(ValueError, match="beta"):
         md.vmap(run)(md.asarray([120.0, -1.0]))
+
+
+def test_per_seed_samples_under_vmap_equal_the_loop_and_summarise_refuses():
+    """Pathwise samples of a program that closes over a batched scale: each element's samples,
+    stacked over the seeds (they were stripped of the batch axis, a silently wrong shape)."""
+    theta = md.asarray([1.0, 2.0])
+
+    def samples(scale):
+        return harness.pathwise_samples(
+            lambda t, rng: scale * md.sum(t * t * rng.normal(size=(2,))), theta)(3)
+
+    scales = [1.0, 3.0]
+    batched = host(md.vmap(samples)(md.asarray(scales)))
+    np.testing.assert_allclose(batched, np.stack([host(samples(s)) for s in scales]),
+                               rtol=TOL, atol=TOL)
+    with pytest.raises(BatchingError, match="^summarise: the samples"):
+        md.vmap(lambda s: harness.summarise("x", samples(s)).mean)(md.asarray(scales))
