@@ -16,6 +16,7 @@ from minidiff.batching import BatchingError, unbatched_raw
 from minidiff.models import brock_hommes, housing
 from minidiff.random import default_rng
 from minidiff.stochastic import blackbox, harness
+from minidiff.testing import check_grads
 
 TOL = 1e-12  # float64: the loop and the batch run the same operations
 
@@ -131,3 +132,10 @@ def test_per_seed_samples_under_vmap_equal_the_loop_and_summarise_refuses():
                                rtol=TOL, atol=TOL)
     with pytest.raises(BatchingError, match="^summarise: the samples"):
         md.vmap(lambda s: harness.summarise("x", samples(s)).mean)(md.asarray(scales))
+
+
+def test_check_grads_refuses_under_vmap():
+    """Its inner products and maximum error would pool the batch elements into one check."""
+    with pytest.raises(BatchingError, match="^check_grads: "):
+        md.vmap(lambda x: check_grads(md.sin, (x,)) or x)(md.asarray([0.5, 1.5]))
+    check_grads(md.sin, (md.asarray(0.5),))  # outside vmap, it checks
