@@ -139,3 +139,20 @@ def test_check_grads_refuses_under_vmap():
     with pytest.raises(BatchingError, match="^check_grads: "):
         md.vmap(lambda x: check_grads(md.sin, (x,)) or x)(md.asarray([0.5, 1.5]))
     check_grads(md.sin, (md.asarray(0.5),))  # outside vmap, it checks
+
+
+def test_gumbel_softmax_categorical_with_batched_generators_equals_the_loop():
+    """Shared probabilities, one generator per element (rng.spawn): the uniforms behind the
+    noise are batched and the logits are not."""
+    weights = md.asarray([1.0, 2.0, 4.0])
+
+    def f(p, rng):
+        probs = md.stack([p, 0.5 * (1 - p), 0.5 * (1 - p)])
+        draw = rng.categorical(md.stack([probs, probs]), one_hot=True,
+                               estimator="gumbel_softmax", tau=0.5)
+        return md.sum(draw * weights) * p
+
+    p = md.asarray(0.4)
+    batched = md.vmap(lambda rng: md.grad(f)(p, rng))(default_rng(1).spawn(3))
+    loop = [float(md.grad(f)(p, rng)) for rng in default_rng(1).spawn(3)]
+    np.testing.assert_allclose(host(batched), loop, rtol=TOL, atol=TOL)
