@@ -156,3 +156,18 @@ def test_gumbel_softmax_categorical_with_batched_generators_equals_the_loop():
     batched = md.vmap(lambda rng: md.grad(f)(p, rng))(default_rng(1).spawn(3))
     loop = [float(md.grad(f)(p, rng)) for rng in default_rng(1).spawn(3)]
     np.testing.assert_allclose(host(batched), loop, rtol=TOL, atol=TOL)
+
+
+def test_draw_argument_checks_read_every_batch_element():
+    """The samplers' argument checks read the stacked values on purpose: a valid batch draws
+    what the loop draws, and one bad element is enough to refuse."""
+    def draw(n):
+        return default_rng(0).binomial(n, 0.5, size=(4,))
+
+    ns = [3.0, 10.0]
+    np.testing.assert_array_equal(host(md.vmap(draw)(md.asarray(ns))),
+                                  np.stack([host(draw(n)) for n in ns]))
+    with pytest.raises(ValueError, match="^binomial: n must be"):
+        md.vmap(draw)(md.asarray([3.0, 2.5]))
+    with pytest.raises(ValueError, match="^bernoulli: probability p"):
+        md.vmap(lambda p: default_rng(0).bernoulli(p))(md.asarray([0.5, 1.5]))
