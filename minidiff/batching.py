@@ -42,7 +42,7 @@ from .ops import getitem, stack
 from .ops.linear import batch_aligned
 
 __all__ = ["BatchTracer", "BatchEngine", "BatchingError", "batch_levels", "check_batched_draw",
-           "register_batched_type", "batched_type_combiner", "is_batch_level"]
+           "register_batched_type", "batched_type_combiner", "is_batch_level", "unbatched_raw"]
 
 
 class BatchingError(TracerConversionError):
@@ -94,6 +94,25 @@ class BatchTracer(Box):
         if self.level.active:
             raise self._refuse("np.asarray (or storing into a NumPy array) of")
         return super().__array__(dtype, copy)
+
+
+def unbatched_raw(x: Any, where: str, why: str) -> Any:
+    """The raw array inside ``x``, for code that reads it as *one* element's numbers.
+
+    :func:`minidiff.core.raw` strips every box, a batching box too: under ``vmap`` it hands
+    back every element stacked, shape ``(B, *S)``, where the caller expects ``S``. This strips
+    the derivative boxes the same way but refuses a box of a running ``vmap``, with a
+    :class:`BatchingError` that starts with ``where`` (the function) and says ``why`` the raw
+    numbers are read (what would differ between the batch elements).
+    """
+    while isinstance(x, Box):
+        if x.batch_axes and x.level.active:
+            raise BatchingError(
+                f"{where}: {why}, but under minidiff.vmap that value holds every batch "
+                f"element's numbers at once; run the elements one after another (a Python "
+                f"loop over the batch) instead of under vmap")
+        x = x.value
+    return x
 
 
 class BatchEngine(Engine):

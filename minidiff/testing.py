@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import backend as _backend
+from .batching import BatchingError, batch_levels
 from .core import raw, shape_of
 from .ops import concatenate, reshape
 from .pytree import tree_leaves, tree_map
@@ -90,6 +91,11 @@ def check_grads(
     if unknown:
         raise ValueError(f"check_grads: unknown modes {sorted(unknown)}; use 'fwd' and 'rev'")
     check_positive_int("check_grads", "order", order)
+    if batch_levels():
+        raise BatchingError("check_grads: the checks reduce each derivative to numbers (inner "
+                            "products, a maximum error), but under minidiff.vmap those would "
+                            "pool the batch elements; call check_grads outside vmap, once per "
+                            "element")
     if not isinstance(args, tuple | list):
         raise TypeError(f"check_grads: args must be a tuple (or list) of arguments, got "
                         f"{type(args).__name__}; write check_grads(f, (x,))")

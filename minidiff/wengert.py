@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import backend as _backend
+from .batching import BatchingError, batch_levels
 from .core import ShapeError, raw, shape_of
 from .forward import Dual, ForwardEngine
 from .memory import MeteredTape
@@ -252,6 +253,10 @@ def wengert(f: Callable[..., Any], *args: Any, tangents: Sequence[Any] | None = 
     """
     if not args:
         raise TypeError("wengert: give the function's inputs, e.g. wengert(f, 2.0)")
+    if batch_levels():
+        raise BatchingError("wengert: the list's rows hold one computation's values as numbers, "
+                            "but under minidiff.vmap every value holds a whole batch; call "
+                            "wengert outside vmap, on one element")
     inputs = [_as_input(a, i, "wengert") for i, a in enumerate(args)]
     seeds_in = _seeds(tangents, [shape_of(x) for x in inputs], "tangents")
     xp = _backend.get_backend().xp

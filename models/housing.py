@@ -101,8 +101,8 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import minidiff as md
-from minidiff.batching import batch_levels
-from minidiff.core import Primitive, raw, shape_of, without_derivatives
+from minidiff.batching import batch_levels, unbatched_raw
+from minidiff.core import Primitive, shape_of, without_derivatives
 from minidiff.distributions import Coordinatewise, Exp, Identity, Independent, Normal, Sigmoid
 from minidiff.random.distributions import traced_beyond_batching
 from minidiff.stochastic.triples import perturbed
@@ -331,7 +331,8 @@ class _Market:
         parts = md.stack([md.multiply(demand, 1.0 - g), md.multiply(demand, g)], axis=-1)
         # 4. matching, 5. trades at the clearing price e^x
         x = (_staged_clearing_price(parts, bids, volume, asks, scale, x_prev) if staged else
-             _clearing_price(parts, bids, volume, asks, scale, float(md.to_host(raw(x_prev)))))
+             _clearing_price(parts, bids, volume, asks, scale,
+                             float(md.to_host(_values(x_prev)))))
         won = md.multiply(parts, md.sigmoid(md.subtract(bids, x) / scale))         # (N, 2)
         new_owned = md.sum(won, axis=-1)
         trades = md.sum(new_owned)
@@ -399,13 +400,20 @@ def _excess_and_slope(x: float, parts: Any, bids: Any, volume: Any, asks: Any,
     return math.log(demand) - math.log(supply), -d_demand / demand - d_supply / supply
 
 
+def _values(x: Any) -> Any:
+    """The numbers of ``x`` for the clearing-price search, which reads them as one market's;
+    a value batched by ``md.vmap`` is refused (the search would mix the markets)."""
+    return unbatched_raw(x, "housing.simulate", "the clearing price is searched for on the "
+                         "bids and asks read as numbers (a Newton search with Python branches)")
+
+
 def _clearing_price(parts: Any, bids: Any, volume: Any, asks: Any, scale: float,
                     start: float) -> Any:
     """The root of the decreasing F: Newton's method from ``start`` kept inside a bracket
     (bisecting when a step would leave it) on the values, then one Newton step with F's traced
     value and its plain slope, x = x₀ − F(x₀; θ)/F'(x₀): the root, with derivative
     −∂_θF/∂_xF."""
-    x, slope = _newton(start, *(raw(a) for a in (parts, bids, volume, asks)), scale)
+    x, slope = _newton(start, *(_values(a) for a in (parts, bids, volume, asks)), scale)
     return x - _excess(x, parts, bids, volume, asks, scale) / slope
 
 

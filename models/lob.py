@@ -125,7 +125,7 @@ import math
 from typing import Any
 
 import minidiff as md
-from minidiff.batching import BatchingError, BatchTracer, batch_levels
+from minidiff.batching import batch_levels, unbatched_raw
 from minidiff.core import Box, shape_of
 from minidiff.distributions import Coordinatewise, Exp, Independent, Normal
 from minidiff.random import binomial_from_uniform, poisson_from_uniform
@@ -494,14 +494,8 @@ def _primal(x: Any) -> Any:
     """The primal values of ``x`` as a raw array, for the window's relabelling (the same in
     every world of a derivative). A value batched by ``minidiff.vmap`` is refused: stripping
     its batch axis would hand one book's code every batch element's prices at once."""
-    while isinstance(x, Box):
-        if isinstance(x, BatchTracer):
-            raise BatchingError(
-                "lob.simulate: the book's price window moves by the mid price read as numbers, "
-                "which differs between the elements of a minidiff.vmap batch; run the "
-                "simulations one after another (a loop over the batch) instead of under vmap")
-        x = x.value
-    return x
+    return unbatched_raw(x, "lob.simulate", "the book's price window moves by the mid price "
+                         "read as numbers")
 
 
 # ---------------------------------------------------------------------------------------------

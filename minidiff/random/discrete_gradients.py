@@ -25,7 +25,7 @@ import math
 from typing import Any
 
 from ..backend import get_backend
-from ..core import Box, raw, shape_of
+from ..core import Box, Primitive, shape_of, without_derivatives
 from ..ops import (
     add,
     broadcast_to,
@@ -38,6 +38,7 @@ from ..ops import (
     stop_gradient,
     subtract,
 )
+from ..ops.linear import as_batched, reshape
 from ..ops.surrogates import straight_through
 from .distributions import on_values, traced_beyond_batching
 
@@ -128,9 +129,29 @@ def attach_categorical(onehot: Any, probs: Any, v: Any, estimator: str, tau: flo
         return straight_through(onehot, broadcast_to(probs, shape_of(onehot)))
     eps = float(_finfo().eps)
     logits = log(clip(probs, eps * eps, 1.0))  # see _FLOOR
-    noise = _conditional_gumbel(raw(logits), onehot, v)
+    noise = conditional_gumbel(logits, onehot, v)
     y = softmax((logits + noise) / tau, axis=-1)
     return straight_through(onehot, y) if hard else y
+
+
+def conditional_gumbel(logits: Any, onehot: Any, v: Any) -> Any:
+    """:func:`_conditional_gumbel` on the values of its arguments (without derivatives); under
+    ``vmap`` one noise per batch element, by the primitive's batching rule."""
+    values = [without_derivatives(a) for a in (logits, onehot, v)]
+    if any(isinstance(a, Box) for a in values):
+        return _conditional_gumbel_p(*values)
+    return _conditional_gumbel(*values)
+
+
+def _conditional_gumbel_batch(size: int, args: Any, batched: Any) -> Any:
+    """logits (B, *pl, C), onehot and v (B, *b, C) with pl broadcasting to b: line pl up with
+    b, so the reductions over the last axis and the broadcast see one element per row."""
+    logits, onehot, v = (as_batched(a, size, f) for a, f in zip(args, batched))
+    missing = len(shape_of(v)) - len(shape_of(logits))
+    if missing > 0:
+        shape = shape_of(logits)
+        logits = reshape(logits, (shape[0], *(1,) * missing, *shape[1:]))
+    return _conditional_gumbel_p(logits, onehot, v)
 
 
 def _conditional_gumbel(logits: Any, onehot: Any, v: Any) -> Any:
@@ -147,3 +168,7 @@ def _conditional_gumbel(logits: Any, onehot: Any, v: Any) -> Any:
     m = lse + xp.sum(onehot * gumbel_noise(v), axis=-1, keepdims=True)
     others = -xp.logaddexp(-m, xp.log(-xp.log(v)) - a)
     return xp.where(onehot > 0.5, m, others) - a
+
+
+_conditional_gumbel_p = Primitive("conditional_gumbel", _conditional_gumbel,
+                                  differentiable=False, batch=_conditional_gumbel_batch)

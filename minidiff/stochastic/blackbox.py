@@ -60,7 +60,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import backend as _backend
-from ..core import Box, raw, shape_of
+from ..batching import unbatched_raw
+from ..core import Box, shape_of
 from ..ops import add, multiply, stack, stop_gradient, subtract
 from ..random import default_rng
 from ..transforms import jacfwd, jacrev
@@ -70,6 +71,10 @@ __all__ = ["score_function", "finite_difference"]
 
 BASELINES = ("none", "leave_one_out", "ema")
 SCHEMES = ("central", "forward")
+
+
+_READS_NUMBERS = ("f's value is read as numbers to combine the samples into one estimate "
+                  "(here f depends on a value batched by vmap)")
 
 
 def root_generator(seed: Any) -> Any:
@@ -177,7 +182,7 @@ def score_function(f: Callable[[Any, Any], Any], theta: Any, n_samples: int,
             rng = root.stream(i)
             out = _check_scalar(f(t, rng), name)
             logp = rng.log_prob
-            values.append(b.asarray(raw(out)))
+            values.append(b.asarray(unbatched_raw(out, name, _READS_NUMBERS)))
             centred = subtract(logp, stop_gradient(logp))  # value 0, gradient ∇log p
             # ops, not operators: a raw array on the left of a traced value is not always
             # deferred to it (array_api_strict raises)
@@ -240,7 +245,7 @@ def finite_difference(f: Callable[[Any, Any], Any], theta: Any, h: float, n_samp
     def evaluate(point: Any, i: int, e: int) -> Any:
         key = i if common_random_numbers else i * n_evals + e
         out = f(xp.reshape(point, shape), root.stream(key))
-        return b.asarray(raw(_check_scalar(out, name)))
+        return b.asarray(unbatched_raw(_check_scalar(out, name), name, _READS_NUMBERS))
 
     samples = []
     for i in range(n_samples):

@@ -29,7 +29,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import backend as _backend
-from ..core import raw, shape_of
+from ..batching import unbatched_raw
+from ..core import Box, raw, shape_of, without_derivatives
+from ..ops import stack
 from ..transforms import grad, jacfwd
 from .blackbox import as_theta, check_count, root_generator
 from .triples import derivative_estimate
@@ -68,7 +70,8 @@ def summarise(name: str, samples: Any, exact: Any = None,
     """The row for ``samples`` (shape (n,) or (n, K), n ≥ 2); ``seconds`` is the total cost."""
     b = _backend.get_backend()
     xp = b.xp
-    x = b.asarray(raw(samples))
+    x = b.asarray(unbatched_raw(samples, "summarise", "the samples are reduced to one row "
+                                "of statistics"))
     if not xp.isdtype(x.dtype, "real floating"):
         x = xp.astype(x, b.float_dtype)
     shape = shape_of(x)
@@ -86,7 +89,9 @@ def summarise(name: str, samples: Any, exact: Any = None,
     if exact is None:
         zs = None
     else:
-        exacts = [float(v) for v in b.to_host(xp.reshape(b.asarray(raw(exact), dtype=x.dtype),
+        exact_values = unbatched_raw(exact, "summarise", "the exact value is compared with "
+                                     "the samples' mean as numbers")
+        exacts = [float(v) for v in b.to_host(xp.reshape(b.asarray(exact_values, dtype=x.dtype),
                                                          (-1,)))]
         if len(exacts) == 1:
             exacts = exacts * len(means)
@@ -226,9 +231,11 @@ def per_seed(estimate: Callable[[int], Any], first_seed: int = 0) -> Callable[[i
 
     def run(n: int) -> Any:
         b = _backend.get_backend()
-        return b.xp.stack([b.asarray(raw(_one_array(estimate(s), "per_seed: the estimate",
-                                                       (tuple, list, dict))))
-                           for s in range(first_seed, first_seed + n)])
+        values = [without_derivatives(_one_array(estimate(s), "per_seed: the estimate",
+                                                 (tuple, list, dict)))
+                  for s in range(first_seed, first_seed + n)]
+        # under vmap (an estimate batched by it) the stack keeps the batch axis leading
+        return stack([v if isinstance(v, Box) else b.asarray(v) for v in values])
 
     return run
 
