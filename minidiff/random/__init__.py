@@ -101,13 +101,8 @@ from __future__ import annotations
 
 from .batched_generator import BatchedGenerator
 from .discrete_gradients import DISCRETE_GRADIENTS
-from .generator import (
-    Generator,
-    bernoulli_from_uniform,
-    binomial_from_uniform,
-    default_rng,
-    poisson_from_uniform,
-)
+from .from_uniform import bernoulli_from_uniform, binomial_from_uniform, poisson_from_uniform
+from .generator import Generator, default_rng
 
 ESTIMATORS = DISCRETE_GRADIENTS  # the old name, kept until models/ moves to DISCRETE_GRADIENTS
 
