@@ -95,7 +95,6 @@ households and smooth, which is what makes exact gradients of policy outcomes po
 
 from __future__ import annotations
 
-import inspect
 import math
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -108,6 +107,7 @@ from minidiff.random.distributions import traced_beyond_batching
 from minidiff.stochastic.triples import perturbed
 
 from ._checks import check_count, check_estimator, check_number, generator, unpack
+from ._reference_loop import python_loop
 from .registry import Calibration
 
 __all__ = ["simulate", "loss", "outcomes", "DEFAULT_PARAMS", "PARAM_NAMES", "DEFAULT_SETTINGS",
@@ -165,14 +165,6 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = 1000, rng: Any,
     return _run(params, n_timesteps, n_agents, rng, estimator, settings, loop=False)
 
 
-def _python_loop(params: Any, **keywords: Any) -> Any:
-    """:func:`simulate` with its Python time loop wherever it runs: the reference that the
-    scan is tested and timed against (``bench/model_scans.py``)."""
-    bound = inspect.signature(simulate).bind(params, **keywords)
-    bound.apply_defaults()
-    return _run(*bound.arguments.values(), loop=True)
-
-
 def _run(params: Any, n_timesteps: int, n_agents: int, rng: Any, estimator: str,
          settings: dict, loop: bool) -> Any:
     """:func:`simulate`; ``loop`` keeps the Python loop wherever it runs."""
@@ -199,6 +191,9 @@ def _run(params: Any, n_timesteps: int, n_agents: int, rng: Any, estimator: str,
     state = state._replace(bought=md.zeros((n,)), loans=md.zeros((n,)))  # new lending only
     return _months(market, state, market.limits(ltv, lti, share, aff), markup, trend,
                    n_months, scan)[1]
+
+
+_python_loop = python_loop(simulate, _run)
 
 
 def _scans(params: tuple) -> bool:

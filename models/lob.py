@@ -120,7 +120,6 @@ GPU needs); there are no hidden orders, no agents' strategies, no tick-size choi
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
@@ -132,6 +131,7 @@ from minidiff.random import binomial_from_uniform, poisson_from_uniform
 from minidiff.stochastic.triples import perturbed
 
 from ._checks import check_count, check_estimator, check_number, generator, unpack
+from ._reference_loop import python_loop
 from .registry import Calibration
 
 __all__ = ["simulate", "loss", "summary_statistics", "window_size", "DEFAULT_PARAMS",
@@ -180,14 +180,6 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = DEFAULT_N_BOOKS, 
                 market_order_size, loop=False)
 
 
-def _python_loop(params: Any, **keywords: Any) -> Any:
-    """:func:`simulate` with its Python time loop wherever it runs: the reference that the
-    scan is tested and timed against (``bench/model_scans.py``)."""
-    bound = inspect.signature(simulate).bind(params, **keywords)
-    bound.apply_defaults()
-    return _run(*bound.arguments.values(), loop=True)
-
-
 def _run(params: Any, n_timesteps: int, n_agents: int, rng: Any, estimator: str,
          n_levels: int, dt: float, market_order_size: int, loop: bool) -> Any:
     """:func:`simulate`; ``loop`` keeps the Python loop wherever it runs."""
@@ -226,6 +218,9 @@ def _run(params: Any, n_timesteps: int, n_agents: int, rng: Any, estimator: str,
         carry, rows = md.scan(step, carry, _uniforms(rng, start, stop, book))
         parts.append(rows)
     return parts[0] if len(parts) == 1 else md.concatenate(parts)
+
+
+_python_loop = python_loop(simulate, _run)
 
 
 def _scans(params: tuple, estimator: str) -> bool:

@@ -110,7 +110,6 @@ instead (unbiased). The graph's draws carry no parameter.
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any, NamedTuple
 
@@ -121,6 +120,7 @@ from minidiff.random import bernoulli_from_uniform
 from minidiff.random.distributions import traced_beyond_batching
 
 from ._checks import check_count, check_estimator, check_number, generator, unpack
+from ._reference_loop import python_loop
 from ._scales import noise_sd
 from .registry import Calibration
 
@@ -180,14 +180,6 @@ def simulate(params: Any, *, n_timesteps: int, n_agents: int = 1000, rng: Any,
                 rewire_prob, loop=estimator == "score")
 
 
-def _python_loop(params: Any, **keywords: Any) -> Any:
-    """:func:`simulate` with its Python time loop wherever it runs: the reference that the
-    scan is tested and timed against (``bench/model_scans.py``)."""
-    bound = inspect.signature(simulate).bind(params, **keywords)
-    bound.apply_defaults()
-    return _run(*bound.arguments.values(), loop=True)
-
-
 def _run(params: Any, n_timesteps: int, n_agents: int, rng: Any, estimator: str, dt: float,
          network: Any, mean_degree: int, rewire_prob: float, loop: bool) -> Any:
     """:func:`simulate`, its time loop a scan or (``loop``) the Python loop."""
@@ -219,6 +211,9 @@ def _run(params: Any, n_timesteps: int, n_agents: int, rng: Any, estimator: str,
         carry, rows = md.scan(step, carry, _uniforms(rng, start, stop, n_agents))
         parts.append(rows)
     return parts[0] if len(parts) == 1 else md.concatenate(parts)
+
+
+_python_loop = python_loop(simulate, _run)
 
 
 def _drawer(estimator: str, per_step: bool) -> Any:
