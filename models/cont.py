@@ -121,7 +121,7 @@ from types import MappingProxyType
 from typing import Any
 
 import minidiff as md
-from minidiff.core import shape_of
+from minidiff.core import is_traced, shape_of
 from minidiff.distributions import Coordinatewise, Identity, Independent, Normal, Pow10
 from minidiff.stochastic import soft_step
 
@@ -206,10 +206,13 @@ class Noise:
 
     def step(self, t: int) -> tuple[Any, Any]:
         """(ζ_t, the boolean update mask u_t of shape (N,))."""
-        t = check_count("cont.Noise.step", "t", t, 0)
+        if type(t) is not int or t < 0:
+            t = check_count("cont.Noise.step", "t", t, 0)
         offset = t % self.block_length
         zetas, masks = self.block(t - offset)
-        return md.getitem(zetas, offset), md.getitem(masks, offset)
+        if is_traced(zetas) or is_traced(masks):  # batched draws: index through the engine
+            return md.getitem(zetas, offset), md.getitem(masks, offset)
+        return zetas[offset], masks[offset]  # plain arrays: a view each, as fast as a list
 
 
 def _block_length(n_agents: int) -> int:
