@@ -212,7 +212,7 @@ class Noise:
         zetas, masks = self.block(t - offset)
         if is_traced(zetas) or is_traced(masks):  # batched draws: index through the engine
             return md.getitem(zetas, offset), md.getitem(masks, offset)
-        return zetas[offset], masks[offset]  # plain arrays: a view each, as fast as a list
+        return zetas[offset], masks[offset, ...]  # plain arrays: a view each, as fast as a list
 
 
 def _block_length(n_agents: int) -> int:
