@@ -78,6 +78,11 @@ with ``rng.open_uniform(shape)`` and sample with ``bernoulli_from_uniform(u, p, 
 (or ``poisson_from_uniform``, ``binomial_from_uniform``), which gives ``rng.bernoulli``'s value
 and derivative for those uniforms (not ``"score"``).
 
+Many trials with a small, fixed probability and no derivative (which agents act this step)
+have a cheaper sampler than ``bernoulli``: ``rng.indicators(p, size)`` gives booleans drawn as
+the geometric gaps between successes (:mod:`minidiff.random.indicators`), about p·size
+uniforms instead of one per trial, with the same joint law.
+
 Categorical's default is ``"straight_through"`` with ``one_hot=True`` (hard one-hot value,
 derivative of ``probs``). An index has no useful derivative (its order means nothing), so with
 ``one_hot=False`` the default is ``"none"``, and it refuses traced ``probs`` rather than return a
@@ -92,6 +97,11 @@ Modules
   per draw: :func:`minidiff.backend.poisson_quantile`);
 * :mod:`.discrete_gradients`: the gradients ``estimator=`` attaches to a discrete sample
   (``DISCRETE_GRADIENTS`` lists their names).
+* :mod:`.indicators`: many Bernoulli(p) trials as geometric gaps;
+* :mod:`.from_uniform`: discrete samples from uniforms drawn before a loop, and which engine
+  samples a discrete draw;
+* :mod:`.keys`, :mod:`.arguments`, :mod:`.batched_generator`: stream keys and their seeds, a
+  draw's argument checks, and generators under ``vmap``.
 
 Stochastic triples and the black-box estimators (score function, finite differences) live in
 :mod:`minidiff.stochastic`, which builds on this package (never the other way round).
