@@ -133,3 +133,17 @@ def test_cli_simulations_feeds_the_ensemble_and_refuses_other_losses(tmp_path, c
     with pytest.raises(SystemExit):
         main([*argv, "--loss", "mse"])
     assert "--simulations 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model,timesteps", [("random_walk", "3"), ("cont", "20")])
+def test_cli_simulations_refuses_a_loss_that_does_not_take_an_ensemble(model, timesteps, capsys):
+    """random_walk's loss reads a (4, 4) stack of 4 paths of 4 points as one path of 4 walkers
+    (same shape as the data: no error, a wrong loss); cont's raises mid-run. Both are refused
+    before any step, naming --simulations."""
+    argv = ["calibrate", "--model", model, "--loss", "model", "--timesteps", timesteps,
+            "--agents", "1" if model == "random_walk" else "50", "--steps", "1", "--samples",
+            "2", "--screen", "0", "--simulations", "4", "--quiet", "--no-plot"]
+    with pytest.raises(SystemExit):
+        main(argv)
+    err = capsys.readouterr().err
+    assert "--simulations 4" in err and "ensemble" in err

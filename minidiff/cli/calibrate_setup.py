@@ -291,6 +291,9 @@ def build_problem(model: ModelSpec, args: argparse.Namespace) -> Problem:
             return run(params, rng)
         return stack([run(params, rng) for _ in range(n_runs)])
 
+    if n_runs > 1:
+        _check_takes_ensembles(model, distance, run, natural(prior_centre(prior)), n_runs)
+
     def loss(theta: Any, rng: Any) -> Any:
         return distance(runs(natural(theta), rng))
 
@@ -300,6 +303,28 @@ def build_problem(model: ModelSpec, args: argparse.Namespace) -> Problem:
               "prior": _describe_prior(prior), "natural": repr(model.natural)}
     return Problem(model, observed, truth, natural, prior, loss, run, config,
                    lambda y: _distance(args.loss, model, y, features), runs)
+
+
+def _check_takes_ensembles(model: ModelSpec, distance: Callable, run: Callable, params: Any,
+                           n_runs: int) -> None:
+    """Refuse ``--simulations n_runs`` unless the model's loss scores ensembles (m, *shape):
+    it must give one number for m = n_runs and for m = n_runs + 1 runs at ``params``. A loss
+    that reads the stack as one larger series (a path of several walkers, say) fits only the
+    m that makes its shape the data's, and would otherwise score the wrong thing silently."""
+    ensemble = [run(params, rng) for rng in default_rng(0).spawn(n_runs + 1)]
+    for m in (n_runs, n_runs + 1):
+        try:
+            value = distance(stack(ensemble[:m]))
+            ok = tuple(getattr(value, "shape", ())) == ()
+        except (ValueError, TypeError) as exc:
+            ok, why = False, f"given {m} runs stacked as ({m}, ...) it raised: {exc}"
+        else:
+            shape = tuple(getattr(value, "shape", ()))
+            why = f"given {m} runs stacked as ({m}, ...) it returned shape {shape}"
+        if not ok:
+            raise UsageError(f"--simulations {n_runs}: {model.name}'s loss does not score an "
+                             f"ensemble (m, *shape) of runs ({why}); drop --simulations, or "
+                             f"give the model a loss that takes an ensemble")
 
 
 def prior_centre(prior: Any) -> Any:
