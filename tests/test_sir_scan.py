@@ -11,7 +11,7 @@ from scan_reference import close, host, same_bits
 
 import minidiff as md
 from minidiff.models import sir
-from minidiff.random import bernoulli_from_uniform, default_rng
+from minidiff.random import bernoulli_from_uniform, default_rng, poisson_from_uniform
 from minidiff.stochastic import derivative_estimate
 
 T, N = 20, 200
@@ -99,3 +99,14 @@ def test_bernoulli_from_uniform_refuses_score_and_bad_probabilities():
         bernoulli_from_uniform(u, 0.5, estimator="score")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         bernoulli_from_uniform(u, 1.5)
+
+
+def test_from_uniform_refuses_a_parameter_larger_than_its_uniforms():
+    """One uniform per sample: p of shape (2, 3) with u of shape (3,) would reuse each uniform
+    for both rows (two perfectly correlated samples), so it is refused."""
+    u = default_rng(1).open_uniform((3,))
+    with pytest.raises(ValueError, match=r"bernoulli_from_uniform.*\(2, 3\).*\(3,\)"):
+        bernoulli_from_uniform(u, np.full((2, 3), 0.4))
+    with pytest.raises(ValueError, match="poisson_from_uniform"):
+        poisson_from_uniform(u, np.full((2, 3), 2.0))
+    assert host(bernoulli_from_uniform(default_rng(1).open_uniform((2, 3)), 0.4)).shape == (2, 3)

@@ -15,6 +15,7 @@ from typing import Any
 from .. import backend as _backend
 from ..batching import BatchingError, is_batch_level
 from ..core import Box, deepest_level, raw, shape_of
+from ..ops.linear import broadcasts_to
 from .arguments import as_parameter, check_nonnegative
 from .discrete_gradients import attach, check_estimator
 from .distributions import Bernoulli, Binomial, Poisson, check_probability, on_values
@@ -91,6 +92,13 @@ def _from_uniform(dist: Any, u: Any, params: tuple, estimator: str, tau: float =
         raise ValueError(f"{dist.name}_from_uniform: estimator 'score' adds log p(x) to a "
                          f"generator's ledger, and this function has no generator; draw with "
                          f"rng.{dist.name}(..., estimator='score') instead")
+    shape = shape_of(u)
+    for param in params:
+        if not broadcasts_to(shape_of(param), shape):
+            raise ValueError(f"{dist.name}_from_uniform: a parameter of shape "
+                             f"{shape_of(param)} does not broadcast to the uniforms' shape "
+                             f"{shape}: each sample inverts its own uniform, so draw u with "
+                             f"the sample's full shape (open_uniform(shape))")
     sampler = engine_sampler(params)
     if sampler is not None:
         return sampler(dist, u, params)
