@@ -26,7 +26,7 @@ from ..batching import (
 )
 from ..checkpointing import birth_mark, check_draw
 from ..core import Level
-from .arguments import plain_probability, size_shape
+from .arguments import size_shape
 from .distributions import uniform_like
 from .generator import Generator, _Ledger
 from .indicators import bernoulli_indicators
@@ -93,9 +93,7 @@ class BatchedGenerator(Generator):
         shape = size_shape("random", size) or ()
         return self._stacked("random", lambda rng: rng.random(shape))
 
-    def indicators(self, p: float, size: Any = None) -> Any:
-        shape = size_shape("indicators", size) or ()
-        p = plain_probability("indicators", p)
+    def _indicators(self, shape: tuple, p: float) -> Any:
         return self._stacked("indicators", lambda rng: bernoulli_indicators(rng, shape, p))
 
     def _uniform01(self, what: str, shape: tuple) -> Any:

@@ -216,7 +216,9 @@ class Generator:
         (:mod:`minidiff.random.indicators`), so a small ``p`` costs about p·size uniforms
         rather than one per trial. Shape ``size``."""
         shape = size_shape("indicators", size) or ()
-        p = plain_probability("indicators", p)
+        return self._indicators(shape, plain_probability("indicators", p))
+
+    def _indicators(self, shape: tuple, p: float) -> Any:
         return self._backend.asarray(bernoulli_indicators(self._state("indicators"), shape, p))
 
     def _standard_normal(self, what: str, shape: tuple) -> Any:
